@@ -1,0 +1,1 @@
+"""Prefect flows: thin orchestration of the stockpipe library, one module per flow."""

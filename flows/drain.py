@@ -1,0 +1,67 @@
+"""Drain flow: Kafka -> warehouse exactly once, then refresh the SQL objects."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from stockpipe import drain
+from stockpipe.settings import load_settings
+from stockpipe.warehouse import Warehouse, WarehouseError
+from stockpipe.warehouse.sql_runner import apply_sql
+
+
+@task(retries=3, retry_delay_seconds=[2, 10, 30], retry_jitter_factor=0.5, cache_policy=NO_CACHE)
+def apply_warehouse_sql() -> list[str]:
+    with Warehouse.connect(load_settings()) as warehouse:
+        return apply_sql(warehouse)
+
+
+@task(
+    retries=3,
+    retry_delay_seconds=[5, 20, 60],
+    retry_jitter_factor=0.5,
+    retry_condition_fn=lambda task, run, state: isinstance(
+        state.result(raise_on_failure=False), WarehouseError
+    ),
+    cache_policy=NO_CACHE,
+)
+def drain_batches(until_empty: bool, max_records: int | None) -> drain.DrainReport:
+    settings = load_settings()
+    logger = get_run_logger()
+    with Warehouse.connect(settings) as warehouse:
+        return drain.drain_to_warehouse(
+            settings,
+            warehouse,
+            until_empty=until_empty,
+            max_records=max_records,
+            on_batch=lambda r: logger.info(
+                "batch %d: %d messages so far, %d new bars", r.batches, r.messages, r.inserted
+            ),
+        )
+
+
+@flow(name="drain-to-warehouse")
+def drain_to_warehouse(until_empty: bool = True, max_records: int | None = None) -> dict:
+    """Load everything waiting in the prices topic into RAW.STOCK_PRICES, exactly once.
+
+    Args:
+        until_empty: stop when caught up (scheduled runs); False keeps following the topic.
+        max_records: records per warehouse commit (default STOCKPIPE_DRAIN__MAX_RECORDS).
+    """
+    apply_warehouse_sql()
+    report = drain_batches(until_empty, max_records)
+    get_run_logger().info(report.summary())
+    if report.rejected:
+        create_table_artifact(
+            key="drain-dead-letters",
+            table=[{"reason": k, "messages": v} for k, v in sorted(report.rejected.items())],
+            description="Messages sent to the dead-letter topic in this run, by reason",
+        )
+    return {
+        "messages": report.messages,
+        "inserted": report.inserted,
+        "replaced": report.replaced,
+        "dead_lettered": dict(report.rejected),
+    }

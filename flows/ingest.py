@@ -1,0 +1,65 @@
+"""Ingest flow: fetch a window of 1-minute bars, check them, publish them to Kafka."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from stockpipe import ingest, market_calendar
+from stockpipe.settings import load_settings
+from stockpipe.sources import make_source
+from stockpipe.streaming.producer import PublishReport
+
+
+@task(retries=3, retry_delay_seconds=[5, 20, 60], retry_jitter_factor=0.5, cache_policy=NO_CACHE)
+def fetch_bars(symbols: list[str], start: datetime, end: datetime) -> tuple[str, pd.DataFrame]:
+    source = make_source(load_settings().source)
+    return source.name, ingest.fetch_bars(source, symbols, start, end)
+
+
+@task(cache_policy=NO_CACHE)
+def check_bars(bars: pd.DataFrame, source: str) -> ingest.QuoteCheck:
+    return ingest.check_bars(bars, source)
+
+
+@task(retries=2, retry_delay_seconds=10, retry_jitter_factor=0.5, cache_policy=NO_CACHE)
+def publish_quotes(check: ingest.QuoteCheck) -> PublishReport:
+    return ingest.publish_quotes(load_settings(), check.quotes)
+
+
+@flow(name="ingest-quotes")
+def ingest_quotes(
+    start: datetime | None = None,
+    end: datetime | None = None,
+    symbols: list[str] | None = None,
+) -> dict:
+    """Publish the bars of ``[start, end)`` for the watchlist.
+
+    Args:
+        start: first bar (UTC); default the open of the latest session.
+        end: bars before this instant (UTC); default now.
+        symbols: tickers; default the configured watchlist.
+    """
+    settings = load_settings()
+    end = end or datetime.now(UTC)
+    start = start or market_calendar.latest_session(end).open
+    symbols = symbols or settings.source.watchlist
+
+    source, bars = fetch_bars(symbols, start, end)
+    check = check_bars(bars, source)
+    published = publish_quotes(check)
+
+    report = ingest.IngestReport(
+        start=start,
+        end=end,
+        source=source,
+        fetched=len(bars),
+        published=published.published,
+        rejected=dict(check.rejected),
+        partitions=dict(published.by_partition),
+    )
+    get_run_logger().info(report.summary())
+    return {"fetched": report.fetched, "published": report.published, "rejected": report.rejected}

@@ -1,0 +1,319 @@
+"""``stockpipe``: run the pipeline and its local infrastructure from a terminal.
+
+    stockpipe demo                      the whole pipeline on one simulated session
+    stockpipe kafka up|down|status      the local KRaft broker
+    stockpipe ingest [--session DATE]   fetch and publish bars
+    stockpipe drain [--follow]          Kafka -> warehouse, exactly once
+    stockpipe sql apply                 create/refresh the warehouse objects
+    stockpipe trends                    the latest figures per symbol
+    stockpipe config                    the effective settings (secrets masked)
+
+Exit codes: 0 success, 1 the pipeline failed, 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from itertools import pairwise
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from stockpipe import market_calendar
+from stockpipe.settings import ConfigError, Settings, load_settings
+
+console = Console()
+err = Console(stderr=True)
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _settings(args: argparse.Namespace) -> Settings:
+    # Flows read the same environment, so the CLI takes no setting that they could miss.
+    return load_settings()
+
+
+def _session(value: str | None) -> market_calendar.Session:
+    if value is None:
+        return market_calendar.latest_closed_session(datetime.now(UTC))
+    try:
+        return market_calendar.session(date.fromisoformat(value))
+    except ValueError as exc:
+        raise SystemExit(f"--session {value}: {exc}") from None
+
+
+def _ensure_local_kafka(settings: Settings) -> None:
+    from stockpipe.streaming.broker import broker_from_settings
+    from stockpipe.streaming.topics import ensure_topics
+
+    if settings.profile == "local":
+        status = broker_from_settings(settings).start()
+        console.print(f"kafka: running on {status.bootstrap_servers} (cluster {status.cluster_id})")
+    created = ensure_topics(settings.kafka)
+    console.print("topics: " + ", ".join(f"{k} ({v})" for k, v in created.items()))
+
+
+def latest_table(frame: pd.DataFrame) -> Table:
+    """The summary table: one row per symbol from MARTS.LATEST_QUOTE."""
+    sessions = sorted({str(d) for d in frame["session_date"]}) if len(frame) else []
+    table = Table(title=f"Latest per symbol (session {', '.join(sessions) or '-'})")
+    for column, justify in (
+        ("symbol", "left"),
+        ("bars", "right"),
+        ("last close", "right"),
+        ("day chg %", "right"),
+        ("vs open %", "right"),
+        ("MA5 (1m)", "right"),
+        ("MA20 (1m)", "right"),
+        ("VWAP", "right"),
+    ):
+        table.add_column(column, justify=justify)
+
+    def fmt(value: float | None, digits: int = 2) -> str:
+        return "-" if value is None or value != value else f"{value:,.{digits}f}"
+
+    for row in frame.itertuples():
+        table.add_row(
+            row.symbol,
+            str(row.bar_count),
+            fmt(row.last_close),
+            fmt(row.change_on_day_pct),
+            fmt(row.change_vs_open_pct),
+            fmt(row.ma5),
+            fmt(row.ma20),
+            fmt(row.session_vwap),
+        )
+    return table
+
+
+# -- commands ------------------------------------------------------------------------------
+def cmd_kafka(args: argparse.Namespace) -> int:
+    from stockpipe.streaming.broker import broker_from_settings
+    from stockpipe.streaming.topics import ensure_topics
+
+    settings = _settings(args)
+    broker = broker_from_settings(settings)
+    if args.action == "up":
+        status = broker.start()
+        console.print(
+            f"kafka {settings.local_kafka.version} running: pid {status.pid}, "
+            f"{status.bootstrap_servers}, cluster {status.cluster_id}"
+        )
+        for topic, outcome in ensure_topics(settings.kafka).items():
+            console.print(f"  topic {topic}: {outcome}")
+        console.print(f"  log: {status.log_file}")
+    elif args.action == "down":
+        console.print("kafka stopped" if broker.stop() else "kafka was not running")
+    else:
+        status = broker.status()
+        state = "running" if status.running else "stopped"
+        console.print(
+            f"kafka {state}: pid {status.pid or '-'}, {status.bootstrap_servers}, "
+            f"cluster {status.cluster_id or '(not formatted)'}, log {status.log_file}"
+        )
+        return 0 if status.running else 1
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from stockpipe.ingest import ingest_window
+
+    settings = _settings(args)
+    session = _session(args.session)
+    report = ingest_window(settings, session.open, session.close, symbols=args.symbols)
+    console.print(report.summary())
+    return 0
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    from stockpipe.drain import drain_to_warehouse
+    from stockpipe.warehouse import Warehouse
+    from stockpipe.warehouse.sql_runner import apply_sql
+
+    settings = _settings(args)
+    with Warehouse.connect(settings) as warehouse:
+        apply_sql(warehouse)
+        report = drain_to_warehouse(
+            settings,
+            warehouse,
+            until_empty=not args.follow,
+            max_records=args.max_records,
+            on_batch=lambda r: console.print(
+                f"  batch {r.batches}: {r.messages} messages, {r.inserted} new bars, "
+                f"{sum(r.rejected.values())} dead-lettered"
+            ),
+        )
+    console.print(report.summary())
+    for (topic, partition), offset in sorted(report.next_offsets.items()):
+        console.print(f"  {topic}[{partition}] next offset {offset}")
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from stockpipe.warehouse import Warehouse
+    from stockpipe.warehouse.sql_runner import apply_sql
+
+    settings = _settings(args)
+    with Warehouse.connect(settings) as warehouse:
+        for name in apply_sql(warehouse):
+            console.print(f"applied {name}")
+    return 0
+
+
+def cmd_trends(args: argparse.Namespace) -> int:
+    from stockpipe import trends
+    from stockpipe.warehouse import Warehouse
+
+    settings = _settings(args)
+    with Warehouse.connect(settings) as warehouse:
+        console.print(latest_table(trends.latest_quotes(warehouse)))
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    console.print_json(settings.model_dump_json(indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start Kafka, simulate a session, run ingest -> drain -> trends as Prefect flows."""
+    from flows.drain import drain_to_warehouse
+    from flows.ingest import ingest_quotes
+    from flows.trends import build_trends
+    from stockpipe import trends
+    from stockpipe.warehouse import Warehouse
+
+    started = time.monotonic()
+    settings = _settings(args)
+    if settings.source.kind != "simulated":
+        err.print(
+            "note: the demo uses the configured source "
+            f"({settings.source.kind}); set STOCKPIPE_SOURCE__KIND=simulated for the demo"
+        )
+    session = _session(args.session)
+    console.rule(
+        f"stockpipe demo: NYSE session {session.day} "
+        f"({len(session.minutes)} one-minute bars per symbol)"
+    )
+    _ensure_local_kafka(settings)
+
+    # The previous session first, in one go, so "change on the day" has a previous close.
+    previous = market_calendar.previous_session(session.day)
+    windows = [(previous.open, previous.close, f"previous session {previous.day}")]
+    minutes = session.minutes
+    slices = max(1, min(args.slices, len(minutes)))
+    edges = [minutes[round(i * len(minutes) / slices)].to_pydatetime() for i in range(slices)]
+    for i, (start, end) in enumerate(pairwise([*edges, session.close]), start=1):
+        windows.append((start, end, f"session {session.day} slice {i}/{slices}"))
+
+    published = 0
+    for start, end, label in windows:
+        result = ingest_quotes(start=start, end=end, symbols=settings.source.watchlist)
+        published += result["published"]
+        console.print(
+            f"ingest {label} ({start:%H:%M}-{end:%H:%M} UTC): published {result['published']} "
+            f"bars, rejected {sum(result['rejected'].values())}"
+        )
+
+    drained = drain_to_warehouse(until_empty=True)
+    console.print(
+        f"drain: {drained['messages']} messages -> {drained['inserted']} new bars, "
+        f"{drained['replaced']} updated, "
+        f"{sum(drained['dead_lettered'].values())} dead-lettered"
+    )
+    build_trends()
+
+    with Warehouse.connect(settings) as warehouse:
+        latest = trends.latest_quotes(warehouse)
+        counts = trends.row_counts(warehouse)
+        location = warehouse.location
+    console.print(latest_table(latest))
+    console.print(
+        f"published this run: {published}; warehouse rows: "
+        + ", ".join(f"{k} {v}" for k, v in counts.items())
+    )
+    console.print(f"warehouse: {location}")
+    console.print(
+        f"kafka: {settings.kafka.bootstrap_servers}, topic "
+        f"{settings.kafka.prices_topic}; broker log {settings.kafka_dir}/logs/server.log"
+    )
+    console.print(
+        f"done in {time.monotonic() - started:.1f}s. Stop the broker with 'stockpipe kafka down'."
+    )
+    return 0
+
+
+# -- entry point ---------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stockpipe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the whole pipeline on one simulated session")
+    demo.add_argument("--session", help="session date YYYY-MM-DD (default: latest closed)")
+    demo.add_argument(
+        "--slices",
+        type=int,
+        default=4,
+        help="ingest runs the session is fast-forwarded in (default 4)",
+    )
+    demo.set_defaults(func=cmd_demo)
+
+    kafka = sub.add_parser("kafka", help="the local KRaft broker")
+    kafka.add_argument("action", choices=["up", "down", "status"])
+    kafka.set_defaults(func=cmd_kafka)
+
+    ingest = sub.add_parser("ingest", help="fetch a session's bars and publish them")
+    ingest.add_argument("--session", help="session date YYYY-MM-DD (default: latest closed)")
+    ingest.add_argument("--symbols", nargs="+", help="tickers (default: the watchlist)")
+    ingest.set_defaults(func=cmd_ingest)
+
+    drain = sub.add_parser("drain", help="load the prices topic into the warehouse")
+    drain.add_argument("--max-records", type=int, help="records per warehouse commit")
+    mode = drain.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--until-empty", action="store_true", default=True, help="stop when caught up (default)"
+    )
+    mode.add_argument("--follow", action="store_true", help="keep draining until Ctrl-C")
+    drain.set_defaults(func=cmd_drain)
+
+    sql = sub.add_parser("sql", help="warehouse objects")
+    sql.add_argument("action", choices=["apply"])
+    sql.set_defaults(func=cmd_sql)
+
+    sub.add_parser("trends", help="latest figures per symbol").set_defaults(func=cmd_trends)
+    sub.add_parser("config", help="show the effective settings").set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        err.print(f"[red]configuration error[/red]: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    except Exception as exc:  # the CLI's last line: say what failed, not a traceback
+        if args.verbose:
+            raise
+        err.print(f"[red]error[/red]: {type(exc).__name__}: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""The quote message contract (Kafka topic ``stock_prices``, key = symbol, value = JSON).
+
+One place defines what a valid bar is; the producer refuses to publish anything else and
+the drain rejects anything else to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from stockpipe.settings import SYMBOL_PATTERN
+
+SCHEMA_VERSION = 1
+# A bar stamped more than this far ahead of the clock is a bug upstream, not the future.
+MAX_CLOCK_SKEW = timedelta(days=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp has no time zone; the contract wants UTC ISO-8601")
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+Price = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class Quote(BaseModel):
+    """One OHLCV bar of one symbol. ``ts`` is the bar's start, in UTC."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+    symbol: str = Field(pattern=SYMBOL_PATTERN)
+    ts: UtcDatetime
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+    volume: int = Field(ge=0)
+    interval: Literal["1m", "5m", "15m", "1h", "1d"] = "1m"
+    source: str = Field(min_length=1, max_length=32)
+    fetched_at: UtcDatetime
+    schema_version: int = Field(SCHEMA_VERSION, ge=1)
+
+    @field_validator("volume", mode="before")
+    @classmethod
+    def _whole_volume(cls, value: object) -> object:
+        # yfinance hands volumes over as floats (NaN-able); a whole float is a fine volume,
+        # a fractional or non-finite one is not.
+        if isinstance(value, float):
+            if not math.isfinite(value) or value != int(value):
+                raise PydanticCustomError(
+                    "volume_not_whole", "volume {value} is not a whole number", {"value": value}
+                )
+            return int(value)
+        return value
+
+    @field_validator("ts")
+    @classmethod
+    def _plausible_ts(cls, value: datetime) -> datetime:
+        if value < EPOCH:
+            raise PydanticCustomError(
+                "ts_before_1970", "ts {ts} is before 1970", {"ts": str(value)}
+            )
+        if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
+            raise PydanticCustomError(
+                "ts_in_future", "ts {ts} is in the future", {"ts": str(value)}
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent_ohlc(self) -> Quote:
+        if self.high < self.low:
+            raise PydanticCustomError(
+                "high_below_low", "high {high} < low {low}", {"high": self.high, "low": self.low}
+            )
+        if self.high < max(self.open, self.close) or self.low > min(self.open, self.close):
+            raise PydanticCustomError(
+                "ohlc_inconsistent",
+                "open/close {open}/{close} outside low..high {low}..{high}",
+                {"open": self.open, "close": self.close, "low": self.low, "high": self.high},
+            )
+        return self
+
+    def key(self) -> bytes:
+        """The Kafka message key: the symbol, so one symbol's bars stay on one partition."""
+        return self.symbol.encode()
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+# Reason codes raised by the contract's own validators; used as they are.
+CUSTOM_REASONS = frozenset(
+    {"volume_not_whole", "ts_before_1970", "ts_in_future", "high_below_low", "ohlc_inconsistent"}
+)
+
+
+class QuoteRejected(ValueError):
+    """A bar that breaks the contract. ``reason`` is a short stable code for counters."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def reason_of(error: ValidationError) -> str:
+    """A short, stable reason code for the first problem in a pydantic error."""
+    first = error.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "record"
+    kind = first["type"]
+    if kind in CUSTOM_REASONS:
+        return kind
+    if kind == "missing":
+        return f"missing_{field}"
+    if kind in {"finite_number"}:
+        return f"non_finite_{field}"
+    if kind in {"greater_than", "greater_than_equal"}:
+        return f"out_of_range_{field}"
+    if kind == "string_pattern_mismatch":
+        return f"bad_{field}"
+    if kind == "extra_forbidden":
+        return f"unexpected_{field}"
+    return f"{kind}_{field}"
+
+
+def describe(error: ValidationError) -> str:
+    """One line naming every field that failed and why."""
+    parts = []
+    for e in error.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "record"
+        parts.append(f"{field}: {e['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+def validate_quote(record: dict) -> Quote:
+    """Check one bar against the contract.
+
+    Raises:
+        QuoteRejected: with a reason code and a message that names the field.
+    """
+    try:
+        return Quote.model_validate(record)
+    except ValidationError as exc:
+        raise QuoteRejected(reason_of(exc), describe(exc)) from None

@@ -1,0 +1,109 @@
+"""NYSE trading sessions and minutes from a real exchange calendar (exchange-calendars XNYS).
+
+Holidays, early closes (13:00 New York on half days) and DST come from the calendar; nothing
+here assumes a 9:30-16:00 weekday.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import exchange_calendars as xcals
+import pandas as pd
+
+EXCHANGE = "XNYS"
+EXCHANGE_TZ = ZoneInfo("America/New_York")
+
+
+@lru_cache(maxsize=1)
+def nyse() -> xcals.ExchangeCalendar:
+    """The NYSE calendar (loaded once per process; about 0.3 s)."""
+    return xcals.get_calendar(EXCHANGE)
+
+
+@dataclass(frozen=True)
+class Session:
+    """One trading session: its date and its open/close instants in UTC."""
+
+    day: date
+    open: datetime
+    close: datetime
+
+    @property
+    def minutes(self) -> pd.DatetimeIndex:
+        """Start of every 1-minute bar of the session, UTC (390 on a full day, 210 on a half)."""
+        return nyse().session_minutes(pd.Timestamp(self.day))
+
+    @property
+    def is_early_close(self) -> bool:
+        return self.close.astimezone(EXCHANGE_TZ).hour < 16
+
+
+def _as_utc(moment: datetime | None) -> pd.Timestamp:
+    moment = moment or datetime.now(UTC)
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: pass an aware datetime (UTC or America/New_York)")
+    return pd.Timestamp(moment).tz_convert("UTC")
+
+
+def session(day: date | str) -> Session:
+    """The session on ``day``.
+
+    Raises:
+        ValueError: when ``day`` is not a trading day (weekend or NYSE holiday).
+    """
+    cal = nyse()
+    label = pd.Timestamp(day)
+    if not cal.is_session(label):
+        raise ValueError(f"{label.date()} is not an NYSE trading day")
+    return Session(
+        day=label.date(),
+        open=cal.session_open(label).to_pydatetime(),
+        close=cal.session_close(label).to_pydatetime(),
+    )
+
+
+def is_trading_day(day: date | str) -> bool:
+    return bool(nyse().is_session(pd.Timestamp(day)))
+
+
+def is_market_open(moment: datetime | None = None) -> bool:
+    """True while the regular session is open at ``moment`` (default: now)."""
+    return bool(nyse().is_open_on_minute(_as_utc(moment).floor("min")))
+
+
+def latest_session(moment: datetime | None = None) -> Session:
+    """The session in progress at ``moment``, or the last one that opened before it."""
+    cal = nyse()
+    now = _as_utc(moment)
+    label = (
+        cal.minute_to_past_session(now.floor("min"))
+        if not cal.is_open_on_minute(now.floor("min"))
+        else cal.minute_to_session(now.floor("min"))
+    )
+    return session(label)
+
+
+def latest_closed_session(moment: datetime | None = None) -> Session:
+    """The last session whose close is at or before ``moment`` (default: now)."""
+    current = latest_session(moment)
+    if current.close <= _as_utc(moment).to_pydatetime():
+        return current
+    return previous_session(current.day)
+
+
+def previous_session(day: date | str) -> Session:
+    return session(
+        nyse().date_to_session(pd.Timestamp(day), "previous")
+        if not is_trading_day(day)
+        else nyse().previous_session(pd.Timestamp(day))
+    )
+
+
+def sessions_between(start: date | str, end: date | str) -> list[Session]:
+    """Every session from ``start`` to ``end`` inclusive."""
+    labels = nyse().sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))
+    return [session(label) for label in labels]

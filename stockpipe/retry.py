@@ -1,0 +1,64 @@
+"""Bounded retries with exponential backoff and full jitter, for calls to a flaky world.
+
+Prefect tasks get their own retries (``retries``/``retry_delay_seconds``/
+``retry_jitter_factor``); this helper is for the library, which must also behave when run
+without Prefect (the CLI), and for retrying one call inside a task.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+def backoff_delays(
+    max_retries: int, base: float, cap: float, rng: random.Random | None = None
+) -> list[float]:
+    """The sleep before each retry: ``uniform(0, min(cap, base * 2**attempt))`` ("full jitter")."""
+    rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+    return [rng.uniform(0, min(cap, base * 2**attempt)) for attempt in range(max_retries)]
+
+
+def retry_call(
+    fn: Callable[[], T],
+    *,
+    retry_on: tuple[type[BaseException], ...],
+    max_retries: int,
+    base_seconds: float = 1.0,
+    max_seconds: float = 60.0,
+    what: str = "call",
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Call ``fn``; on an exception in ``retry_on`` wait and try again, at most ``max_retries``.
+
+    Returns:
+        what ``fn`` returns.
+
+    Raises:
+        The last exception once the retries are used up; anything outside ``retry_on`` at once.
+    """
+    delays = backoff_delays(max_retries, base_seconds, max_seconds)
+    for attempt in range(max_retries + 1):
+        try:
+            return fn()
+        except retry_on as exc:
+            if attempt == max_retries:
+                raise
+            delay = delays[attempt]
+            log.warning(
+                "%s failed (%s: %s); retry %d/%d in %.1fs",
+                what,
+                type(exc).__name__,
+                exc,
+                attempt + 1,
+                max_retries,
+                delay,
+            )
+            sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover

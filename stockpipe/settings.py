@@ -1,0 +1,305 @@
+"""The one settings object.
+
+Every setting is read from the environment (prefix ``STOCKPIPE_``, nested fields joined by
+``__``, e.g. ``STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS``) or from a ``.env`` file in the working
+directory. Nothing else in the code reads ``os.environ`` for configuration.
+
+Two profiles:
+
+* ``local`` (default): embedded defaults, no cloud account. A KRaft broker on localhost,
+  the warehouse is DuckDB through fakesnow under ``STOCKPIPE_HOME``, the raw zone (when
+  enabled) is a local directory, quotes come from the simulated market.
+* ``cloud``: real Snowflake, optional S3 raw zone, a remote Kafka over SASL_SSL. Missing
+  credentials fail at start with the name of the setting to set.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "STOCKPIPE_"
+ENV_NESTED_DELIMITER = "__"
+
+# Snowflake identifiers that come from configuration are interpolated into DDL/DML (they
+# cannot be bound as parameters), so they must be plain unquoted identifiers.
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$")
+# Kafka's legal topic characters (TopicValidator in Kafka itself).
+_TOPIC = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
+SYMBOL_PATTERN = r"^[A-Z0-9.\-^=]{1,15}$"
+_SYMBOL = re.compile(SYMBOL_PATTERN)
+
+DEFAULT_WATCHLIST = ("AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM", "V", "XOM")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid. The message names the environment variable."""
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class KafkaSettings(BaseModel):
+    """Where the pipeline's Kafka is and how to talk to it."""
+
+    bootstrap_servers: str = Field(
+        "localhost:9092", description="host:port[,host:port]; the local broker by default"
+    )
+    security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="PLAINTEXT on localhost; SASL_SSL for the VM's external listener"
+    )
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: Path | None = Field(
+        None, description="CA certificate (PEM) that signed the broker's certificate"
+    )
+    prices_topic: str = "stock_prices"
+    alerts_topic: str = "stock_alerts"
+    dlq_topic: str = "stock_prices_dlq"
+    prices_partitions: int = Field(6, ge=1, le=256, description="partitions of the prices topic")
+    consumer_group: str = Field("stockpipe-drain", min_length=1)
+
+    @field_validator("prices_topic", "alerts_topic", "dlq_topic")
+    @classmethod
+    def _valid_topic(cls, value: str) -> str:
+        if not _TOPIC.match(value) or value in {".", ".."}:
+            raise ValueError(f"{value!r} is not a legal Kafka topic name (letters, digits, . _ -)")
+        return value
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _valid_servers(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"{server!r} is not host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> KafkaSettings:
+        if self.security_protocol == "SASL_SSL":
+            missing = [
+                name
+                for name in ("sasl_username", "sasl_password")
+                if getattr(self, name) in (None, "")
+            ]
+            if missing:
+                raise ValueError(f"security_protocol=SASL_SSL needs {', '.join(missing)}")
+        return self
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka settings shared by producers, consumers and the admin client."""
+        config = {"bootstrap.servers": self.bootstrap_servers}
+        if self.security_protocol == "SASL_SSL":
+            assert self.sasl_password is not None
+            config |= {
+                "security.protocol": "SASL_SSL",
+                "sasl.mechanisms": self.sasl_mechanism,
+                "sasl.username": self.sasl_username or "",
+                "sasl.password": self.sasl_password.get_secret_value(),
+            }
+            if self.ssl_ca_location:
+                config["ssl.ca.location"] = str(self.ssl_ca_location)
+        return config
+
+
+class LocalKafkaSettings(BaseModel):
+    """The single-node KRaft broker that ``stockpipe kafka up`` runs on this machine."""
+
+    version: str = Field("4.1.2", pattern=r"^4\.\d+\.\d+$", description="Apache Kafka 4.x")
+    kafka_home: Path | None = Field(
+        None,
+        description="an unpacked Apache Kafka tarball to run instead of the Maven Central jars",
+    )
+    port: int = Field(9092, ge=1, le=65535)
+    controller_port: int = Field(9093, ge=1, le=65535)
+    dist_dir: Path = Field(
+        Path("~/.cache/stockpipe/kafka"), description="cache of installed broker jars"
+    )
+    heap: str = Field("512m", pattern=r"^\d+[mMgG]$", description="JVM -Xmx/-Xms")
+    start_timeout_seconds: float = Field(60, gt=0)
+
+
+class WarehouseSettings(BaseModel):
+    """Snowflake, or its embedded stand-in (DuckDB through fakesnow)."""
+
+    backend: Literal["embedded", "snowflake"] = "embedded"
+    database: str = "STOCKS"
+    account: str | None = Field(None, description="Snowflake account identifier")
+    user: str | None = None
+    password: SecretStr | None = None
+    private_key_file: Path | None = Field(None, description="key-pair auth instead of password")
+    role: str | None = None
+    warehouse: str | None = Field(None, description="virtual warehouse that runs the loads")
+
+    @field_validator("database", "role", "warehouse")
+    @classmethod
+    def _identifier(cls, value: str | None) -> str | None:
+        if value is not None and not _IDENTIFIER.match(value):
+            raise ValueError(
+                f"{value!r} is not a plain Snowflake identifier ([A-Za-z_][A-Za-z0-9_$]*)"
+            )
+        return value.upper() if value else value
+
+    @model_validator(mode="after")
+    def _snowflake_needs_credentials(self) -> WarehouseSettings:
+        if self.backend == "snowflake":
+            missing = [n for n in ("account", "user", "warehouse") if not getattr(self, n)]
+            if not self.password and not self.private_key_file:
+                missing.append("password (or private_key_file)")
+            if missing:
+                raise ValueError(f"backend=snowflake needs {', '.join(missing)}")
+        return self
+
+
+class LakeSettings(BaseModel):
+    """The raw zone: immutable Parquet files of every loaded batch (off by default locally)."""
+
+    enabled: bool = False
+    s3_bucket: str | None = Field(None, description="bucket name; a local directory when unset")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (tests: moto)")
+    prefix: str = "raw"
+
+
+class SourceSettings(BaseModel):
+    """Where quotes come from and for which symbols."""
+
+    kind: Literal["simulated", "replay", "yfinance"] = "simulated"
+    watchlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_WATCHLIST),
+        description="comma-separated tickers",
+    )
+    interval: Literal["1m"] = "1m"
+    seed: int = Field(42, description="seed of the simulated market")
+    replay_path: Path | None = Field(None, description="CSV/Parquet file or directory to replay")
+    yfinance_chunk_size: int = Field(50, ge=1, le=500, description="tickers per yf.download call")
+    max_retries: int = Field(5, ge=0, le=20)
+    backoff_base_seconds: float = Field(1.0, ge=0)
+    backoff_max_seconds: float = Field(60.0, gt=0)
+
+    @field_validator("watchlist", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("watchlist")
+    @classmethod
+    def _symbols(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("the watchlist is empty")
+        cleaned = [s.strip().upper() for s in value]
+        bad = [s for s in cleaned if not _SYMBOL.match(s)]
+        if bad:
+            raise ValueError(f"not tickers: {', '.join(map(repr, bad))} (pattern {SYMBOL_PATTERN})")
+        return list(dict.fromkeys(cleaned))
+
+    @model_validator(mode="after")
+    def _replay_needs_path(self) -> SourceSettings:
+        if self.kind == "replay" and self.replay_path is None:
+            raise ValueError("kind=replay needs replay_path")
+        return self
+
+
+class DrainSettings(BaseModel):
+    """Batch thresholds of the drain, like the Snowflake Kafka connector's buffer settings."""
+
+    max_records: int = Field(100_000, ge=1, description="records per warehouse commit")
+    max_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="payload bytes per commit")
+    max_wait_seconds: float = Field(5.0, gt=0, description="longest a batch stays open")
+    max_message_bytes: int = Field(16 * 1024, ge=256, description="larger payloads are rejected")
+
+
+class Settings(BaseSettings):
+    """All of stockpipe's configuration. See README, section Configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        env_file=".env",
+        extra="ignore",
+    )
+
+    profile: Literal["local", "cloud"] = "local"
+    home: Path = Field(
+        Path(".stockpipe"),
+        description="local state: broker data and logs, the embedded warehouse, the raw zone",
+    )
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    local_kafka: LocalKafkaSettings = Field(default_factory=LocalKafkaSettings)
+    warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
+    lake: LakeSettings = Field(default_factory=LakeSettings)
+    source: SourceSettings = Field(default_factory=SourceSettings)
+    drain: DrainSettings = Field(default_factory=DrainSettings)
+
+    @model_validator(mode="after")
+    def _local_bootstrap_follows_port(self) -> Settings:
+        # Moving the local broker to another port should not need a second setting.
+        if "bootstrap_servers" not in self.kafka.model_fields_set:
+            self.kafka.bootstrap_servers = f"localhost:{self.local_kafka.port}"
+        return self
+
+    @model_validator(mode="after")
+    def _cloud_profile(self) -> Settings:
+        if self.profile == "cloud":
+            if self.warehouse.backend != "snowflake":
+                raise ValueError("profile=cloud needs warehouse.backend=snowflake")
+            if self.kafka.security_protocol != "SASL_SSL":
+                raise ValueError("profile=cloud needs kafka.security_protocol=SASL_SSL")
+        return self
+
+    @cached_property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.home_dir / "warehouse"
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.home_dir / "lake"
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.home_dir / "kafka"
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    return ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(part) for part in loc).upper()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the settings, or fail with the names of the settings that are wrong.
+
+    Args:
+        overrides: field values that win over the environment (used by the CLI and tests).
+
+    Raises:
+        ConfigError: naming each bad environment variable and what it expects.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            loc = tuple(part for part in error["loc"] if part != "__root__")
+            name = _env_name(loc) if loc else "STOCKPIPE_* settings"
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"  {name}: {message}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+def validate_identifier(name: str) -> str:
+    """Return ``name`` if it is a plain SQL identifier, else raise ConfigError."""
+    if not _IDENTIFIER.match(name):
+        raise ConfigError(f"{name!r} is not a plain SQL identifier")
+    return name

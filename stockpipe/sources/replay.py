@@ -1,0 +1,104 @@
+"""Replay recorded bars from CSV or Parquet files.
+
+A file has one row per bar with the columns ``symbol``, ``timestamp`` (or ``ts``), ``open``,
+``high``, ``low``, ``close`` and ``volume``. Timestamps without a zone are taken as UTC.
+A directory is read file by file (``*.csv``, ``*.parquet``) in name order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from stockpipe.sources import BAR_COLUMNS, empty_bars
+
+NUMERIC_COLUMNS = ("open", "high", "low", "close", "volume")
+SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+class ReplayFileError(ValueError):
+    """A replay file is missing, unreadable, or lacks a column. Names the file and column."""
+
+
+class ReplaySource:
+    """Serves bars recorded in files, as if they were being fetched now."""
+
+    name = "replay"
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self._bars: pd.DataFrame | None = None
+
+    def files(self) -> list[Path]:
+        if self.path.is_dir():
+            found = sorted(p for p in self.path.iterdir() if p.suffix.lower() in SUFFIXES)
+            if not found:
+                raise ReplayFileError(f"{self.path}: no .csv or .parquet files in this directory")
+            return found
+        if not self.path.exists():
+            raise ReplayFileError(f"{self.path}: no such file")
+        if self.path.suffix.lower() not in SUFFIXES:
+            raise ReplayFileError(f"{self.path}: not a .csv or .parquet file")
+        return [self.path]
+
+    def load(self) -> pd.DataFrame:
+        """Every bar in the files, validated for shape (not for the contract)."""
+        if self._bars is None:
+            frames = [read_bars_file(path) for path in self.files()]
+            self._bars = pd.concat(frames, ignore_index=True) if frames else empty_bars()
+        return self._bars
+
+    def fetch(self, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
+        bars = self.load()
+        lo, hi = pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
+        wanted = bars["symbol"].isin({s.upper() for s in symbols})
+        in_range = (bars["ts"] >= lo) & (bars["ts"] < hi)
+        return bars[wanted & in_range].reset_index(drop=True)
+
+
+def read_bars_file(path: Path) -> pd.DataFrame:
+    """Read one replay file into :data:`BAR_COLUMNS`.
+
+    Raises:
+        ReplayFileError: naming the file, and the column and row where a value is malformed.
+    """
+    try:
+        if path.suffix.lower() == ".csv":
+            raw = pd.read_csv(path, dtype={"symbol": "string"})
+        else:
+            raw = pd.read_parquet(path)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise ReplayFileError(f"{path}: cannot read: {exc}") from exc
+
+    raw.columns = [str(c).strip().lower() for c in raw.columns]
+    if "ts" not in raw.columns and "timestamp" in raw.columns:
+        raw = raw.rename(columns={"timestamp": "ts"})
+    missing = [c for c in BAR_COLUMNS if c not in raw.columns]
+    if missing:
+        shown = ["timestamp" if c == "ts" else c for c in missing]
+        raise ReplayFileError(f"{path}: missing column(s) {', '.join(shown)}")
+
+    bars = pd.DataFrame(index=raw.index)
+    bars["symbol"] = raw["symbol"].astype("string").str.strip().str.upper()
+    ts = pd.to_datetime(raw["ts"], errors="coerce", utc=True, format="mixed")
+    _fail_on_unparsed(path, "timestamp", raw["ts"], ts)
+    bars["ts"] = ts
+    for column in NUMERIC_COLUMNS:
+        values = pd.to_numeric(raw[column], errors="coerce")
+        _fail_on_unparsed(path, column, raw[column], values)
+        bars[column] = values
+    return bars[list(BAR_COLUMNS)]
+
+
+def _fail_on_unparsed(path: Path, column: str, raw: pd.Series, parsed: pd.Series) -> None:
+    bad = parsed.isna() & raw.notna()
+    if bad.any():
+        row = int(bad.idxmax())
+        # +2: one for the header line, one because people count rows from 1.
+        where = f"line {row + 2}" if path.suffix.lower() == ".csv" else f"row {row}"
+        raise ReplayFileError(
+            f"{path}: column {column!r} has a malformed value {raw[row]!r} at {where}"
+        )

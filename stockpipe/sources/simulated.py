@@ -1,0 +1,142 @@
+"""A simulated market: deterministic for a seed, realistic 1-minute bars on real NYSE sessions.
+
+Each symbol gets a stable profile (price level, annual volatility, volume level) from the
+seed and its ticker. Session closes follow a daily geometric random walk over every NYSE
+session in the calendar; inside a session the price follows a Brownian bridge from the
+open (previous close plus an overnight gap) to that session's close, so minute bars and
+daily bars agree. Volume is U-shaped over the session (busy at the open and the close).
+Bars satisfy high >= max(open, close) and low <= min(open, close) by construction.
+
+Everything is computed, not slept: a whole session for ten symbols takes milliseconds, so
+the demo "fast-forwards" a day by fetching it in slices.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from stockpipe import market_calendar
+from stockpipe.sources import BAR_COLUMNS, empty_bars
+
+TRADING_DAYS_PER_YEAR = 252
+MINUTES_PER_SESSION = 390
+# Each symbol's profile price is its close on this session; the walk runs both ways from it,
+# so prices stay plausible over the calendar's twenty years instead of drifting from 2006.
+ANCHOR_SESSION = pd.Timestamp("2024-01-02")
+
+
+@dataclass(frozen=True)
+class SymbolProfile:
+    start_price: float
+    annual_volatility: float
+    volume_per_minute: float
+
+
+def _stable_int(*parts: object) -> int:
+    return zlib.crc32(":".join(map(str, parts)).encode())
+
+
+class SimulatedMarket:
+    """Deterministic simulated quotes. The same seed gives the same bars, on any machine."""
+
+    name = "simulated"
+
+    def __init__(self, seed: int = 42):
+        self.seed = seed
+        self._sessions = market_calendar.nyse().sessions
+        self._session_index = {label.date(): i for i, label in enumerate(self._sessions)}
+
+    def profile(self, symbol: str) -> SymbolProfile:
+        rng = np.random.default_rng([self.seed, _stable_int("profile", symbol)])
+        return SymbolProfile(
+            start_price=float(np.exp(rng.uniform(np.log(15.0), np.log(600.0)))),
+            annual_volatility=float(rng.uniform(0.15, 0.65)),
+            volume_per_minute=float(np.exp(rng.uniform(np.log(5_000), np.log(400_000)))),
+        )
+
+    @lru_cache(maxsize=4096)  # noqa: B019 - one market object lives for a run; bounded
+    def _daily_path(self, symbol: str) -> tuple[np.ndarray, np.ndarray]:
+        """(open, close) of every session in the calendar for ``symbol``."""
+        profile = self.profile(symbol)
+        rng = np.random.default_rng([self.seed, _stable_int("daily", symbol)])
+        n = len(self._sessions)
+        daily_sigma = profile.annual_volatility / np.sqrt(TRADING_DAYS_PER_YEAR)
+        log_returns = rng.normal(0.0002, daily_sigma, n)
+        path = np.cumsum(log_returns)
+        anchor = self._sessions.get_indexer([ANCHOR_SESSION])[0]
+        closes = profile.start_price * np.exp(path - path[anchor])
+        gaps = rng.normal(0.0, 0.25 * daily_sigma, n)
+        previous = np.concatenate([[profile.start_price], closes[:-1]])
+        opens = previous * np.exp(gaps)
+        return opens, closes
+
+    def session_bars(self, symbol: str, session: market_calendar.Session) -> pd.DataFrame:
+        """Every 1-minute bar of ``symbol`` in ``session``."""
+        index = self._session_index[session.day]
+        minutes = session.minutes
+        n = len(minutes)
+        profile = self.profile(symbol)
+        opens_daily, closes_daily = self._daily_path(symbol)
+        day_open, day_close = opens_daily[index], closes_daily[index]
+
+        rng = np.random.default_rng([self.seed, _stable_int("intraday", symbol), index])
+        minute_sigma = profile.annual_volatility / np.sqrt(
+            TRADING_DAYS_PER_YEAR * MINUTES_PER_SESSION
+        )
+        walk = np.cumsum(rng.normal(0.0, minute_sigma, n))
+        steps = np.arange(1, n + 1) / n
+        # Brownian bridge: pinned to the session's open and close.
+        log_path = walk - steps * walk[-1] + steps * np.log(day_close / day_open)
+        closes = day_open * np.exp(log_path)
+        opens = np.concatenate([[day_open], closes[:-1]])
+        wick = np.abs(rng.normal(0.0, 0.6 * minute_sigma, (2, n)))
+        highs = np.maximum(opens, closes) * np.exp(wick[0])
+        lows = np.minimum(opens, closes) * np.exp(-wick[1])
+
+        position = np.linspace(-1.0, 1.0, n)
+        u_shape = 0.55 + 2.0 * position**2
+        noise = rng.lognormal(0.0, 0.35, n)
+        volume = np.maximum(0, np.round(profile.volume_per_minute * u_shape * noise)).astype(
+            np.int64
+        )
+
+        opens, closes = np.round(opens, 4), np.round(closes, 4)
+        # Rounding must not break high >= max(open, close) >= min(open, close) >= low.
+        highs = np.maximum(np.round(highs, 4), np.maximum(opens, closes))
+        lows = np.minimum(np.round(lows, 4), np.minimum(opens, closes))
+        return pd.DataFrame(
+            {
+                "symbol": symbol,
+                "ts": minutes,
+                "open": opens,
+                "high": highs,
+                "low": lows,
+                "close": closes,
+                "volume": volume,
+            },
+            columns=list(BAR_COLUMNS),
+        )
+
+    def fetch(self, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
+        """Bars with ``start <= ts < end`` for ``symbols`` over every session in the range."""
+        lo, hi = pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
+        if hi <= lo:
+            return empty_bars()
+        sessions = market_calendar.sessions_between(lo.date(), hi.date())
+        frames = []
+        for session in sessions:
+            if session.close <= lo or session.open >= hi:
+                continue
+            for symbol in symbols:
+                bars = self.session_bars(symbol, session)
+                frames.append(bars[(bars["ts"] >= lo) & (bars["ts"] < hi)])
+        if not frames:
+            return empty_bars()
+        return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,170 @@
+"""Quotes from Yahoo Finance through yfinance: one batched ``yf.download`` per chunk.
+
+Yahoo rate-limits hard, so the watchlist is fetched in chunks (one request batch each, not
+one call per ticker), and a chunk that fails as a whole (rate limit, network) is retried
+with exponential backoff and jitter. A ticker that Yahoo does not know is reported and
+skipped; it does not fail the chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+import pandas as pd
+
+from stockpipe.retry import retry_call
+from stockpipe.sources import BAR_COLUMNS, empty_bars
+
+log = logging.getLogger(__name__)
+
+YF_PRICE_COLUMNS = {
+    "Open": "open",
+    "High": "high",
+    "Low": "low",
+    "Close": "close",
+    "Volume": "volume",
+}
+_TRANSIENT_MARKERS = ("rate limit", "too many requests", "timed out", "timeout", "connection")
+
+
+class YahooUnavailable(RuntimeError):
+    """Yahoo refused or failed a whole request (rate limit, network); worth retrying."""
+
+
+class _ErrorCapture(logging.Handler):
+    """yfinance logs per-ticker failures instead of raising; we read them to classify."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _default_download() -> Callable[..., pd.DataFrame]:
+    import yfinance
+
+    return yfinance.download
+
+
+class YahooFinanceSource:
+    """1-minute bars from Yahoo Finance.
+
+    Args:
+        download: the ``yfinance.download`` function (tests pass a fake of the same shape).
+    """
+
+    name = "yfinance"
+
+    def __init__(
+        self,
+        chunk_size: int = 50,
+        max_retries: int = 5,
+        backoff_base_seconds: float = 1.0,
+        backoff_max_seconds: float = 60.0,
+        download: Callable[..., pd.DataFrame] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ):
+        self.chunk_size = chunk_size
+        self.max_retries = max_retries
+        self.backoff_base_seconds = backoff_base_seconds
+        self.backoff_max_seconds = backoff_max_seconds
+        self._download = download or _default_download()
+        self._sleep = sleep
+        self.missing: list[str] = []
+
+    def fetch(self, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
+        frames = []
+        self.missing = []
+        symbols = list(dict.fromkeys(s.upper() for s in symbols))
+        for i in range(0, len(symbols), self.chunk_size):
+            chunk = symbols[i : i + self.chunk_size]
+            kwargs = {"sleep": self._sleep} if self._sleep else {}
+            raw = retry_call(
+                lambda chunk=chunk: self._download_chunk(chunk, start, end),
+                retry_on=(YahooUnavailable,),
+                max_retries=self.max_retries,
+                base_seconds=self.backoff_base_seconds,
+                max_seconds=self.backoff_max_seconds,
+                what=f"yfinance download of {len(chunk)} tickers",
+                **kwargs,
+            )
+            bars = bars_from_download(raw, chunk)
+            self.missing += [s for s in chunk if s not in set(bars["symbol"])]
+            frames.append(bars)
+        if self.missing:
+            log.warning("yfinance returned no bars for: %s", ", ".join(self.missing))
+        return pd.concat(frames, ignore_index=True) if frames else empty_bars()
+
+    def _download_chunk(self, chunk: list[str], start: datetime, end: datetime) -> pd.DataFrame:
+        capture = _ErrorCapture()
+        yf_logger = logging.getLogger("yfinance")
+        yf_logger.addHandler(capture)
+        try:
+            frame = self._download(
+                tickers=chunk,
+                start=start,
+                end=end,
+                interval="1m",
+                group_by="column",
+                auto_adjust=False,
+                actions=False,
+                prepost=False,
+                progress=False,
+                threads=True,
+                multi_level_index=True,
+            )
+        except Exception as exc:  # yfinance raises bare requests/curl errors
+            if _is_transient(str(exc)) or isinstance(exc, (ConnectionError, TimeoutError)):
+                raise YahooUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise
+        finally:
+            yf_logger.removeHandler(capture)
+        errors = " | ".join(capture.messages)
+        if (frame is None or frame.dropna(how="all").empty) and _is_transient(errors):
+            raise YahooUnavailable(errors or "empty response")
+        return frame if frame is not None else pd.DataFrame()
+
+
+def _is_transient(message: str) -> bool:
+    lowered = message.lower()
+    return any(marker in lowered for marker in _TRANSIENT_MARKERS)
+
+
+def bars_from_download(frame: pd.DataFrame, tickers: Sequence[str]) -> pd.DataFrame:
+    """Map yfinance's (Price, Ticker) multi-index frame to :data:`BAR_COLUMNS` rows.
+
+    Rows where any price or the volume is NaN (minutes a ticker did not trade, filled in by
+    yfinance's reindexing across tickers) are dropped.
+    """
+    if frame is None or frame.empty:
+        return empty_bars()
+    columns = frame.columns
+    if not isinstance(columns, pd.MultiIndex):
+        if len(tickers) != 1:
+            raise ValueError("yfinance returned a flat frame for several tickers")
+        columns = pd.MultiIndex.from_product([columns, [tickers[0]]], names=["Price", "Ticker"])
+        frame = frame.set_axis(columns, axis=1)
+    price_level = 0 if set(YF_PRICE_COLUMNS) & set(columns.get_level_values(0)) else 1
+    ticker_level = 1 - price_level
+    frames = []
+    for ticker in columns.get_level_values(ticker_level).unique():
+        sub = frame.xs(ticker, axis=1, level=ticker_level)
+        missing = [c for c in YF_PRICE_COLUMNS if c not in sub.columns]
+        if missing:
+            raise ValueError(f"yfinance frame for {ticker} lacks {', '.join(missing)}")
+        sub = sub[list(YF_PRICE_COLUMNS)].rename(columns=YF_PRICE_COLUMNS).dropna(how="any")
+        if sub.empty:
+            continue
+        index = pd.DatetimeIndex(sub.index)
+        ts = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+        bars = sub.reset_index(drop=True)
+        bars.insert(0, "ts", ts)
+        bars.insert(0, "symbol", str(ticker).upper())
+        frames.append(bars)
+    if not frames:
+        return empty_bars()
+    return pd.concat(frames, ignore_index=True)[list(BAR_COLUMNS)]

@@ -1,0 +1,412 @@
+"""A real single-node Apache Kafka 4.x broker in KRaft combined mode, on this machine.
+
+``stockpipe kafka up`` and the test fixtures both use :class:`LocalBroker`:
+
+1. install: the broker's jars from Maven Central through the pom shipped in this package
+   (Java 17 and Maven are all it needs), or an unpacked Apache tarball (``kafka_home``);
+2. format the storage once with a new cluster id (kept in ``meta.properties``);
+3. start ``kafka.Kafka`` in the background, log to ``<home>/kafka/logs``, wait until it
+   answers a metadata request;
+4. stop with SIGTERM (a clean controlled shutdown), SIGKILL only after a timeout.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+
+DEFAULT_DIST_DIR = Path("~/.cache/stockpipe/kafka").expanduser()
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be installed, formatted or started. Says why."""
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    running: bool
+    pid: int | None
+    bootstrap_servers: str
+    cluster_id: str | None
+    log_file: Path
+
+
+def new_cluster_id() -> str:
+    """A Kafka cluster id: 16 random bytes, base64url without padding (22 characters).
+
+    Never starting with '-', which the storage tool would take for an option.
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LocalBroker:
+    """One KRaft broker+controller with its state under ``home``.
+
+    Args:
+        home: directory for config, data and logs of this broker.
+        port: the PLAINTEXT client listener on localhost.
+        controller_port: the KRaft controller listener on localhost.
+        version: Apache Kafka version (4.x) to install from Maven Central.
+        kafka_home: an unpacked Apache Kafka tarball to use instead of Maven Central.
+        dist_dir: where installed jars are cached, shared by every broker of this user.
+        heap: JVM heap (-Xms/-Xmx).
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        port: int = 9092,
+        controller_port: int = 9093,
+        version: str = "4.1.2",
+        kafka_home: Path | None = None,
+        dist_dir: Path = DEFAULT_DIST_DIR,
+        heap: str = "512m",
+        start_timeout_seconds: float = 60.0,
+    ):
+        self.home = Path(home).resolve()
+        self.port = port
+        self.controller_port = controller_port
+        self.version = version
+        self.kafka_home = kafka_home
+        self.dist_dir = Path(dist_dir).expanduser()
+        self.heap = heap
+        self.start_timeout_seconds = start_timeout_seconds
+
+    # -- paths ------------------------------------------------------------------------
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"localhost:{self.port}"
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "config" / "server.properties"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def log_file(self) -> Path:
+        return self.log_dir / "server.log"
+
+    @property
+    def stdout_file(self) -> Path:
+        return self.log_dir / "stdout.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "kafka.pid"
+
+    # -- install ----------------------------------------------------------------------
+    def libs_dir(self) -> Path:
+        if self.kafka_home:
+            return Path(self.kafka_home) / "libs"
+        return self.dist_dir / self.version / "libs"
+
+    def install(self, progress: bool = True) -> Path:
+        """Make sure the broker's jars are present; return the directory holding them."""
+        libs = self.libs_dir()
+        if self.kafka_home:
+            if not any(libs.glob("kafka_2.13-*.jar")):
+                raise BrokerError(f"{self.kafka_home} is not an unpacked Apache Kafka tarball")
+            return libs
+        marker = libs.parent / ".installed"
+        if marker.exists():
+            return libs
+        mvn = shutil.which("mvn")
+        if not mvn:
+            raise BrokerError(
+                "Maven (mvn) is not installed: install it (apt-get install maven) or point "
+                "STOCKPIPE_LOCAL_KAFKA__KAFKA_HOME at an unpacked Apache Kafka 4.x tarball"
+            )
+        self._require_java()
+        if progress:
+            print(f"installing Apache Kafka {self.version} from Maven Central into {libs} ...")
+        pom = resources.files("stockpipe.streaming.kafka") / "pom.xml"
+        staging = libs.parent / "libs.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        with resources.as_file(pom) as pom_path:
+            result = subprocess.run(
+                [
+                    mvn,
+                    "-B",
+                    "-q",
+                    "-f",
+                    str(pom_path),
+                    f"-Dkafka.version={self.version}",
+                    "dependency:copy-dependencies",
+                    "-DincludeScope=runtime",
+                    f"-DoutputDirectory={staging}",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        if result.returncode != 0:
+            raise BrokerError(
+                f"mvn could not fetch Kafka {self.version}:\n{result.stdout[-2000:]}"
+                f"{result.stderr[-2000:]}"
+            )
+        shutil.rmtree(libs, ignore_errors=True)
+        staging.rename(libs)
+        marker.write_text(self.version + "\n")
+        return libs
+
+    @staticmethod
+    def _require_java() -> str:
+        java = shutil.which("java")
+        if not java:
+            raise BrokerError("Java 17+ is not installed (apt-get install openjdk-17-jre-headless)")
+        return java
+
+    def _classpath(self) -> str:
+        return str(self.libs_dir() / "*")
+
+    # -- configure and format ------------------------------------------------------------
+    def render_config(self) -> str:
+        return "\n".join(
+            [
+                "# Written by stockpipe: single-node KRaft, broker and controller in one JVM.",
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.bootstrap.servers=localhost:{self.controller_port}",
+                f"listeners=PLAINTEXT://localhost:{self.port},"
+                f"CONTROLLER://localhost:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://localhost:{self.port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"log.dirs={self.data_dir}",
+                "num.partitions=1",
+                # One broker: every internal topic has one replica.
+                "offsets.topic.replication.factor=1",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                # A lone consumer should not wait 3 s for company before it gets partitions.
+                "group.initial.rebalance.delay.ms=0",
+                "auto.create.topics.enable=false",
+                "log.retention.hours=168",
+                "",
+            ]
+        )
+
+    def cluster_id(self) -> str | None:
+        meta = self.data_dir / "meta.properties"
+        if not meta.exists():
+            return None
+        for line in meta.read_text().splitlines():
+            if line.startswith("cluster.id="):
+                return line.split("=", 1)[1].strip()
+        return None
+
+    def format_storage(self) -> str:
+        """Format the storage once; return the cluster id (the existing one if formatted)."""
+        self.config_file.parent.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(self.render_config())
+        existing = self.cluster_id()
+        if existing:
+            return existing
+        cluster_id = new_cluster_id()
+        result = subprocess.run(
+            [
+                self._require_java(),
+                "-cp",
+                self._classpath(),
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self.config_file),
+                "--standalone",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise BrokerError(f"formatting {self.data_dir} failed:\n{result.stdout}{result.stderr}")
+        return cluster_id
+
+    # -- run ----------------------------------------------------------------------------
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid
+
+    def is_ready(self, timeout: float = 2.0) -> bool:
+        try:
+            AdminClient({"bootstrap.servers": self.bootstrap_servers}).list_topics(timeout=timeout)
+        except Exception:
+            return False
+        return True
+
+    def start(self, progress: bool = True) -> BrokerStatus:
+        """Install if needed, format once, start, and wait until the broker answers."""
+        if self.pid() is not None and self.is_ready():
+            return self.status()
+        self.install(progress=progress)
+        cluster_id = self.format_storage()
+        for port in (self.port, self.controller_port):
+            if _port_in_use(port):
+                raise BrokerError(
+                    f"port {port} is already in use by another program; choose free ports with "
+                    "STOCKPIPE_LOCAL_KAFKA__PORT / STOCKPIPE_LOCAL_KAFKA__CONTROLLER_PORT"
+                )
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log4j = resources.files("stockpipe.streaming.kafka") / "log4j2.properties"
+        with resources.as_file(log4j) as log4j_path:
+            log4j_copy = self.home / "config" / "log4j2.properties"
+            shutil.copyfile(log4j_path, log4j_copy)
+        command = [
+            self._require_java(),
+            f"-Xms{self.heap}",
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dkafka.logs.dir={self.log_dir}",
+            f"-Dlog4j2.configurationFile={log4j_copy}",
+            "-cp",
+            self._classpath(),
+            "kafka.Kafka",
+            str(self.config_file),
+        ]
+        if progress:
+            print(
+                f"starting Kafka {self.version} (KRaft, cluster {cluster_id}) on "
+                f"{self.bootstrap_servers}; log {self.log_file}"
+            )
+        with self.stdout_file.open("ab") as out:
+            process = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.home,
+            )
+        self.pid_file.write_text(f"{process.pid}\n")
+        deadline = time.monotonic() + self.start_timeout_seconds
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise BrokerError(
+                    f"Kafka exited with code {process.returncode} while starting:\n"
+                    + self._log_tail()
+                )
+            if self.is_ready(timeout=1.0):
+                return self.status()
+            time.sleep(0.3)
+        self.stop()
+        raise BrokerError(
+            f"Kafka did not answer on {self.bootstrap_servers} within "
+            f"{self.start_timeout_seconds:.0f}s:\n{self._log_tail()}"
+        )
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop the broker cleanly; return False when it was not running."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.2)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def status(self) -> BrokerStatus:
+        pid = self.pid()
+        return BrokerStatus(
+            running=pid is not None and self.is_ready(timeout=2.0),
+            pid=pid,
+            bootstrap_servers=self.bootstrap_servers,
+            cluster_id=self.cluster_id(),
+            log_file=self.log_file,
+        )
+
+    def wipe(self) -> None:
+        """Stop and delete all data (a rebuilt cluster gets a new cluster id)."""
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def _log_tail(self, lines: int = 30) -> str:
+        chunks = []
+        for path in (self.stdout_file, self.log_file):
+            if path.exists():
+                chunks += path.read_text(errors="replace").splitlines()[-lines:]
+        return "\n".join(chunks[-lines:]) or "(no log output)"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        # Reap it if it is our child, so a zombie does not count as alive.
+        if os.waitpid(pid, os.WNOHANG) != (0, 0):
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def broker_from_settings(settings) -> LocalBroker:
+    """The local broker the settings describe (``STOCKPIPE_LOCAL_KAFKA__*``)."""
+    local = settings.local_kafka
+    return LocalBroker(
+        home=settings.kafka_dir,
+        port=local.port,
+        controller_port=local.controller_port,
+        version=local.version,
+        kafka_home=local.kafka_home,
+        dist_dir=local.dist_dir,
+        heap=local.heap,
+        start_timeout_seconds=local.start_timeout_seconds,
+    )

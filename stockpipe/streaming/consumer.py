@@ -1,0 +1,155 @@
+"""Consume the prices topic in bounded batches, starting where the warehouse says.
+
+Kafka's consumer-group offsets are not trusted for where to resume: on every partition
+assignment the consumer seeks to the offsets stored in the warehouse (committed in the same
+transaction as the rows). Group commits are still made, after each load, so that lag tools
+show something sensible; they are informational.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+from stockpipe.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+TopicPartition = tuple[str, int]
+StartOffsets = Callable[[list[TopicPartition]], dict[TopicPartition, int]]
+
+
+@dataclass
+class Batch:
+    """Messages of one batch and, per partition, the offset to resume from after it."""
+
+    messages: list[Message] = field(default_factory=list)
+    start_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    payload_bytes: int = 0
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+
+class BatchConsumer:
+    """A consumer-group member that hands out batches bounded by records, bytes and time.
+
+    Args:
+        kafka: connection settings and topic names.
+        start_offsets: given the partitions just assigned, the offset to start each from
+            (the warehouse's record); partitions it does not name start at the earliest.
+    """
+
+    def __init__(self, kafka: KafkaSettings, start_offsets: StartOffsets, **overrides: object):
+        self.topic = kafka.prices_topic
+        self._start_offsets = start_offsets
+        config = kafka.client_config() | {
+            "group.id": kafka.consumer_group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "range",
+            # Fetch big chunks: the drain is a bulk loader, not a low-latency reader.
+            "fetch.min.bytes": 1,
+            "fetch.max.bytes": 52_428_800,
+            "queued.max.messages.kbytes": 65_536,
+        }
+        self._consumer = Consumer(config | overrides)
+        self.assigned: set[TopicPartition] = set()
+        self._positions: dict[TopicPartition, int] = {}
+
+    def __enter__(self) -> BatchConsumer:
+        self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _on_assign(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
+        keys = [(p.topic, p.partition) for p in partitions]
+        stored = self._start_offsets(keys)
+        for p in partitions:
+            p.offset = stored.get((p.topic, p.partition), OFFSET_BEGINNING)
+            self._positions[(p.topic, p.partition)] = p.offset
+        self.assigned |= set(keys)
+        log.info("assigned %s, starting at %s", keys, {k: stored.get(k) for k in keys})
+        consumer.assign(partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
+        for p in partitions:
+            self.assigned.discard((p.topic, p.partition))
+            self._positions.pop((p.topic, p.partition), None)
+
+    def next_batch(
+        self, max_records: int, max_bytes: int, max_wait_seconds: float, idle_seconds: float = 1.0
+    ) -> Batch:
+        """Collect messages until a threshold is reached or nothing came for ``idle_seconds``."""
+        batch = Batch()
+        deadline = time.monotonic() + max_wait_seconds
+        last_message = time.monotonic()
+        while len(batch) < max_records and batch.payload_bytes < max_bytes:
+            now = time.monotonic()
+            if now >= deadline or now - last_message >= idle_seconds:
+                break
+            wanted = min(max_records - len(batch), 10_000)
+            messages = self._consumer.consume(wanted, timeout=min(0.5, deadline - now))
+            if not messages:
+                continue
+            last_message = time.monotonic()
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise KafkaException(error)
+                key = (message.topic(), message.partition())
+                if key not in self.assigned:
+                    continue  # revoked while in flight; its new owner reads it
+                batch.start_offsets.setdefault(key, message.offset())
+                batch.next_offsets[key] = message.offset() + 1
+                batch.messages.append(message)
+                value = message.value()
+                batch.payload_bytes += len(value) if value else 0
+        return batch
+
+    def at_end(self) -> bool:
+        """True when every assigned partition has been read up to its high watermark."""
+        if not self.assigned:
+            return False
+        positions = self._consumer.position(
+            [KafkaTopicPartition(t, p) for t, p in sorted(self.assigned)]
+        )
+        for tp in positions:
+            _low, high = self._consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            position = (
+                tp.offset if tp.offset >= 0 else self._positions.get((tp.topic, tp.partition), 0)
+            )
+            if position < 0:
+                position = _low
+            if position < high:
+                return False
+        return True
+
+    def watermarks(self, partition: TopicPartition) -> tuple[int, int]:
+        return self._consumer.get_watermark_offsets(
+            KafkaTopicPartition(*partition), timeout=10, cached=False
+        )
+
+    def commit_informational(self, next_offsets: dict[TopicPartition, int]) -> None:
+        """Tell the group where we are (for lag tools); the warehouse remains the truth."""
+        if not next_offsets:
+            return
+        offsets = [KafkaTopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as exc:
+            log.info("informational offset commit skipped: %s", exc)
+
+    def close(self) -> None:
+        self._consumer.close()

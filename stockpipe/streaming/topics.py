@@ -1,0 +1,73 @@
+"""Create the pipeline's topics, idempotently."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from stockpipe.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+SEVEN_DAYS_MS = str(7 * 24 * 3600 * 1000)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def pipeline_topics(kafka: KafkaSettings) -> list[TopicSpec]:
+    """The three topics: prices (keyed by symbol, several partitions), alerts, dead letters."""
+    retention = {"retention.ms": SEVEN_DAYS_MS}
+    return [
+        TopicSpec(kafka.prices_topic, kafka.prices_partitions, retention),
+        TopicSpec(kafka.alerts_topic, 1, retention),
+        # Dead letters are kept four weeks: long enough for someone to look at them.
+        TopicSpec(kafka.dlq_topic, 1, {"retention.ms": str(28 * 24 * 3600 * 1000)}),
+    ]
+
+
+def ensure_topics(
+    kafka: KafkaSettings, replication_factor: int = 1, timeout: float = 30.0
+) -> dict[str, str]:
+    """Create missing topics; leave existing ones alone.
+
+    Returns:
+        topic name -> "created" or "exists".
+    """
+    admin = AdminClient(kafka.client_config())
+    specs = pipeline_topics(kafka)
+    existing = admin.list_topics(timeout=timeout).topics
+    outcome: dict[str, str] = {}
+    to_create = []
+    for spec in specs:
+        if spec.name in existing:
+            outcome[spec.name] = "exists"
+            have = len(existing[spec.name].partitions)
+            if have < spec.partitions:
+                log.warning(
+                    "topic %s has %d partitions, settings ask for %d; not changed (adding "
+                    "partitions would move symbols between partitions)",
+                    spec.name,
+                    have,
+                    spec.partitions,
+                )
+        else:
+            to_create.append(
+                NewTopic(spec.name, spec.partitions, replication_factor, config=spec.config)
+            )
+    if to_create:
+        for name, future in admin.create_topics(to_create, operation_timeout=timeout).items():
+            try:
+                future.result(timeout)
+                outcome[name] = "created"
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+                outcome[name] = "exists"  # another process won the race
+    return outcome

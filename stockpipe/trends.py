@@ -1,0 +1,34 @@
+"""Read the trend views: what the summary table and the trends flow show."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from stockpipe.warehouse import Warehouse
+
+LATEST_COLUMNS = (
+    "symbol",
+    "session_date",
+    "bar_count",
+    "last_close",
+    "change_on_day_pct",
+    "change_vs_open_pct",
+    "ma5",
+    "ma20",
+    "session_vwap",
+)
+
+
+def latest_quotes(warehouse: Warehouse) -> pd.DataFrame:
+    """One row per symbol: its latest bar, session figures and minute moving averages."""
+    return warehouse.query_frame(
+        f"select {', '.join(LATEST_COLUMNS)} from MARTS.LATEST_QUOTE order by symbol"
+    )
+
+
+def row_counts(warehouse: Warehouse) -> dict[str, int]:
+    """Rows per table/view the pipeline fills, for summaries and tests."""
+    counts = {}
+    for name in ("RAW.STOCK_PRICES", "STAGING.STOCK_PRICES", "MARTS.DAILY_OHLCV"):
+        counts[name] = int(warehouse.query(f"select count(*) from {name}")[0][0])
+    return counts

@@ -1,0 +1,166 @@
+"""The warehouse: Snowflake, or DuckDB through fakesnow with the same connector API and SQL.
+
+:class:`Warehouse` is the only place that knows which backend is in use. Everything above
+it speaks the snowflake-connector API (cursor, execute with ``%s`` parameters) and
+Snowflake SQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from stockpipe.settings import Settings, validate_identifier
+
+log = logging.getLogger(__name__)
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse cannot be reached or refused a statement."""
+
+
+class WarehouseBusy(WarehouseError):
+    """The embedded warehouse file is held by another process (DuckDB allows one writer)."""
+
+
+class Warehouse:
+    """A connection to the warehouse, with the few operations the pipeline needs."""
+
+    def __init__(self, conn: Any, backend: str, database: str, location: str):
+        self.conn = conn
+        self.backend = backend
+        self.database = database
+        self.location = location
+
+    # -- connecting -----------------------------------------------------------------------
+    @classmethod
+    @contextmanager
+    def connect(cls, settings: Settings) -> Iterator[Warehouse]:
+        """Open the warehouse the settings name; close it on exit."""
+        database = validate_identifier(settings.warehouse.database)
+        if settings.warehouse.backend == "embedded":
+            warehouse = cls._connect_embedded(settings.warehouse_dir, database)
+        else:
+            warehouse = cls._connect_snowflake(settings, database)
+        try:
+            yield warehouse
+        finally:
+            warehouse.close()
+
+    @classmethod
+    def _connect_embedded(cls, directory: Path, database: str) -> Warehouse:
+        import duckdb
+        from fakesnow.instance import FakeSnow
+
+        # fakesnow warns on every result that it copies Arrow data; not actionable for users.
+        warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
+
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            fake = FakeSnow(db_path=directory)
+            conn = fake.connect(database=database, schema="RAW")
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise WarehouseBusy(
+                    f"the embedded warehouse {directory / (database + '.db')} is open in another "
+                    "process (DuckDB allows one writer); wait for it to finish"
+                ) from exc
+            raise WarehouseError(
+                f"cannot open the embedded warehouse in {directory}: {exc}"
+            ) from exc
+        warehouse = cls(conn, "embedded", database, str(directory / f"{database}.db"))
+        warehouse._fake = fake
+        return warehouse
+
+    @classmethod
+    def _connect_snowflake(cls, settings: Settings, database: str) -> Warehouse:
+        import snowflake.connector
+
+        wh = settings.warehouse
+        params: dict[str, Any] = {
+            "account": wh.account,
+            "user": wh.user,
+            "database": database,
+            "schema": "RAW",
+            "warehouse": wh.warehouse,
+            "application": "stockpipe",
+            "session_parameters": {"QUERY_TAG": "stockpipe", "TIMEZONE": "UTC"},
+        }
+        if wh.role:
+            params["role"] = wh.role
+        if wh.private_key_file:
+            params["private_key_file"] = str(wh.private_key_file)
+        elif wh.password:
+            params["password"] = wh.password.get_secret_value()
+        try:
+            conn = snowflake.connector.connect(**params)
+        except snowflake.connector.errors.Error as exc:
+            # The connector's message never contains the password; keep it that way.
+            raise WarehouseError(
+                f"cannot connect to Snowflake account {wh.account}: {exc}"
+            ) from exc
+        return cls(conn, "snowflake", database, f"snowflake://{wh.account}/{database}")
+
+    def close(self) -> None:
+        self.conn.close()
+        fake = getattr(self, "_fake", None)
+        if fake is not None:
+            fake.duck_conn.close()
+
+    # -- statements -----------------------------------------------------------------------
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        cursor = self.conn.cursor()
+        cursor.execute(sql, params)
+        return cursor
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        return self.execute(sql, params).fetchall()
+
+    def query_frame(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        cursor = self.execute(sql, params)
+        columns = [d[0].lower() for d in cursor.description]
+        return pd.DataFrame(cursor.fetchall(), columns=columns)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One warehouse transaction: committed on success, rolled back on any error.
+
+        DDL must stay outside: Snowflake commits implicitly before DDL, and DuckDB (the
+        embedded warehouse) cannot mix DDL with writes to the database in one transaction.
+        """
+        self.execute("begin")
+        try:
+            yield
+        except BaseException:
+            self.execute("rollback")
+            raise
+        self.execute("commit")
+
+    def write_frame(self, frame: pd.DataFrame, table: str, schema: str | None = None) -> int:
+        """Bulk-load ``frame`` into an existing table (write_pandas: PUT + COPY on Snowflake).
+
+        Column names must match the table's (upper-case). Returns the rows written.
+        """
+        validate_identifier(table)
+        if self.backend == "embedded":
+            from fakesnow.fakes import write_pandas
+        else:
+            from snowflake.connector.pandas_tools import write_pandas
+        ok, _chunks, rows, *_ = write_pandas(
+            self.conn,
+            frame,
+            table,
+            schema=schema,
+            auto_create_table=False,
+            quote_identifiers=False,
+            use_logical_type=True,
+        )
+        if not ok:
+            raise WarehouseError(f"bulk load into {table} failed")
+        return int(rows)

@@ -1,0 +1,151 @@
+"""Load a batch of bars and the offsets that follow it in one warehouse transaction.
+
+Bulk, never row by row: the batch is bulk-loaded (write_pandas) into a session-temporary
+table, then one transaction replaces older fetches of the same bars, inserts new bars and
+moves the offsets. Either all of it commits or none of it does, which is what makes the
+drain exactly-once: the offsets in ``RAW.KAFKA_OFFSETS`` never pass rows that are not in
+``RAW.STOCK_PRICES``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from stockpipe.warehouse import Warehouse
+
+BATCH_TABLE = "STOCK_PRICES_BATCH"
+RAW_COLUMNS = (
+    "SYMBOL",
+    "TS",
+    "BAR_INTERVAL",
+    "OPEN",
+    "HIGH",
+    "LOW",
+    "CLOSE",
+    "VOLUME",
+    "SOURCE",
+    "FETCHED_AT",
+    "SCHEMA_VERSION",
+    "KAFKA_TOPIC",
+    "KAFKA_PARTITION",
+    "KAFKA_OFFSET",
+    "KAFKA_TIMESTAMP",
+    "LOADED_AT",
+)
+
+# Within the batch, the latest fetch of a bar wins (Snowflake's MERGE would raise on
+# duplicate source keys; deduplicating first makes both warehouses behave alike).
+_LATEST_IN_BATCH = f"""
+    select * from {BATCH_TABLE}
+    qualify row_number() over (
+        partition by symbol, ts, bar_interval order by fetched_at desc, kafka_offset desc
+    ) = 1
+"""
+
+# DELETE + INSERT rather than MERGE: the embedded warehouse runs MERGE through a temporary
+# table of its own, which DuckDB refuses inside a transaction that wrote elsewhere.
+_REPLACE_OLDER_FETCHES = f"""
+    delete from RAW.STOCK_PRICES using ({_LATEST_IN_BATCH}) as s
+    where RAW.STOCK_PRICES.symbol = s.symbol
+      and RAW.STOCK_PRICES.ts = s.ts
+      and RAW.STOCK_PRICES.bar_interval = s.bar_interval
+      and RAW.STOCK_PRICES.fetched_at <= s.fetched_at
+"""
+
+_INSERT_NEW_BARS = f"""
+    insert into RAW.STOCK_PRICES ({", ".join(RAW_COLUMNS)})
+    select {", ".join("s." + c for c in RAW_COLUMNS)}
+    from ({_LATEST_IN_BATCH}) as s
+    where not exists (
+        select 1 from RAW.STOCK_PRICES as t
+        where t.symbol = s.symbol and t.ts = s.ts and t.bar_interval = s.bar_interval
+    )
+"""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    rows_in_batch: int
+    inserted: int
+    replaced: int
+
+    @property
+    def unchanged(self) -> int:
+        """Rows of the batch that were older fetches of bars already stored."""
+        return self.rows_in_batch - self.inserted
+
+
+@dataclass(frozen=True)
+class StoredOffset:
+    next_offset: int
+    cluster_id: str | None
+
+
+def read_offsets(warehouse: Warehouse, topic: str) -> dict[tuple[str, int], StoredOffset]:
+    """The warehouse's record of where to resume each partition of ``topic``."""
+    rows = warehouse.query(
+        "select kafka_partition, next_offset, cluster_id from RAW.KAFKA_OFFSETS "
+        "where kafka_topic = %s",
+        (topic,),
+    )
+    return {(topic, int(p)): StoredOffset(int(o), c) for p, o, c in rows}
+
+
+def load_batch(
+    warehouse: Warehouse,
+    rows: pd.DataFrame,
+    next_offsets: dict[tuple[str, int], int],
+    cluster_id: str | None,
+) -> LoadResult:
+    """Commit ``rows`` (columns :data:`RAW_COLUMNS`) and ``next_offsets`` atomically.
+
+    ``next_offsets`` may name partitions with no rows (a batch of only rejected messages
+    still moves its offsets).
+    """
+    now = datetime.now(UTC).replace(tzinfo=None)
+    # DDL and the bulk load into the session's temporary table stay outside the transaction
+    # (see Warehouse.transaction); nothing in RAW changes until the commit.
+    warehouse.execute(f"create temporary table if not exists {BATCH_TABLE} like RAW.STOCK_PRICES")
+    warehouse.execute(f"delete from {BATCH_TABLE}")
+    if len(rows):
+        warehouse.write_frame(rows.loc[:, list(RAW_COLUMNS)], BATCH_TABLE)
+
+    with warehouse.transaction():
+        replaced = inserted = 0
+        if len(rows):
+            replaced = warehouse.execute(_REPLACE_OLDER_FETCHES).rowcount or 0
+            inserted_total = warehouse.execute(_INSERT_NEW_BARS).rowcount or 0
+            inserted = inserted_total - replaced
+        if next_offsets:
+            _write_offsets(warehouse, next_offsets, cluster_id, now)
+    return LoadResult(rows_in_batch=len(rows), inserted=inserted, replaced=replaced)
+
+
+def _write_offsets(
+    warehouse: Warehouse,
+    next_offsets: dict[tuple[str, int], int],
+    cluster_id: str | None,
+    now: datetime,
+) -> None:
+    by_topic: dict[str, list[int]] = {}
+    for topic, partition in next_offsets:
+        by_topic.setdefault(topic, []).append(partition)
+    for topic, partitions in by_topic.items():
+        placeholders = ", ".join(["%s"] * len(partitions))
+        warehouse.execute(
+            "delete from RAW.KAFKA_OFFSETS where kafka_topic = %s "
+            f"and kafka_partition in ({placeholders})",
+            (topic, *partitions),
+        )
+    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(next_offsets))
+    params: list[object] = []
+    for (topic, partition), offset in sorted(next_offsets.items()):
+        params += [topic, partition, offset, cluster_id, now]
+    warehouse.execute(
+        "insert into RAW.KAFKA_OFFSETS "
+        f"(kafka_topic, kafka_partition, next_offset, cluster_id, updated_at) values {values}",
+        params,
+    )

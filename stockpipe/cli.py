@@ -1,7 +1,7 @@
 """``stockpipe``: run the pipeline and its local infrastructure from a terminal.
 
     stockpipe demo                      the whole pipeline on one simulated session
-    stockpipe kafka up|down|status      the local KRaft broker
+    stockpipe kafka install|up|down|status   the local KRaft broker
     stockpipe ingest [--session DATE]   fetch and publish bars
     stockpipe drain [--follow]          Kafka -> warehouse, exactly once
     stockpipe sql apply                 create/refresh the warehouse objects
@@ -98,7 +98,10 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     broker = broker_from_settings(settings)
-    if args.action == "up":
+    if args.action == "install":
+        libs = broker.install()
+        console.print(f"kafka {settings.local_kafka.version} installed: {libs}")
+    elif args.action == "up":
         status = broker.start()
         console.print(
             f"kafka {settings.local_kafka.version} running: pid {status.pid}, "
@@ -268,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     kafka = sub.add_parser("kafka", help="the local KRaft broker")
-    kafka.add_argument("action", choices=["up", "down", "status"])
+    kafka.add_argument("action", choices=["install", "up", "down", "status"])
     kafka.set_defaults(func=cmd_kafka)
 
     ingest = sub.add_parser("ingest", help="fetch a session's bars and publish them")

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One-time (and re-runnable) set-up of this machine for stockpipe, with no cloud account:
+#   * Java 17 and Maven (the local Kafka broker's runtime and installer) from Debian
+#     packages, when missing;
+#   * a virtualenv in .venv with the project and its dev extra (editable);
+#   * Apache Kafka's jars from Maven Central into ~/.cache/stockpipe/kafka.
+# Safe to run again: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+PYTHON="${PYTHON:-python3}"
+say() { printf '\n==> %s\n' "$*"; }
+
+apt_install() {
+  local packages=("$@")
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "missing ${packages[*]}: install them (needs root)" >&2; exit 1
+  fi
+  say "installing ${packages[*]} (Debian packages)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+}
+
+missing=()
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || missing+=(maven)
+if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
+
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "stockpipe needs Python >= 3.11 (found $("$PYTHON" --version))" >&2; exit 1
+fi
+
+stamp=.venv/.installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  say "creating .venv and installing stockpipe with its dev extra (about two minutes the first time)"
+  "$PYTHON" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  touch "$stamp"
+fi
+
+say "installing the local Kafka broker's jars (cached after the first time)"
+.venv/bin/stockpipe kafka install
+say "set-up done"

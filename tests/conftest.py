@@ -1,0 +1,68 @@
+"""Shared fixtures: a real KRaft broker for the session, and per-test settings.
+
+The broker is started with the same code as ``stockpipe kafka up`` (LocalBroker), on free
+ports, with its state in a temporary directory. Each test gets its own topic names and
+consumer group, so tests sharing the broker never see each other's messages.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stockpipe.settings import Settings, load_settings
+from stockpipe.streaming.broker import LocalBroker, free_port
+from stockpipe.streaming.topics import ensure_topics
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    broker = LocalBroker(
+        home=tmp_path_factory.mktemp("kafka"),
+        port=free_port(),
+        controller_port=free_port(),
+        heap="512m",
+    )
+    broker.start(progress=False)
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's STOCKPIPE_* environment or writes to ~/.prefect."""
+    for name in list(os.environ):
+        if name.startswith("STOCKPIPE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray .env file is read
+    monkeypatch.setenv("STOCKPIPE_HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture
+def env_settings(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    kafka_broker: LocalBroker,
+    tmp_path: Path,
+) -> Settings:
+    """Settings (set in the environment, as flows read them) for a test on the real broker."""
+    tag = re.sub(r"[^A-Za-z0-9]+", "_", request.node.name)[-60:]
+    env = {
+        "STOCKPIPE_HOME": str(tmp_path / "home"),
+        "STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
+        "STOCKPIPE_KAFKA__PRICES_TOPIC": f"prices_{tag}",
+        "STOCKPIPE_KAFKA__ALERTS_TOPIC": f"alerts_{tag}",
+        "STOCKPIPE_KAFKA__DLQ_TOPIC": f"dlq_{tag}",
+        "STOCKPIPE_KAFKA__CONSUMER_GROUP": f"drain_{tag}",
+        "STOCKPIPE_KAFKA__PRICES_PARTITIONS": "3",
+        "STOCKPIPE_DRAIN__MAX_WAIT_SECONDS": "2",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    ensure_topics(settings.kafka)
+    return settings

@@ -1,0 +1,121 @@
+"""Drain on the real broker into the embedded warehouse: loads once, dead-letters bad input."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from confluent_kafka import Consumer
+
+from stockpipe import market_calendar as mc
+from stockpipe.drain import drain_to_warehouse
+from stockpipe.ingest import check_bars
+from stockpipe.settings import Settings
+from stockpipe.sources.simulated import SimulatedMarket
+from stockpipe.streaming.producer import QuoteProducer
+from stockpipe.warehouse import Warehouse
+from stockpipe.warehouse.loader import read_offsets
+from stockpipe.warehouse.sql_runner import apply_sql
+
+pytestmark = pytest.mark.integration
+SESSION = mc.session("2025-11-26")
+SYMBOLS = ["AAPL", "MSFT", "NVDA", "XOM"]
+
+
+def publish_session(settings: Settings, fetched_at: datetime | None = None) -> int:
+    bars = SimulatedMarket().fetch(SYMBOLS, SESSION.open, SESSION.close)
+    quotes = check_bars(bars, "simulated", fetched_at=fetched_at).quotes
+    return QuoteProducer(settings.kafka).publish(quotes).published
+
+
+def drain(settings: Settings):
+    with Warehouse.connect(settings) as warehouse:
+        apply_sql(warehouse)
+        report = drain_to_warehouse(settings, warehouse, max_records=1000)
+        rows = warehouse.query_frame(
+            "select symbol, ts, close, fetched_at, kafka_partition, kafka_offset "
+            "from RAW.STOCK_PRICES"
+        )
+        offsets = read_offsets(warehouse, settings.kafka.prices_topic)
+    return report, rows, offsets
+
+
+def test_drain_loads_every_bar_once_and_resumes_from_warehouse_offsets(
+    env_settings: Settings,
+) -> None:
+    published = publish_session(env_settings, datetime(2025, 11, 26, 21, 1, tzinfo=UTC))
+    assert published == 4 * 390
+
+    report, rows, offsets = drain(env_settings)
+    assert report.messages == published and report.inserted == published
+    assert report.batches >= 2  # max_records=1000 splits the backlog
+    assert len(rows) == published
+    assert not rows.duplicated(["symbol", "ts"]).any()
+    assert sum(o.next_offset for o in offsets.values()) == published
+
+    # Nothing new: a second run reads nothing and changes nothing.
+    report, rows_again, _ = drain(env_settings)
+    assert report.messages == 0
+    assert len(rows_again) == published
+
+    # The same session fetched again later (ingest refetches the day): updated, not added.
+    publish_session(env_settings, datetime(2025, 11, 26, 21, 30, tzinfo=UTC))
+    report, rows_final, offsets = drain(env_settings)
+    assert report.messages == published
+    assert (report.inserted, report.replaced) == (0, published)
+    assert len(rows_final) == published
+    assert rows_final["fetched_at"].max() == datetime(2025, 11, 26, 21, 30)
+    assert sum(o.next_offset for o in offsets.values()) == 2 * published
+
+
+def test_bad_messages_go_to_the_dead_letter_topic_with_the_reason(
+    env_settings: Settings,
+) -> None:
+    good = check_bars(
+        SimulatedMarket().fetch(["AAPL"], SESSION.open, SESSION.minutes[20]), "simulated"
+    ).quotes
+    valid = json.loads(good[0].to_json())
+    poison = [
+        (b"AAPL", b"\xff\xfe not utf-8", "undecodable"),
+        (b"AAPL", b"{not json", "invalid_json"),
+        (b"AAPL", b"[1, 2]", "not_an_object"),
+        (b"AAPL", json.dumps({**valid, "high": 1.0, "low": 2.0}).encode(), "high_below_low"),
+        (b"AAPL", json.dumps({**valid, "volume": -5}).encode(), "out_of_range_volume"),
+        (
+            b"AAPL",
+            json.dumps({k: v for k, v in valid.items() if k != "close"}).encode(),
+            "missing_close",
+        ),
+        (b"AAPL", b'{"pad": "' + b"x" * 20_000 + b'"}', "oversized"),
+    ]
+    producer = QuoteProducer(env_settings.kafka)
+    producer.publish(good[:10])
+    producer.publish_raw([(k, v) for k, v, _ in poison])
+    producer.publish(good[10:])
+
+    report, rows, offsets = drain(env_settings)
+    assert len(rows) == 20
+    assert report.rejected == {reason: 1 for _, _, reason in poison}
+    assert sum(o.next_offset for o in offsets.values()) == 20 + len(poison)
+
+    consumer = Consumer(
+        env_settings.kafka.client_config()
+        | {"group.id": "dlq-reader", "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([env_settings.kafka.dlq_topic])
+    letters = []
+    for _ in range(40):
+        letters += [m for m in consumer.consume(100, timeout=0.5) if m.error() is None]
+        if len(letters) >= len(poison):
+            break
+    consumer.close()
+    assert len(letters) == len(poison)
+    by_reason = {dict(m.headers())["dlq.reason"].decode(): m for m in letters}
+    for key, value, reason in poison:
+        letter = by_reason[reason]
+        headers = dict(letter.headers())
+        assert letter.key() == key and letter.value() == value  # unchanged
+        assert headers["dlq.source.topic"].decode() == env_settings.kafka.prices_topic
+        assert int(headers["dlq.source.offset"]) >= 10
+        assert headers["dlq.error.message"]

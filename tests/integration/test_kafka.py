@@ -1,0 +1,93 @@
+"""The real local KRaft broker: topics, round trip, per-symbol order, idempotent producer."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient
+
+from stockpipe import market_calendar as mc
+from stockpipe.ingest import check_bars
+from stockpipe.settings import Settings
+from stockpipe.sources.simulated import SimulatedMarket
+from stockpipe.streaming.broker import LocalBroker
+from stockpipe.streaming.producer import QuoteProducer
+from stockpipe.streaming.topics import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+
+def consume_all(settings: Settings, topic: str, expected: int, timeout: float = 30.0) -> list:
+    consumer = Consumer(
+        settings.kafka.client_config()
+        | {"group.id": f"reader-{topic}", "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([topic])
+    messages: list = []
+    deadline = time.monotonic() + timeout
+    while len(messages) < expected and time.monotonic() < deadline:
+        for message in consumer.consume(1000, timeout=0.5):
+            assert message.error() is None
+            messages.append(message)
+    consumer.close()
+    return messages
+
+
+def test_broker_runs_kraft_and_reports_status(kafka_broker: LocalBroker) -> None:
+    status = kafka_broker.status()
+    assert status.running and status.pid
+    assert status.cluster_id and len(status.cluster_id) == 22
+    assert "process.roles=broker,controller" in kafka_broker.config_file.read_text()
+    metadata = AdminClient({"bootstrap.servers": status.bootstrap_servers}).list_topics(timeout=10)
+    assert metadata.cluster_id == status.cluster_id
+    assert kafka_broker.log_file.exists()  # the broker logs to its file
+
+
+def test_topic_creation_is_idempotent(env_settings: Settings) -> None:
+    # env_settings already created them once.
+    again = ensure_topics(env_settings.kafka)
+    assert set(again.values()) == {"exists"}
+    topics = AdminClient(env_settings.kafka.client_config()).list_topics(timeout=10).topics
+    assert len(topics[env_settings.kafka.prices_topic].partitions) == 3
+    assert len(topics[env_settings.kafka.dlq_topic].partitions) == 1
+
+
+def test_round_trip_keeps_each_symbol_on_one_partition_in_order(env_settings: Settings) -> None:
+    session = mc.session("2025-11-26")
+    symbols = ["AAPL", "MSFT", "NVDA", "XOM", "JPM"]
+    bars = SimulatedMarket().fetch(symbols, session.open, session.minutes[200])
+    quotes = check_bars(bars, "simulated").quotes
+    report = QuoteProducer(env_settings.kafka).publish(quotes)
+    assert report.published == len(quotes) == 1000
+
+    messages = consume_all(env_settings, env_settings.kafka.prices_topic, len(quotes))
+    assert len(messages) == len(quotes)
+    partitions: dict[str, set[int]] = {}
+    order: dict[str, list[str]] = {}
+    for message in messages:
+        payload = json.loads(message.value())
+        assert message.key().decode() == payload["symbol"]
+        partitions.setdefault(payload["symbol"], set()).add(message.partition())
+        order.setdefault(payload["symbol"], []).append(payload["ts"])
+    assert all(len(p) == 1 for p in partitions.values())
+    for symbol, stamps in order.items():
+        assert stamps == sorted(stamps), symbol
+        assert len(stamps) == 200
+
+
+def test_stop_and_start_keep_the_cluster_id(tmp_path) -> None:
+    from stockpipe.streaming.broker import free_port
+
+    broker = LocalBroker(home=tmp_path / "k", port=free_port(), controller_port=free_port())
+    first = broker.start(progress=False)
+    assert broker.stop() is True
+    assert broker.status().running is False
+    second = broker.start(progress=False)
+    try:
+        assert second.cluster_id == first.cluster_id
+    finally:
+        broker.stop()
+    assert broker.stop() is False  # already stopped

@@ -1,0 +1,56 @@
+"""NYSE sessions from the exchange calendar: holidays, early closes, DST."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from stockpipe import market_calendar as mc
+
+
+def test_full_session_has_390_bars_from_the_open() -> None:
+    session = mc.session("2025-11-26")
+    assert len(session.minutes) == 390
+    assert session.minutes[0] == session.open
+    assert session.close == datetime(2025, 11, 26, 21, 0, tzinfo=UTC)  # 16:00 EST
+
+
+def test_thanksgiving_is_not_a_session_and_the_day_after_closes_early() -> None:
+    assert not mc.is_trading_day("2025-11-27")
+    with pytest.raises(ValueError, match="not an NYSE trading day"):
+        mc.session("2025-11-27")
+    friday = mc.session("2025-11-28")
+    assert friday.is_early_close
+    assert friday.close == datetime(2025, 11, 28, 18, 0, tzinfo=UTC)  # 13:00 EST
+    assert len(friday.minutes) == 210
+
+
+def test_dst_moves_the_open_in_utc_not_in_new_york() -> None:
+    before = mc.session("2025-03-07")  # EST
+    after = mc.session("2025-03-10")  # EDT
+    assert before.open == datetime(2025, 3, 7, 14, 30, tzinfo=UTC)
+    assert after.open == datetime(2025, 3, 10, 13, 30, tzinfo=UTC)
+
+
+def test_market_open_at_fixed_instants() -> None:
+    assert not mc.is_market_open(datetime(2025, 11, 28, 14, 29, tzinfo=UTC))
+    assert mc.is_market_open(datetime(2025, 11, 28, 14, 30, tzinfo=UTC))
+    assert mc.is_market_open(datetime(2025, 11, 28, 17, 59, tzinfo=UTC))
+    assert not mc.is_market_open(datetime(2025, 11, 28, 18, 0, tzinfo=UTC))  # early close
+    assert not mc.is_market_open(datetime(2025, 11, 27, 16, 0, tzinfo=UTC))  # holiday
+    with pytest.raises(ValueError, match="naive"):
+        mc.is_market_open(datetime(2025, 11, 28, 15, 0))
+
+
+def test_latest_sessions() -> None:
+    saturday = datetime(2025, 11, 29, 12, 0, tzinfo=UTC)
+    assert mc.latest_session(saturday).day == date(2025, 11, 28)
+    assert mc.latest_closed_session(saturday).day == date(2025, 11, 28)
+    during = datetime(2025, 11, 26, 15, 0, tzinfo=UTC)
+    assert mc.latest_session(during).day == date(2025, 11, 26)
+    assert mc.latest_closed_session(during).day == date(2025, 11, 25)
+    assert mc.previous_session("2025-11-28").day == date(2025, 11, 26)
+    assert mc.previous_session("2025-11-27").day == date(2025, 11, 26)
+    days = [s.day for s in mc.sessions_between("2025-11-24", "2025-11-30")]
+    assert days == [date(2025, 11, d) for d in (24, 25, 26, 28)]

@@ -1,0 +1,84 @@
+"""Settings: defaults, environment overrides, and errors that name the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from stockpipe.settings import DEFAULT_WATCHLIST, ConfigError, load_settings
+
+
+def test_local_defaults_need_no_configuration() -> None:
+    settings = load_settings()
+    assert settings.profile == "local"
+    assert settings.warehouse.backend == "embedded"
+    assert settings.kafka.bootstrap_servers == "localhost:9092"
+    assert settings.kafka.client_config() == {"bootstrap.servers": "localhost:9092"}
+    assert settings.source.watchlist == list(DEFAULT_WATCHLIST)
+    assert settings.kafka.prices_topic == "stock_prices"
+
+
+def test_nested_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOCKPIPE_SOURCE__WATCHLIST", "msft, aapl,BRK.B,^GSPC")
+    monkeypatch.setenv("STOCKPIPE_DRAIN__MAX_RECORDS", "500")
+    settings = load_settings()
+    assert settings.source.watchlist == ["MSFT", "AAPL", "BRK.B", "^GSPC"]
+    assert settings.drain.max_records == 500
+
+
+def test_local_bootstrap_follows_the_local_broker_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOCKPIPE_LOCAL_KAFKA__PORT", "29092")
+    assert load_settings().kafka.bootstrap_servers == "localhost:29092"
+    monkeypatch.setenv("STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS", "broker.example:9094")
+    assert load_settings().kafka.bootstrap_servers == "broker.example:9094"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("STOCKPIPE_SOURCE__WATCHLIST", "AAPL,not a ticker", "STOCKPIPE_SOURCE__WATCHLIST"),
+        ("STOCKPIPE_KAFKA__PRICES_TOPIC", "bad topic!", "STOCKPIPE_KAFKA__PRICES_TOPIC"),
+        ("STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS", "nohostport", "STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS"),
+        ("STOCKPIPE_DRAIN__MAX_RECORDS", "0", "STOCKPIPE_DRAIN__MAX_RECORDS"),
+        ("STOCKPIPE_WAREHOUSE__DATABASE", "stocks; drop table x", "STOCKPIPE_WAREHOUSE__DATABASE"),
+        ("STOCKPIPE_PROFILE", "staging", "STOCKPIPE_PROFILE"),
+    ],
+)
+def test_bad_setting_fails_with_its_name(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert expected in str(caught.value)
+
+
+def test_cloud_profile_names_every_missing_snowflake_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STOCKPIPE_WAREHOUSE__BACKEND", "snowflake")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "STOCKPIPE_WAREHOUSE" in message
+    for field in ("account", "user", "warehouse", "password"):
+        assert field in message
+
+
+def test_sasl_ssl_needs_credentials_and_never_prints_the_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STOCKPIPE_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
+    with pytest.raises(ConfigError, match="sasl_username, sasl_password"):
+        load_settings()
+    monkeypatch.setenv("STOCKPIPE_KAFKA__SASL_USERNAME", "drain")
+    monkeypatch.setenv("STOCKPIPE_KAFKA__SASL_PASSWORD", "s3cr3t-value")
+    settings = load_settings()
+    assert settings.kafka.client_config()["sasl.password"] == "s3cr3t-value"
+    assert "s3cr3t-value" not in settings.model_dump_json()
+    assert "s3cr3t-value" not in repr(settings)
+
+
+def test_cloud_profile_requires_snowflake_and_sasl(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOCKPIPE_PROFILE", "cloud")
+    with pytest.raises(ConfigError, match=r"warehouse\.backend=snowflake"):
+        load_settings()

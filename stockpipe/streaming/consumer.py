@@ -54,6 +54,9 @@ class BatchConsumer:
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
+            # End-of-partition events tell the drain it has caught up, without a
+            # watermark round trip per partition.
+            "enable.partition.eof": True,
             "partition.assignment.strategy": "range",
             # Fetch big chunks: the drain is a bulk loader, not a low-latency reader.
             "fetch.min.bytes": 1,
@@ -62,7 +65,7 @@ class BatchConsumer:
         }
         self._consumer = Consumer(config | overrides)
         self.assigned: set[TopicPartition] = set()
-        self._positions: dict[TopicPartition, int] = {}
+        self._at_eof: set[TopicPartition] = set()
 
     def __enter__(self) -> BatchConsumer:
         self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
@@ -76,15 +79,15 @@ class BatchConsumer:
         stored = self._start_offsets(keys)
         for p in partitions:
             p.offset = stored.get((p.topic, p.partition), OFFSET_BEGINNING)
-            self._positions[(p.topic, p.partition)] = p.offset
         self.assigned |= set(keys)
+        self._at_eof -= set(keys)
         log.info("assigned %s, starting at %s", keys, {k: stored.get(k) for k in keys})
         consumer.assign(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         for p in partitions:
             self.assigned.discard((p.topic, p.partition))
-            self._positions.pop((p.topic, p.partition), None)
+            self._at_eof.discard((p.topic, p.partition))
 
     def next_batch(
         self, max_records: int, max_bytes: int, max_wait_seconds: float, idle_seconds: float = 1.0
@@ -95,7 +98,7 @@ class BatchConsumer:
         last_message = time.monotonic()
         while len(batch) < max_records and batch.payload_bytes < max_bytes:
             now = time.monotonic()
-            if now >= deadline or now - last_message >= idle_seconds:
+            if now >= deadline or now - last_message >= idle_seconds or self.at_end():
                 break
             wanted = min(max_records - len(batch), 10_000)
             messages = self._consumer.consume(wanted, timeout=min(0.5, deadline - now))
@@ -103,12 +106,14 @@ class BatchConsumer:
                 continue
             last_message = time.monotonic()
             for message in messages:
+                key = (message.topic(), message.partition())
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
+                        self._at_eof.add(key)
                         continue
                     raise KafkaException(error)
-                key = (message.topic(), message.partition())
+                self._at_eof.discard(key)
                 if key not in self.assigned:
                     continue  # revoked while in flight; its new owner reads it
                 batch.start_offsets.setdefault(key, message.offset())
@@ -119,22 +124,8 @@ class BatchConsumer:
         return batch
 
     def at_end(self) -> bool:
-        """True when every assigned partition has been read up to its high watermark."""
-        if not self.assigned:
-            return False
-        positions = self._consumer.position(
-            [KafkaTopicPartition(t, p) for t, p in sorted(self.assigned)]
-        )
-        for tp in positions:
-            _low, high = self._consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-            position = (
-                tp.offset if tp.offset >= 0 else self._positions.get((tp.topic, tp.partition), 0)
-            )
-            if position < 0:
-                position = _low
-            if position < high:
-                return False
-        return True
+        """True when every assigned partition has been read to its end (EOF seen since)."""
+        return bool(self.assigned) and self.assigned <= self._at_eof
 
     def watermarks(self, partition: TopicPartition) -> tuple[int, int]:
         return self._consumer.get_watermark_offsets(

@@ -63,5 +63,5 @@ def test_malformed_value_names_column_and_line(tmp_path: Path) -> None:
 def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ReplayFileError, match="no such file"):
         ReplaySource(tmp_path / "nope.csv").load()
-    with pytest.raises(ReplayFileError, match="no .csv or .parquet"):
+    with pytest.raises(ReplayFileError, match=r"no \.csv or \.parquet"):
         ReplaySource(tmp_path).load()

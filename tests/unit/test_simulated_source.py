@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pandas as pd
 
@@ -55,9 +57,7 @@ def test_slices_of_a_session_add_up_to_the_session() -> None:
     market = SimulatedMarket()
     whole = market.fetch(SYMBOLS, FULL_DAY.open, FULL_DAY.close)
     edges = [FULL_DAY.open, FULL_DAY.minutes[100], FULL_DAY.minutes[250], FULL_DAY.close]
-    parts = pd.concat(
-        [market.fetch(SYMBOLS, lo, hi) for lo, hi in zip(edges, edges[1:], strict=False)]
-    )
+    parts = pd.concat([market.fetch(SYMBOLS, lo, hi) for lo, hi in pairwise(edges)])
     key = ["symbol", "ts"]
     pd.testing.assert_frame_equal(
         whole.sort_values(key).reset_index(drop=True),

@@ -1,0 +1,80 @@
+"""The README's main job, run as a user runs it: ``stockpipe demo``, twice.
+
+It starts its own broker (the same code as ``stockpipe kafka up``), runs the Prefect flows
+on an ephemeral API, and must leave the warehouse holding exactly the simulated bars, once.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from stockpipe import market_calendar as mc
+from stockpipe.settings import load_settings
+from stockpipe.sources.simulated import SimulatedMarket
+from stockpipe.streaming.broker import LocalBroker, free_port
+from stockpipe.warehouse import Warehouse
+
+pytestmark = pytest.mark.e2e
+SESSION = "2025-11-28"  # an early close: 210 bars; the previous session is 2025-11-26
+WATCHLIST = ["AAPL", "MSFT", "NVDA", "JPM"]
+
+
+def run_demo(env: dict[str, str]) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "stockpipe.cli", "demo", "--session", SESSION]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_demo_runs_the_pipeline_and_a_rerun_does_not_duplicate(tmp_path: Path) -> None:
+    port, controller_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "STOCKPIPE_HOME": str(tmp_path / "home"),
+        "STOCKPIPE_LOCAL_KAFKA__PORT": str(port),
+        "STOCKPIPE_LOCAL_KAFKA__CONTROLLER_PORT": str(controller_port),
+        "STOCKPIPE_SOURCE__WATCHLIST": ",".join(WATCHLIST),
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "COLUMNS": "160",
+    }
+    broker = LocalBroker(tmp_path / "home" / "kafka", port=port, controller_port=controller_port)
+    try:
+        first = run_demo(env)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "Latest per symbol (session 2025-11-28)" in first.stdout
+        for symbol in WATCHLIST:
+            assert f"│ {symbol}" in first.stdout
+        assert "warehouse:" in first.stdout and "STOCKS.db" in first.stdout
+
+        second = run_demo(env)
+        assert second.returncode == 0, second.stdout + second.stderr
+    finally:
+        broker.stop()
+
+    expected = SimulatedMarket(seed=42).fetch(
+        WATCHLIST, mc.session("2025-11-26").open, mc.session(SESSION).close
+    )
+    assert len(expected) == len(WATCHLIST) * (390 + 210)
+
+    os.environ["STOCKPIPE_HOME"] = env["STOCKPIPE_HOME"]
+    with Warehouse.connect(load_settings()) as warehouse:
+        raw = warehouse.query_frame(
+            "select symbol, ts, open, high, low, close, volume from RAW.STOCK_PRICES"
+        )
+        daily = warehouse.query_frame(
+            "select symbol, session_date, bar_count, close, change_pct from MARTS.DAILY_OHLCV"
+        )
+    assert len(raw) == len(expected)  # every bar once, after two runs
+    raw["ts"] = pd.to_datetime(raw["ts"]).dt.tz_localize("UTC")
+    merged = expected.merge(raw, on=["symbol", "ts"], suffixes=("", "_wh"), validate="1:1")
+    assert len(merged) == len(expected)
+    for column in ("open", "high", "low", "close", "volume"):
+        assert (merged[column] == merged[f"{column}_wh"]).all(), column
+
+    half_day = daily[daily["session_date"].astype(str) == SESSION]
+    assert sorted(half_day["bar_count"]) == [210] * len(WATCHLIST)
+    assert half_day["change_pct"].notna().all()  # the previous session gives the day change

@@ -1,14 +1,15 @@
 """Drain: Kafka -> warehouse, in batches, exactly once.
 
 For each batch: decode and check every message against the contract; send the rejects,
-unchanged, to the dead-letter topic with headers saying why and where from; then commit the
-accepted rows and the next offsets in one warehouse transaction. Offsets never move past a
-message that is neither in the warehouse nor in the dead-letter topic.
+unchanged, to the dead-letter topic with headers saying why and where from; write the
+accepted rows to the raw zone (when enabled); then commit the rows and the next offsets
+in one warehouse transaction. Offsets never move past a message that is neither in the
+warehouse nor in the dead-letter topic. Before the first batch the stored offsets are
+checked against the cluster (see :mod:`stockpipe.offsets`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -17,31 +18,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pandas as pd
-from confluent_kafka import Message
 from confluent_kafka.admin import AdminClient
 
-from stockpipe.contracts import QuoteRejected, validate_quote
+from stockpipe.decoding import DecodedBatch, Rejection, decode_batch
+from stockpipe.offsets import (
+    OffsetsOutOfSync,
+    ResetChoice,
+    find_problems,
+    partition_states,
+    reset_positions,
+)
+from stockpipe.retry import retry_call
 from stockpipe.settings import Settings
 from stockpipe.streaming.consumer import Batch, BatchConsumer
 from stockpipe.streaming.producer import QuoteProducer
-from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.loader import RAW_COLUMNS, LoadResult, load_batch, read_offsets
+from stockpipe.warehouse import TRANSIENT_WAREHOUSE_ERRORS, Warehouse
+from stockpipe.warehouse.loader import LoadResult, load_batch, read_offsets
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class DeadLetter:
-    message: Message
-    reason: str
-    error_class: str
-    detail: str
-
-
-@dataclass
-class DecodedBatch:
-    rows: pd.DataFrame
-    dead_letters: list[DeadLetter]
 
 
 @dataclass
@@ -51,6 +45,9 @@ class DrainReport:
     inserted: int = 0
     replaced: int = 0
     rejected: Counter = field(default_factory=Counter)
+    fenced_partitions: set = field(default_factory=set)
+    reset: dict[tuple[str, int], int] = field(default_factory=dict)
+    raw_files: list[str] = field(default_factory=list)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     stopped_because: str = ""
     seconds: float = 0.0
@@ -60,80 +57,39 @@ class DrainReport:
         self.messages += len(batch)
         self.inserted += result.inserted
         self.replaced += result.replaced
-        self.rejected.update(d.reason for d in decoded.dead_letters)
-        self.next_offsets.update(batch.next_offsets)
+        self.rejected.update(r.reason for r in decoded.rejections)
+        self.fenced_partitions |= set(result.fenced)
+        self.next_offsets.update(
+            {tp: o for tp, o in batch.next_offsets.items() if tp not in result.fenced}
+        )
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
 
     def summary(self) -> str:
         text = (
             f"drained {self.messages} messages in {self.batches} batches ({self.seconds:.1f}s): "
             f"{self.inserted} new bars, {self.replaced} re-fetched bars updated, "
-            f"{sum(self.rejected.values())} to the dead-letter topic"
+            f"{self.rejected_total} to the dead-letter topic"
         )
         if self.rejected:
             text += " (" + ", ".join(f"{k}: {v}" for k, v in sorted(self.rejected.items())) + ")"
+        if self.fenced_partitions:
+            text += (
+                f"; skipped partitions loaded by another drain: {sorted(self.fenced_partitions)}"
+            )
+        if self.reset:
+            text += f"; offsets reset to {self.reset}"
         return text + f"; stopped: {self.stopped_because}"
 
 
-def decode_batch(batch: Batch, max_message_bytes: int, loaded_at: datetime) -> DecodedBatch:
-    """Split a batch into warehouse rows and dead letters (with the reason for each)."""
-    records: list[dict] = []
-    dead: list[DeadLetter] = []
-    for message in batch.messages:
-        value = message.value()
-        try:
-            if value is None:
-                raise QuoteRejected("empty_value", "message has no value")
-            if len(value) > max_message_bytes:
-                raise QuoteRejected(
-                    "oversized", f"{len(value)} bytes > max_message_bytes {max_message_bytes}"
-                )
-            try:
-                payload = json.loads(value.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                raise QuoteRejected("undecodable", f"not UTF-8: {exc}") from None
-            except json.JSONDecodeError as exc:
-                raise QuoteRejected("invalid_json", f"not JSON: {exc}") from None
-            if not isinstance(payload, dict):
-                raise QuoteRejected("not_an_object", f"JSON {type(payload).__name__}, not object")
-            quote = validate_quote(payload)
-        except QuoteRejected as exc:
-            dead.append(DeadLetter(message, exc.reason, "QuoteRejected", exc.message))
-            continue
-        _, ts = message.timestamp()
-        records.append(
-            {
-                "SYMBOL": quote.symbol,
-                "TS": quote.ts,
-                "BAR_INTERVAL": quote.interval,
-                "OPEN": quote.open,
-                "HIGH": quote.high,
-                "LOW": quote.low,
-                "CLOSE": quote.close,
-                "VOLUME": quote.volume,
-                "SOURCE": quote.source,
-                "FETCHED_AT": quote.fetched_at,
-                "SCHEMA_VERSION": quote.schema_version,
-                "KAFKA_TOPIC": message.topic(),
-                "KAFKA_PARTITION": message.partition(),
-                "KAFKA_OFFSET": message.offset(),
-                "KAFKA_TIMESTAMP": datetime.fromtimestamp(ts / 1000, UTC) if ts > 0 else None,
-            }
-        )
-    rows = pd.DataFrame.from_records(records, columns=[c for c in RAW_COLUMNS if c != "LOADED_AT"])
-    for column in ("TS", "FETCHED_AT", "KAFKA_TIMESTAMP"):
-        # Warehouse timestamps are UTC wall-clock (TIMESTAMP_NTZ).
-        rows[column] = pd.to_datetime(rows[column], utc=True).dt.tz_localize(None)
-    rows["LOADED_AT"] = pd.Timestamp(loaded_at).tz_convert("UTC").tz_localize(None)
-    rows["VOLUME"] = rows["VOLUME"].astype("int64")
-    return DecodedBatch(rows=rows, dead_letters=dead)
-
-
-def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
-    message = letter.message
+def dead_letter_headers(rejection: Rejection) -> list[tuple[str, bytes]]:
+    message = rejection.message
     return [
-        ("dlq.reason", letter.reason.encode()),
-        ("dlq.error.class", letter.error_class.encode()),
-        ("dlq.error.message", letter.detail[:1000].encode()),
+        ("dlq.reason", rejection.reason.encode()),
+        ("dlq.error.class", rejection.error_class.encode()),
+        ("dlq.error.message", rejection.detail[:1000].encode()),
         ("dlq.source.topic", message.topic().encode()),
         ("dlq.source.partition", str(message.partition()).encode()),
         ("dlq.source.offset", str(message.offset()).encode()),
@@ -141,15 +97,53 @@ def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
 
 
 def send_to_dead_letter_topic(
-    producer: QuoteProducer, topic: str, letters: list[DeadLetter]
+    producer: QuoteProducer, topic: str, rejections: list[Rejection]
 ) -> None:
-    """Publish each rejected message unchanged (key and value) with its reason in headers."""
-    for letter in letters:
-        producer.publish_raw(
-            [(letter.message.key(), letter.message.value())],
-            topic=topic,
-            headers=dead_letter_headers(letter),
-        )
+    """Publish each rejected message unchanged (key and value) with its reason in headers.
+
+    Raises:
+        PublishError: when the dead-letter topic did not acknowledge them all; the batch is
+            then not committed, so nothing is lost.
+    """
+    producer.publish_raw(
+        ((r.message.key(), r.message.value(), dead_letter_headers(r)) for r in rejections),
+        topic=topic,
+    )
+
+
+def check_offsets(
+    settings: Settings,
+    warehouse: Warehouse,
+    cluster_id: str | None,
+    reset: ResetChoice | None,
+) -> dict[tuple[str, int], int]:
+    """Refuse to drain when the stored offsets do not fit the cluster, unless told how.
+
+    Returns:
+        the offsets written by a reset (empty when nothing was reset).
+
+    Raises:
+        OffsetsOutOfSync: naming each partition and what is wrong with it.
+    """
+    topic = settings.kafka.prices_topic
+    admin = AdminClient(settings.kafka.client_config())
+    states = partition_states(admin, topic)
+    stored = read_offsets(warehouse, topic)
+    problems = find_problems(stored, states, cluster_id)
+    if not problems and reset is None:
+        return {}
+    if reset is None:
+        raise OffsetsOutOfSync(problems)
+    positions = reset_positions(states, topic, reset)
+    load_batch(warehouse, pd.DataFrame(), positions, cluster_id)
+    log.warning(
+        "offsets of %s reset to %s (%s): %s",
+        topic,
+        reset,
+        positions,
+        "; ".join(p.why for p in problems) or "requested",
+    )
+    return positions
 
 
 def kafka_cluster_id(settings: Settings) -> str | None:
@@ -163,7 +157,8 @@ def drain_to_warehouse(
     until_empty: bool = True,
     max_batches: int | None = None,
     max_records: int | None = None,
-    assignment_timeout_seconds: float = 30.0,
+    reset_offsets: ResetChoice | None = None,
+    raw_zone: object | None = None,
     on_batch: Callable[[DrainReport], None] | None = None,
 ) -> DrainReport:
     """Drain the prices topic into ``RAW.STOCK_PRICES`` until it is empty (or forever).
@@ -172,12 +167,18 @@ def drain_to_warehouse(
         until_empty: stop once every assigned partition is read to its end; otherwise
             keep draining (``--follow``) until interrupted or ``max_batches``.
         max_records: records per batch (default: the drain settings).
+        reset_offsets: after a rebuilt cluster, where to resume ("earliest" | "latest").
+        raw_zone: a :class:`stockpipe.lake.RawZone` to write each batch to first.
         on_batch: called after each committed batch with the running report (progress).
+
+    Raises:
+        OffsetsOutOfSync: the stored offsets do not fit the cluster (and no reset chosen).
     """
     started = time.monotonic()
     limits = settings.drain
     cluster_id = kafka_cluster_id(settings)
     report = DrainReport()
+    report.reset = check_offsets(settings, warehouse, cluster_id, reset_offsets)
 
     def start_offsets(partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         stored = read_offsets(warehouse, settings.kafka.prices_topic)
@@ -192,11 +193,31 @@ def drain_to_warehouse(
                 max_wait_seconds=limits.max_wait_seconds,
             )
             if len(batch):
-                decoded = decode_batch(batch, limits.max_message_bytes, datetime.now(UTC))
-                if decoded.dead_letters:
-                    send_to_dead_letter_topic(dlq, settings.kafka.dlq_topic, decoded.dead_letters)
-                result = load_batch(warehouse, decoded.rows, batch.next_offsets, cluster_id)
-                consumer.commit_informational(batch.next_offsets)
+                decoded = decode_batch(batch.messages, limits.max_message_bytes)
+                decoded.rows["LOADED_AT"] = pd.Timestamp(datetime.now(UTC)).tz_localize(None)
+                if decoded.rejections:
+                    send_to_dead_letter_topic(dlq, settings.kafka.dlq_topic, decoded.rejections)
+                if raw_zone is not None:
+                    report.raw_files += raw_zone.write_batch(decoded.rows, batch)  # type: ignore[attr-defined]
+                result = retry_call(
+                    lambda: load_batch(
+                        warehouse,
+                        decoded.rows,
+                        batch.next_offsets,
+                        cluster_id,
+                        start_offsets=batch.start_offsets,
+                    ),
+                    retry_on=TRANSIENT_WAREHOUSE_ERRORS,
+                    max_retries=limits.load_retries,
+                    base_seconds=limits.load_retry_base_seconds,
+                    max_seconds=60.0,
+                    what="warehouse commit",
+                )
+                for tp, stored in result.fenced.items():
+                    consumer.seek_if_assigned(tp, stored)
+                consumer.commit_informational(
+                    {tp: o for tp, o in batch.next_offsets.items() if tp not in result.fenced}
+                )
                 report.add(batch, decoded, result)
                 if on_batch:
                     on_batch(report)
@@ -207,10 +228,7 @@ def drain_to_warehouse(
                 if consumer.at_end():
                     report.stopped_because = "caught up with the end of every partition"
                     break
-                if (
-                    not consumer.assigned
-                    and time.monotonic() - started > assignment_timeout_seconds
-                ):
+                if not consumer.assigned and time.monotonic() - started > 30:
                     report.stopped_because = "no partitions assigned (other drains hold them)"
                     break
     report.seconds = time.monotonic() - started

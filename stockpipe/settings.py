@@ -212,10 +212,14 @@ class SourceSettings(BaseModel):
 class DrainSettings(BaseModel):
     """Batch thresholds of the drain, like the Snowflake Kafka connector's buffer settings."""
 
-    max_records: int = Field(100_000, ge=1, description="records per warehouse commit")
+    max_records: int = Field(50_000, ge=1, description="records per warehouse commit")
     max_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="payload bytes per commit")
     max_wait_seconds: float = Field(5.0, gt=0, description="longest a batch stays open")
     max_message_bytes: int = Field(16 * 1024, ge=256, description="larger payloads are rejected")
+    load_retries: int = Field(5, ge=0, le=20, description="retries of a failed warehouse commit")
+    load_retry_base_seconds: float = Field(
+        1.0, ge=0, description="first backoff of a failed commit; doubles, with full jitter"
+    )
 
 
 class Settings(BaseSettings):

@@ -127,10 +127,11 @@ class BatchConsumer:
         """True when every assigned partition has been read to its end (EOF seen since)."""
         return bool(self.assigned) and self.assigned <= self._at_eof
 
-    def watermarks(self, partition: TopicPartition) -> tuple[int, int]:
-        return self._consumer.get_watermark_offsets(
-            KafkaTopicPartition(*partition), timeout=10, cached=False
-        )
+    def seek_if_assigned(self, partition: TopicPartition, offset: int) -> None:
+        """Continue ``partition`` from ``offset`` (after another drain loaded ahead of us)."""
+        if partition in self.assigned:
+            self._consumer.seek(KafkaTopicPartition(partition[0], partition[1], offset))
+            self._at_eof.discard(partition)
 
     def commit_informational(self, next_offsets: dict[TopicPartition, int]) -> None:
         """Tell the group where we are (for lag tools); the warehouse remains the truth."""

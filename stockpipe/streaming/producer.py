@@ -51,17 +51,16 @@ class QuoteProducer:
             PublishError: when any message was not acknowledged (after librdkafka's retries).
         """
         return self.publish_raw(
-            ((q.key(), q.to_json()) for q in quotes), topic=topic, flush_timeout=flush_timeout
+            ((q.key(), q.to_json(), None) for q in quotes), topic=topic, flush_timeout=flush_timeout
         )
 
     def publish_raw(
         self,
-        messages: Iterable[tuple[bytes | None, bytes | None]],
+        messages: Iterable[tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]],
         topic: str | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
         flush_timeout: float = 150.0,
     ) -> PublishReport:
-        """Publish (key, value) pairs as they are; used for quotes and for dead letters."""
+        """Publish (key, value, headers) as they are; used for quotes and for dead letters."""
         topic = topic or self.topic
         report = PublishReport()
         errors: list[KafkaError] = []
@@ -74,7 +73,7 @@ class QuoteProducer:
                 report.by_partition[msg.partition()] += 1
 
         produced = 0
-        for key, value in messages:
+        for key, value, headers in messages:
             while True:
                 try:
                     self._producer.produce(

@@ -29,6 +29,22 @@ class WarehouseBusy(WarehouseError):
     """The embedded warehouse file is held by another process (DuckDB allows one writer)."""
 
 
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    import duckdb
+    from snowflake.connector import errors
+
+    # Worth retrying: lost connections, busy or unwritable files, Snowflake's operational
+    # errors. Not worth retrying: SQL errors (ProgrammingError), which would fail again.
+    return (
+        WarehouseError,
+        errors.OperationalError,
+        errors.InterfaceError,
+        duckdb.IOException,
+        duckdb.TransactionException,
+        OSError,
+    )
+
+
 class Warehouse:
     """A connection to the warehouse, with the few operations the pipeline needs."""
 
@@ -164,3 +180,6 @@ class Warehouse:
         if not ok:
             raise WarehouseError(f"bulk load into {table} failed")
         return int(rows)
+
+
+TRANSIENT_WAREHOUSE_ERRORS = _transient_errors()

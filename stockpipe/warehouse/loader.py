@@ -9,7 +9,7 @@ drain exactly-once: the offsets in ``RAW.KAFKA_OFFSETS`` never pass rows that ar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -49,7 +49,8 @@ _LATEST_IN_BATCH = f"""
 # table of its own, which DuckDB refuses inside a transaction that wrote elsewhere.
 _REPLACE_OLDER_FETCHES = f"""
     delete from RAW.STOCK_PRICES using ({_LATEST_IN_BATCH}) as s
-    where RAW.STOCK_PRICES.symbol = s.symbol
+    where s.kafka_partition in ({{partitions}})
+      and RAW.STOCK_PRICES.symbol = s.symbol
       and RAW.STOCK_PRICES.ts = s.ts
       and RAW.STOCK_PRICES.bar_interval = s.bar_interval
       and RAW.STOCK_PRICES.fetched_at <= s.fetched_at
@@ -59,7 +60,8 @@ _INSERT_NEW_BARS = f"""
     insert into RAW.STOCK_PRICES ({", ".join(RAW_COLUMNS)})
     select {", ".join("s." + c for c in RAW_COLUMNS)}
     from ({_LATEST_IN_BATCH}) as s
-    where not exists (
+    where s.kafka_partition in ({{partitions}})
+      and not exists (
         select 1 from RAW.STOCK_PRICES as t
         where t.symbol = s.symbol and t.ts = s.ts and t.bar_interval = s.bar_interval
     )
@@ -71,6 +73,9 @@ class LoadResult:
     rows_in_batch: int
     inserted: int
     replaced: int
+    # Partitions another drain had already loaded past this batch's start: their rows
+    # and offsets were left alone. Value: the warehouse's next offset for them.
+    fenced: dict[tuple[str, int], int] = field(default_factory=dict)
 
     @property
     def unchanged(self) -> int:
@@ -99,11 +104,15 @@ def load_batch(
     rows: pd.DataFrame,
     next_offsets: dict[tuple[str, int], int],
     cluster_id: str | None,
+    start_offsets: dict[tuple[str, int], int] | None = None,
 ) -> LoadResult:
     """Commit ``rows`` (columns :data:`RAW_COLUMNS`) and ``next_offsets`` atomically.
 
-    ``next_offsets`` may name partitions with no rows (a batch of only rejected messages
-    still moves its offsets).
+    Args:
+        next_offsets: per partition, where to resume after this batch. May name partitions
+            with no rows (a batch of only rejected messages still moves its offsets).
+        start_offsets: per partition, the batch's first offset; a partition whose stored
+            offset is already past it is fenced (see :func:`_fenced_partitions`).
     """
     now = datetime.now(UTC).replace(tzinfo=None)
     # DDL and the bulk load into the session's temporary table stay outside the transaction
@@ -114,14 +123,41 @@ def load_batch(
         warehouse.write_frame(rows.loc[:, list(RAW_COLUMNS)], BATCH_TABLE)
 
     with warehouse.transaction():
+        fenced = _fenced_partitions(warehouse, start_offsets or {})
+        owned = [tp for tp in next_offsets if tp not in fenced]
         replaced = inserted = 0
-        if len(rows):
-            replaced = warehouse.execute(_REPLACE_OLDER_FETCHES).rowcount or 0
-            inserted_total = warehouse.execute(_INSERT_NEW_BARS).rowcount or 0
-            inserted = inserted_total - replaced
-        if next_offsets:
-            _write_offsets(warehouse, next_offsets, cluster_id, now)
-    return LoadResult(rows_in_batch=len(rows), inserted=inserted, replaced=replaced)
+        partitions = sorted({p for _, p in owned})
+        if len(rows) and partitions:
+            in_list = ", ".join(str(int(p)) for p in partitions)
+            replaced = warehouse.execute(_REPLACE_OLDER_FETCHES.format(partitions=in_list)).rowcount
+            inserted = warehouse.execute(_INSERT_NEW_BARS.format(partitions=in_list)).rowcount
+            inserted = (inserted or 0) - (replaced or 0)
+        if owned:
+            _write_offsets(warehouse, {tp: next_offsets[tp] for tp in owned}, cluster_id, now)
+    return LoadResult(
+        rows_in_batch=len(rows), inserted=inserted, replaced=replaced or 0, fenced=fenced
+    )
+
+
+def _fenced_partitions(
+    warehouse: Warehouse, start_offsets: dict[tuple[str, int], int]
+) -> dict[tuple[str, int], int]:
+    """Partitions whose stored offset moved past this batch's start since we read it.
+
+    That happens when a rebalance moved a partition to another drain which loaded it first;
+    loading our copy would move its offset backwards. Read inside the transaction.
+    """
+    fenced = {}
+    topics = {t for t, _ in start_offsets}
+    for topic in topics:
+        for partition, stored in warehouse.query(
+            "select kafka_partition, next_offset from RAW.KAFKA_OFFSETS where kafka_topic = %s",
+            (topic,),
+        ):
+            start = start_offsets.get((topic, int(partition)))
+            if start is not None and int(stored) > start:
+                fenced[(topic, int(partition))] = int(stored)
+    return fenced
 
 
 def _write_offsets(

@@ -91,7 +91,7 @@ def test_bad_messages_go_to_the_dead_letter_topic_with_the_reason(
     ]
     producer = QuoteProducer(env_settings.kafka)
     producer.publish(good[:10])
-    producer.publish_raw([(k, v) for k, v, _ in poison])
+    producer.publish_raw([(k, v, None) for k, v, _ in poison])
     producer.publish(good[10:])
 
     report, rows, offsets = drain(env_settings)

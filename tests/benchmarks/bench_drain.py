@@ -1,0 +1,191 @@
+"""Benchmark: drain a backlog from the real broker into the embedded warehouse.
+
+    .venv/bin/python -m tests.benchmarks.bench_drain [--messages 1000000] [--sample 2000]
+
+Prints, in one run:
+  * stockpipe's drain: messages/s and peak RSS (of this process, which does the draining);
+  * (a) the seeds' pattern: one INSERT per message with string-formatted SQL, timed on a
+    sample and extrapolated;
+  * (b) the ceiling: confluent-kafka consuming the same backlog with no processing.
+Starts its own broker on free ports in a temporary directory and removes it afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from confluent_kafka import Consumer, Producer
+
+from stockpipe.settings import load_settings
+from stockpipe.streaming.broker import LocalBroker, free_port
+from stockpipe.streaming.producer import PRODUCER_DEFAULTS
+from stockpipe.streaming.topics import ensure_topics
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def produce_backlog(bootstrap: str, topic: str, count: int) -> float:
+    """Publish ``count`` distinct simulated bars as fast as possible; return seconds."""
+    producer = Producer({"bootstrap.servers": bootstrap} | PRODUCER_DEFAULTS | {"linger.ms": 50})
+    symbols = [f"SYM{i:03d}" for i in range(500)]
+    base = int(datetime(2020, 1, 2, 14, 30, tzinfo=UTC).timestamp())
+    rng = np.random.default_rng(1)
+    closes = rng.uniform(10, 500, count).round(4)
+    fetched = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    started = time.perf_counter()
+    for i in range(count):
+        symbol = symbols[i % len(symbols)]
+        minute = i // len(symbols)
+        ts = datetime.fromtimestamp(base + 60 * minute, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        c = float(closes[i])
+        value = (
+            f'{{"symbol":"{symbol}","ts":"{ts}","open":{c},"high":{c + 0.5},"low":{c - 0.5},'
+            f'"close":{c},"volume":{1000 + i % 777},"interval":"1m","source":"simulated",'
+            f'"fetched_at":"{fetched}","schema_version":1}}'
+        ).encode()
+        while True:
+            try:
+                producer.produce(topic, key=symbol.encode(), value=value)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        if i % 20_000 == 0:
+            producer.poll(0)
+    producer.flush(120)
+    return time.perf_counter() - started
+
+
+def raw_consume_rate(bootstrap: str, topic: str, count: int) -> float:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"raw-{time.time()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "fetch.max.bytes": 52_428_800,
+        }
+    )
+    consumer.subscribe([topic])
+    seen = 0
+    started = None
+    while seen < count:
+        messages = consumer.consume(10_000, timeout=1.0)
+        if messages and started is None:
+            started = time.perf_counter()
+        seen += sum(1 for m in messages if m.error() is None)
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    consumer.close()
+    return count / elapsed
+
+
+def per_row_insert_rate(home: Path, bootstrap: str, topic: str, sample: int) -> float:
+    """The seeds' pattern: consume, then one f-string INSERT per message."""
+    from fakesnow.instance import FakeSnow
+
+    home.mkdir(parents=True, exist_ok=True)
+    conn = FakeSnow(db_path=home).connect(database="SEEDS", schema="PUBLIC")
+    cur = conn.cursor()
+    cur.execute(
+        "create table if not exists stock_prices (symbol varchar, ts timestamp, open float, "
+        "high float, low float, close float, volume bigint)"
+    )
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"seed-{time.time()}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([topic])
+    done = 0
+    started = None
+    while done < sample:
+        for message in consumer.consume(500, timeout=1.0):
+            if message.error() or done >= sample:
+                continue
+            if started is None:
+                started = time.perf_counter()
+            q = json.loads(message.value())
+            cur.execute(
+                f"INSERT INTO stock_prices VALUES ('{q['symbol']}', '{q['ts']}', {q['open']}, "
+                f"{q['high']}, {q['low']}, {q['close']}, {q['volume']})"
+            )
+            done += 1
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    consumer.close()
+    conn.close()
+    return sample / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--sample", type=int, default=2_000, help="rows for the per-row pattern")
+    parser.add_argument("--max-records", type=int, default=100_000)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="stockpipe-bench-") as tmp:
+        home = Path(tmp)
+        broker = LocalBroker(
+            home / "kafka", port=free_port(), controller_port=free_port(), heap="1g"
+        )
+        broker.start(progress=False)
+        try:
+            os.environ |= {
+                "STOCKPIPE_HOME": str(home / "state"),
+                "STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+                "STOCKPIPE_DRAIN__MAX_RECORDS": str(args.max_records),
+            }
+            settings = load_settings()
+            ensure_topics(settings.kafka)
+            topic = settings.kafka.prices_topic
+            print(f"producing {args.messages:,} messages ...", flush=True)
+            seconds = produce_backlog(broker.bootstrap_servers, topic, args.messages)
+            print(f"  produced in {seconds:.1f}s ({args.messages / seconds:,.0f} msg/s)")
+
+            from stockpipe.drain import drain_to_warehouse
+            from stockpipe.warehouse import Warehouse
+            from stockpipe.warehouse.sql_runner import apply_sql
+
+            rss_before = peak_rss_mb()
+            with Warehouse.connect(settings) as warehouse:
+                apply_sql(warehouse)
+                started = time.perf_counter()
+                report = drain_to_warehouse(settings, warehouse)
+                elapsed = time.perf_counter() - started
+                loaded = warehouse.query("select count(*) from RAW.STOCK_PRICES")[0][0]
+            assert report.messages == args.messages and loaded == args.messages, (report, loaded)
+            drain_rate = args.messages / elapsed
+            print(
+                f"stockpipe drain: {args.messages:,} messages in {elapsed:.1f}s = "
+                f"{drain_rate:,.0f} msg/s; peak RSS {peak_rss_mb():.0f} MB "
+                f"(before draining {rss_before:.0f} MB); {report.batches} batches"
+            )
+
+            raw = raw_consume_rate(broker.bootstrap_servers, topic, args.messages)
+            print(f"(b) raw confluent-kafka consume, no processing: {raw:,.0f} msg/s")
+            seed = per_row_insert_rate(home / "seeds", broker.bootstrap_servers, topic, args.sample)
+            print(
+                f"(a) per-row f-string INSERT (seeds' pattern), {args.sample:,} sampled: "
+                f"{seed:,.0f} msg/s -> {args.messages / seed / 60:,.1f} min for the backlog"
+            )
+            print(
+                f"drain vs raw consume: {drain_rate / raw:.0%}; "
+                f"drain vs per-row INSERT: {drain_rate / seed:,.0f}x"
+            )
+        finally:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,10 @@
 -- One row per (symbol, ts, bar_interval): the drain replaces a bar only with a later fetch
 -- of it (larger fetched_at), so re-delivered or re-fetched bars never duplicate.
 -- Timestamps are UTC wall-clock (TIMESTAMP_NTZ holding UTC), the Snowflake loading norm.
+-- No PRIMARY KEY clause: Snowflake would not enforce it, and the embedded warehouse would
+-- (DuckDB keeps an in-memory index that grows with the table, so a drain's memory would
+-- follow the table's size). Uniqueness of (symbol, ts, bar_interval) is the loader's job
+-- and the tests check it.
 create table if not exists RAW.STOCK_PRICES (
     symbol           varchar(15)   not null,
     ts               timestamp_ntz not null,  -- bar start, UTC
@@ -17,6 +21,5 @@ create table if not exists RAW.STOCK_PRICES (
     kafka_partition  integer       not null,
     kafka_offset     bigint        not null,
     kafka_timestamp  timestamp_ntz,           -- the message's timestamp, UTC
-    loaded_at        timestamp_ntz not null,  -- when the drain committed it, UTC
-    primary key (symbol, ts, bar_interval)
+    loaded_at        timestamp_ntz not null   -- when the drain committed it, UTC
 );

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 import pandas as pd
 from confluent_kafka.admin import AdminClient
@@ -200,7 +201,8 @@ def drain_to_warehouse(
                 if raw_zone is not None:
                     report.raw_files += raw_zone.write_batch(decoded.rows, batch)  # type: ignore[attr-defined]
                 result = retry_call(
-                    lambda: load_batch(
+                    partial(
+                        load_batch,
                         warehouse,
                         decoded.rows,
                         batch.next_offsets,

@@ -140,6 +140,9 @@ class WarehouseSettings(BaseModel):
     private_key_file: Path | None = Field(None, description="key-pair auth instead of password")
     role: str | None = None
     warehouse: str | None = Field(None, description="virtual warehouse that runs the loads")
+    embedded_memory_limit: str = Field(
+        "96MB", pattern=r"^\d+(MB|GB)$", description="DuckDB memory limit of the embedded warehouse"
+    )
 
     @field_validator("database", "role", "warehouse")
     @classmethod

@@ -205,6 +205,8 @@ class LocalBroker:
                 "num.partitions=1",
                 # One broker: every internal topic has one replica.
                 "offsets.topic.replication.factor=1",
+                # 50 partitions (the default) take seconds to create on the first group join.
+                "offsets.topic.num.partitions=1",
                 "transaction.state.log.replication.factor=1",
                 "transaction.state.log.min.isr=1",
                 "share.coordinator.state.topic.replication.factor=1",

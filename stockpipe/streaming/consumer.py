@@ -61,7 +61,10 @@ class BatchConsumer:
             # Fetch big chunks: the drain is a bulk loader, not a low-latency reader.
             "fetch.min.bytes": 1,
             "fetch.max.bytes": 52_428_800,
-            "queued.max.messages.kbytes": 65_536,
+            # Prefetch bounded to 16 MB: memory follows the batch, not the backlog.
+            "queued.max.messages.kbytes": 16_384,
+            # librdkafka keeps this many messages per partition prefetched (default 100k).
+            "queued.min.messages": 5_000,
         }
         self._consumer = Consumer(config | overrides)
         self.assigned: set[TopicPartition] = set()

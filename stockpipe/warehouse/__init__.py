@@ -61,7 +61,9 @@ class Warehouse:
         """Open the warehouse the settings name; close it on exit."""
         database = validate_identifier(settings.warehouse.database)
         if settings.warehouse.backend == "embedded":
-            warehouse = cls._connect_embedded(settings.warehouse_dir, database)
+            warehouse = cls._connect_embedded(
+                settings.warehouse_dir, database, settings.warehouse.embedded_memory_limit
+            )
         else:
             warehouse = cls._connect_snowflake(settings, database)
         try:
@@ -70,7 +72,7 @@ class Warehouse:
             warehouse.close()
 
     @classmethod
-    def _connect_embedded(cls, directory: Path, database: str) -> Warehouse:
+    def _connect_embedded(cls, directory: Path, database: str, memory_limit: str) -> Warehouse:
         import duckdb
         from fakesnow.instance import FakeSnow
 
@@ -90,6 +92,9 @@ class Warehouse:
             raise WarehouseError(
                 f"cannot open the embedded warehouse in {directory}: {exc}"
             ) from exc
+        # DuckDB's default memory limit is 80% of RAM, and it keeps what it may: bound it so a
+        # drain's memory follows its batch, not the size of the warehouse.
+        fake.duck_conn.execute(f"SET memory_limit = '{memory_limit}'")
         warehouse = cls(conn, "embedded", database, str(directory / f"{database}.db"))
         warehouse._fake = fake
         return warehouse

@@ -50,6 +50,7 @@ _LATEST_IN_BATCH = f"""
 _REPLACE_OLDER_FETCHES = f"""
     delete from RAW.STOCK_PRICES using ({_LATEST_IN_BATCH}) as s
     where s.kafka_partition in ({{partitions}})
+      and RAW.STOCK_PRICES.ts between %s and %s
       and RAW.STOCK_PRICES.symbol = s.symbol
       and RAW.STOCK_PRICES.ts = s.ts
       and RAW.STOCK_PRICES.bar_interval = s.bar_interval
@@ -63,7 +64,8 @@ _INSERT_NEW_BARS = f"""
     where s.kafka_partition in ({{partitions}})
       and not exists (
         select 1 from RAW.STOCK_PRICES as t
-        where t.symbol = s.symbol and t.ts = s.ts and t.bar_interval = s.bar_interval
+        where t.ts between %s and %s
+          and t.symbol = s.symbol and t.ts = s.ts and t.bar_interval = s.bar_interval
     )
 """
 
@@ -129,8 +131,15 @@ def load_batch(
         partitions = sorted({p for _, p in owned})
         if len(rows) and partitions:
             in_list = ", ".join(str(int(p)) for p in partitions)
-            replaced = warehouse.execute(_REPLACE_OLDER_FETCHES.format(partitions=in_list)).rowcount
-            inserted = warehouse.execute(_INSERT_NEW_BARS.format(partitions=in_list)).rowcount
+            # The batch's time range lets the warehouse prune to the micro-partitions (DuckDB:
+            # row groups) that can hold its bars, instead of scanning the whole table.
+            ts_range = (rows["TS"].min().to_pydatetime(), rows["TS"].max().to_pydatetime())
+            replaced = warehouse.execute(
+                _REPLACE_OLDER_FETCHES.format(partitions=in_list), ts_range
+            ).rowcount
+            inserted = warehouse.execute(
+                _INSERT_NEW_BARS.format(partitions=in_list), ts_range
+            ).rowcount
             inserted = (inserted or 0) - (replaced or 0)
         if owned:
             _write_offsets(warehouse, {tp: next_offsets[tp] for tp in owned}, cluster_id, now)

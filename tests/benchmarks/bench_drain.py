@@ -131,7 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--sample", type=int, default=2_000, help="rows for the per-row pattern")
-    parser.add_argument("--max-records", type=int, default=100_000)
+    parser.add_argument("--max-records", type=int, default=50_000)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="stockpipe-bench-") as tmp:

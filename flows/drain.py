@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from stockpipe import drain
+from stockpipe.offsets import OffsetsOutOfSync
 from stockpipe.settings import load_settings
-from stockpipe.warehouse import Warehouse, WarehouseError
+from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.sql_runner import apply_sql
+
+
+def _worth_retrying(task, task_run, state) -> bool:
+    """Retry a failed drain, except when the offsets need a person's decision."""
+    try:
+        state.result()
+    except OffsetsOutOfSync:
+        return False
+    except Exception:
+        return True
+    return False
 
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30], retry_jitter_factor=0.5, cache_policy=NO_CACHE)
@@ -22,12 +36,12 @@ def apply_warehouse_sql() -> list[str]:
     retries=3,
     retry_delay_seconds=[5, 20, 60],
     retry_jitter_factor=0.5,
-    retry_condition_fn=lambda task, run, state: isinstance(
-        state.result(raise_on_failure=False), WarehouseError
-    ),
+    retry_condition_fn=_worth_retrying,
     cache_policy=NO_CACHE,
 )
-def drain_batches(until_empty: bool, max_records: int | None) -> drain.DrainReport:
+def drain_batches(
+    until_empty: bool, max_records: int | None, reset_offsets: str | None
+) -> drain.DrainReport:
     settings = load_settings()
     logger = get_run_logger()
     with Warehouse.connect(settings) as warehouse:
@@ -36,23 +50,39 @@ def drain_batches(until_empty: bool, max_records: int | None) -> drain.DrainRepo
             warehouse,
             until_empty=until_empty,
             max_records=max_records,
+            reset_offsets=reset_offsets,  # type: ignore[arg-type]
             on_batch=lambda r: logger.info(
-                "batch %d: %d messages so far, %d new bars", r.batches, r.messages, r.inserted
+                "batch %d: %d messages so far, %d new bars, %d dead-lettered",
+                r.batches,
+                r.messages,
+                r.inserted,
+                r.rejected_total,
             ),
         )
 
 
 @flow(name="drain-to-warehouse")
-def drain_to_warehouse(until_empty: bool = True, max_records: int | None = None) -> dict:
+def drain_to_warehouse(
+    until_empty: bool = True,
+    max_records: int | None = None,
+    reset_offsets: Literal["earliest", "latest"] | None = None,
+) -> dict:
     """Load everything waiting in the prices topic into RAW.STOCK_PRICES, exactly once.
 
     Args:
         until_empty: stop when caught up (scheduled runs); False keeps following the topic.
         max_records: records per warehouse commit (default STOCKPIPE_DRAIN__MAX_RECORDS).
+        reset_offsets: only after a rebuilt Kafka cluster: "earliest" reloads what the topic
+            holds (no duplicates), "latest" skips it. Leave empty otherwise.
     """
     apply_warehouse_sql()
-    report = drain_batches(until_empty, max_records)
+    report = drain_batches(until_empty, max_records, reset_offsets)
     get_run_logger().info(report.summary())
+    create_markdown_artifact(
+        key="drain-summary",
+        markdown=f"**Drain**: {report.summary()}",
+        description="What this drain run loaded, rejected and where it stopped",
+    )
     if report.rejected:
         create_table_artifact(
             key="drain-dead-letters",

@@ -146,6 +146,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
             warehouse,
             until_empty=not args.follow,
             max_records=args.max_records,
+            reset_offsets=args.reset_offsets,
             on_batch=lambda r: console.print(
                 f"  batch {r.batches}: {r.messages} messages, {r.inserted} new bars, "
                 f"{sum(r.rejected.values())} dead-lettered"
@@ -281,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     drain = sub.add_parser("drain", help="load the prices topic into the warehouse")
     drain.add_argument("--max-records", type=int, help="records per warehouse commit")
+    drain.add_argument(
+        "--reset-offsets",
+        choices=["earliest", "latest"],
+        help="after a rebuilt cluster or recreated topic: resume from the earliest offset "
+        "(reload what the topic holds; no duplicates) or the latest (skip it)",
+    )
     mode = drain.add_mutually_exclusive_group()
     mode.add_argument(
         "--until-empty", action="store_true", default=True, help="stop when caught up (default)"

@@ -67,6 +67,11 @@ class KafkaSettings(BaseModel):
     dlq_topic: str = "stock_prices_dlq"
     prices_partitions: int = Field(6, ge=1, le=256, description="partitions of the prices topic")
     consumer_group: str = Field("stockpipe-drain", min_length=1)
+    consumer_instance_id: str | None = Field(
+        None,
+        description="static group membership: a restarted drain with the same id takes its "
+        "partitions back at once instead of waiting for the old session to time out",
+    )
 
     @field_validator("prices_topic", "alerts_topic", "dlq_topic")
     @classmethod

@@ -66,6 +66,8 @@ class BatchConsumer:
             # librdkafka keeps this many messages per partition prefetched (default 100k).
             "queued.min.messages": 5_000,
         }
+        if kafka.consumer_instance_id:
+            config["group.instance.id"] = kafka.consumer_instance_id
         self._consumer = Consumer(config | overrides)
         self.assigned: set[TopicPartition] = set()
         self._at_eof: set[TopicPartition] = set()

@@ -128,8 +128,24 @@ class Warehouse:
             ) from exc
         return cls(conn, "snowflake", database, f"snowflake://{wh.account}/{database}")
 
+    def sibling(self) -> Warehouse:
+        """A second session on the same warehouse (its own transactions).
+
+        On the embedded warehouse it shares this process's DuckDB instance: a second
+        process could not open the file while this one holds it.
+        """
+        fake = getattr(self, "_fake", None)
+        if fake is None:
+            raise WarehouseError("sibling sessions are for the embedded warehouse; connect again")
+        conn = fake.connect(database=self.database, schema="RAW")
+        other = type(self)(conn, self.backend, self.database, self.location)
+        other._owns_instance = False
+        return other
+
     def close(self) -> None:
         self.conn.close()
+        if not getattr(self, "_owns_instance", True):
+            return
         fake = getattr(self, "_fake", None)
         if fake is not None:
             fake.duck_conn.close()

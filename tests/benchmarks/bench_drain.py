@@ -18,16 +18,15 @@ import os
 import resource
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 from confluent_kafka import Consumer, Producer
 
 from stockpipe.settings import load_settings
 from stockpipe.streaming.broker import LocalBroker, free_port
 from stockpipe.streaming.producer import PRODUCER_DEFAULTS
 from stockpipe.streaming.topics import ensure_topics
+from tests.support import distinct_bar_messages
 
 
 def peak_rss_mb() -> float:
@@ -35,27 +34,13 @@ def peak_rss_mb() -> float:
 
 
 def produce_backlog(bootstrap: str, topic: str, count: int) -> float:
-    """Publish ``count`` distinct simulated bars as fast as possible; return seconds."""
+    """Publish ``count`` distinct bars as fast as possible; return seconds."""
     producer = Producer({"bootstrap.servers": bootstrap} | PRODUCER_DEFAULTS | {"linger.ms": 50})
-    symbols = [f"SYM{i:03d}" for i in range(500)]
-    base = int(datetime(2020, 1, 2, 14, 30, tzinfo=UTC).timestamp())
-    rng = np.random.default_rng(1)
-    closes = rng.uniform(10, 500, count).round(4)
-    fetched = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     started = time.perf_counter()
-    for i in range(count):
-        symbol = symbols[i % len(symbols)]
-        minute = i // len(symbols)
-        ts = datetime.fromtimestamp(base + 60 * minute, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        c = float(closes[i])
-        value = (
-            f'{{"symbol":"{symbol}","ts":"{ts}","open":{c},"high":{c + 0.5},"low":{c - 0.5},'
-            f'"close":{c},"volume":{1000 + i % 777},"interval":"1m","source":"simulated",'
-            f'"fetched_at":"{fetched}","schema_version":1}}'
-        ).encode()
+    for i, (key, value) in enumerate(distinct_bar_messages(count)):
         while True:
             try:
-                producer.produce(topic, key=symbol.encode(), value=value)
+                producer.produce(topic, key=key, value=value)
                 break
             except BufferError:
                 producer.poll(0.1)

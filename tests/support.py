@@ -1,0 +1,51 @@
+"""Helpers shared by tests and benchmarks: distinct bars as Kafka messages, warehouse reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from stockpipe.settings import Settings
+from stockpipe.warehouse import Warehouse
+from stockpipe.warehouse.loader import read_offsets
+
+BASE = int(datetime(2020, 1, 2, 14, 30, tzinfo=UTC).timestamp())
+
+
+def distinct_bar_messages(
+    count: int, symbols: int = 500, fetched_at: str = "2026-01-01T00:00:00Z", start: int = 0
+) -> Iterator[tuple[bytes, bytes]]:
+    """``count`` contract-valid bars, each a different (symbol, ts), as (key, value)."""
+    for i in range(start, start + count):
+        symbol = f"SYM{i % symbols:03d}"
+        ts = datetime.fromtimestamp(BASE + 60 * (i // symbols), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        close = 10 + (i * 7919 % 49_000) / 100
+        yield (
+            symbol.encode(),
+            (
+                f'{{"symbol":"{symbol}","ts":"{ts}","open":{close},"high":{close + 0.5},'
+                f'"low":{close - 0.5},"close":{close},"volume":{1000 + i % 777},"interval":"1m",'
+                f'"source":"simulated","fetched_at":"{fetched_at}","schema_version":1}}'
+            ).encode(),
+        )
+
+
+def warehouse_state(settings: Settings) -> tuple[int, int, int]:
+    """(rows, distinct (symbol, ts) keys, sum of stored next offsets) of the prices table."""
+    with Warehouse.connect(settings) as warehouse:
+        return warehouse_state_of(warehouse, settings.kafka.prices_topic)
+
+
+def warehouse_state_of(warehouse: Warehouse, topic: str) -> tuple[int, int, int]:
+    exists = warehouse.query(
+        "select count(*) from information_schema.tables "
+        "where table_schema = 'RAW' and table_name = 'STOCK_PRICES'"
+    )[0][0]
+    if not exists:
+        return 0, 0, 0
+    rows, distinct = warehouse.query(
+        "select count(*), count(distinct symbol || '|' || cast(ts as varchar)) "
+        "from RAW.STOCK_PRICES"
+    )[0]
+    offsets = sum(o.next_offset for o in read_offsets(warehouse, topic).values())
+    return int(rows), int(distinct), int(offsets)

@@ -22,6 +22,7 @@ import pandas as pd
 from confluent_kafka.admin import AdminClient
 
 from stockpipe.decoding import DecodedBatch, Rejection, decode_batch
+from stockpipe.lake import raw_zone_from_settings
 from stockpipe.offsets import (
     OffsetsOutOfSync,
     ResetChoice,
@@ -159,7 +160,6 @@ def drain_to_warehouse(
     max_batches: int | None = None,
     max_records: int | None = None,
     reset_offsets: ResetChoice | None = None,
-    raw_zone: object | None = None,
     on_batch: Callable[[DrainReport], None] | None = None,
 ) -> DrainReport:
     """Drain the prices topic into ``RAW.STOCK_PRICES`` until it is empty (or forever).
@@ -169,7 +169,6 @@ def drain_to_warehouse(
             keep draining (``--follow``) until interrupted or ``max_batches``.
         max_records: records per batch (default: the drain settings).
         reset_offsets: after a rebuilt cluster, where to resume ("earliest" | "latest").
-        raw_zone: a :class:`stockpipe.lake.RawZone` to write each batch to first.
         on_batch: called after each committed batch with the running report (progress).
 
     Raises:
@@ -180,6 +179,7 @@ def drain_to_warehouse(
     cluster_id = kafka_cluster_id(settings)
     report = DrainReport()
     report.reset = check_offsets(settings, warehouse, cluster_id, reset_offsets)
+    raw_zone = raw_zone_from_settings(settings)
 
     def start_offsets(partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         stored = read_offsets(warehouse, settings.kafka.prices_topic)
@@ -199,7 +199,7 @@ def drain_to_warehouse(
                 if decoded.rejections:
                     send_to_dead_letter_topic(dlq, settings.kafka.dlq_topic, decoded.rejections)
                 if raw_zone is not None:
-                    report.raw_files += raw_zone.write_batch(decoded.rows, batch)  # type: ignore[attr-defined]
+                    report.raw_files += raw_zone.write_batch(decoded.rows)
                 result = retry_call(
                     partial(
                         load_batch,

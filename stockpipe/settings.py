@@ -174,8 +174,12 @@ class LakeSettings(BaseModel):
 
     enabled: bool = False
     s3_bucket: str | None = Field(None, description="bucket name; a local directory when unset")
+    s3_bucket_block: str | None = Field(
+        None, description="name of a saved prefect-aws S3Bucket block (wins over s3_bucket)"
+    )
+    s3_region: str | None = None
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (tests: moto)")
-    prefix: str = "raw"
+    prefix: str = Field("raw", pattern=r"^[A-Za-z0-9_\-/]+$")
 
 
 class SourceSettings(BaseModel):

@@ -62,4 +62,9 @@ def ingest_quotes(
         partitions=dict(published.by_partition),
     )
     get_run_logger().info(report.summary())
-    return {"fetched": report.fetched, "published": report.published, "rejected": report.rejected}
+    return {
+        "fetched": report.fetched,
+        "published": report.published,
+        "unchanged": report.unchanged,
+        "rejected": report.rejected,
+    }

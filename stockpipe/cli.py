@@ -222,7 +222,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         published += result["published"]
         console.print(
             f"ingest {label} ({start:%H:%M}-{end:%H:%M} UTC): published {result['published']} "
-            f"bars, rejected {sum(result['rejected'].values())}"
+            f"bars, already published {result['unchanged']}, "
+            f"rejected {sum(result['rejected'].values())}"
         )
 
     drained = drain_to_warehouse(until_empty=True)

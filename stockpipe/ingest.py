@@ -6,10 +6,12 @@ so a source that starts sending garbage shows up in the run summary, not in the 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 
@@ -42,13 +44,15 @@ class IngestReport:
     source: str
     fetched: int
     published: int
+    unchanged: int
     rejected: dict[str, int]
     partitions: dict[int, int]
 
     def summary(self) -> str:
         text = (
             f"{self.source} {self.start:%Y-%m-%d %H:%M}..{self.end:%H:%M} UTC: fetched "
-            f"{self.fetched}, published {self.published}, rejected {sum(self.rejected.values())}"
+            f"{self.fetched}, published {self.published}, already published {self.unchanged}, "
+            f"rejected {sum(self.rejected.values())}"
         )
         if self.rejected:
             text += " (" + ", ".join(f"{k}: {v}" for k, v in sorted(self.rejected.items())) + ")"
@@ -93,10 +97,73 @@ def check_bars(bars: pd.DataFrame, source: str, fetched_at: datetime | None = No
     return check
 
 
+class PublishedBars:
+    """What ingest last published per symbol, so a schedule that refetches the whole day
+    every minute publishes only the bars that are new or changed since.
+
+    Kept per symbol: the newest bar's start and a fingerprint of its values (the newest
+    bar is still forming, so it may change). Bars older than that are not republished,
+    even if the source revised them: the warehouse keeps the first fetch of those.
+    Stored as JSON under ``STOCKPIPE_HOME/ingest/``; losing the file only means one
+    fetch is republished in full, which the drain absorbs without duplicates.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._last: dict[str, tuple[str, str]] = {}
+        if path.exists():
+            try:
+                self._last = {k: tuple(v) for k, v in json.loads(path.read_text()).items()}
+            except (ValueError, TypeError):
+                log.warning("ignoring unreadable ingest state %s; republishing once", path)
+
+    @staticmethod
+    def _fingerprint(quote: Quote) -> str:
+        return f"{quote.open}|{quote.high}|{quote.low}|{quote.close}|{quote.volume}"
+
+    def new_or_changed(self, quotes: list[Quote]) -> list[Quote]:
+        fresh = []
+        for quote in quotes:
+            ts = quote.ts.isoformat()
+            last = self._last.get(quote.symbol)
+            if (
+                last is None
+                or ts > last[0]
+                or (ts == last[0] and self._fingerprint(quote) != last[1])
+            ):
+                fresh.append(quote)
+        return fresh
+
+    def remember(self, quotes: list[Quote]) -> None:
+        """Record ``quotes`` as published (call only after every delivery was confirmed)."""
+        for quote in quotes:
+            ts = quote.ts.isoformat()
+            last = self._last.get(quote.symbol)
+            if last is None or ts >= last[0]:
+                self._last[quote.symbol] = (ts, self._fingerprint(quote))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".partial")
+        partial.write_text(json.dumps(self._last, sort_keys=True))
+        partial.replace(self.path)
+
+
+def published_bars(settings: Settings) -> PublishedBars:
+    return PublishedBars(settings.home_dir / "ingest" / "published.json")
+
+
 def publish_quotes(settings: Settings, quotes: list[Quote]) -> PublishReport:
-    """Publish to the prices topic; every delivery acknowledged or PublishError."""
-    producer = QuoteProducer(settings.kafka)
-    return producer.publish(quotes)
+    """Publish the new or changed ones of ``quotes`` to the prices topic, and remember them.
+
+    Raises:
+        PublishError: when any message was not acknowledged (nothing is remembered then,
+            so the next run publishes them again).
+    """
+    state = published_bars(settings)
+    fresh = state.new_or_changed(quotes)
+    report = QuoteProducer(settings.kafka).publish(fresh)
+    report.skipped_unchanged = len(quotes) - len(fresh)
+    state.remember(fresh)
+    return report
 
 
 def ingest_window(
@@ -119,6 +186,7 @@ def ingest_window(
         source=source.name,
         fetched=len(bars),
         published=report.published,
+        unchanged=report.skipped_unchanged,
         rejected=dict(check.rejected),
         partitions=dict(report.by_partition),
     )

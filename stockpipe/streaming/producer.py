@@ -33,6 +33,7 @@ class PublishError(RuntimeError):
 class PublishReport:
     published: int = 0
     by_partition: Counter = field(default_factory=Counter)
+    skipped_unchanged: int = 0  # ingest: bars already published unchanged
 
 
 class QuoteProducer:

@@ -58,6 +58,7 @@ def ingest_quotes(
         source=source,
         fetched=len(bars),
         published=published.published,
+        unchanged=published.skipped_unchanged,
         rejected=dict(check.rejected),
         partitions=dict(published.by_partition),
     )

@@ -31,7 +31,9 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
-        raise ValueError("timestamp has no time zone; the contract wants UTC ISO-8601")
+        raise PydanticCustomError(
+            "timestamp_without_timezone", "timestamp has no time zone; the contract wants UTC"
+        )
     return value.astimezone(UTC)
 
 
@@ -106,7 +108,14 @@ class Quote(BaseModel):
 
 # Reason codes raised by the contract's own validators; used as they are.
 CUSTOM_REASONS = frozenset(
-    {"volume_not_whole", "ts_before_1970", "ts_in_future", "high_below_low", "ohlc_inconsistent"}
+    {
+        "volume_not_whole",
+        "ts_before_1970",
+        "ts_in_future",
+        "high_below_low",
+        "ohlc_inconsistent",
+        "timestamp_without_timezone",
+    }
 )
 
 

@@ -88,6 +88,19 @@ def test_bad_messages_go_to_the_dead_letter_topic_with_the_reason(
             "missing_close",
         ),
         (b"AAPL", b'{"pad": "' + b"x" * 20_000 + b'"}', "oversized"),
+        (b"AAPL", json.dumps({**valid, "close": float("nan")}).encode(), "non_finite_close"),
+        (b"AAPL", json.dumps({**valid, "high": float("inf")}).encode(), "non_finite_high"),
+        (b"AAPL", json.dumps({**valid, "open": 0}).encode(), "out_of_range_open"),
+        (b"AAPL", json.dumps({**valid, "volume": "lots"}).encode(), "int_parsing_volume"),
+        (b"AAPL", json.dumps({**valid, "ts": "2999-01-01T00:00:00Z"}).encode(), "ts_in_future"),
+        (b"AAPL", json.dumps({**valid, "ts": "1960-01-01T00:00:00Z"}).encode(), "ts_before_1970"),
+        (b"aapl", json.dumps({**valid, "symbol": "aapl$"}).encode(), "bad_symbol"),
+        (
+            b"AAPL",
+            json.dumps({**valid, "ts": "2025-11-26T14:30:00"}).encode(),
+            "timestamp_without_timezone",
+        ),
+        (b"AAPL", None, "empty_value"),
     ]
     producer = QuoteProducer(env_settings.kafka)
     producer.publish(good[:10])

@@ -19,9 +19,14 @@ SESSION = mc.session("2025-11-26")
 
 
 def topic_messages(settings: Settings) -> list[dict]:
-    consumer = Consumer(settings.kafka.client_config()
-                        | {"group.id": "ingest-reader", "auto.offset.reset": "earliest",
-                           "enable.partition.eof": True})
+    consumer = Consumer(
+        settings.kafka.client_config()
+        | {
+            "group.id": "ingest-reader",
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+        }
+    )
     consumer.subscribe([settings.kafka.prices_topic])
     values, eof = [], set()
     while len(eof) < settings.kafka.prices_partitions:
@@ -36,12 +41,14 @@ def topic_messages(settings: Settings) -> list[dict]:
 
 def test_refetching_the_day_publishes_only_new_bars(env_settings: Settings) -> None:
     market = SimulatedMarket()
-    first = ingest_window(env_settings, SESSION.open, SESSION.minutes[10], ["AAPL", "MSFT"],
-                          source=market)
+    first = ingest_window(
+        env_settings, SESSION.open, SESSION.minutes[10], ["AAPL", "MSFT"], source=market
+    )
     assert (first.published, first.unchanged) == (20, 0)
     # The schedule fetches from the open again, a few minutes later.
-    second = ingest_window(env_settings, SESSION.open, SESSION.minutes[15], ["AAPL", "MSFT"],
-                           source=market)
+    second = ingest_window(
+        env_settings, SESSION.open, SESSION.minutes[15], ["AAPL", "MSFT"], source=market
+    )
     assert (second.published, second.unchanged) == (10, 20)
     published = topic_messages(env_settings)
     assert len(published) == 30
@@ -53,12 +60,17 @@ def test_a_changed_latest_bar_is_published_again(env_settings: Settings, tmp_pat
     path = tmp_path / "bars.csv"
     bars.to_csv(path, index=False)
     source = ReplaySource(path)
-    assert ingest_window(env_settings, SESSION.open, SESSION.close, source=source,
-                         symbols=["AAPL"]).published == 5
+    assert (
+        ingest_window(
+            env_settings, SESSION.open, SESSION.close, source=source, symbols=["AAPL"]
+        ).published
+        == 5
+    )
     # The newest bar was still forming: its close and volume moved.
     bars.loc[4, "close"] = bars.loc[4, "high"]
     bars.loc[4, "volume"] += 100
     bars.to_csv(path, index=False)
-    again = ingest_window(env_settings, SESSION.open, SESSION.close, source=ReplaySource(path),
-                          symbols=["AAPL"])
+    again = ingest_window(
+        env_settings, SESSION.open, SESSION.close, source=ReplaySource(path), symbols=["AAPL"]
+    )
     assert (again.published, again.unchanged) == (1, 4)

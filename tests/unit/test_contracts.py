@@ -58,7 +58,7 @@ def test_whole_float_volume_is_accepted_as_int() -> None:
         ({"volume": 1.5}, "volume_not_whole"),
         ({"ts": "1969-12-31T23:59:00Z"}, "ts_before_1970"),
         ({"ts": (datetime.now(UTC) + timedelta(days=3)).isoformat()}, "ts_in_future"),
-        ({"ts": "2025-11-28T14:30:00"}, "value_error_ts"),
+        ({"ts": "2025-11-28T14:30:00"}, "timestamp_without_timezone"),
         ({"close": "abc"}, "float_parsing_close"),
         ({"extra": 1}, "unexpected_extra"),
     ],

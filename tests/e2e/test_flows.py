@@ -1,0 +1,59 @@
+"""The Prefect flows against a real Prefect API (a temporary server), the real broker and
+the embedded warehouse."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.drain import drain_to_warehouse
+from flows.ingest import ingest_quotes
+from flows.trends import build_trends
+from stockpipe import market_calendar as mc
+from stockpipe.settings import Settings
+from stockpipe.streaming.producer import QuoteProducer
+
+pytestmark = pytest.mark.e2e
+SESSION = mc.session("2025-11-26")
+
+
+@pytest.fixture(scope="module")
+def prefect_api():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def artifact(key: str):
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+        )
+    assert found, f"no artifact {key}"
+    return found[0]
+
+
+def test_ingest_drain_trends_flows_with_dead_letters_in_the_summary(
+    prefect_api, env_settings: Settings
+) -> None:
+    result = ingest_quotes(start=SESSION.open, end=SESSION.close, symbols=["AAPL", "MSFT"])
+    assert result["published"] == 780 and result["rejected"] == {}
+    QuoteProducer(env_settings.kafka).publish_raw(
+        [(b"AAPL", b"{broken", None), (b"MSFT", b'{"symbol": "MSFT"}', None)]
+    )
+
+    drained = drain_to_warehouse()
+    assert drained["inserted"] == 780
+    assert drained["dead_lettered"] == {"invalid_json": 1, "missing_ts": 1}
+    table = artifact("drain-dead-letters")
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert {r["reason"]: r["messages"] for r in rows} == {"invalid_json": 1, "missing_ts": 1}
+    assert "2 to the dead-letter topic" in artifact("drain-summary").data
+
+    latest = build_trends()
+    assert {row["symbol"] for row in latest} == {"AAPL", "MSFT"}
+    assert all(row["bar_count"] == 390 for row in latest)
+    assert artifact("latest-trends")

@@ -7,9 +7,11 @@ from typing import Literal
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import State
 
 from stockpipe import drain
 from stockpipe.offsets import OffsetsOutOfSync
+from stockpipe.scheduling import MarketHours, skip_outside_market_hours
 from stockpipe.settings import load_settings
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.sql_runner import apply_sql
@@ -66,7 +68,8 @@ def drain_to_warehouse(
     until_empty: bool = True,
     max_records: int | None = None,
     reset_offsets: Literal["earliest", "latest"] | None = None,
-) -> dict:
+    market_hours: MarketHours = "ignore",
+) -> dict | State:
     """Load everything waiting in the prices topic into RAW.STOCK_PRICES, exactly once.
 
     Args:
@@ -74,7 +77,10 @@ def drain_to_warehouse(
         max_records: records per warehouse commit (default STOCKPIPE_DRAIN__MAX_RECORDS).
         reset_offsets: only after a rebuilt Kafka cluster: "earliest" reloads what the topic
             holds (no duplicates), "latest" skips it. Leave empty otherwise.
+        market_hours: "in_session" or "after_close" on schedules (NYSE calendar guard).
     """
+    if (skipped := skip_outside_market_hours(market_hours)) is not None:
+        return skipped
     apply_warehouse_sql()
     report = drain_batches(until_empty, max_records, reset_offsets)
     get_run_logger().info(report.summary())

@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import State
 
 from stockpipe import ingest, market_calendar
+from stockpipe.scheduling import MarketHours, skip_outside_market_hours
 from stockpipe.settings import load_settings
 from stockpipe.sources import make_source
 from stockpipe.streaming.producer import PublishReport
@@ -35,14 +37,18 @@ def ingest_quotes(
     start: datetime | None = None,
     end: datetime | None = None,
     symbols: list[str] | None = None,
-) -> dict:
+    market_hours: MarketHours = "ignore",
+) -> dict | State:
     """Publish the bars of ``[start, end)`` for the watchlist.
 
     Args:
         start: first bar (UTC); default the open of the latest session.
         end: bars before this instant (UTC); default now.
         symbols: tickers; default the configured watchlist.
+        market_hours: "in_session" on schedules: runs outside the NYSE session are skipped.
     """
+    if (skipped := skip_outside_market_hours(market_hours)) is not None:
+        return skipped
     settings = load_settings()
     end = end or datetime.now(UTC)
     start = start or market_calendar.latest_session(end).open

@@ -5,8 +5,10 @@ from __future__ import annotations
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import State
 
 from stockpipe import trends
+from stockpipe.scheduling import MarketHours, skip_outside_market_hours
 from stockpipe.settings import load_settings
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.sql_runner import apply_sql
@@ -21,8 +23,14 @@ def refresh_trends() -> list[dict]:
 
 
 @flow(name="build-trends")
-def build_trends() -> list[dict]:
-    """Refresh the STAGING and MARTS views and publish the latest quote per symbol."""
+def build_trends(market_hours: MarketHours = "ignore") -> list[dict] | State:
+    """Refresh the STAGING and MARTS views and publish the latest quote per symbol.
+
+    Args:
+        market_hours: "in_session" or "after_close" on schedules (NYSE calendar guard).
+    """
+    if (skipped := skip_outside_market_hours(market_hours)) is not None:
+        return skipped
     latest = refresh_trends()
     create_table_artifact(
         key="latest-trends",

@@ -107,3 +107,48 @@ def sessions_between(start: date | str, end: date | str) -> list[Session]:
     """Every session from ``start`` to ``end`` inclusive."""
     labels = nyse().sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))
     return [session(label) for label in labels]
+
+
+@dataclass(frozen=True)
+class GuardDecision:
+    """Whether a scheduled run should do its work, and why not when it should not."""
+
+    run: bool
+    reason: str
+
+
+def guard(kind: str, moment: datetime | None = None) -> GuardDecision:
+    """Decide whether a market-hours flow scheduled at ``moment`` should run.
+
+    Args:
+        kind: "in_session" for flows that only make sense while the market is open (ingest,
+            intraday drain/trends/freshness), "after_close" for flows that run after a
+            trading day's close (final drain, trends, validation) - they run on the evening
+            of a trading day, not on weekends or holidays.
+        moment: the run's scheduled time (default: now). Aware datetime.
+
+    Returns:
+        run=True with the session it belongs to, or run=False with the reason to show.
+    """
+    now = _as_utc(moment)
+    local = now.tz_convert(EXCHANGE_TZ)
+    day = local.date()
+    if not is_trading_day(day):
+        what = "weekend" if local.weekday() >= 5 else "NYSE holiday"
+        return GuardDecision(False, f"market closed on {day} ({what})")
+    today = session(day)
+    if kind == "in_session":
+        if now < pd.Timestamp(today.open):
+            return GuardDecision(
+                False, f"before the open ({today.open.astimezone(EXCHANGE_TZ):%H:%M} New York)"
+            )
+        if now >= pd.Timestamp(today.close):
+            close = today.close.astimezone(EXCHANGE_TZ)
+            early = " early close" if today.is_early_close else ""
+            return GuardDecision(False, f"after the{early} close ({close:%H:%M} New York) on {day}")
+        return GuardDecision(True, f"in the session of {day}")
+    if kind == "after_close":
+        if now < pd.Timestamp(today.close):
+            return GuardDecision(False, f"the session of {day} has not closed yet")
+        return GuardDecision(True, f"after the close of {day}")
+    raise ValueError(f"unknown guard kind {kind!r} (in_session | after_close)")

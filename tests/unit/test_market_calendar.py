@@ -54,3 +54,31 @@ def test_latest_sessions() -> None:
     assert mc.previous_session("2025-11-27").day == date(2025, 11, 26)
     days = [s.day for s in mc.sessions_between("2025-11-24", "2025-11-30")]
     assert days == [date(2025, 11, d) for d in (24, 25, 26, 28)]
+
+
+@pytest.mark.parametrize(
+    ("kind", "instant", "runs", "reason"),
+    [
+        # 2025-11-26 (Wednesday, EST = UTC-5): a full session 09:30-16:00.
+        ("in_session", datetime(2025, 11, 26, 14, 29, tzinfo=UTC), False, "before the open"),
+        ("in_session", datetime(2025, 11, 26, 14, 30, tzinfo=UTC), True, "in the session"),
+        ("in_session", datetime(2025, 11, 26, 20, 59, tzinfo=UTC), True, "in the session"),
+        ("in_session", datetime(2025, 11, 26, 21, 0, tzinfo=UTC), False, "after the close"),
+        # Thanksgiving, then the half day that closes at 13:00.
+        ("in_session", datetime(2025, 11, 27, 15, 0, tzinfo=UTC), False, "NYSE holiday"),
+        ("after_close", datetime(2025, 11, 27, 21, 30, tzinfo=UTC), False, "NYSE holiday"),
+        ("in_session", datetime(2025, 11, 28, 17, 59, tzinfo=UTC), True, "in the session"),
+        ("in_session", datetime(2025, 11, 28, 18, 0, tzinfo=UTC), False, "early close"),
+        ("after_close", datetime(2025, 11, 28, 18, 15, tzinfo=UTC), True, "after the close"),
+        ("after_close", datetime(2025, 11, 26, 20, 0, tzinfo=UTC), False, "has not closed"),
+        ("in_session", datetime(2025, 11, 29, 15, 0, tzinfo=UTC), False, "weekend"),
+        # DST: 09:35 New York is 14:35 UTC in winter and 13:35 UTC in summer.
+        ("in_session", datetime(2025, 3, 7, 14, 35, tzinfo=UTC), True, "in the session"),
+        ("in_session", datetime(2025, 3, 10, 13, 35, tzinfo=UTC), True, "in the session"),
+        ("in_session", datetime(2025, 3, 7, 13, 35, tzinfo=UTC), False, "before the open"),
+    ],
+)
+def test_guard_at_fixed_instants(kind: str, instant: datetime, runs: bool, reason: str) -> None:
+    decision = mc.guard(kind, instant)
+    assert decision.run is runs
+    assert reason in decision.reason

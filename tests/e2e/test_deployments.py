@@ -1,0 +1,188 @@
+"""prefect.yaml against a real local Prefect server: every deployment and schedule is
+created, scheduled times fall in the NYSE session in New York time, and the calendar guard
+skips what falls on a holiday or after an early close. One deployment runs through a
+worker against the real broker and warehouse."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from prefect.server.schemas.schedules import CronSchedule
+
+from stockpipe import market_calendar as mc
+from stockpipe.settings import Settings
+from stockpipe.streaming.broker import free_port
+
+pytestmark = pytest.mark.e2e
+PROJECT = Path(__file__).resolve().parents[2]
+PREFECT = [sys.executable, "-m", "prefect"]
+NEW_YORK = ZoneInfo("America/New_York")
+ONE_DAY = timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+    }
+    log = (home / "server.log").open("wb")
+    server = subprocess.Popen(
+        [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        server.terminate()
+        pytest.fail("prefect server did not start:\n" + (home / "server.log").read_text()[-3000:])
+    yield env
+    server.terminate()
+    server.wait(30)
+
+
+def prefect(env: dict, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [*PREFECT, *args], env=env, cwd=PROJECT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def test_deploy_all_creates_every_deployment_with_market_hours_schedules(prefect_server) -> None:
+    env = prefect_server
+    prefect(env, "work-pool", "create", "stockpipe", "--type", "process", "--overwrite")
+    prefect(env, "--no-prompt", "deploy", "--all")
+
+    api = env["PREFECT_API_URL"]
+    deployments = httpx.post(f"{api}/deployments/filter", json={}).json()
+    flows = {f["id"]: f["name"] for f in httpx.post(f"{api}/flows/filter", json={}).json()}
+    by_name = {f"{flows[d['flow_id']]}/{d['name']}": d for d in deployments}
+    assert set(by_name) == {
+        "ingest-quotes/market-minutes",
+        "drain-to-warehouse/intraday",
+        "drain-to-warehouse/after-close",
+        "build-trends/intraday",
+        "build-trends/after-close",
+    }
+    for name, deployment in by_name.items():
+        assert deployment["work_pool_name"] == "stockpipe", name
+        assert deployment["enforce_parameter_schema"] is True, name
+        assert deployment["parameters"]["market_hours"] in ("in_session", "after_close")
+        assert deployment["schedules"], name
+
+    # A fixed week with Thanksgiving (holiday) and its half day, and the week of a DST change.
+    weeks = [
+        (datetime(2025, 11, 24, tzinfo=UTC), datetime(2025, 11, 29, tzinfo=UTC)),
+        (datetime(2025, 3, 6, tzinfo=UTC), datetime(2025, 3, 12, tzinfo=UTC)),
+    ]
+    for name, deployment in by_name.items():
+        kind = deployment["parameters"]["market_hours"]
+        times = []
+        for schedule in deployment["schedules"]:
+            cron = schedule["schedule"]
+            assert cron["timezone"] == "America/New_York"
+            rule = CronSchedule(cron=cron["cron"], timezone=cron["timezone"])
+            for start, end in weeks:
+                day = start
+                while day < end:  # a day at a time: get_dates stops at 1,000 dates
+                    times += asyncio.run(rule.get_dates(n=1000, start=day, end=day + ONE_DAY))
+                    day += ONE_DAY
+        assert times, name
+        for instant in times:
+            local = instant.astimezone(NEW_YORK)
+            decision = mc.guard(kind, instant)
+            if kind == "in_session":
+                # Scheduled clock times are always inside 09:30-15:59 New York.
+                assert (9, 30) <= (local.hour, local.minute) <= (15, 59), (name, local)
+            if local.date().isoformat() == "2025-11-27":
+                assert not decision.run and "holiday" in decision.reason
+            if (
+                kind == "in_session"
+                and local.date().isoformat() == "2025-11-28"
+                and local.hour >= 13
+            ):
+                assert not decision.run and "early close" in decision.reason
+            if local.date().isoformat() in ("2025-03-07", "2025-03-10") and kind == "in_session":
+                assert decision.run  # 09:30 New York before and after the DST change
+        if name == "ingest-quotes/market-minutes":
+            runs = [t for t in times if mc.guard(kind, t).run]
+            # 390 minutes on each full day, 210 on the half day, none on the holiday.
+            nov = [t for t in runs if t.month == 11]
+            assert len(nov) == 3 * 390 + 210
+
+
+def test_a_deployment_runs_through_a_worker_and_a_guarded_run_is_skipped(
+    prefect_server, env_settings: Settings
+) -> None:
+    env = {
+        **prefect_server,
+        **{k: v for k, v in os.environ.items() if k.startswith("STOCKPIPE_")},
+        "STOCKPIPE_PROJECT_DIR": str(PROJECT),
+    }
+    prefect(env, "work-pool", "create", "stockpipe", "--type", "process", "--overwrite")
+    prefect(
+        env,
+        "--no-prompt",
+        "deploy",
+        "--name",
+        "market-minutes",
+        "--name",
+        "drain-to-warehouse/intraday",
+    )
+    session = mc.session("2025-11-26")
+    prefect(
+        env,
+        "deployment",
+        "run",
+        "ingest-quotes/market-minutes",
+        "--param",
+        "market_hours=ignore",
+        "--param",
+        f"start={session.open.isoformat()}",
+        "--param",
+        f"end={session.minutes[30].isoformat()}",
+        "--param",
+        'symbols=["AAPL","MSFT"]',
+    )
+    # Runs now: skipped by the guard unless the market happens to be open.
+    prefect(env, "deployment", "run", "drain-to-warehouse/intraday")
+    prefect(env, "worker", "start", "--pool", "stockpipe", "--run-once")
+
+    api = env["PREFECT_API_URL"]
+    runs = httpx.post(f"{api}/flow_runs/filter", json={}).json()
+    # Only the runs made here by hand, not the scheduler's future runs.
+    states = sorted(
+        (r["parameters"].get("market_hours"), r["state"]["type"], r["state"]["name"])
+        for r in runs
+        if not r["auto_scheduled"]
+    )
+    assert ("ignore", "COMPLETED", "Completed") in states
+    guarded = [s for s in states if s[0] == "in_session"]
+    expected = "Completed" if mc.is_market_open() else "Skipped"
+    assert guarded == [("in_session", "COMPLETED", expected)]
+    # The worker's run published the bars to the real broker.
+    from tests.integration.test_ingest import topic_messages
+
+    assert len(topic_messages(env_settings)) == 2 * 30

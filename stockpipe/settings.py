@@ -145,6 +145,11 @@ class WarehouseSettings(BaseModel):
     private_key_file: Path | None = Field(None, description="key-pair auth instead of password")
     role: str | None = None
     warehouse: str | None = Field(None, description="virtual warehouse that runs the loads")
+    connector_block: str | None = Field(
+        None,
+        description="a saved prefect-snowflake SnowflakeConnector block to connect with "
+        "(python -m deployments.blocks saves 'stockpipe-snowflake'); wins over the fields above",
+    )
     embedded_memory_limit: str = Field(
         "96MB", pattern=r"^\d+(MB|GB)$", description="DuckDB memory limit of the embedded warehouse"
     )
@@ -160,7 +165,7 @@ class WarehouseSettings(BaseModel):
 
     @model_validator(mode="after")
     def _snowflake_needs_credentials(self) -> WarehouseSettings:
-        if self.backend == "snowflake":
+        if self.backend == "snowflake" and not self.connector_block:
             missing = [n for n in ("account", "user", "warehouse") if not getattr(self, n)]
             if not self.password and not self.private_key_file:
                 missing.append("password (or private_key_file)")

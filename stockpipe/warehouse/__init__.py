@@ -104,6 +104,12 @@ class Warehouse:
         import snowflake.connector
 
         wh = settings.warehouse
+        if wh.connector_block:
+            from prefect_snowflake import SnowflakeConnector
+
+            connector = SnowflakeConnector.load(wh.connector_block)
+            conn = connector.get_connection()
+            return cls(conn, "snowflake", database, f"snowflake block {wh.connector_block}")
         params: dict[str, Any] = {
             "account": wh.account,
             "user": wh.user,

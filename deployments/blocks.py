@@ -1,0 +1,80 @@
+"""Create (or update) the Prefect blocks the deployments use, from the environment.
+
+    .venv/bin/python -m deployments.blocks
+
+Reads the same STOCKPIPE_* settings as everything else and saves, where configured:
+
+* ``stockpipe-snowflake``: a prefect-snowflake SnowflakeConnector (with its
+  SnowflakeCredentials ``stockpipe-snowflake-credentials``), when
+  STOCKPIPE_WAREHOUSE__BACKEND=snowflake;
+* ``stockpipe-raw-zone``: a prefect-aws S3Bucket (credentials ``stockpipe-aws``), when
+  STOCKPIPE_LAKE__S3_BUCKET is set;
+* ``stockpipe-kafka-sasl-password``: a Secret, when SASL credentials are set.
+
+Idempotent (re-running overwrites with the same values). Prints block names and which
+settings went in, never a secret's value.
+"""
+
+from __future__ import annotations
+
+from prefect.blocks.system import Secret
+
+from stockpipe.settings import Settings, load_settings
+
+SNOWFLAKE_CONNECTOR = "stockpipe-snowflake"
+SNOWFLAKE_CREDENTIALS = "stockpipe-snowflake-credentials"
+AWS_CREDENTIALS = "stockpipe-aws"
+RAW_ZONE_BUCKET = "stockpipe-raw-zone"
+KAFKA_SASL_PASSWORD = "stockpipe-kafka-sasl-password"
+
+
+def bootstrap_blocks(settings: Settings) -> dict[str, str]:
+    """Save the blocks the settings call for; return block name -> what it holds."""
+    saved: dict[str, str] = {}
+    wh = settings.warehouse
+    if wh.backend == "snowflake":
+        from prefect_snowflake import SnowflakeConnector, SnowflakeCredentials
+
+        credentials = SnowflakeCredentials(
+            account=wh.account,
+            user=wh.user,
+            password=wh.password,
+            private_key_path=wh.private_key_file,
+            role=wh.role,
+        )
+        credentials.save(SNOWFLAKE_CREDENTIALS, overwrite=True)
+        SnowflakeConnector(
+            credentials=credentials, database=wh.database, schema="RAW", warehouse=wh.warehouse
+        ).save(SNOWFLAKE_CONNECTOR, overwrite=True)
+        auth = "key pair" if wh.private_key_file else "password"
+        saved[SNOWFLAKE_CONNECTOR] = f"account {wh.account}, user {wh.user}, {auth} (hidden)"
+    lake = settings.lake
+    if lake.s3_bucket:
+        from prefect_aws import AwsCredentials
+        from prefect_aws.client_parameters import AwsClientParameters
+        from prefect_aws.s3 import S3Bucket
+
+        aws = AwsCredentials(
+            region_name=lake.s3_region,
+            aws_client_parameters=AwsClientParameters(endpoint_url=lake.s3_endpoint_url),
+        )
+        aws.save(AWS_CREDENTIALS, overwrite=True)
+        S3Bucket(bucket_name=lake.s3_bucket, credentials=aws).save(RAW_ZONE_BUCKET, overwrite=True)
+        saved[RAW_ZONE_BUCKET] = f"s3://{lake.s3_bucket} (AWS credentials from the default chain)"
+    kafka = settings.kafka
+    if kafka.sasl_password is not None:
+        Secret(value=kafka.sasl_password).save(KAFKA_SASL_PASSWORD, overwrite=True)
+        saved[KAFKA_SASL_PASSWORD] = f"SASL password of {kafka.sasl_username} (hidden)"
+    return saved
+
+
+def main() -> None:
+    saved = bootstrap_blocks(load_settings())
+    if not saved:
+        print("nothing to save: the local profile needs no blocks")
+    for name, what in saved.items():
+        print(f"saved block {name}: {what}")
+
+
+if __name__ == "__main__":
+    main()

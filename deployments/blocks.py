@@ -25,7 +25,7 @@ SNOWFLAKE_CONNECTOR = "stockpipe-snowflake"
 SNOWFLAKE_CREDENTIALS = "stockpipe-snowflake-credentials"
 AWS_CREDENTIALS = "stockpipe-aws"
 RAW_ZONE_BUCKET = "stockpipe-raw-zone"
-KAFKA_SASL_PASSWORD = "stockpipe-kafka-sasl-password"
+KAFKA_SASL_PASSWORD = "stockpipe-kafka-sasl-password"  # noqa: S105 - a block name
 
 
 def bootstrap_blocks(settings: Settings) -> dict[str, str]:

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -31,7 +32,14 @@ ONE_DAY = timedelta(days=1)
 
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory):
-    home = tmp_path_factory.mktemp("prefect-home")
+    with running_prefect_server(tmp_path_factory.mktemp("prefect-home")) as env:
+        yield env
+
+
+@contextmanager
+def running_prefect_server(home: Path):
+    """`prefect server start` on a free port; yields the environment that points at it."""
+    home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {
         **os.environ,
@@ -186,3 +194,41 @@ def test_a_deployment_runs_through_a_worker_and_a_guarded_run_is_skipped(
     from tests.integration.test_ingest import topic_messages
 
     assert len(topic_messages(env_settings)) == 2 * 30
+
+
+def test_serve_registers_every_deployment_of_prefect_yaml(tmp_path: Path) -> None:
+    with running_prefect_server(tmp_path / "prefect-home") as env:
+        served = serve_briefly(env)
+    assert len(served) == 5, list(served)
+    ingest = served["ingest-quotes/market-minutes"]
+    assert ingest["parameters"] == {"market_hours": "in_session"}
+    crons = sorted(s["schedule"]["cron"] for s in ingest["schedules"])
+    assert crons == ["* 10-15 * * 1-5", "30-59 9 * * 1-5"]
+
+
+def serve_briefly(env: dict) -> dict:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "deployments.serve"],
+        env=env,
+        cwd=PROJECT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    api = env["PREFECT_API_URL"]
+    try:
+        deadline = time.monotonic() + 90
+        served: dict = {}
+        while time.monotonic() < deadline and len(served) < 5:
+            time.sleep(1)
+            flows = {f["id"]: f["name"] for f in httpx.post(f"{api}/flows/filter", json={}).json()}
+            served = {
+                f"{flows[d['flow_id']]}/{d['name']}": d
+                for d in httpx.post(f"{api}/deployments/filter", json={}).json()
+                if d["work_pool_name"] is None  # served by the process, not a work pool
+            }
+        assert server.poll() is None, server.stdout.read() if server.stdout else ""
+    finally:
+        server.terminate()
+        server.wait(30)
+    return served

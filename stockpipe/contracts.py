@@ -167,3 +167,10 @@ def validate_quote(record: dict) -> Quote:
         return Quote.model_validate(record)
     except ValidationError as exc:
         raise QuoteRejected(reason_of(exc), describe(exc)) from None
+
+
+def describe_reasons(counts: dict[str, int]) -> str:
+    """ " (reason: n, ...)" for a summary line, or "" when nothing was rejected."""
+    if not counts:
+        return ""
+    return " (" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + ")"

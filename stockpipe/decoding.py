@@ -24,6 +24,7 @@ from pyarrow import json as pa_json
 
 from stockpipe.contracts import EPOCH, MAX_CLOCK_SKEW, QuoteRejected, validate_quote
 from stockpipe.settings import SYMBOL_PATTERN
+from stockpipe.warehouse.loader import RAW_COLUMNS
 
 CONTRACT_FIELDS = (
     "symbol",
@@ -51,23 +52,8 @@ ARROW_SCHEMA = pa.schema(
         for name in CONTRACT_FIELDS
     ]
 )
-ROW_COLUMNS = (
-    "SYMBOL",
-    "TS",
-    "BAR_INTERVAL",
-    "OPEN",
-    "HIGH",
-    "LOW",
-    "CLOSE",
-    "VOLUME",
-    "SOURCE",
-    "FETCHED_AT",
-    "SCHEMA_VERSION",
-    "KAFKA_TOPIC",
-    "KAFKA_PARTITION",
-    "KAFKA_OFFSET",
-    "KAFKA_TIMESTAMP",
-)
+# The warehouse row without LOADED_AT, which the drain stamps at commit time.
+ROW_COLUMNS = tuple(c for c in RAW_COLUMNS if c != "LOADED_AT")
 
 
 @dataclass

@@ -21,6 +21,7 @@ from functools import partial
 import pandas as pd
 from confluent_kafka.admin import AdminClient
 
+from stockpipe.contracts import describe_reasons
 from stockpipe.decoding import DecodedBatch, Rejection, decode_batch
 from stockpipe.lake import raw_zone_from_settings
 from stockpipe.offsets import (
@@ -75,8 +76,7 @@ class DrainReport:
             f"{self.inserted} new bars, {self.replaced} re-fetched bars updated, "
             f"{self.rejected_total} to the dead-letter topic"
         )
-        if self.rejected:
-            text += " (" + ", ".join(f"{k}: {v}" for k, v in sorted(self.rejected.items())) + ")"
+        text += describe_reasons(self.rejected)
         if self.fenced_partitions:
             text += (
                 f"; skipped partitions loaded by another drain: {sorted(self.fenced_partitions)}"

@@ -15,7 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from stockpipe.contracts import SCHEMA_VERSION, Quote, QuoteRejected, validate_quote
+from stockpipe.contracts import (
+    SCHEMA_VERSION,
+    Quote,
+    QuoteRejected,
+    describe_reasons,
+    validate_quote,
+)
 from stockpipe.settings import Settings
 from stockpipe.sources import QuoteSource, make_source
 from stockpipe.streaming.producer import PublishReport, QuoteProducer
@@ -54,8 +60,7 @@ class IngestReport:
             f"{self.fetched}, published {self.published}, already published {self.unchanged}, "
             f"rejected {sum(self.rejected.values())}"
         )
-        if self.rejected:
-            text += " (" + ", ".join(f"{k}: {v}" for k, v in sorted(self.rejected.items())) + ")"
+        text += describe_reasons(self.rejected)
         return text
 
 

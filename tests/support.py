@@ -49,3 +49,33 @@ def warehouse_state_of(warehouse: Warehouse, topic: str) -> tuple[int, int, int]
     )[0]
     offsets = sum(o.next_offset for o in read_offsets(warehouse, topic).values())
     return int(rows), int(distinct), int(offsets)
+
+
+def raw_rows_from_bars(bars, fetched_at: datetime, first_offset: int = 0):
+    """RAW.STOCK_PRICES rows for source bars (columns of stockpipe.sources.BAR_COLUMNS)."""
+    import pandas as pd
+
+    from stockpipe.warehouse.loader import RAW_COLUMNS
+
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return pd.DataFrame(
+        {
+            "SYMBOL": bars["symbol"].to_numpy(),
+            "TS": bars["ts"].dt.tz_localize(None).to_numpy(),
+            "BAR_INTERVAL": "1m",
+            "OPEN": bars["open"].to_numpy(),
+            "HIGH": bars["high"].to_numpy(),
+            "LOW": bars["low"].to_numpy(),
+            "CLOSE": bars["close"].to_numpy(),
+            "VOLUME": bars["volume"].to_numpy(),
+            "SOURCE": "simulated",
+            "FETCHED_AT": fetched_at.replace(tzinfo=None),
+            "SCHEMA_VERSION": 1,
+            "KAFKA_TOPIC": "prices",
+            "KAFKA_PARTITION": 0,
+            "KAFKA_OFFSET": range(first_offset, first_offset + len(bars)),
+            "KAFKA_TIMESTAMP": now,
+            "LOADED_AT": now,
+        },
+        columns=list(RAW_COLUMNS),
+    )

@@ -4,7 +4,7 @@
     stockpipe kafka install|up|down|status   the local KRaft broker
     stockpipe ingest [--session DATE]   fetch and publish bars
     stockpipe drain [--follow]          Kafka -> warehouse, exactly once
-    stockpipe sql apply                 create/refresh the warehouse objects
+    stockpipe sql plan|apply [--force]  what would change / create the warehouse objects
     stockpipe trends                    the latest figures per symbol
     stockpipe config                    the effective settings (secrets masked)
 
@@ -160,12 +160,17 @@ def cmd_drain(args: argparse.Namespace) -> int:
 
 def cmd_sql(args: argparse.Namespace) -> int:
     from stockpipe.warehouse import Warehouse
-    from stockpipe.warehouse.sql_runner import apply_sql
+    from stockpipe.warehouse.sql_runner import apply_sql, plan
 
     settings = _settings(args)
     with Warehouse.connect(settings) as warehouse:
-        for name in apply_sql(warehouse):
-            console.print(f"applied {name}")
+        steps = plan(warehouse)
+        for step in steps:
+            if args.action == "plan" or not step.runs:
+                console.print(f"{step.name}: {step.action}")
+        if args.action == "apply":
+            for name in apply_sql(warehouse, force=args.force):
+                console.print(f"{name}: applied")
     return 0
 
 
@@ -297,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     drain.set_defaults(func=cmd_drain)
 
     sql = sub.add_parser("sql", help="warehouse objects")
-    sql.add_argument("action", choices=["apply"])
+    sql.add_argument("action", choices=["plan", "apply"])
+    sql.add_argument("--force", action="store_true", help="apply every file, changed or not")
     sql.set_defaults(func=cmd_sql)
 
     sub.add_parser("trends", help="latest figures per symbol").set_defaults(func=cmd_trends)

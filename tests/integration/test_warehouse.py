@@ -49,10 +49,29 @@ def warehouse():
         yield wh
 
 
-def test_sql_applies_twice_without_change(warehouse: Warehouse) -> None:
-    again = apply_sql(warehouse)
-    assert "010_raw_stock_prices.sql" in again
+def test_sql_runner_records_what_it_applied_and_plans_changes(
+    warehouse: Warehouse, tmp_path
+) -> None:
+    import shutil
+
+    from stockpipe.warehouse.sql_runner import DEFAULT_SQL_DIR, plan
+
+    steps = {s.name: s.action for s in plan(warehouse)}
+    assert steps["010_raw_stock_prices.sql"] == "unchanged"
+    assert steps["900_grants.sql"].startswith("skipped (Snowflake only")
+    assert apply_sql(warehouse) == []  # nothing new: nothing runs
     assert warehouse.query("select count(*) from RAW.STOCK_PRICES") == [(0,)]
+
+    # A changed view is planned as changed and applied again; the rest stay as they are.
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(DEFAULT_SQL_DIR, sql_dir)
+    view = sql_dir / "260_marts_top_daily_closes.sql"
+    view.write_text(view.read_text().replace("where close_rank <= 5", "where close_rank <= 3"))
+    changed = [s.name for s in plan(warehouse, sql_dir) if s.runs]
+    assert changed == ["260_marts_top_daily_closes.sql"]
+    assert apply_sql(warehouse, sql_dir) == changed
+    assert not [s for s in plan(warehouse, sql_dir) if s.runs]
+    assert len(apply_sql(warehouse, sql_dir, force=True)) == len(list(sql_dir.glob("*.sql"))) - 1
 
 
 def test_batch_and_offsets_commit_together_and_reloads_do_not_duplicate(

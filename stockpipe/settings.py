@@ -239,6 +239,14 @@ class DrainSettings(BaseModel):
     )
 
 
+class TrendSettings(BaseModel):
+    """Alert rules of the trends flow."""
+
+    alert_day_change_pct: float = Field(
+        5.0, gt=0, description="alert when a symbol moves at least this much on the day (%)"
+    )
+
+
 class Settings(BaseSettings):
     """All of stockpipe's configuration. See README, section Configuration."""
 
@@ -260,6 +268,7 @@ class Settings(BaseSettings):
     lake: LakeSettings = Field(default_factory=LakeSettings)
     source: SourceSettings = Field(default_factory=SourceSettings)
     drain: DrainSettings = Field(default_factory=DrainSettings)
+    trends: TrendSettings = Field(default_factory=TrendSettings)
 
     @model_validator(mode="after")
     def _local_bootstrap_follows_port(self) -> Settings:

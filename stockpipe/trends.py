@@ -26,6 +26,15 @@ def latest_quotes(warehouse: Warehouse) -> pd.DataFrame:
     )
 
 
+def top_movers(warehouse: Warehouse, limit: int = 10) -> pd.DataFrame:
+    """The biggest moves of the latest session, largest first."""
+    return warehouse.query_frame(
+        "select move_rank, symbol, session_date, close, change_pct, direction "
+        "from MARTS.TOP_MOVERS where move_rank <= %s order by move_rank",
+        (limit,),
+    )
+
+
 def row_counts(warehouse: Warehouse) -> dict[str, int]:
     """Rows per table/view the pipeline fills, for summaries and tests."""
     counts = {}

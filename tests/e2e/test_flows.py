@@ -57,3 +57,4 @@ def test_ingest_drain_trends_flows_with_dead_letters_in_the_summary(
     assert {row["symbol"] for row in latest} == {"AAPL", "MSFT"}
     assert all(row["bar_count"] == 390 for row in latest)
     assert artifact("latest-trends")
+    assert artifact("top-movers")

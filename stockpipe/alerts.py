@@ -1,0 +1,123 @@
+"""Trend alerts: conditions on the latest session per symbol, published once to Kafka.
+
+Rules:
+  * ``day_move``: the absolute change on the day is at least the threshold (percent);
+  * ``sma_20_50_cross_up`` / ``sma_20_50_cross_down``: SMA 20 of daily closes crossed
+    SMA 50 between the previous session and this one.
+
+Each (symbol, session, rule) is published once: ``MARTS.ALERTS_SENT`` remembers what
+went out. A crash between publishing and recording can repeat an alert once; the message
+key (``symbol|session|rule``) lets consumers drop such a repeat.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+
+from stockpipe.settings import Settings
+from stockpipe.streaming.producer import QuoteProducer
+from stockpipe.warehouse import Warehouse
+
+_LATEST_WITH_PREVIOUS = """
+with trends as (
+    select
+        symbol, session_date, close, change_pct, sma_20, sma_50,
+        lag(sma_20) over (partition by symbol order by session_date) as previous_sma_20,
+        lag(sma_50) over (partition by symbol order by session_date) as previous_sma_50
+    from MARTS.DAILY_TRENDS
+)
+select symbol, session_date, close, change_pct, sma_20, sma_50, previous_sma_20, previous_sma_50
+from trends
+qualify row_number() over (partition by symbol order by session_date desc) = 1
+order by symbol
+"""
+
+
+@dataclass(frozen=True)
+class Alert:
+    symbol: str
+    session_date: date
+    rule: str
+    message: str
+    value: float
+
+    def key(self) -> bytes:
+        return f"{self.symbol}|{self.session_date}|{self.rule}".encode()
+
+    def to_json(self) -> bytes:
+        payload = asdict(self) | {"session_date": str(self.session_date), "kind": "trend"}
+        return json.dumps(payload).encode()
+
+
+def find_alerts(warehouse: Warehouse, day_change_pct: float) -> list[Alert]:
+    """The conditions that hold on each symbol's latest session."""
+    alerts = []
+    for row in warehouse.query_frame(_LATEST_WITH_PREVIOUS).itertuples():
+        session = row.session_date
+        if row.change_pct is not None and abs(row.change_pct) >= day_change_pct:
+            alerts.append(
+                Alert(
+                    row.symbol,
+                    session,
+                    "day_move",
+                    f"{row.symbol} moved {row.change_pct:+.2f}% on {session} "
+                    f"(close {row.close:.2f})",
+                    float(row.change_pct),
+                )
+            )
+        values = (row.sma_20, row.sma_50, row.previous_sma_20, row.previous_sma_50)
+        if all(v is not None and v == v for v in values):
+            if row.previous_sma_20 <= row.previous_sma_50 and row.sma_20 > row.sma_50:
+                alerts.append(
+                    Alert(
+                        row.symbol,
+                        session,
+                        "sma_20_50_cross_up",
+                        f"{row.symbol}: SMA 20 crossed above SMA 50 on {session}",
+                        float(row.sma_20 - row.sma_50),
+                    )
+                )
+            elif row.previous_sma_20 >= row.previous_sma_50 and row.sma_20 < row.sma_50:
+                alerts.append(
+                    Alert(
+                        row.symbol,
+                        session,
+                        "sma_20_50_cross_down",
+                        f"{row.symbol}: SMA 20 crossed below SMA 50 on {session}",
+                        float(row.sma_20 - row.sma_50),
+                    )
+                )
+    return alerts
+
+
+def publish_new_alerts(
+    settings: Settings, warehouse: Warehouse, alerts: list[Alert]
+) -> list[Alert]:
+    """Publish the alerts not sent before to the alerts topic; return those published."""
+    if not alerts:
+        return []
+    sent = {
+        (symbol, str(session), rule)
+        for symbol, session, rule in warehouse.query(
+            "select symbol, session_date, rule from MARTS.ALERTS_SENT"
+        )
+    }
+    new = [a for a in alerts if (a.symbol, str(a.session_date), a.rule) not in sent]
+    if not new:
+        return []
+    QuoteProducer(settings.kafka).publish_raw(
+        ((a.key(), a.to_json(), None) for a in new), topic=settings.kafka.alerts_topic
+    )
+    now = datetime.now(UTC).replace(tzinfo=None)
+    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(new))
+    params: list[object] = []
+    for a in new:
+        params += [a.symbol, a.session_date, a.rule, a.message, now]
+    warehouse.execute(
+        "insert into MARTS.ALERTS_SENT (symbol, session_date, rule, message, sent_at) "
+        f"values {values}",
+        params,
+    )
+    return new

@@ -1,0 +1,77 @@
+"""Trend alerts on the real broker: each condition once per symbol and session."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from confluent_kafka import Consumer
+
+from stockpipe import alerts
+from stockpipe import market_calendar as mc
+from stockpipe.settings import Settings
+from stockpipe.warehouse import Warehouse
+from stockpipe.warehouse.sql_runner import apply_sql
+from tests.integration.test_trend_views import (
+    expected_daily,
+    expected_trends,
+    load,
+    three_bars_a_session,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def alert_messages(settings: Settings) -> list[dict]:
+    consumer = Consumer(
+        settings.kafka.client_config()
+        | {
+            "group.id": "alert-reader",
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+        }
+    )
+    consumer.subscribe([settings.kafka.alerts_topic])
+    out, done = [], False
+    while not done:
+        for m in consumer.consume(100, timeout=1.0):
+            if m.error():
+                done = True
+            else:
+                out.append(json.loads(m.value()) | {"key": m.key().decode()})
+    consumer.close()
+    return out
+
+
+def session_of_first_cross(bars: pd.DataFrame) -> str:
+    trends = expected_trends(expected_daily(bars))
+    for _, d in trends.groupby("symbol"):
+        above = d["sma_20"] > d["sma_50"]
+        cross = above & ~above.shift(1, fill_value=above.iloc[0]) & d["sma_50"].shift(1).notna()
+        if cross.any():
+            return str(d.loc[cross.idxmax(), "session_date"])
+    raise AssertionError("no crossover in the synthetic series")
+
+
+def test_alerts_fire_once_per_symbol_session_and_rule(env_settings: Settings) -> None:
+    bars = three_bars_a_session(["AAA", "BBB", "CCC"], "2025-01-02", "2025-11-26", seed=21)
+    cross_day = session_of_first_cross(bars)
+    upto = bars[bars["ts"] < pd.Timestamp(mc.session(cross_day).close)]
+    with Warehouse.connect(env_settings) as warehouse:
+        apply_sql(warehouse)
+        load(warehouse, upto)
+        found = alerts.find_alerts(warehouse, day_change_pct=0.5)
+        rules = {(a.symbol, a.rule) for a in found}
+        assert any(rule == "sma_20_50_cross_up" for _, rule in rules), rules
+        assert any(rule == "day_move" for _, rule in rules), rules
+        first = alerts.publish_new_alerts(env_settings, warehouse, found)
+        again = alerts.publish_new_alerts(
+            env_settings, warehouse, alerts.find_alerts(warehouse, day_change_pct=0.5)
+        )
+    assert len(first) == len(found) and again == []
+    published = alert_messages(env_settings)
+    assert len(published) == len(found)
+    assert len({m["key"] for m in published}) == len(published)
+    cross = [m for m in published if m["rule"] == "sma_20_50_cross_up"]
+    assert cross and all(m["session_date"] == cross_day for m in cross)

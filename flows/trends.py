@@ -23,10 +23,12 @@ def _records(frame) -> list[dict]:
 
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30], retry_jitter_factor=0.5, cache_policy=NO_CACHE)
-def refresh_trends() -> tuple[list[dict], list[dict]]:
-    """Apply new or changed SQL objects; read the latest figures and the top movers."""
+def refresh_trends(full: bool) -> tuple[list[dict], list[dict]]:
+    """Apply new or changed SQL objects, refresh the daily marts (only the sessions that
+    changed, unless ``full``); read the latest figures and the top movers."""
     with Warehouse.connect(load_settings()) as warehouse:
         apply_sql(warehouse)
+        get_run_logger().info(trends.refresh_daily_bars(warehouse, full=full).summary())
         return _records(trends.latest_quotes(warehouse)), _records(trends.top_movers(warehouse))
 
 
@@ -40,15 +42,18 @@ def send_alerts() -> list[str]:
 
 
 @flow(name="build-trends")
-def build_trends(market_hours: MarketHours = "ignore") -> list[dict] | State:
+def build_trends(
+    market_hours: MarketHours = "ignore", full_refresh: bool = False
+) -> list[dict] | State:
     """Refresh the trend views, publish the latest figures and movers, send new alerts.
 
     Args:
         market_hours: "in_session" or "after_close" on schedules (NYSE calendar guard).
+        full_refresh: rebuild every session's daily bars, not only the changed ones.
     """
     if (skipped := skip_outside_market_hours(market_hours)) is not None:
         return skipped
-    latest, movers = refresh_trends()
+    latest, movers = refresh_trends(full_refresh)
     create_table_artifact(
         key="latest-trends",
         table=latest,

@@ -177,10 +177,26 @@ def cmd_sql(args: argparse.Namespace) -> int:
 def cmd_trends(args: argparse.Namespace) -> int:
     from stockpipe import trends
     from stockpipe.warehouse import Warehouse
+    from stockpipe.warehouse.sql_runner import apply_sql
 
     settings = _settings(args)
     with Warehouse.connect(settings) as warehouse:
+        apply_sql(warehouse)
+        console.print(trends.refresh_daily_bars(warehouse, full=args.full).summary())
         console.print(latest_table(trends.latest_quotes(warehouse)))
+        movers = trends.top_movers(warehouse)
+    table = Table(title="Top movers")
+    for column in ("#", "symbol", "session", "close", "day chg %"):
+        table.add_column(column, justify="left" if column in ("symbol", "session") else "right")
+    for row in movers.itertuples():
+        table.add_row(
+            str(row.move_rank),
+            row.symbol,
+            str(row.session_date),
+            f"{row.close:,.2f}",
+            f"{row.change_pct:+.2f}",
+        )
+    console.print(table)
     return 0
 
 
@@ -306,7 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--force", action="store_true", help="apply every file, changed or not")
     sql.set_defaults(func=cmd_sql)
 
-    sub.add_parser("trends", help="latest figures per symbol").set_defaults(func=cmd_trends)
+    trends_cmd = sub.add_parser("trends", help="refresh the daily marts; latest figures, movers")
+    trends_cmd.add_argument("--full", action="store_true", help="rebuild every session")
+    trends_cmd.set_defaults(func=cmd_trends)
     sub.add_parser("config", help="show the effective settings").set_defaults(func=cmd_config)
     return parser
 

@@ -51,13 +51,13 @@ def warehouse_state_of(warehouse: Warehouse, topic: str) -> tuple[int, int, int]
     return int(rows), int(distinct), int(offsets)
 
 
-def raw_rows_from_bars(bars, fetched_at: datetime, first_offset: int = 0):
+def raw_rows_from_bars(bars, fetched_at: datetime, first_offset: int = 0, loaded_at=None):
     """RAW.STOCK_PRICES rows for source bars (columns of stockpipe.sources.BAR_COLUMNS)."""
     import pandas as pd
 
     from stockpipe.warehouse.loader import RAW_COLUMNS
 
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = (loaded_at or datetime.now(UTC)).replace(tzinfo=None)
     return pd.DataFrame(
         {
             "SYMBOL": bars["symbol"].to_numpy(),

@@ -54,7 +54,7 @@ class PlanStep:
         return self.action in ("new", "changed")
 
 
-def _strip_comment_lines(text: str) -> str:
+def strip_comment_lines(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
 
 
@@ -66,7 +66,7 @@ def read_sql_dir(sql_dir: Path = DEFAULT_SQL_DIR, database: str = "STOCKS") -> l
     files = []
     for path in sorted(sql_dir.glob("*.sql")):
         text = path.read_text()
-        body = _strip_comment_lines(text).replace("{{ database }}", database)
+        body = strip_comment_lines(text).replace("{{ database }}", database)
         statements = tuple(s.strip() for s in _STATEMENT_END.split(body) if s.strip())
         checksum = hashlib.sha256(text.encode()).hexdigest()
         files.append(SqlFile(path, text, statements, checksum))

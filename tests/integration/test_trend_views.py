@@ -3,7 +3,7 @@ textbook definitions with pandas/numpy (and TA-Lib for RSI), to 1e-9 relative.""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -13,6 +13,7 @@ import talib
 from stockpipe import market_calendar as mc
 from stockpipe.settings import load_settings
 from stockpipe.sources.simulated import SimulatedMarket
+from stockpipe.trends import refresh_daily_bars
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.loader import load_batch
 from stockpipe.warehouse.sql_runner import apply_sql
@@ -29,8 +30,11 @@ def warehouse():
         yield wh
 
 
-def load(warehouse: Warehouse, bars: pd.DataFrame) -> None:
-    load_batch(warehouse, raw_rows_from_bars(bars, FETCHED), {("prices", 0): len(bars)}, None)
+def load(warehouse: Warehouse, bars: pd.DataFrame, loaded_at: datetime | None = None) -> None:
+    """Load bars into RAW as the drain would, then refresh the daily marts."""
+    rows = raw_rows_from_bars(bars, FETCHED, loaded_at=loaded_at)
+    load_batch(warehouse, rows, {("prices", 0): len(bars)}, None)
+    refresh_daily_bars(warehouse)
 
 
 def three_bars_a_session(symbols: list[str], start: str, end: str, seed: int = 3) -> pd.DataFrame:
@@ -213,3 +217,43 @@ def test_top_movers_and_top_daily_closes(warehouse: Warehouse) -> None:
         top["session_date"].astype(str).to_numpy()
         == expected_top["session_date"].astype(str).to_numpy()
     ).all()
+
+
+def test_incremental_refresh_rebuilds_only_the_sessions_that_changed(
+    warehouse: Warehouse,
+) -> None:
+    market = SimulatedMarket(seed=8)
+    days = mc.sessions_between("2025-11-17", "2025-11-21")
+    now = datetime.now(UTC)
+    # Each past session was loaded on its own day; the first refresh is full.
+    parts = []
+    for age, session in zip((4, 3, 2, 1), days[:-1], strict=True):
+        part = market.fetch(["AAPL", "MSFT"], session.open, session.close)
+        load(warehouse, part, loaded_at=now - timedelta(days=age))
+        parts.append(part)
+    bars = pd.concat(parts)
+    before = warehouse.query_frame(
+        "select symbol, session_date, refreshed_at, close from MARTS.DAILY_BARS"
+    )
+    assert len(before) == 2 * 4
+
+    # Intraday: the newest session's first hour arrives, and one bar of it is re-fetched.
+    today = market.fetch(["AAPL", "MSFT"], days[-1].open, days[-1].minutes[60])
+    load_batch(warehouse, raw_rows_from_bars(today, FETCHED), {("prices", 0): 1}, None)
+    report = refresh_daily_bars(warehouse)
+    assert report.mode == "incremental"
+    # The new session, and the one loaded just before the last refresh (the look-back
+    # that catches late commits); the three older sessions are left alone.
+    assert (report.first_session, report.last_session) == ("2025-11-20", "2025-11-21")
+    assert report.rows == 4
+    after = warehouse.query_frame(
+        "select symbol, session_date, refreshed_at, close, bar_count from MARTS.DAILY_BARS"
+    )
+    old = after.merge(before, on=["symbol", "session_date"], suffixes=("", "_before"))
+    old = old[old["session_date"].astype(str) < "2025-11-20"]
+    assert len(old) == 6 and (old["refreshed_at"] == old["refreshed_at_before"]).all()
+    new = after[after["session_date"].astype(str) == "2025-11-21"]
+    assert set(new["bar_count"]) == {60}
+    expected = expected_daily(pd.concat([bars, today])).sort_values(["symbol", "session_date"])
+    assert_same(after.sort_values(["symbol", "session_date"])["close"], expected["close"], "close")
+    assert refresh_daily_bars(warehouse).mode == "up to date"

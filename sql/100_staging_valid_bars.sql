@@ -1,0 +1,28 @@
+-- Valid 1-minute bars, one per (symbol, ts, bar_interval): the latest fetch wins, and bars
+-- that break OHLCV rules are left out (non-positive prices, negative volume, high < low,
+-- high < max(open, close), low > min(open, close)).
+-- No window over time here, so filters on symbol and ts reach RAW (incremental refresh).
+create or replace view STAGING.VALID_BARS as
+with
+
+raw_bars as (
+    select * from RAW.STOCK_PRICES
+),
+
+latest_fetch as (
+    select *
+    from raw_bars
+    qualify row_number() over (
+        partition by symbol, ts, bar_interval order by fetched_at desc, kafka_offset desc
+    ) = 1
+)
+
+select
+    *,
+    to_date(convert_timezone('UTC', 'America/New_York', ts)) as session_date
+from latest_fetch
+where open > 0 and high > 0 and low > 0 and close > 0
+  and volume >= 0
+  and high >= low
+  and high >= greatest(open, close)
+  and low <= least(open, close);

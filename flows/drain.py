@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
-from stockpipe import drain
+from stockpipe import drain, metrics
 from stockpipe.offsets import OffsetsOutOfSync
 from stockpipe.scheduling import MarketHours, skip_outside_market_hours
 from stockpipe.settings import load_settings
@@ -81,23 +81,24 @@ def drain_to_warehouse(
     """
     if (skipped := skip_outside_market_hours(market_hours)) is not None:
         return skipped
-    apply_warehouse_sql()
-    report = drain_batches(until_empty, max_records, reset_offsets)
-    get_run_logger().info(report.summary())
-    create_markdown_artifact(
-        key="drain-summary",
-        markdown=f"**Drain**: {report.summary()}",
-        description="What this drain run loaded, rejected and where it stopped",
-    )
-    if report.rejected:
-        create_table_artifact(
-            key="drain-dead-letters",
-            table=[{"reason": k, "messages": v} for k, v in sorted(report.rejected.items())],
-            description="Messages sent to the dead-letter topic in this run, by reason",
+    with metrics.pushed_at_end("drain-to-warehouse", load_settings().metrics.pushgateway_url):
+        apply_warehouse_sql()
+        report = drain_batches(until_empty, max_records, reset_offsets)
+        get_run_logger().info(report.summary())
+        create_markdown_artifact(
+            key="drain-summary",
+            markdown=f"**Drain**: {report.summary()}",
+            description="What this drain run loaded, rejected and where it stopped",
         )
-    return {
-        "messages": report.messages,
-        "inserted": report.inserted,
-        "replaced": report.replaced,
-        "dead_lettered": dict(report.rejected),
-    }
+        if report.rejected:
+            create_table_artifact(
+                key="drain-dead-letters",
+                table=[{"reason": k, "messages": v} for k, v in sorted(report.rejected.items())],
+                description="Messages sent to the dead-letter topic in this run, by reason",
+            )
+        return {
+            "messages": report.messages,
+            "inserted": report.inserted,
+            "replaced": report.replaced,
+            "dead_lettered": dict(report.rejected),
+        }

@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
-from stockpipe import ingest, market_calendar
+from stockpipe import ingest, market_calendar, metrics
 from stockpipe.scheduling import MarketHours, skip_outside_market_hours
 from stockpipe.settings import load_settings
 from stockpipe.sources import make_source
@@ -50,28 +50,29 @@ def ingest_quotes(
     if (skipped := skip_outside_market_hours(market_hours)) is not None:
         return skipped
     settings = load_settings()
-    end = end or datetime.now(UTC)
-    start = start or market_calendar.latest_session(end).open
-    symbols = symbols or settings.source.watchlist
+    with metrics.pushed_at_end("ingest-quotes", settings.metrics.pushgateway_url):
+        end = end or datetime.now(UTC)
+        start = start or market_calendar.latest_session(end).open
+        symbols = symbols or settings.source.watchlist
 
-    source, bars = fetch_bars(symbols, start, end)
-    check = check_bars(bars, source)
-    published = publish_quotes(check)
+        source, bars = fetch_bars(symbols, start, end)
+        check = check_bars(bars, source)
+        published = publish_quotes(check)
 
-    report = ingest.IngestReport(
-        start=start,
-        end=end,
-        source=source,
-        fetched=len(bars),
-        published=published.published,
-        unchanged=published.skipped_unchanged,
-        rejected=dict(check.rejected),
-        partitions=dict(published.by_partition),
-    )
-    get_run_logger().info(report.summary())
-    return {
-        "fetched": report.fetched,
-        "published": report.published,
-        "unchanged": report.unchanged,
-        "rejected": report.rejected,
-    }
+        report = ingest.IngestReport(
+            start=start,
+            end=end,
+            source=source,
+            fetched=len(bars),
+            published=published.published,
+            unchanged=published.skipped_unchanged,
+            rejected=dict(check.rejected),
+            partitions=dict(published.by_partition),
+        )
+        get_run_logger().info(report.summary())
+        return {
+            "fetched": report.fetched,
+            "published": report.published,
+            "unchanged": report.unchanged,
+            "rejected": report.rejected,
+        }

@@ -7,7 +7,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
-from stockpipe import alerts, trends
+from stockpipe import alerts, metrics, trends
 from stockpipe.scheduling import MarketHours, skip_outside_market_hours
 from stockpipe.settings import load_settings
 from stockpipe.warehouse import Warehouse
@@ -53,15 +53,16 @@ def build_trends(
     """
     if (skipped := skip_outside_market_hours(market_hours)) is not None:
         return skipped
-    latest, movers = refresh_trends(full_refresh)
-    create_table_artifact(
-        key="latest-trends",
-        table=latest,
-        description="Latest bar, day change and moving averages per symbol",
-    )
-    create_table_artifact(
-        key="top-movers", table=movers, description="Biggest moves of the latest session"
-    )
-    for message in send_alerts():
-        get_run_logger().info("alert: %s", message)
-    return latest
+    with metrics.pushed_at_end("build-trends", load_settings().metrics.pushgateway_url):
+        latest, movers = refresh_trends(full_refresh)
+        create_table_artifact(
+            key="latest-trends",
+            table=latest,
+            description="Latest bar, day change and moving averages per symbol",
+        )
+        create_table_artifact(
+            key="top-movers", table=movers, description="Biggest moves of the latest session"
+        )
+        for message in send_alerts():
+            get_run_logger().info("alert: %s", message)
+        return latest

@@ -134,12 +134,18 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_drain(args: argparse.Namespace) -> int:
+    from stockpipe import metrics
     from stockpipe.drain import drain_to_warehouse
     from stockpipe.warehouse import Warehouse
     from stockpipe.warehouse.sql_runner import apply_sql
 
     settings = _settings(args)
-    with Warehouse.connect(settings) as warehouse:
+    if args.follow and settings.metrics.port:
+        metrics.serve(settings.metrics.port)
+    with (
+        metrics.pushed_at_end("drain-to-warehouse", settings.metrics.pushgateway_url),
+        Warehouse.connect(settings) as warehouse,
+    ):
         apply_sql(warehouse)
         report = drain_to_warehouse(
             settings,

@@ -21,6 +21,7 @@ from functools import partial
 import pandas as pd
 from confluent_kafka.admin import AdminClient
 
+from stockpipe import metrics
 from stockpipe.contracts import describe_reasons
 from stockpipe.decoding import DecodedBatch, Rejection, decode_batch
 from stockpipe.lake import raw_zone_from_settings
@@ -194,12 +195,14 @@ def drain_to_warehouse(
                 max_wait_seconds=limits.max_wait_seconds,
             )
             if len(batch):
+                batch_started = time.monotonic()
                 decoded = decode_batch(batch.messages, limits.max_message_bytes)
                 decoded.rows["LOADED_AT"] = pd.Timestamp(datetime.now(UTC)).tz_localize(None)
                 if decoded.rejections:
                     send_to_dead_letter_topic(dlq, settings.kafka.dlq_topic, decoded.rejections)
                 if raw_zone is not None:
                     report.raw_files += raw_zone.write_batch(decoded.rows)
+                load_started = time.monotonic()
                 result = retry_call(
                     partial(
                         load_batch,
@@ -215,6 +218,9 @@ def drain_to_warehouse(
                     max_seconds=60.0,
                     what="warehouse commit",
                 )
+                metrics.LOAD_DURATION.observe(time.monotonic() - load_started)
+                metrics.BATCH_DURATION.observe(time.monotonic() - batch_started)
+                _count(batch, decoded, result)
                 for tp, stored in result.fenced.items():
                     consumer.seek_if_assigned(tp, stored)
                 consumer.commit_informational(
@@ -234,4 +240,24 @@ def drain_to_warehouse(
                     report.stopped_because = "no partitions assigned (other drains hold them)"
                     break
     report.seconds = time.monotonic() - started
+    _record_lag(settings, warehouse)
     return report
+
+
+def _count(batch: Batch, decoded: DecodedBatch, result: LoadResult) -> None:
+    metrics.MESSAGES_DRAINED.labels(batch.messages[0].topic()).inc(len(batch))
+    metrics.ROWS_LOADED.labels("RAW.STOCK_PRICES", "inserted").inc(result.inserted)
+    metrics.ROWS_LOADED.labels("RAW.STOCK_PRICES", "replaced").inc(result.replaced)
+    for rejection in decoded.rejections:
+        metrics.DEAD_LETTERS.labels(rejection.reason).inc()
+
+
+def _record_lag(settings: Settings, warehouse: Warehouse) -> None:
+    """Consumer lag per partition: messages after the warehouse's offset."""
+    topic = settings.kafka.prices_topic
+    states = partition_states(AdminClient(settings.kafka.client_config()), topic)
+    stored = read_offsets(warehouse, topic)
+    for partition, state in states.items():
+        position = stored.get((topic, partition))
+        start = position.next_offset if position else state.earliest
+        metrics.CONSUMER_LAG.labels(topic, str(partition)).set(max(0, state.latest - start))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from stockpipe import metrics
 from stockpipe.contracts import (
     SCHEMA_VERSION,
     Quote,
@@ -69,6 +70,7 @@ def fetch_bars(
 ) -> pd.DataFrame:
     """The source's bars in ``[start, end)``."""
     bars = source.fetch(symbols, start, end)
+    metrics.QUOTES_FETCHED.labels(source.name).inc(len(bars))
     log.info("%s returned %d bars for %d symbols", source.name, len(bars), len(symbols))
     return bars
 
@@ -92,6 +94,8 @@ def check_bars(bars: pd.DataFrame, source: str, fetched_at: datetime | None = No
                 check.examples.append(
                     f"{record.get('symbol')!s} {record.get('ts')!s}: {exc.message}"
                 )
+    for reason, count in check.rejected.items():
+        metrics.QUOTES_REJECTED.labels(reason).inc(count)
     if check.rejected:
         log.warning(
             "%d bars rejected by the contract: %s; e.g. %s",

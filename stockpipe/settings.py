@@ -247,6 +247,17 @@ class TrendSettings(BaseModel):
     )
 
 
+class MetricsSettings(BaseModel):
+    """Where pipeline metrics go."""
+
+    pushgateway_url: str | None = Field(
+        None, description="host:port of a Prometheus Pushgateway; batch runs push there"
+    )
+    port: int | None = Field(
+        None, ge=1, le=65535, description="serve /metrics here while `drain --follow` runs"
+    )
+
+
 class Settings(BaseSettings):
     """All of stockpipe's configuration. See README, section Configuration."""
 
@@ -269,6 +280,7 @@ class Settings(BaseSettings):
     source: SourceSettings = Field(default_factory=SourceSettings)
     drain: DrainSettings = Field(default_factory=DrainSettings)
     trends: TrendSettings = Field(default_factory=TrendSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @model_validator(mode="after")
     def _local_bootstrap_follows_port(self) -> Settings:

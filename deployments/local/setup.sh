@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-time (and re-runnable) set-up of this machine for stockpipe, with no cloud account:
-#   * Java 17 and Maven (the local Kafka broker's runtime and installer) from Debian
-#     packages, when missing;
+#   * Java 17 and Maven (the local Kafka broker's runtime and installer), Prometheus and
+#     its Pushgateway, from Debian packages, when missing;
 #   * a virtualenv in .venv with the project and its dev extra (editable);
 #   * Apache Kafka's jars from Maven Central into ~/.cache/stockpipe/kafka.
 # Safe to run again: each step is skipped when already done.
@@ -24,6 +24,9 @@ apt_install() {
 missing=()
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
+# Prometheus (promtool) and the Pushgateway: the metrics tests run the real ones.
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
 if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
 
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then

@@ -14,6 +14,7 @@ from datetime import datetime
 
 import pandas as pd
 
+from stockpipe import metrics
 from stockpipe.retry import retry_call
 from stockpipe.sources import BAR_COLUMNS, empty_bars
 
@@ -119,12 +120,15 @@ class YahooFinanceSource:
             )
         except Exception as exc:  # yfinance raises bare requests/curl errors
             if _is_transient(str(exc)) or isinstance(exc, (ConnectionError, TimeoutError)):
+                metrics.FETCH_ERRORS.labels(self.name, "network").inc()
                 raise YahooUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            metrics.FETCH_ERRORS.labels(self.name, type(exc).__name__).inc()
             raise
         finally:
             yf_logger.removeHandler(capture)
         errors = " | ".join(capture.messages)
         if (frame is None or frame.dropna(how="all").empty) and _is_transient(errors):
+            metrics.FETCH_ERRORS.labels(self.name, "rate_limit_or_network").inc()
             raise YahooUnavailable(errors or "empty response")
         return frame if frame is not None else pd.DataFrame()
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from stockpipe import metrics
 from stockpipe.contracts import Quote
 from stockpipe.settings import KafkaSettings
 
@@ -88,7 +89,9 @@ class QuoteProducer:
             if produced % 10_000 == 0:
                 self._producer.poll(0)
         remaining = self._producer.flush(flush_timeout)
+        metrics.MESSAGES_PRODUCED.labels(topic).inc(report.published)
         if remaining or errors:
+            metrics.DELIVERY_FAILURES.labels(topic).inc(len(errors) + remaining)
             first = "; ".join(sorted({str(e) for e in errors})[:3])
             raise PublishError(
                 f"{len(errors) + remaining} of {produced} messages to {topic} were not "

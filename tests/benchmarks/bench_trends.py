@@ -52,12 +52,16 @@ def main() -> None:
             offset += len(batch)
             load_batch(warehouse, batch, {("prices", 0): offset}, None)
             rows += len(batch)
-        print(f"loaded {rows:,} minute bars ({args.symbols} symbols x {len(history)} sessions) "
-              f"in {time.perf_counter() - started:.1f}s")
+        print(
+            f"loaded {rows:,} minute bars ({args.symbols} symbols x {len(history)} sessions) "
+            f"in {time.perf_counter() - started:.1f}s"
+        )
 
         def read_everything() -> int:
-            trends = warehouse.query("select count(*), count(rsi_14), count(sma_50), "
-                                     "count(volatility_30) from MARTS.DAILY_TRENDS")
+            trends = warehouse.query(
+                "select count(*), count(rsi_14), count(sma_50), "
+                "count(volatility_30) from MARTS.DAILY_TRENDS"
+            )
             latest_quotes(warehouse)
             top_movers(warehouse)
             return int(trends[0][0])
@@ -67,14 +71,14 @@ def main() -> None:
         refreshed = time.perf_counter() - t
         daily = read_everything()
         full = time.perf_counter() - t
-        print(f"full refresh {refreshed:.2f}s + reading every trend view {full - refreshed:.2f}s "
-              f"= {full:.2f}s ({report.rows:,} daily bars; {daily:,} trend rows) "
-              "[target <= 10 s]")
+        print(
+            f"full refresh {refreshed:.2f}s + reading every trend view {full - refreshed:.2f}s "
+            f"= {full:.2f}s ({report.rows:,} daily bars; {daily:,} trend rows) "
+            "[target <= 10 s]"
+        )
 
         # Intraday: the first minute of a new session arrives for every symbol.
-        first_minute = pd.concat(
-            [market.session_bars(s, today).iloc[:1] for s in symbols]
-        )
+        first_minute = pd.concat([market.session_bars(s, today).iloc[:1] for s in symbols])
         batch = raw_rows_from_bars(first_minute, datetime.now(UTC), first_offset=offset)
         load_batch(warehouse, batch, {("prices", 0): offset + len(batch)}, None)
         t = time.perf_counter()
@@ -82,8 +86,10 @@ def main() -> None:
         refreshed = time.perf_counter() - t
         read_everything()
         incremental = time.perf_counter() - t
-        print(f"incremental refresh {refreshed:.2f}s ({report.summary()}) + reads "
-              f"{incremental - refreshed:.2f}s = {incremental:.2f}s [target <= 1 s]")
+        print(
+            f"incremental refresh {refreshed:.2f}s ({report.summary()}) + reads "
+            f"{incremental - refreshed:.2f}s = {incremental:.2f}s [target <= 1 s]"
+        )
 
 
 if __name__ == "__main__":

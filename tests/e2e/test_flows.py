@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -36,9 +37,22 @@ def artifact(key: str):
     return found[0]
 
 
+def pushed(address: str) -> str:
+    return httpx.get(f"http://{address}/metrics", timeout=5).text
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of the pushed sample ``name`` whose labels include ``labels``."""
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name} {labels} in the Pushgateway")
+
+
 def test_ingest_drain_trends_flows_with_dead_letters_in_the_summary(
-    prefect_api, env_settings: Settings
+    prefect_api, env_settings: Settings, pushgateway: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("STOCKPIPE_METRICS__PUSHGATEWAY_URL", pushgateway)
     result = ingest_quotes(start=SESSION.open, end=SESSION.close, symbols=["AAPL", "MSFT"])
     assert result["published"] == 780 and result["rejected"] == {}
     QuoteProducer(env_settings.kafka).publish_raw(
@@ -58,3 +72,43 @@ def test_ingest_drain_trends_flows_with_dead_letters_in_the_summary(
     assert all(row["bar_count"] == 390 for row in latest)
     assert artifact("latest-trends")
     assert artifact("top-movers")
+
+    # Every run pushed its metrics to the real Pushgateway, grouped by flow.
+    text = pushed(pushgateway)
+    assert (
+        sample(
+            text,
+            "stockpipe_messages_produced_total",
+            job="ingest-quotes",
+            topic=env_settings.kafka.prices_topic,
+        )
+        >= 780
+    )
+    assert sample(text, "stockpipe_quotes_fetched_total", job="ingest-quotes") >= 780
+    assert (
+        sample(text, "stockpipe_rows_loaded_total", job="drain-to-warehouse", kind="inserted")
+        >= 780
+    )
+    assert (
+        sample(
+            text, "stockpipe_dead_letters_total", job="drain-to-warehouse", reason="invalid_json"
+        )
+        >= 1
+    )
+    assert (
+        sample(
+            text,
+            "stockpipe_consumer_lag_messages",
+            job="drain-to-warehouse",
+            topic=env_settings.kafka.prices_topic,
+            partition="0",
+        )
+        == 0
+    )
+    for flow in ("ingest-quotes", "drain-to-warehouse", "build-trends"):
+        assert sample(text, "stockpipe_run_success", job=flow, flow=flow) == 1
+        assert sample(text, "stockpipe_last_success_timestamp_seconds", job=flow, flow=flow) > 0
+    assert (
+        sample(text, "stockpipe_warehouse_load_duration_seconds_count", job="drain-to-warehouse")
+        >= 1
+    )

@@ -2,6 +2,7 @@
 
     stockpipe demo                      the whole pipeline on one simulated session
     stockpipe kafka install|up|down|status   the local KRaft broker
+    stockpipe monitoring up|down|status      local Prometheus, Pushgateway, node exporter
     stockpipe ingest [--session DATE]   fetch and publish bars
     stockpipe drain [--follow]          Kafka -> warehouse, exactly once
     stockpipe sql plan|apply [--force]  what would change / create the warehouse objects
@@ -120,6 +121,29 @@ def cmd_kafka(args: argparse.Namespace) -> int:
             f"cluster {status.cluster_id or '(not formatted)'}, log {status.log_file}"
         )
         return 0 if status.running else 1
+    return 0
+
+
+def cmd_monitoring(args: argparse.Namespace) -> int:
+    from stockpipe.monitoring import LocalMonitoring
+
+    monitoring = LocalMonitoring(_settings(args))
+    if args.action == "up":
+        for name, url in monitoring.up().items():
+            console.print(f"{name}: {url}")
+        console.print(
+            "push flow metrics here with "
+            f"STOCKPIPE_METRICS__PUSHGATEWAY_URL=127.0.0.1:"
+            f"{monitoring.settings.metrics.pushgateway_port}"
+        )
+    elif args.action == "down":
+        stopped = monitoring.down()
+        console.print("stopped: " + (", ".join(stopped) or "nothing was running"))
+    else:
+        status = monitoring.status()
+        for name, running in status.items():
+            console.print(f"{name}: {'running' if running else 'stopped'}")
+        return 0 if all(status.values()) else 1
     return 0
 
 
@@ -302,6 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
     kafka = sub.add_parser("kafka", help="the local KRaft broker")
     kafka.add_argument("action", choices=["install", "up", "down", "status"])
     kafka.set_defaults(func=cmd_kafka)
+
+    monitoring = sub.add_parser(
+        "monitoring", help="local Prometheus, Pushgateway and node exporter"
+    )
+    monitoring.add_argument("action", choices=["up", "down", "status"])
+    monitoring.set_defaults(func=cmd_monitoring)
 
     ingest = sub.add_parser("ingest", help="fetch a session's bars and publish them")
     ingest.add_argument("--session", help="session date YYYY-MM-DD (default: latest closed)")

@@ -53,6 +53,7 @@ class DrainReport:
     reset: dict[tuple[str, int], int] = field(default_factory=dict)
     raw_files: list[str] = field(default_factory=list)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    newest_bar: float = 0.0  # Unix time of the newest bar committed
     stopped_because: str = ""
     seconds: float = 0.0
 
@@ -63,6 +64,9 @@ class DrainReport:
         self.replaced += result.replaced
         self.rejected.update(r.reason for r in decoded.rejections)
         self.fenced_partitions |= set(result.fenced)
+        if len(decoded.rows):
+            newest = pd.Timestamp(decoded.rows["TS"].max()).tz_localize("UTC").timestamp()
+            self.newest_bar = max(self.newest_bar, newest)
         self.next_offsets.update(
             {tp: o for tp, o in batch.next_offsets.items() if tp not in result.fenced}
         )
@@ -227,6 +231,8 @@ def drain_to_warehouse(
                     {tp: o for tp, o in batch.next_offsets.items() if tp not in result.fenced}
                 )
                 report.add(batch, decoded, result)
+                if report.newest_bar:
+                    metrics.NEWEST_BAR.set(report.newest_bar)
                 if on_batch:
                     on_batch(report)
             if max_batches is not None and report.batches >= max_batches:

@@ -66,6 +66,10 @@ CONSUMER_LAG = Gauge(
     "Messages in the partition after the drain's committed offset",
     ["topic", "partition"],
 )
+NEWEST_BAR = Gauge(
+    "stockpipe_newest_bar_timestamp_seconds",
+    "Start of the newest bar committed to the warehouse (Unix time)",
+)
 LAST_SUCCESS = Gauge(
     "stockpipe_last_success_timestamp_seconds", "When the flow last succeeded", ["flow"]
 )

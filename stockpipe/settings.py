@@ -132,6 +132,9 @@ class LocalKafkaSettings(BaseModel):
     )
     heap: str = Field("512m", pattern=r"^\d+[mMgG]$", description="JVM -Xmx/-Xms")
     start_timeout_seconds: float = Field(60, gt=0)
+    jmx_exporter_port: int = Field(
+        7071, ge=0, le=65535, description="Prometheus JMX exporter on the broker (0: off)"
+    )
 
 
 class WarehouseSettings(BaseModel):
@@ -256,6 +259,11 @@ class MetricsSettings(BaseModel):
     port: int | None = Field(
         None, ge=1, le=65535, description="serve /metrics here while `drain --follow` runs"
     )
+    # The local monitoring stack (`stockpipe monitoring up`).
+    prometheus_port: int = Field(9090, ge=1, le=65535)
+    pushgateway_port: int = Field(9091, ge=1, le=65535)
+    node_exporter_port: int = Field(9100, ge=1, le=65535)
+    scrape_interval: str = Field("15s", pattern=r"^\d+(ms|s|m)$")
 
 
 class Settings(BaseSettings):

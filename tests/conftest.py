@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from stockpipe.processes import free_port
 from stockpipe.settings import Settings, load_settings
-from stockpipe.streaming.broker import LocalBroker, free_port
+from stockpipe.streaming.broker import LocalBroker
 from stockpipe.streaming.topics import ensure_topics
 
 

@@ -13,10 +13,8 @@
 from __future__ import annotations
 
 import base64
-import os
+import hashlib
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -25,6 +23,13 @@ from importlib import resources
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
+
+from stockpipe.processes import (
+    port_in_use,
+    running_pid,
+    start_background,
+    stop_background,
+)
 
 DEFAULT_DIST_DIR = Path("~/.cache/stockpipe/kafka").expanduser()
 
@@ -53,12 +58,6 @@ def new_cluster_id() -> str:
             return cid
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class LocalBroker:
     """One KRaft broker+controller with its state under ``home``.
 
@@ -70,6 +69,7 @@ class LocalBroker:
         kafka_home: an unpacked Apache Kafka tarball to use instead of Maven Central.
         dist_dir: where installed jars are cached, shared by every broker of this user.
         heap: JVM heap (-Xms/-Xmx).
+        jmx_exporter_port: serve the Prometheus JMX exporter's /metrics on this port.
     """
 
     def __init__(
@@ -82,6 +82,7 @@ class LocalBroker:
         dist_dir: Path = DEFAULT_DIST_DIR,
         heap: str = "512m",
         start_timeout_seconds: float = 60.0,
+        jmx_exporter_port: int | None = None,
     ):
         self.home = Path(home).resolve()
         self.port = port
@@ -91,6 +92,7 @@ class LocalBroker:
         self.dist_dir = Path(dist_dir).expanduser()
         self.heap = heap
         self.start_timeout_seconds = start_timeout_seconds
+        self.jmx_exporter_port = jmx_exporter_port
 
     # -- paths ------------------------------------------------------------------------
     @property
@@ -135,7 +137,7 @@ class LocalBroker:
                 raise BrokerError(f"{self.kafka_home} is not an unpacked Apache Kafka tarball")
             return libs
         marker = libs.parent / ".installed"
-        if marker.exists():
+        if marker.exists() and marker.read_text().strip() == self._install_id():
             return libs
         mvn = shutil.which("mvn")
         if not mvn:
@@ -174,8 +176,27 @@ class LocalBroker:
             )
         shutil.rmtree(libs, ignore_errors=True)
         staging.rename(libs)
-        marker.write_text(self.version + "\n")
+        marker.write_text(self._install_id() + "\n")
         return libs
+
+    def _install_id(self) -> str:
+        # Changes when the pom's contents change, so an older install is refreshed.
+        pom = resources.files("stockpipe.streaming.kafka") / "pom.xml"
+        digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:12]
+        return f"{self.version}+{digest}"
+
+    def jmx_agent_option(self) -> list[str]:
+        """The -javaagent option of the JMX exporter, or nothing when it is off."""
+        if not self.jmx_exporter_port:
+            return []
+        agents = sorted(self.libs_dir().glob("jmx_prometheus_javaagent-*.jar"))
+        if not agents:
+            raise BrokerError(f"no JMX exporter agent in {self.libs_dir()} (reinstall)")
+        config = resources.files("stockpipe.streaming.kafka") / "jmx_exporter.yml"
+        copy = self.home / "config" / "jmx_exporter.yml"
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(config.read_bytes())
+        return [f"-javaagent:{agents[-1]}=127.0.0.1:{self.jmx_exporter_port}:{copy}"]
 
     @staticmethod
     def _require_java() -> str:
@@ -259,17 +280,7 @@ class LocalBroker:
 
     # -- run ----------------------------------------------------------------------------
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return pid
-        return pid
+        return running_pid(self.pid_file)
 
     def is_ready(self, timeout: float = 2.0) -> bool:
         try:
@@ -284,11 +295,13 @@ class LocalBroker:
             return self.status()
         self.install(progress=progress)
         cluster_id = self.format_storage()
-        for port in (self.port, self.controller_port):
-            if _port_in_use(port):
+        for port in (self.port, self.controller_port, self.jmx_exporter_port):
+            if not port:
+                continue
+            if port_in_use(port):
                 raise BrokerError(
                     f"port {port} is already in use by another program; choose free ports with "
-                    "STOCKPIPE_LOCAL_KAFKA__PORT / STOCKPIPE_LOCAL_KAFKA__CONTROLLER_PORT"
+                    "STOCKPIPE_LOCAL_KAFKA__PORT / __CONTROLLER_PORT / __JMX_EXPORTER_PORT"
                 )
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log4j = resources.files("stockpipe.streaming.kafka") / "log4j2.properties"
@@ -302,6 +315,7 @@ class LocalBroker:
             "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true",
+            *self.jmx_agent_option(),
             f"-Dkafka.logs.dir={self.log_dir}",
             f"-Dlog4j2.configurationFile={log4j_copy}",
             "-cp",
@@ -314,16 +328,7 @@ class LocalBroker:
                 f"starting Kafka {self.version} (KRaft, cluster {cluster_id}) on "
                 f"{self.bootstrap_servers}; log {self.log_file}"
             )
-        with self.stdout_file.open("ab") as out:
-            process = subprocess.Popen(
-                command,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=self.home,
-            )
-        self.pid_file.write_text(f"{process.pid}\n")
+        process = start_background(command, self.stdout_file, self.pid_file, self.home)
         deadline = time.monotonic() + self.start_timeout_seconds
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -342,20 +347,7 @@ class LocalBroker:
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop the broker cleanly; return False when it was not running."""
-        pid = self.pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.2)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            while _alive(pid):
-                time.sleep(0.1)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return stop_background(self.pid_file, timeout)
 
     def status(self) -> BrokerStatus:
         pid = self.pid()
@@ -380,25 +372,6 @@ class LocalBroker:
         return "\n".join(chunks[-lines:]) or "(no log output)"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        # Reap it if it is our child, so a zombie does not count as alive.
-        if os.waitpid(pid, os.WNOHANG) != (0, 0):
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _port_in_use(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 def broker_from_settings(settings) -> LocalBroker:
     """The local broker the settings describe (``STOCKPIPE_LOCAL_KAFKA__*``)."""
     local = settings.local_kafka
@@ -411,4 +384,5 @@ def broker_from_settings(settings) -> LocalBroker:
         dist_dir=local.dist_dir,
         heap=local.heap,
         start_timeout_seconds=local.start_timeout_seconds,
+        jmx_exporter_port=local.jmx_exporter_port,
     )

@@ -22,8 +22,9 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 
+from stockpipe.processes import free_port
 from stockpipe.settings import load_settings
-from stockpipe.streaming.broker import LocalBroker, free_port
+from stockpipe.streaming.broker import LocalBroker
 from stockpipe.streaming.producer import PRODUCER_DEFAULTS
 from stockpipe.streaming.topics import ensure_topics
 from tests.support import distinct_bar_messages

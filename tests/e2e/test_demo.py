@@ -15,9 +15,10 @@ import pandas as pd
 import pytest
 
 from stockpipe import market_calendar as mc
+from stockpipe.processes import free_port
 from stockpipe.settings import load_settings
 from stockpipe.sources.simulated import SimulatedMarket
-from stockpipe.streaming.broker import LocalBroker, free_port
+from stockpipe.streaming.broker import LocalBroker
 from stockpipe.warehouse import Warehouse
 
 pytestmark = pytest.mark.e2e
@@ -37,6 +38,7 @@ def test_demo_runs_the_pipeline_and_a_rerun_does_not_duplicate(tmp_path: Path) -
         "STOCKPIPE_HOME": str(tmp_path / "home"),
         "STOCKPIPE_LOCAL_KAFKA__PORT": str(port),
         "STOCKPIPE_LOCAL_KAFKA__CONTROLLER_PORT": str(controller_port),
+        "STOCKPIPE_LOCAL_KAFKA__JMX_EXPORTER_PORT": str(free_port()),
         "STOCKPIPE_SOURCE__WATCHLIST": ",".join(WATCHLIST),
         "PREFECT_HOME": str(tmp_path / "prefect"),
         "COLUMNS": "160",

@@ -20,8 +20,8 @@ import pytest
 from prefect.server.schemas.schedules import CronSchedule
 
 from stockpipe import market_calendar as mc
+from stockpipe.processes import free_port
 from stockpipe.settings import Settings
-from stockpipe.streaming.broker import free_port
 
 pytestmark = pytest.mark.e2e
 PROJECT = Path(__file__).resolve().parents[2]

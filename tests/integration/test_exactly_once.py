@@ -16,8 +16,9 @@ from snowflake.connector.errors import OperationalError
 
 from stockpipe.drain import drain_to_warehouse
 from stockpipe.offsets import OffsetsOutOfSync
+from stockpipe.processes import free_port
 from stockpipe.settings import Settings, load_settings
-from stockpipe.streaming.broker import LocalBroker, free_port
+from stockpipe.streaming.broker import LocalBroker
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.streaming.topics import ensure_topics
 from stockpipe.warehouse import Warehouse

@@ -79,7 +79,7 @@ def test_round_trip_keeps_each_symbol_on_one_partition_in_order(env_settings: Se
 
 
 def test_stop_and_start_keep_the_cluster_id(tmp_path) -> None:
-    from stockpipe.streaming.broker import free_port
+    from stockpipe.processes import free_port
 
     broker = LocalBroker(home=tmp_path / "k", port=free_port(), controller_port=free_port())
     first = broker.start(progress=False)

@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from stockpipe import metrics
-from stockpipe.streaming.broker import free_port
+from stockpipe.processes import free_port
 
 
 def test_a_failed_run_still_pushes_and_says_it_failed(pushgateway: str) -> None:
@@ -15,7 +15,8 @@ def test_a_failed_run_still_pushes_and_says_it_failed(pushgateway: str) -> None:
         raise RuntimeError("the run failed")
     text = httpx.get(f"http://{pushgateway}/metrics", timeout=5).text
     line = next(
-        line for line in text.splitlines()
+        line
+        for line in text.splitlines()
         if line.startswith("stockpipe_run_success{") and 'job="metrics-test-flow"' in line
     )
     assert line.endswith(" 0")

@@ -14,8 +14,8 @@ from moto.server import ThreadedMotoServer
 from snowflake.connector.errors import OperationalError
 
 from stockpipe.drain import drain_to_warehouse
+from stockpipe.processes import free_port
 from stockpipe.settings import Settings, load_settings
-from stockpipe.streaming.broker import free_port
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.sql_runner import apply_sql

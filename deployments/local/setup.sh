@@ -27,6 +27,7 @@ command -v mvn >/dev/null || missing+=(maven)
 # Prometheus (promtool) and the Pushgateway: the metrics tests run the real ones.
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
+command -v prometheus-node-exporter >/dev/null || missing+=(prometheus-node-exporter)
 if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
 
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then

@@ -17,7 +17,9 @@ def test_a_failed_run_still_pushes_and_says_it_failed(pushgateway: str) -> None:
     line = next(
         line
         for line in text.splitlines()
-        if line.startswith("stockpipe_run_success{") and 'job="metrics-test-flow"' in line
+        if line.startswith("stockpipe_run_success{")
+        and 'job="metrics-test-flow"' in line
+        and 'flow="metrics-test-flow"' in line
     )
     assert line.endswith(" 0")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -92,6 +93,10 @@ def latest_table(frame: pd.DataFrame) -> Table:
     return table
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 # -- commands ------------------------------------------------------------------------------
 def cmd_kafka(args: argparse.Namespace) -> int:
     from stockpipe.streaming.broker import broker_from_settings
@@ -164,8 +169,12 @@ def cmd_drain(args: argparse.Namespace) -> int:
     from stockpipe.warehouse.sql_runner import apply_sql
 
     settings = _settings(args)
-    if args.follow and settings.metrics.port:
-        metrics.serve(settings.metrics.port)
+    if args.follow:
+        # systemd and Prefect stop a following drain with SIGTERM: leave like on Ctrl-C,
+        # rolling back an unfinished commit and closing the consumer.
+        signal.signal(signal.SIGTERM, _interrupt)
+        if settings.metrics.port:
+            metrics.serve(settings.metrics.port)
     with (
         metrics.pushed_at_end("drain-to-warehouse", settings.metrics.pushgateway_url),
         Warehouse.connect(settings) as warehouse,

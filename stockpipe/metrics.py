@@ -70,6 +70,12 @@ NEWEST_BAR = Gauge(
     "stockpipe_newest_bar_timestamp_seconds",
     "Start of the newest bar committed to the warehouse (Unix time)",
 )
+WAREHOUSE_SESSIONS = Counter(
+    "stockpipe_warehouse_sessions_total",
+    "Warehouse connections opened; on Snowflake each may resume the virtual warehouse "
+    "(billed for at least 60 s), so this counts resumes at most",
+    ["backend", "session_date"],
+)
 LAST_SUCCESS = Gauge(
     "stockpipe_last_success_timestamp_seconds", "When the flow last succeeded", ["flow"]
 )

@@ -11,6 +11,7 @@ import logging
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,11 @@ class Warehouse:
     def connect(cls, settings: Settings) -> Iterator[Warehouse]:
         """Open the warehouse the settings name; close it on exit."""
         database = validate_identifier(settings.warehouse.database)
+        from stockpipe import metrics
+        from stockpipe.market_calendar import EXCHANGE_TZ
+
+        today = datetime.now(EXCHANGE_TZ).date().isoformat()
+        metrics.WAREHOUSE_SESSIONS.labels(settings.warehouse.backend, today).inc()
         if settings.warehouse.backend == "embedded":
             warehouse = cls._connect_embedded(
                 settings.warehouse_dir, database, settings.warehouse.embedded_memory_limit

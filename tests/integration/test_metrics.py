@@ -29,3 +29,45 @@ def test_an_unreachable_pushgateway_does_not_fail_the_run() -> None:
     Counter("stockpipe_probe_total", "probe", registry=registry).inc()
     assert metrics.push("probe", f"127.0.0.1:{free_port()}", registry=registry) is False
     assert metrics.push("probe", None, registry=registry) is False
+
+
+def test_the_following_drain_serves_metrics(env_settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from stockpipe.streaming.producer import QuoteProducer
+    from tests.support import distinct_bar_messages
+
+    QuoteProducer(env_settings.kafka).publish_raw(
+        (k, v, None) for k, v in distinct_bar_messages(2_000)
+    )
+    port = free_port()
+    monkeypatch.setenv("STOCKPIPE_METRICS__PORT", str(port))
+    drain = subprocess.Popen(
+        [sys.executable, "-m", "stockpipe.cli", "drain", "--follow"],
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        loaded = 0.0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and loaded < 2_000:
+            time.sleep(0.5)
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                continue
+            loaded = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("stockpipe_rows_loaded_total{") and 'kind="inserted"' in line
+            )
+        assert loaded == 2_000
+        assert "stockpipe_warehouse_sessions_total{" in text
+        assert drain.poll() is None  # still following the topic
+    finally:
+        drain.terminate()
+        drain.wait(30)

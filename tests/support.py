@@ -9,6 +9,21 @@ from stockpipe.settings import Settings
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.loader import read_offsets
 
+# A contract-valid quote as it travels on the prices topic.
+VALID_QUOTE = {
+    "symbol": "AAPL",
+    "ts": "2025-11-28T14:30:00Z",
+    "open": 100.0,
+    "high": 101.5,
+    "low": 99.5,
+    "close": 101.0,
+    "volume": 1200,
+    "interval": "1m",
+    "source": "simulated",
+    "fetched_at": "2025-11-28T14:31:02Z",
+    "schema_version": 1,
+}
+
 BASE = int(datetime(2020, 1, 2, 14, 30, tzinfo=UTC).timestamp())
 
 
@@ -79,3 +94,29 @@ def raw_rows_from_bars(bars, fetched_at: datetime, first_offset: int = 0, loaded
         },
         columns=list(RAW_COLUMNS),
     )
+
+
+def read_topic(settings: Settings, topic: str) -> list:
+    """Every message of ``topic`` from the beginning, read until each partition's end."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        settings.kafka.client_config()
+        | {
+            "group.id": f"reader-{topic}",
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+        }
+    )
+    consumer.subscribe([topic])
+    messages, at_end, partitions = [], set(), None
+    while partitions is None or len(at_end) < partitions:
+        for message in consumer.consume(1000, timeout=1.0):
+            if message.error():
+                at_end.add(message.partition())
+            else:
+                messages.append(message)
+        assignment = consumer.assignment()
+        partitions = len(assignment) if assignment else None
+    consumer.close()
+    return messages

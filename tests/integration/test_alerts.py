@@ -6,7 +6,6 @@ import json
 
 import pandas as pd
 import pytest
-from confluent_kafka import Consumer
 
 from stockpipe import alerts
 from stockpipe import market_calendar as mc
@@ -19,29 +18,16 @@ from tests.integration.test_trend_views import (
     load,
     three_bars_a_session,
 )
+from tests.support import read_topic
 
 pytestmark = pytest.mark.integration
 
 
 def alert_messages(settings: Settings) -> list[dict]:
-    consumer = Consumer(
-        settings.kafka.client_config()
-        | {
-            "group.id": "alert-reader",
-            "auto.offset.reset": "earliest",
-            "enable.partition.eof": True,
-        }
-    )
-    consumer.subscribe([settings.kafka.alerts_topic])
-    out, done = [], False
-    while not done:
-        for m in consumer.consume(100, timeout=1.0):
-            if m.error():
-                done = True
-            else:
-                out.append(json.loads(m.value()) | {"key": m.key().decode()})
-    consumer.close()
-    return out
+    return [
+        json.loads(m.value()) | {"key": m.key().decode()}
+        for m in read_topic(settings, settings.kafka.alerts_topic)
+    ]
 
 
 def session_of_first_cross(bars: pd.DataFrame) -> str:

@@ -6,37 +6,20 @@ import json
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer
 
 from stockpipe import market_calendar as mc
 from stockpipe.ingest import ingest_window
 from stockpipe.settings import Settings
 from stockpipe.sources.replay import ReplaySource
 from stockpipe.sources.simulated import SimulatedMarket
+from tests.support import read_topic
 
 pytestmark = pytest.mark.integration
 SESSION = mc.session("2025-11-26")
 
 
 def topic_messages(settings: Settings) -> list[dict]:
-    consumer = Consumer(
-        settings.kafka.client_config()
-        | {
-            "group.id": "ingest-reader",
-            "auto.offset.reset": "earliest",
-            "enable.partition.eof": True,
-        }
-    )
-    consumer.subscribe([settings.kafka.prices_topic])
-    values, eof = [], set()
-    while len(eof) < settings.kafka.prices_partitions:
-        for m in consumer.consume(1000, timeout=1.0):
-            if m.error():
-                eof.add(m.partition())
-            else:
-                values.append(json.loads(m.value()))
-    consumer.close()
-    return values
+    return [json.loads(m.value()) for m in read_topic(settings, settings.kafka.prices_topic)]
 
 
 def test_refetching_the_day_publishes_only_new_bars(env_settings: Settings) -> None:

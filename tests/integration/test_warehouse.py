@@ -11,35 +11,11 @@ from stockpipe import market_calendar as mc
 from stockpipe.settings import load_settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.loader import RAW_COLUMNS, load_batch, read_offsets
+from stockpipe.warehouse.loader import load_batch, read_offsets
 from stockpipe.warehouse.sql_runner import apply_sql
+from tests.support import raw_rows_from_bars
 
 SESSION = mc.session("2025-11-26")
-
-
-def raw_rows(bars: pd.DataFrame, fetched_at: datetime, first_offset: int = 0) -> pd.DataFrame:
-    now = datetime.now(UTC).replace(tzinfo=None)
-    return pd.DataFrame(
-        {
-            "SYMBOL": bars["symbol"].to_numpy(),
-            "TS": bars["ts"].dt.tz_localize(None).to_numpy(),
-            "BAR_INTERVAL": "1m",
-            "OPEN": bars["open"].to_numpy(),
-            "HIGH": bars["high"].to_numpy(),
-            "LOW": bars["low"].to_numpy(),
-            "CLOSE": bars["close"].to_numpy(),
-            "VOLUME": bars["volume"].to_numpy(),
-            "SOURCE": "simulated",
-            "FETCHED_AT": fetched_at.replace(tzinfo=None),
-            "SCHEMA_VERSION": 1,
-            "KAFKA_TOPIC": "prices",
-            "KAFKA_PARTITION": 0,
-            "KAFKA_OFFSET": range(first_offset, first_offset + len(bars)),
-            "KAFKA_TIMESTAMP": now,
-            "LOADED_AT": now,
-        },
-        columns=list(RAW_COLUMNS),
-    )
 
 
 @pytest.fixture
@@ -79,17 +55,19 @@ def test_batch_and_offsets_commit_together_and_reloads_do_not_duplicate(
 ) -> None:
     bars = SimulatedMarket().fetch(["AAPL", "MSFT"], SESSION.open, SESSION.close)
     first = datetime(2025, 11, 26, 21, 5, tzinfo=UTC)
-    result = load_batch(warehouse, raw_rows(bars, first), {("prices", 0): len(bars)}, "cluster-a")
+    result = load_batch(
+        warehouse, raw_rows_from_bars(bars, first), {("prices", 0): len(bars)}, "cluster-a"
+    )
     assert (result.inserted, result.replaced) == (780, 0)
     assert read_offsets(warehouse, "prices")[("prices", 0)].next_offset == 780
 
     # The same bars again, fetched later with a corrected close: replaced, not duplicated.
-    later = raw_rows(bars, first + timedelta(minutes=1), first_offset=780)
+    later = raw_rows_from_bars(bars, first + timedelta(minutes=1), first_offset=780)
     later["CLOSE"] = later["HIGH"]
     result = load_batch(warehouse, later, {("prices", 0): 1560}, "cluster-a")
     assert (result.inserted, result.replaced) == (0, 780)
     # And an older fetch arriving late changes nothing.
-    stale = raw_rows(bars, first - timedelta(minutes=5), first_offset=1560)
+    stale = raw_rows_from_bars(bars, first - timedelta(minutes=5), first_offset=1560)
     result = load_batch(warehouse, stale, {("prices", 0): 2340}, "cluster-a")
     assert (result.inserted, result.replaced) == (0, 0)
 
@@ -101,8 +79,8 @@ def test_batch_and_offsets_commit_together_and_reloads_do_not_duplicate(
 
 def test_duplicate_keys_inside_one_batch_keep_the_latest_fetch(warehouse: Warehouse) -> None:
     bars = SimulatedMarket().fetch(["AAPL"], SESSION.open, SESSION.minutes[10])
-    early = raw_rows(bars, datetime(2025, 11, 26, 15, tzinfo=UTC))
-    late = raw_rows(bars, datetime(2025, 11, 26, 16, tzinfo=UTC), first_offset=10)
+    early = raw_rows_from_bars(bars, datetime(2025, 11, 26, 15, tzinfo=UTC))
+    late = raw_rows_from_bars(bars, datetime(2025, 11, 26, 16, tzinfo=UTC), first_offset=10)
     late["VOLUME"] = 7
     batch = pd.concat([late, early], ignore_index=True)
     result = load_batch(warehouse, batch, {("prices", 0): 20}, None)
@@ -113,7 +91,7 @@ def test_duplicate_keys_inside_one_batch_keep_the_latest_fetch(warehouse: Wareho
 
 def test_a_failed_commit_leaves_neither_rows_nor_offsets(warehouse: Warehouse) -> None:
     bars = SimulatedMarket().fetch(["AAPL"], SESSION.open, SESSION.minutes[10])
-    rows = raw_rows(bars, datetime(2025, 11, 26, 15, tzinfo=UTC))
+    rows = raw_rows_from_bars(bars, datetime(2025, 11, 26, 15, tzinfo=UTC))
     # A partition number the offsets table cannot store fails the transaction's last write.
     with pytest.raises(Exception):
         load_batch(warehouse, rows, {("prices", "not-a-partition"): 10}, None)

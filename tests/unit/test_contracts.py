@@ -8,20 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from stockpipe.contracts import Quote, QuoteRejected, validate_quote
+from tests.support import VALID_QUOTE
 
-GOOD = {
-    "symbol": "AAPL",
-    "ts": "2025-11-28T14:30:00Z",
-    "open": 100.0,
-    "high": 101.5,
-    "low": 99.5,
-    "close": 101.0,
-    "volume": 1200,
-    "interval": "1m",
-    "source": "simulated",
-    "fetched_at": "2025-11-28T14:31:02Z",
-    "schema_version": 1,
-}
+GOOD = VALID_QUOTE
 
 
 def test_valid_quote_round_trips_through_json() -> None:

@@ -9,20 +9,9 @@ import pandas as pd
 
 from stockpipe.contracts import QuoteRejected, validate_quote
 from stockpipe.decoding import plainly_valid
+from tests.support import VALID_QUOTE
 
-VALID = {
-    "symbol": "AAPL",
-    "ts": "2025-11-28T14:30:00Z",
-    "open": 100.0,
-    "high": 101.5,
-    "low": 99.5,
-    "close": 101.0,
-    "volume": 1200,
-    "interval": "1m",
-    "source": "simulated",
-    "fetched_at": "2025-11-28T14:31:02.123456+00:00",
-    "schema_version": 1,
-}
+VALID = VALID_QUOTE
 ODD_VALUES = [
     None,
     True,

@@ -7,6 +7,7 @@
     stockpipe drain [--follow]          Kafka -> warehouse, exactly once
     stockpipe sql plan|apply [--force]  what would change / create the warehouse objects
     stockpipe trends                    the latest figures per symbol
+    stockpipe validate [--session DATE] Great Expectations checks; exit 1 on failure
     stockpipe config                    the effective settings (secrets masked)
 
 Exit codes: 0 success, 1 the pipeline failed, 2 bad configuration or usage.
@@ -239,6 +240,32 @@ def cmd_trends(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from stockpipe import trends, validation
+    from stockpipe.warehouse import Warehouse
+    from stockpipe.warehouse.sql_runner import apply_sql
+
+    settings = _settings(args)
+    session = date.fromisoformat(args.session) if args.session else None
+    with Warehouse.connect(settings) as warehouse:
+        apply_sql(warehouse)
+        trends.refresh_daily_bars(warehouse)
+        report = validation.validate_session(
+            settings, warehouse, session, docs_dir=settings.home_dir / "data-docs"
+        )
+    table = Table(title=f"Validation of session {report.session}")
+    for column in ("suite", "expectation", "result", "failing examples"):
+        table.add_column(column)
+    for o in report.outcomes:
+        result = "skipped" if o.success is None else ("pass" if o.success else "[red]FAIL[/red]")
+        table.add_row(o.suite, o.expectation, result, ", ".join(o.examples[:3]))
+    console.print(table)
+    console.print(report.summary())
+    console.print(f"data docs: {report.docs_dir}")
+    validation.publish_outcome(settings, report)
+    return 0 if report.success else 1
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     settings = _settings(args)
     console.print_json(settings.model_dump_json(indent=2))
@@ -370,6 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     trends_cmd = sub.add_parser("trends", help="refresh the daily marts; latest figures, movers")
     trends_cmd.add_argument("--full", action="store_true", help="rebuild every session")
     trends_cmd.set_defaults(func=cmd_trends)
+    validate = sub.add_parser("validate", help="Great Expectations checks of a session")
+    validate.add_argument("--session", help="session date YYYY-MM-DD (default: latest)")
+    validate.set_defaults(func=cmd_validate)
+
     sub.add_parser("config", help="show the effective settings").set_defaults(func=cmd_config)
     return parser
 

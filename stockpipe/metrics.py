@@ -76,6 +76,9 @@ WAREHOUSE_SESSIONS = Counter(
     "(billed for at least 60 s), so this counts resumes at most",
     ["backend", "session_date"],
 )
+VALIDATION_SUCCESS = Gauge(
+    "stockpipe_validation_success", "1 if the suite passed in the last validation", ["suite"]
+)
 LAST_SUCCESS = Gauge(
     "stockpipe_last_success_timestamp_seconds", "When the flow last succeeded", ["flow"]
 )

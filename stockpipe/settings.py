@@ -250,6 +250,14 @@ class TrendSettings(BaseModel):
     )
 
 
+class ValidationSettings(BaseModel):
+    """Data validation (Great Expectations)."""
+
+    freshness_minutes: int = Field(
+        10, ge=1, description="while the market is open, the newest bar must be this recent"
+    )
+
+
 class MetricsSettings(BaseModel):
     """Where pipeline metrics go."""
 
@@ -289,6 +297,7 @@ class Settings(BaseSettings):
     drain: DrainSettings = Field(default_factory=DrainSettings)
     trends: TrendSettings = Field(default_factory=TrendSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
 
     @model_validator(mode="after")
     def _local_bootstrap_follows_port(self) -> Settings:

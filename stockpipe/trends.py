@@ -72,7 +72,11 @@ def refresh_daily_bars(warehouse: Warehouse, full: bool = False) -> RefreshRepor
             "group by symbol",
             (watermark - LOOKBACK,),
         )
-    symbols = sorted(row[0] for row in changed)
+    # A NULL symbol (only in a damaged RAW) has no daily bar; validation reports it.
+    symbols = sorted(row[0] for row in changed if row[0] is not None)
+    changed = [row for row in changed if row[0] is not None]
+    if not changed:
+        return RefreshReport("up to date", 0, None, None, 0, time.perf_counter() - started)
     start, end, first_day, last_day = _ny_day_bounds(
         min(row[1] for row in changed), max(row[2] for row in changed)
     )

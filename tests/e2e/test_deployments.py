@@ -93,6 +93,8 @@ def test_deploy_all_creates_every_deployment_with_market_hours_schedules(prefect
         "drain-to-warehouse/after-close",
         "build-trends/intraday",
         "build-trends/after-close",
+        "validate-session/after-close",
+        "validate-session/freshness",
     }
     for name, deployment in by_name.items():
         assert deployment["work_pool_name"] == "stockpipe", name
@@ -199,7 +201,7 @@ def test_a_deployment_runs_through_a_worker_and_a_guarded_run_is_skipped(
 def test_serve_registers_every_deployment_of_prefect_yaml(tmp_path: Path) -> None:
     with running_prefect_server(tmp_path / "prefect-home") as env:
         served = serve_briefly(env)
-    assert len(served) == 5, list(served)
+    assert len(served) == 7, list(served)
     ingest = served["ingest-quotes/market-minutes"]
     assert ingest["parameters"] == {"market_hours": "in_session"}
     crons = sorted(s["schedule"]["cron"] for s in ingest["schedules"])
@@ -219,7 +221,7 @@ def serve_briefly(env: dict) -> dict:
     try:
         deadline = time.monotonic() + 90
         served: dict = {}
-        while time.monotonic() < deadline and len(served) < 5:
+        while time.monotonic() < deadline and len(served) < 7:
             time.sleep(1)
             flows = {f["id"]: f["name"] for f in httpx.post(f"{api}/flows/filter", json={}).json()}
             served = {

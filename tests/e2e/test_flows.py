@@ -14,6 +14,7 @@ from prefect.testing.utilities import prefect_test_harness
 from flows.drain import drain_to_warehouse
 from flows.ingest import ingest_quotes
 from flows.trends import build_trends
+from flows.validate import validate_session
 from stockpipe import market_calendar as mc
 from stockpipe.settings import Settings
 from stockpipe.streaming.producer import QuoteProducer
@@ -53,6 +54,7 @@ def test_ingest_drain_trends_flows_with_dead_letters_in_the_summary(
     prefect_api, env_settings: Settings, pushgateway: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("STOCKPIPE_METRICS__PUSHGATEWAY_URL", pushgateway)
+    monkeypatch.setenv("STOCKPIPE_SOURCE__WATCHLIST", "AAPL,MSFT")
     result = ingest_quotes(start=SESSION.open, end=SESSION.close, symbols=["AAPL", "MSFT"])
     assert result["published"] == 780 and result["rejected"] == {}
     QuoteProducer(env_settings.kafka).publish_raw(
@@ -72,6 +74,12 @@ def test_ingest_drain_trends_flows_with_dead_letters_in_the_summary(
     assert all(row["bar_count"] == 390 for row in latest)
     assert artifact("latest-trends")
     assert artifact("top-movers")
+
+    state = validate_session(session=SESSION.day, return_state=True)
+    assert state.is_completed(), state.message
+    results = artifact("validation-results")
+    rows = json.loads(results.data) if isinstance(results.data, str) else results.data
+    assert rows and all(r["result"] in ("pass", "skipped") for r in rows)
 
     # Every run pushed its metrics to the real Pushgateway, grouped by flow.
     text = pushed(pushgateway)
@@ -105,7 +113,11 @@ def test_ingest_drain_trends_flows_with_dead_letters_in_the_summary(
         )
         == 0
     )
-    for flow in ("ingest-quotes", "drain-to-warehouse", "build-trends"):
+    for suite in ("raw_stock_prices", "staging_stock_prices", "marts_daily_bars"):
+        assert (
+            sample(text, "stockpipe_validation_success", job="validate-session", suite=suite) == 1
+        )
+    for flow in ("ingest-quotes", "drain-to-warehouse", "build-trends", "validate-session"):
         assert sample(text, "stockpipe_run_success", job=flow, flow=flow) == 1
         assert sample(text, "stockpipe_last_success_timestamp_seconds", job=flow, flow=flow) > 0
     assert (

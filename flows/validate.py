@@ -1,0 +1,65 @@
+"""Validate flow: run the Great Expectations suites on a session and report the outcome."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, Failed, State
+
+from stockpipe import metrics, trends, validation
+from stockpipe.scheduling import MarketHours, scheduled_time, skip_outside_market_hours
+from stockpipe.settings import load_settings
+from stockpipe.warehouse import Warehouse
+from stockpipe.warehouse.sql_runner import apply_sql
+
+
+@task(retries=2, retry_delay_seconds=[10, 30], retry_jitter_factor=0.5, cache_policy=NO_CACHE)
+def run_suites(session: date | None) -> validation.ValidationReport:
+    settings = load_settings()
+    with Warehouse.connect(settings) as warehouse:
+        apply_sql(warehouse)
+        trends.refresh_daily_bars(warehouse)
+        return validation.validate_session(
+            settings,
+            warehouse,
+            session,
+            now=scheduled_time(),
+            docs_dir=settings.home_dir / "data-docs",
+        )
+
+
+@flow(name="validate-session")
+def validate_session(session: date | None = None, market_hours: MarketHours = "ignore") -> State:
+    """Validate RAW, STAGING and the daily marts of a session with Great Expectations.
+
+    Args:
+        session: the session date (default: the latest session that has opened).
+        market_hours: "in_session" (intraday freshness check) or "after_close" on schedules.
+    """
+    if (skipped := skip_outside_market_hours(market_hours)) is not None:
+        return skipped
+    settings = load_settings()
+    with metrics.pushed_at_end("validate-session", settings.metrics.pushgateway_url):
+        report = run_suites(session)
+        create_table_artifact(
+            key="validation-results",
+            table=[
+                {
+                    "suite": o.suite,
+                    "expectation": o.expectation,
+                    "result": "skipped" if o.success is None else ("pass" if o.success else "FAIL"),
+                    "why": o.why,
+                    "failing examples": ", ".join(o.examples),
+                }
+                for o in report.outcomes
+            ],
+            description=f"Great Expectations results for session {report.session}",
+        )
+        validation.publish_outcome(settings, report)
+        get_run_logger().info("%s; data docs: %s", report.summary(), report.docs_dir)
+    if report.success:
+        return Completed(message=report.summary())
+    return Failed(message=report.summary())

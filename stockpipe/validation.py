@@ -1,0 +1,286 @@
+"""Validate a session's data with Great Expectations (GX Core 1.x).
+
+Suites live in ``expectations/`` (one per table, GX's own JSON). For a session the
+validator reads each table's rows through the warehouse connection (Snowflake or the
+embedded one alike), adds the few derived columns the suites check (MIN_PRICE,
+BODY_OUTSIDE_RANGE, TS_EPOCH), and runs data source -> asset -> batch -> suite ->
+validation definition -> checkpoint. Expectations marked ``"only": "market_open"``
+(freshness) run only while the NYSE session is open, ``"only": "market_closed"``
+(completeness against the session's minutes) only after it closed; the others are
+reported as skipped, not failed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from stockpipe import market_calendar
+from stockpipe.settings import Settings
+from stockpipe.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+EXPECTATIONS_DIR = Path(__file__).resolve().parents[1] / "expectations"
+SUITES = ("raw_stock_prices", "staging_stock_prices", "marts_daily_bars")
+# Completeness tolerance: a symbol may miss this share of a session's minutes (halts).
+MIN_BAR_SHARE = 0.98
+
+
+@dataclass(frozen=True)
+class Outcome:
+    suite: str
+    expectation: str
+    success: bool | None  # None: skipped
+    why: str
+    examples: list = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.suite}: {self.expectation}"
+
+
+@dataclass
+class ValidationReport:
+    session: date
+    market_open: bool
+    outcomes: list[Outcome]
+    docs_dir: Path | None = None
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.success is False]
+
+    @property
+    def success(self) -> bool:
+        return not self.failed
+
+    def suite_success(self) -> dict[str, bool]:
+        return {
+            s: all(o.success is not False for o in self.outcomes if o.suite == s) for s in SUITES
+        }
+
+    def summary(self) -> str:
+        checked = [o for o in self.outcomes if o.success is not None]
+        head = (
+            f"validation of session {self.session}: {len(checked) - len(self.failed)}/"
+            f"{len(checked)} expectations passed, "
+            f"{len(self.outcomes) - len(checked)} skipped"
+        )
+        if not self.failed:
+            return head
+        return (
+            head
+            + "; FAILED: "
+            + "; ".join(f"{o.name} ({o.why}) e.g. {o.examples[:3]}" for o in self.failed)
+        )
+
+
+def _describe(config) -> str:
+    kwargs = config.kwargs
+    target = (
+        kwargs.get("column")
+        or kwargs.get("column_list")
+        or (
+            f"{kwargs.get('column_A')} vs {kwargs.get('column_B')}"
+            if "column_A" in kwargs
+            else "table"
+        )
+    )
+    return f"{config.type}({target})"
+
+
+def session_frames(
+    warehouse: Warehouse, session: market_calendar.Session, watchlist: list[str]
+) -> dict[str, pd.DataFrame]:
+    """The rows each suite checks for ``session``, with the derived columns."""
+    bounds = (session.open.replace(tzinfo=None), session.close.replace(tzinfo=None))
+    raw = warehouse.query_frame("select * from RAW.STOCK_PRICES where ts >= %s and ts < %s", bounds)
+    raw.columns = [c.upper() for c in raw.columns]
+    prices = raw[["OPEN", "HIGH", "LOW", "CLOSE"]].astype(float)
+    raw["MIN_PRICE"] = prices.min(axis=1)
+    body_low = prices[["OPEN", "CLOSE"]].min(axis=1)
+    body_high = prices[["OPEN", "CLOSE"]].max(axis=1)
+    raw["BODY_OUTSIDE_RANGE"] = (prices["HIGH"] >= prices["LOW"]) & (
+        (body_high > prices["HIGH"]) | (body_low < prices["LOW"])
+    )
+    staging = warehouse.query_frame(
+        "select symbol, ts, bar_interval from STAGING.VALID_BARS where ts >= %s and ts < %s",
+        bounds,
+    )
+    staging.columns = [c.upper() for c in staging.columns]
+    # Seconds since 1970 (UTC): GX compares numbers reliably across pandas' time units.
+    staging["TS_EPOCH"] = (
+        (pd.to_datetime(staging["TS"]) - pd.Timestamp("1970-01-01")) // pd.Timedelta(seconds=1)
+    ).astype("int64")
+    daily = warehouse.query_frame(
+        "select symbol, session_date, bar_count from MARTS.DAILY_BARS where session_date = %s",
+        (session.day,),
+    )
+    daily.columns = [c.upper() for c in daily.columns]
+    daily = daily[daily["SYMBOL"].isin(watchlist)].reset_index(drop=True)
+    return {"raw_stock_prices": raw, "staging_stock_prices": staging, "marts_daily_bars": daily}
+
+
+def expected_valid_bars(raw: pd.DataFrame) -> int:
+    """Distinct (symbol, ts, interval) among raw rows that satisfy the OHLCV rules."""
+    p = raw[["OPEN", "HIGH", "LOW", "CLOSE"]].astype(float)
+    valid = (
+        (raw["MIN_PRICE"] > 0)
+        & (raw["VOLUME"] >= 0)
+        & (p["HIGH"] >= p["LOW"])
+        & ~raw["BODY_OUTSIDE_RANGE"]
+    )
+    return int(raw.loc[valid, ["SYMBOL", "TS", "BAR_INTERVAL"]].drop_duplicates().shape[0])
+
+
+def validate_session(
+    settings: Settings,
+    warehouse: Warehouse,
+    session_day: date | None = None,
+    now: datetime | None = None,
+    docs_dir: Path | None = None,
+) -> ValidationReport:
+    """Run every suite on one session (default: the latest that has opened)."""
+    import great_expectations as gx
+
+    now = now or datetime.now(UTC)
+    session = (
+        market_calendar.session(session_day) if session_day else market_calendar.latest_session(now)
+    )
+    market_open = session.open <= now < session.close
+    watchlist = settings.source.watchlist
+    frames = session_frames(warehouse, session, watchlist)
+    minutes = len(session.minutes)
+    parameters = {
+        "watchlist": watchlist,
+        "watchlist_size": len(watchlist),
+        "valid_raw_bars": expected_valid_bars(frames["raw_stock_prices"]),
+        "fresh_after_epoch": int(
+            (now - timedelta(minutes=settings.validation.freshness_minutes)).timestamp()
+        ),
+        "min_bars": int(minutes * MIN_BAR_SHARE),
+        "max_bars": minutes,
+    }
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        context = gx.get_context(mode="ephemeral")
+        source = context.data_sources.add_pandas("warehouse")
+        outcomes: list[Outcome] = []
+        for name in SUITES:
+            spec = json.loads((EXPECTATIONS_DIR / f"{name}.json").read_text())
+            active, skipped = [], []
+            for expectation in spec["expectations"]:
+                only = expectation.get("meta", {}).get("only")
+                if (only == "market_open" and not market_open) or (
+                    only == "market_closed" and market_open
+                ):
+                    skipped.append(expectation)
+                else:
+                    active.append(expectation)
+            suite = context.suites.add(
+                gx.ExpectationSuite(name=name, expectations=active, meta=spec.get("meta"))
+            )
+            batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
+            definition = context.validation_definitions.add(
+                gx.ValidationDefinition(name=f"{name}-{session.day}", data=batch, suite=suite)
+            )
+            checkpoint = context.checkpoints.add(
+                gx.Checkpoint(
+                    name=f"{name}-checkpoint",
+                    validation_definitions=[definition],
+                    result_format={"result_format": "SUMMARY"},
+                )
+            )
+            result = checkpoint.run(
+                batch_parameters={"dataframe": frames[name]},
+                expectation_parameters=parameters,
+            )
+            for run_result in result.run_results.values():
+                for r in run_result.results:
+                    examples = r.result.get("partial_unexpected_list") or []
+                    if not examples and "observed_value" in r.result:
+                        examples = [r.result["observed_value"]]
+                    outcomes.append(
+                        Outcome(
+                            name,
+                            _describe(r.expectation_config),
+                            bool(r.success),
+                            (r.expectation_config.meta or {}).get("why", ""),
+                            [str(x) for x in examples[:5]],
+                        )
+                    )
+            for expectation in skipped:
+                outcomes.append(
+                    Outcome(
+                        name,
+                        f"{expectation['type']}({expectation['kwargs'].get('column', 'table')})",
+                        None,
+                        expectation["meta"]["why"]
+                        + " (skipped: market "
+                        + ("open" if market_open else "closed")
+                        + ")",
+                    )
+                )
+    report = ValidationReport(session.day, market_open, outcomes)
+    if docs_dir is not None:
+        report.docs_dir = write_docs(report, docs_dir)
+    return report
+
+
+def publish_outcome(settings: Settings, report: ValidationReport) -> None:
+    """Set the validation metrics, and on failure send one message to the alerts topic."""
+    from stockpipe import metrics
+    from stockpipe.streaming.producer import QuoteProducer
+
+    for suite, ok in report.suite_success().items():
+        metrics.VALIDATION_SUCCESS.labels(suite).set(1 if ok else 0)
+    if report.success:
+        return
+    message = {
+        "kind": "validation",
+        "session_date": str(report.session),
+        "failed": [o.name for o in report.failed],
+        "summary": report.summary()[:4000],
+    }
+    QuoteProducer(settings.kafka).publish_raw(
+        [(f"validation|{report.session}".encode(), json.dumps(message).encode(), None)],
+        topic=settings.kafka.alerts_topic,
+    )
+
+
+def write_docs(report: ValidationReport, docs_dir: Path) -> Path:
+    """A static HTML page of the results (one per session), and an index of sessions."""
+    import html
+
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    rows = "\n".join(
+        f"<tr class='{'skip' if o.success is None else ('ok' if o.success else 'fail')}'>"
+        f"<td>{html.escape(o.suite)}</td><td>{html.escape(o.expectation)}</td>"
+        f"<td>{'skipped' if o.success is None else ('pass' if o.success else 'FAIL')}</td>"
+        f"<td>{html.escape(o.why)}</td><td>{html.escape(', '.join(o.examples))}</td></tr>"
+        for o in report.outcomes
+    )
+    page = docs_dir / f"validation-{report.session}.html"
+    page.write_text(
+        "<!doctype html><meta charset='utf-8'><title>stockpipe validation "
+        f"{report.session}</title><style>.fail{{background:#fdd}}.skip{{color:#888}}"
+        "td{padding:2px 8px}</style>"
+        f"<h1>Validation of session {report.session}: "
+        f"{'passed' if report.success else 'FAILED'}</h1>"
+        "<table><tr><th>suite</th><th>expectation</th><th>result</th><th>why</th>"
+        f"<th>failing examples</th></tr>{rows}</table>"
+    )
+    pages = sorted(docs_dir.glob("validation-*.html"), reverse=True)
+    (docs_dir / "index.html").write_text(
+        "<!doctype html><meta charset='utf-8'><title>stockpipe validation</title><ul>"
+        + "".join(f"<li><a href='{p.name}'>{p.stem}</a></li>" for p in pages)
+        + "</ul>"
+    )
+    return page

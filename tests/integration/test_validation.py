@@ -1,0 +1,115 @@
+"""Great Expectations validation of a session: a clean session passes, and each corruption
+injected into the warehouse fails exactly the expectation that names it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from stockpipe import market_calendar as mc
+from stockpipe.settings import load_settings
+from stockpipe.sources.simulated import SimulatedMarket
+from stockpipe.trends import refresh_daily_bars
+from stockpipe.validation import validate_session
+from stockpipe.warehouse import Warehouse
+from stockpipe.warehouse.loader import load_batch
+from stockpipe.warehouse.sql_runner import apply_sql
+from tests.support import raw_rows_from_bars
+
+SESSION = mc.session("2025-11-26")
+WATCHLIST = ["AAPL", "MSFT", "NVDA"]
+AFTER_CLOSE = SESSION.close + timedelta(hours=2)
+
+
+@pytest.fixture
+def warehouse(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("STOCKPIPE_SOURCE__WATCHLIST", ",".join(WATCHLIST))
+    with Warehouse.connect(load_settings()) as wh:
+        apply_sql(wh)
+        yield wh
+
+
+def load_session(warehouse: Warehouse, end: datetime | None = None) -> None:
+    bars = SimulatedMarket().fetch(WATCHLIST, SESSION.open, end or SESSION.close)
+    rows = raw_rows_from_bars(bars, datetime(2025, 11, 26, 21, 5, tzinfo=UTC))
+    load_batch(warehouse, rows, {("prices", 0): len(rows)}, None)
+
+
+def failures(warehouse: Warehouse, now: datetime = AFTER_CLOSE) -> list[str]:
+    refresh_daily_bars(warehouse, full=True)
+    report = validate_session(load_settings(), warehouse, SESSION.day, now=now)
+    return [o.expectation.split("(")[0] + "(" + o.expectation.split("(")[1] for o in report.failed]
+
+
+def test_a_clean_session_passes_and_freshness_is_skipped_after_the_close(
+    warehouse: Warehouse,
+) -> None:
+    load_session(warehouse)
+    refresh_daily_bars(warehouse)
+    report = validate_session(load_settings(), warehouse, SESSION.day, now=AFTER_CLOSE)
+    assert report.success, report.summary()
+    skipped = [o for o in report.outcomes if o.success is None]
+    assert [o.expectation for o in skipped] == ["expect_column_max_to_be_between(TS_EPOCH)"]
+    assert len([o for o in report.outcomes if o.success]) >= 12
+
+
+CORRUPTIONS = {
+    "duplicated bars": (
+        "insert into RAW.STOCK_PRICES select * replace (kafka_offset + 100000 as kafka_offset)"
+        " from RAW.STOCK_PRICES where symbol = 'AAPL' and ts < %s",
+        "expect_compound_columns_to_be_unique(['SYMBOL', 'TS', 'BAR_INTERVAL'])",
+    ),
+    "negative prices": (
+        "update RAW.STOCK_PRICES set open = -1, high = -1, low = -1, close = -1 "
+        "where symbol = 'MSFT' and ts = %s",
+        "expect_column_values_to_be_between(MIN_PRICE)",
+    ),
+    "high below low": (
+        "update RAW.STOCK_PRICES set high = low - 1 where symbol = 'NVDA' and ts = %s",
+        "expect_column_pair_values_a_to_be_greater_than_b(HIGH vs LOW)",
+    ),
+    "symbol outside the watchlist": (
+        "update RAW.STOCK_PRICES set symbol = 'ZZZZ' where symbol = 'NVDA' and ts = %s",
+        "expect_column_values_to_be_in_set(SYMBOL)",
+    ),
+    "missing bars": (
+        "delete from RAW.STOCK_PRICES where symbol = 'AAPL' and ts > %s",
+        "expect_column_values_to_be_between(BAR_COUNT)",
+    ),
+}
+
+
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+def test_each_corruption_fails_exactly_its_expectation(
+    warehouse: Warehouse, corruption: str
+) -> None:
+    load_session(warehouse)
+    sql, expected = CORRUPTIONS[corruption]
+    at = SESSION.minutes[300] if corruption == "missing bars" else SESSION.minutes[3]
+    warehouse.execute(sql, (at.to_pydatetime().replace(tzinfo=None),))
+    assert failures(warehouse) == [expected]
+
+
+def test_null_keys_fail_the_not_null_expectation(warehouse: Warehouse) -> None:
+    load_session(warehouse)
+    # The table forbids NULL keys; a damaged copy of it is what this check guards against.
+    warehouse.execute("alter table RAW.STOCK_PRICES alter column symbol drop not null")
+    warehouse.execute(
+        "update RAW.STOCK_PRICES set symbol = null where symbol = 'AAPL' and ts = %s",
+        (SESSION.minutes[3].to_pydatetime().replace(tzinfo=None),),
+    )
+    assert failures(warehouse) == ["expect_column_values_to_not_be_null(SYMBOL)"]
+
+
+def test_stale_data_in_market_hours_fails_freshness_and_skips_completeness(
+    warehouse: Warehouse,
+) -> None:
+    load_session(warehouse, end=SESSION.minutes[60])  # bars stop at 10:30
+    during = SESSION.minutes[180].to_pydatetime()  # it is 12:30 New York
+    assert failures(warehouse, now=during) == ["expect_column_max_to_be_between(TS_EPOCH)"]
+    report = validate_session(load_settings(), warehouse, SESSION.day, now=during)
+    skipped = {o.expectation for o in report.outcomes if o.success is None}
+    assert "expect_column_values_to_be_between(BAR_COUNT)" in skipped
+    fresh = SESSION.minutes[65].to_pydatetime()  # five minutes after the last bar
+    assert failures(warehouse, now=fresh) == []

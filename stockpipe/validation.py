@@ -171,6 +171,12 @@ def validate_session(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         context = gx.get_context(mode="ephemeral")
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        # GX draws progress bars per metric; in logs and the CLI they are noise.
+        context.variables.progress_bars = ProgressBarsConfig(
+            globally=False, metric_calculations=False
+        )
         source = context.data_sources.add_pandas("warehouse")
         outcomes: list[Outcome] = []
         for name in SUITES:

@@ -59,7 +59,9 @@ def validate_session(session: date | None = None, market_hours: MarketHours = "i
             description=f"Great Expectations results for session {report.session}",
         )
         validation.publish_outcome(settings, report)
-        get_run_logger().info("%s; data docs: %s", report.summary(), report.docs_dir)
+        get_run_logger().info(
+            "%s; data docs: %s %s", report.summary(), report.docs_dir, report.docs_url or ""
+        )
     if report.success:
         return Completed(message=report.summary())
     return Failed(message=report.summary())

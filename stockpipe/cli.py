@@ -261,7 +261,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         table.add_row(o.suite, o.expectation, result, ", ".join(o.examples[:3]))
     console.print(table)
     console.print(report.summary())
-    console.print(f"data docs: {report.docs_dir}")
+    console.print(
+        f"data docs: {report.docs_dir}" + (f" and {report.docs_url}" if report.docs_url else "")
+    )
     validation.publish_outcome(settings, report)
     return 0 if report.success else 1
 

@@ -133,15 +133,19 @@ def raw_zone_from_settings(settings: Settings) -> RawZone | None:
 
         return RawZone(S3Store(S3Bucket.load(lake.s3_bucket_block)), lake.prefix)
     if lake.s3_bucket:
-        from prefect_aws import AwsCredentials
-        from prefect_aws.client_parameters import AwsClientParameters
-        from prefect_aws.s3 import S3Bucket
-
-        credentials = AwsCredentials(
-            region_name=lake.s3_region,
-            aws_client_parameters=AwsClientParameters(endpoint_url=lake.s3_endpoint_url),
-        )
-        return RawZone(
-            S3Store(S3Bucket(bucket_name=lake.s3_bucket, credentials=credentials)), lake.prefix
-        )
+        return RawZone(S3Store(s3_bucket(settings, lake.s3_bucket)), lake.prefix)
     return RawZone(LocalStore(settings.lake_dir), lake.prefix)
+
+
+def s3_bucket(settings: Settings, name: str):
+    """A prefect-aws S3Bucket for ``name`` with the lake's region and endpoint; credentials
+    from the usual AWS chain."""
+    from prefect_aws import AwsCredentials
+    from prefect_aws.client_parameters import AwsClientParameters
+    from prefect_aws.s3 import S3Bucket
+
+    credentials = AwsCredentials(
+        region_name=settings.lake.s3_region,
+        aws_client_parameters=AwsClientParameters(endpoint_url=settings.lake.s3_endpoint_url),
+    )
+    return S3Bucket(bucket_name=name, credentials=credentials)

@@ -256,6 +256,10 @@ class ValidationSettings(BaseModel):
     freshness_minutes: int = Field(
         10, ge=1, description="while the market is open, the newest bar must be this recent"
     )
+    data_docs_s3_bucket: str | None = Field(
+        None, description="also publish GX Data Docs to this S3 bucket (endpoint: the lake's)"
+    )
+    data_docs_s3_prefix: str = "data-docs"
 
 
 class MetricsSettings(BaseModel):

@@ -51,6 +51,7 @@ class ValidationReport:
     market_open: bool
     outcomes: list[Outcome]
     docs_dir: Path | None = None
+    docs_url: str | None = None  # the S3 copy, when configured
 
     @property
     def failed(self) -> list[Outcome]:
@@ -146,8 +147,14 @@ def validate_session(
     now: datetime | None = None,
     docs_dir: Path | None = None,
 ) -> ValidationReport:
-    """Run every suite on one session (default: the latest that has opened)."""
+    """Run every suite on one session (default: the latest that has opened).
+
+    Args:
+        docs_dir: build GX Data Docs there (and copy them to S3 when
+            STOCKPIPE_VALIDATION__DATA_DOCS_S3_BUCKET is set).
+    """
     import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
 
     now = now or datetime.now(UTC)
     session = (
@@ -177,6 +184,10 @@ def validate_session(
         context.variables.progress_bars = ProgressBarsConfig(
             globally=False, metric_calculations=False
         )
+        sites = _data_docs_sites(docs_dir)
+        for site_name, site_config in sites.items():
+            context.add_data_docs_site(site_name=site_name, site_config=site_config)
+        actions = [UpdateDataDocsAction(name="data-docs", site_names=list(sites))] if sites else []
         source = context.data_sources.add_pandas("warehouse")
         outcomes: list[Outcome] = []
         for name in SUITES:
@@ -201,6 +212,7 @@ def validate_session(
                 gx.Checkpoint(
                     name=f"{name}-checkpoint",
                     validation_definitions=[definition],
+                    actions=actions,
                     result_format={"result_format": "SUMMARY"},
                 )
             )
@@ -236,8 +248,37 @@ def validate_session(
                 )
     report = ValidationReport(session.day, market_open, outcomes)
     if docs_dir is not None:
-        report.docs_dir = write_docs(report, docs_dir)
+        report.docs_dir = docs_dir / "index.html"
+        report.docs_url = publish_docs_to_s3(settings, docs_dir)
     return report
+
+
+def _data_docs_sites(docs_dir: Path | None) -> dict[str, dict]:
+    """The GX Data Docs site: a local directory (GX 1.x builds sites on a filesystem)."""
+    if docs_dir is None:
+        return {}
+    return {
+        "local": {
+            "class_name": "SiteBuilder",
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(docs_dir),
+            },
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        }
+    }
+
+
+def publish_docs_to_s3(settings: Settings, docs_dir: Path) -> str | None:
+    """Copy the built Data Docs to STOCKPIPE_VALIDATION__DATA_DOCS_S3_BUCKET, if set."""
+    bucket = settings.validation.data_docs_s3_bucket
+    if not bucket:
+        return None
+    from stockpipe.lake import s3_bucket
+
+    prefix = settings.validation.data_docs_s3_prefix
+    s3_bucket(settings, bucket).upload_from_folder(str(docs_dir), prefix)
+    return f"s3://{bucket}/{prefix}/index.html"
 
 
 def publish_outcome(settings: Settings, report: ValidationReport) -> None:
@@ -259,34 +300,3 @@ def publish_outcome(settings: Settings, report: ValidationReport) -> None:
         [(f"validation|{report.session}".encode(), json.dumps(message).encode(), None)],
         topic=settings.kafka.alerts_topic,
     )
-
-
-def write_docs(report: ValidationReport, docs_dir: Path) -> Path:
-    """A static HTML page of the results (one per session), and an index of sessions."""
-    import html
-
-    docs_dir.mkdir(parents=True, exist_ok=True)
-    rows = "\n".join(
-        f"<tr class='{'skip' if o.success is None else ('ok' if o.success else 'fail')}'>"
-        f"<td>{html.escape(o.suite)}</td><td>{html.escape(o.expectation)}</td>"
-        f"<td>{'skipped' if o.success is None else ('pass' if o.success else 'FAIL')}</td>"
-        f"<td>{html.escape(o.why)}</td><td>{html.escape(', '.join(o.examples))}</td></tr>"
-        for o in report.outcomes
-    )
-    page = docs_dir / f"validation-{report.session}.html"
-    page.write_text(
-        "<!doctype html><meta charset='utf-8'><title>stockpipe validation "
-        f"{report.session}</title><style>.fail{{background:#fdd}}.skip{{color:#888}}"
-        "td{padding:2px 8px}</style>"
-        f"<h1>Validation of session {report.session}: "
-        f"{'passed' if report.success else 'FAILED'}</h1>"
-        "<table><tr><th>suite</th><th>expectation</th><th>result</th><th>why</th>"
-        f"<th>failing examples</th></tr>{rows}</table>"
-    )
-    pages = sorted(docs_dir.glob("validation-*.html"), reverse=True)
-    (docs_dir / "index.html").write_text(
-        "<!doctype html><meta charset='utf-8'><title>stockpipe validation</title><ul>"
-        + "".join(f"<li><a href='{p.name}'>{p.stem}</a></li>" for p in pages)
-        + "</ul>"
-    )
-    return page

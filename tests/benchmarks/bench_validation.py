@@ -46,11 +46,14 @@ def main() -> None:
         load_batch(warehouse, rows, {("prices", 0): len(rows)}, None)
         refresh_daily_bars(warehouse)
         started = time.perf_counter()
-        report = validate_session(settings, warehouse, session.day,
-                                  now=session.close + timedelta(hours=1))
+        report = validate_session(
+            settings, warehouse, session.day, now=session.close + timedelta(hours=1)
+        )
         elapsed = time.perf_counter() - started
-    print(f"validated {len(rows):,} bars ({args.symbols} symbols x 390) in {elapsed:.1f}s "
-          f"[target <= 30 s]: {report.summary()}")
+    print(
+        f"validated {len(rows):,} bars ({args.symbols} symbols x 390) in {elapsed:.1f}s "
+        f"[target <= 30 s]: {report.summary()}"
+    )
 
 
 if __name__ == "__main__":

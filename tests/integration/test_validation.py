@@ -15,6 +15,7 @@ from stockpipe.validation import validate_session
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.loader import load_batch
 from stockpipe.warehouse.sql_runner import apply_sql
+from tests.integration.test_raw_zone import s3  # noqa: F401 - the moto S3 server fixture
 from tests.support import raw_rows_from_bars
 
 SESSION = mc.session("2025-11-26")
@@ -113,3 +114,25 @@ def test_stale_data_in_market_hours_fails_freshness_and_skips_completeness(
     assert "expect_column_values_to_be_between(BAR_COUNT)" in skipped
     fresh = SESSION.minutes[65].to_pydatetime()  # five minutes after the last bar
     assert failures(warehouse, now=fresh) == []
+
+
+def test_data_docs_are_built_locally_and_on_s3(
+    warehouse: Warehouse,
+    tmp_path,
+    s3,  # noqa: F811 - the moto server fixture
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    load_session(warehouse)
+    refresh_daily_bars(warehouse)
+    s3.create_bucket(Bucket="stockpipe-docs")
+    monkeypatch.setenv("STOCKPIPE_VALIDATION__DATA_DOCS_S3_BUCKET", "stockpipe-docs")
+    report = validate_session(
+        load_settings(), warehouse, SESSION.day, now=AFTER_CLOSE, docs_dir=tmp_path / "docs"
+    )
+    assert report.docs_dir.exists()
+    assert report.docs_url == "s3://stockpipe-docs/data-docs/index.html"
+    pages = [p.name for p in (tmp_path / "docs" / "validations").rglob("*.html")]
+    assert len(pages) == 3  # one validation page per suite
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="stockpipe-docs")["Contents"]]
+    assert "data-docs/index.html" in keys
+    assert sum(k.startswith("data-docs/validations/") for k in keys) == 3

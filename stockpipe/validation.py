@@ -225,6 +225,8 @@ def validate_session(
                     examples = r.result.get("partial_unexpected_list") or []
                     if not examples and "observed_value" in r.result:
                         examples = [r.result["observed_value"]]
+                    if r.success:
+                        examples = []  # examples are for failures
                     outcomes.append(
                         Outcome(
                             name,

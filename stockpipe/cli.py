@@ -275,10 +275,12 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Start Kafka, simulate a session, run ingest -> drain -> trends as Prefect flows."""
+    """Start Kafka, simulate a session, run ingest -> drain -> trends -> validation as
+    Prefect flows, print the summary."""
     from flows.drain import drain_to_warehouse
     from flows.ingest import ingest_quotes
     from flows.trends import build_trends
+    from flows.validate import validate_session
     from stockpipe import trends
     from stockpipe.warehouse import Warehouse
 
@@ -322,6 +324,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{sum(drained['dead_lettered'].values())} dead-lettered"
     )
     build_trends()
+    validated = validate_session(session=session.day, return_state=True)
 
     with Warehouse.connect(settings) as warehouse:
         latest = trends.latest_quotes(warehouse)
@@ -332,6 +335,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"published this run: {published}; warehouse rows: "
         + ", ".join(f"{k} {v}" for k, v in counts.items())
     )
+    console.print(f"{validated.message}")
+    console.print(f"data docs: {settings.home_dir / 'data-docs' / 'index.html'}")
     console.print(f"warehouse: {location}")
     console.print(
         f"kafka: {settings.kafka.bootstrap_servers}, topic "
@@ -340,7 +345,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     console.print(
         f"done in {time.monotonic() - started:.1f}s. Stop the broker with 'stockpipe kafka down'."
     )
-    return 0
+    return 0 if validated.is_completed() else 1
 
 
 # -- entry point ---------------------------------------------------------------------------

@@ -51,6 +51,7 @@ def test_demo_runs_the_pipeline_and_a_rerun_does_not_duplicate(tmp_path: Path) -
         for symbol in WATCHLIST:
             assert f"│ {symbol}" in first.stdout
         assert "warehouse:" in first.stdout and "STOCKS.db" in first.stdout
+        assert f"validation of session {SESSION}: 15/15 expectations passed" in first.stdout
 
         second = run_demo(env)
         assert second.returncode == 0, second.stdout + second.stderr

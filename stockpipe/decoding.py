@@ -141,17 +141,11 @@ def plainly_valid(frame: pd.DataFrame) -> np.ndarray:
     return ok
 
 
-def _reject_raw(message: Message, max_message_bytes: int) -> tuple[dict | None, Rejection | None]:
-    value = message.value()
+def _parse_payload(message: Message) -> tuple[dict | None, Rejection | None]:
+    """One value (already known non-empty and within size) parsed as a JSON object."""
     try:
-        if value is None:
-            raise QuoteRejected("empty_value", "message has no value")
-        if len(value) > max_message_bytes:
-            raise QuoteRejected(
-                "oversized", f"{len(value)} bytes > max_message_bytes {max_message_bytes}"
-            )
         try:
-            payload = json.loads(value.decode("utf-8"))
+            payload = json.loads(message.value().decode("utf-8"))
         except UnicodeDecodeError as exc:
             raise QuoteRejected("undecodable", f"not UTF-8: {exc}") from None
         except json.JSONDecodeError as exc:
@@ -218,7 +212,7 @@ def decode_batch(messages: list[Message], max_message_bytes: int) -> DecodedBatc
         payloads = []
         parsed_messages = []
         for message in candidates:
-            payload, rejection = _reject_raw(message, max_message_bytes)
+            payload, rejection = _parse_payload(message)
             if rejection is not None:
                 rejections.append(rejection)
             else:
@@ -235,7 +229,7 @@ def decode_batch(messages: list[Message], max_message_bytes: int) -> DecodedBatc
     for i in np.flatnonzero(~fast):
         payload = payloads[i]
         if payload is None:
-            payload, rejection = _reject_raw(candidates[i], max_message_bytes)
+            payload, rejection = _parse_payload(candidates[i])
             if rejection is not None:
                 rejections.append(rejection)
                 continue

@@ -67,9 +67,7 @@ class DrainReport:
         if len(decoded.rows):
             newest = pd.Timestamp(decoded.rows["TS"].max()).tz_localize("UTC").timestamp()
             self.newest_bar = max(self.newest_bar, newest)
-        self.next_offsets.update(
-            {tp: o for tp, o in batch.next_offsets.items() if tp not in result.fenced}
-        )
+        self.next_offsets.update(result.committed_offsets)
 
     @property
     def rejected_total(self) -> int:
@@ -121,6 +119,7 @@ def send_to_dead_letter_topic(
 def check_offsets(
     settings: Settings,
     warehouse: Warehouse,
+    admin: AdminClient,
     cluster_id: str | None,
     reset: ResetChoice | None,
 ) -> dict[tuple[str, int], int]:
@@ -133,7 +132,6 @@ def check_offsets(
         OffsetsOutOfSync: naming each partition and what is wrong with it.
     """
     topic = settings.kafka.prices_topic
-    admin = AdminClient(settings.kafka.client_config())
     states = partition_states(admin, topic)
     stored = read_offsets(warehouse, topic)
     problems = find_problems(stored, states, cluster_id)
@@ -151,10 +149,6 @@ def check_offsets(
         "; ".join(p.why for p in problems) or "requested",
     )
     return positions
-
-
-def kafka_cluster_id(settings: Settings) -> str | None:
-    return AdminClient(settings.kafka.client_config()).list_topics(timeout=30).cluster_id
 
 
 def drain_to_warehouse(
@@ -181,9 +175,10 @@ def drain_to_warehouse(
     """
     started = time.monotonic()
     limits = settings.drain
-    cluster_id = kafka_cluster_id(settings)
+    admin = AdminClient(settings.kafka.client_config())
+    cluster_id = admin.list_topics(timeout=30).cluster_id
     report = DrainReport()
-    report.reset = check_offsets(settings, warehouse, cluster_id, reset_offsets)
+    report.reset = check_offsets(settings, warehouse, admin, cluster_id, reset_offsets)
     raw_zone = raw_zone_from_settings(settings)
 
     def start_offsets(partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
@@ -227,9 +222,7 @@ def drain_to_warehouse(
                 _count(batch, decoded, result)
                 for tp, stored in result.fenced.items():
                     consumer.seek_if_assigned(tp, stored)
-                consumer.commit_informational(
-                    {tp: o for tp, o in batch.next_offsets.items() if tp not in result.fenced}
-                )
+                consumer.commit_informational(result.committed_offsets)
                 report.add(batch, decoded, result)
                 if report.newest_bar:
                     metrics.NEWEST_BAR.set(report.newest_bar)
@@ -246,7 +239,7 @@ def drain_to_warehouse(
                     report.stopped_because = "no partitions assigned (other drains hold them)"
                     break
     report.seconds = time.monotonic() - started
-    _record_lag(settings, warehouse)
+    _record_lag(settings, warehouse, admin)
     return report
 
 
@@ -258,10 +251,10 @@ def _count(batch: Batch, decoded: DecodedBatch, result: LoadResult) -> None:
         metrics.DEAD_LETTERS.labels(rejection.reason).inc()
 
 
-def _record_lag(settings: Settings, warehouse: Warehouse) -> None:
+def _record_lag(settings: Settings, warehouse: Warehouse, admin: AdminClient) -> None:
     """Consumer lag per partition: messages after the warehouse's offset."""
     topic = settings.kafka.prices_topic
-    states = partition_states(AdminClient(settings.kafka.client_config()), topic)
+    states = partition_states(admin, topic)
     stored = read_offsets(warehouse, topic)
     for partition, state in states.items():
         position = stored.get((topic, partition))

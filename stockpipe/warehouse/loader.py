@@ -78,11 +78,8 @@ class LoadResult:
     # Partitions another drain had already loaded past this batch's start: their rows
     # and offsets were left alone. Value: the warehouse's next offset for them.
     fenced: dict[tuple[str, int], int] = field(default_factory=dict)
-
-    @property
-    def unchanged(self) -> int:
-        """Rows of the batch that were older fetches of bars already stored."""
-        return self.rows_in_batch - self.inserted
+    # The next offsets this commit wrote: the batch's, less the fenced partitions'.
+    committed_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -126,9 +123,9 @@ def load_batch(
 
     with warehouse.transaction():
         fenced = _fenced_partitions(warehouse, start_offsets or {})
-        owned = [tp for tp in next_offsets if tp not in fenced]
+        committed = {tp: o for tp, o in next_offsets.items() if tp not in fenced}
         replaced = inserted = 0
-        partitions = sorted({p for _, p in owned})
+        partitions = sorted({p for _, p in committed})
         if len(rows) and partitions:
             in_list = ", ".join(str(int(p)) for p in partitions)
             # The batch's time range lets the warehouse prune to the micro-partitions (DuckDB:
@@ -141,10 +138,14 @@ def load_batch(
                 _INSERT_NEW_BARS.format(partitions=in_list), ts_range
             ).rowcount
             inserted = (inserted or 0) - (replaced or 0)
-        if owned:
-            _write_offsets(warehouse, {tp: next_offsets[tp] for tp in owned}, cluster_id, now)
+        if committed:
+            _write_offsets(warehouse, committed, cluster_id, now)
     return LoadResult(
-        rows_in_batch=len(rows), inserted=inserted, replaced=replaced or 0, fenced=fenced
+        rows_in_batch=len(rows),
+        inserted=inserted,
+        replaced=replaced or 0,
+        fenced=fenced,
+        committed_offsets=committed,
     )
 
 
@@ -157,15 +158,11 @@ def _fenced_partitions(
     loading our copy would move its offset backwards. Read inside the transaction.
     """
     fenced = {}
-    topics = {t for t, _ in start_offsets}
-    for topic in topics:
-        for partition, stored in warehouse.query(
-            "select kafka_partition, next_offset from RAW.KAFKA_OFFSETS where kafka_topic = %s",
-            (topic,),
-        ):
-            start = start_offsets.get((topic, int(partition)))
-            if start is not None and int(stored) > start:
-                fenced[(topic, int(partition))] = int(stored)
+    for topic in {t for t, _ in start_offsets}:
+        for tp, stored in read_offsets(warehouse, topic).items():
+            start = start_offsets.get(tp)
+            if start is not None and stored.next_offset > start:
+                fenced[tp] = stored.next_offset
     return fenced
 
 

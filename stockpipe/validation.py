@@ -82,8 +82,8 @@ class ValidationReport:
         )
 
 
-def _describe(config) -> str:
-    kwargs = config.kwargs
+def _describe(kind: str, kwargs: dict) -> str:
+    """``type(target)`` for an expectation, run or skipped."""
     target = (
         kwargs.get("column")
         or kwargs.get("column_list")
@@ -93,7 +93,7 @@ def _describe(config) -> str:
             else "table"
         )
     )
-    return f"{config.type}({target})"
+    return f"{kind}({target})"
 
 
 def session_frames(
@@ -222,17 +222,18 @@ def validate_session(
             )
             for run_result in result.run_results.values():
                 for r in run_result.results:
-                    examples = r.result.get("partial_unexpected_list") or []
-                    if not examples and "observed_value" in r.result:
-                        examples = [r.result["observed_value"]]
-                    if r.success:
-                        examples = []  # examples are for failures
+                    examples = []  # examples are for failures
+                    if not r.success:
+                        examples = r.result.get("partial_unexpected_list") or (
+                            [r.result["observed_value"]] if "observed_value" in r.result else []
+                        )
+                    config = r.expectation_config
                     outcomes.append(
                         Outcome(
                             name,
-                            _describe(r.expectation_config),
+                            _describe(config.type, config.kwargs),
                             bool(r.success),
-                            (r.expectation_config.meta or {}).get("why", ""),
+                            (config.meta or {}).get("why", ""),
                             [str(x) for x in examples[:5]],
                         )
                     )
@@ -240,7 +241,7 @@ def validate_session(
                 outcomes.append(
                     Outcome(
                         name,
-                        f"{expectation['type']}({expectation['kwargs'].get('column', 'table')})",
+                        _describe(expectation["type"], expectation["kwargs"]),
                         None,
                         expectation["meta"]["why"]
                         + " (skipped: market "

@@ -73,8 +73,8 @@ def refresh_daily_bars(warehouse: Warehouse, full: bool = False) -> RefreshRepor
             (watermark - LOOKBACK,),
         )
     # A NULL symbol (only in a damaged RAW) has no daily bar; validation reports it.
-    symbols = sorted(row[0] for row in changed if row[0] is not None)
     changed = [row for row in changed if row[0] is not None]
+    symbols = sorted(row[0] for row in changed)
     if not changed:
         return RefreshReport("up to date", 0, None, None, 0, time.perf_counter() - started)
     start, end, first_day, last_day = _ny_day_bounds(

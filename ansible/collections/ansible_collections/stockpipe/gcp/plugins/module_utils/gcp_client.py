@@ -1,0 +1,121 @@
+# Shared plumbing of the stockpipe.gcp modules: options, credentials, clients, waiting.
+from __future__ import annotations
+
+import traceback
+
+from ansible.module_utils.basic import env_fallback, missing_required_lib
+
+GOOGLE_IMPORT_ERROR = None
+try:
+    import google.auth
+    from google.api_core import exceptions as gexc
+    from google.auth.transport.requests import AuthorizedSession
+    from google.cloud import compute_v1
+    from google.oauth2 import service_account
+except ImportError:  # pragma: no cover - reported by require_libraries()
+    GOOGLE_IMPORT_ERROR = traceback.format_exc()
+
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+DEFAULT_IAM_ENDPOINT = "https://iam.googleapis.com"
+OPERATION_TIMEOUT_SECONDS = 300
+
+COMMON_ARGUMENT_SPEC = dict(
+    project=dict(type="str", required=True, fallback=(env_fallback, ["GCP_PROJECT"])),
+    credentials_file=dict(
+        type="path", fallback=(env_fallback, ["GCP_SERVICE_ACCOUNT_FILE"])
+    ),
+    api_endpoint=dict(type="str", fallback=(env_fallback, ["GCP_COMPUTE_ENDPOINT"])),
+    iam_endpoint=dict(type="str", fallback=(env_fallback, ["GCP_IAM_ENDPOINT"])),
+    state=dict(type="str", default="present", choices=["present", "absent"]),
+)
+
+
+def argument_spec(**specific):
+    spec = dict(COMMON_ARGUMENT_SPEC)
+    spec.update(specific)
+    return spec
+
+
+def require_libraries(module):
+    if GOOGLE_IMPORT_ERROR is not None:
+        module.fail_json(
+            msg=missing_required_lib("google-cloud-compute"), exception=GOOGLE_IMPORT_ERROR
+        )
+
+
+def credentials(module):
+    path = module.params.get("credentials_file")
+    try:
+        if path:
+            return service_account.Credentials.from_service_account_file(
+                path, scopes=[CLOUD_PLATFORM_SCOPE]
+            )
+        creds, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
+        return creds
+    except (OSError, ValueError, google.auth.exceptions.DefaultCredentialsError) as exc:
+        module.fail_json(
+            msg="no usable Google credentials: set credentials_file (GCP_SERVICE_ACCOUNT_FILE) "
+            f"or Application Default Credentials ({exc})"
+        )
+
+
+def compute_client(module, client_class):
+    """A google-cloud-compute client on the REST transport, honouring api_endpoint."""
+    options = None
+    if module.params.get("api_endpoint"):
+        options = {"api_endpoint": module.params["api_endpoint"]}
+    return client_class(
+        credentials=credentials(module), transport="rest", client_options=options
+    )
+
+
+def iam_session(module):
+    """An authorised HTTP session and the base URL of the IAM API."""
+    base = (module.params.get("iam_endpoint") or DEFAULT_IAM_ENDPOINT).rstrip("/")
+    return AuthorizedSession(credentials(module)), base
+
+
+def wait_for(module, operation, what):
+    """Block until a Compute operation finishes; fail the task with the API's error."""
+    try:
+        operation.result(timeout=OPERATION_TIMEOUT_SECONDS)
+    except gexc.GoogleAPICallError as exc:
+        module.fail_json(msg=f"{what} failed: {exc}")
+    if getattr(operation, "error_code", None):
+        module.fail_json(msg=f"{what} failed: {operation.error_message}")
+
+
+def get_or_none(call, **kwargs):
+    try:
+        return call(**kwargs)
+    except gexc.NotFound:
+        return None
+
+
+def to_dict(message):
+    return type(message).to_dict(message, preserving_proto_field_name=False)
+
+
+def short_name(url_or_name):
+    """'.../zones/us-east1-b/machineTypes/e2-micro' -> 'e2-micro'."""
+    return (url_or_name or "").rstrip("/").rsplit("/", 1)[-1]
+
+
+def api_error(module, what, exc):
+    module.fail_json(msg=f"{what}: {exc}")
+
+
+__all__ = [
+    "GOOGLE_IMPORT_ERROR",
+    "api_error",
+    "argument_spec",
+    "compute_client",
+    "compute_v1",
+    "gexc",
+    "get_or_none",
+    "iam_session",
+    "require_libraries",
+    "short_name",
+    "to_dict",
+    "wait_for",
+]

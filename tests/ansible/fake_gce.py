@@ -1,0 +1,348 @@
+"""A local stand-in for the Compute Engine v1 and IAM v1 REST APIs (GCP cannot be reached).
+
+It speaks HTTP/JSON the way the real APIs do for the calls provision/teardown make: resources
+at their real paths, 404s with Google's error body, long-running Operation objects, the
+checks that would make the real API refuse a request (a VM whose natIP is not a reserved
+address of its region, an address released while a VM uses it, a duplicate name). Every
+request is recorded so tests can assert what the playbooks asked for.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from ipaddress import ip_network
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+COMPUTE = "/compute/v1/projects/(?P<project>[^/]+)"
+ROUTES = [
+    ("addresses", re.compile(COMPUTE + r"/regions/(?P<scope>[^/]+)/addresses(?:/(?P<name>[^/]+))?$")),
+    ("firewalls", re.compile(COMPUTE + r"/global/firewalls(?:/(?P<name>[^/]+))?$")),
+    ("instances", re.compile(COMPUTE + r"/zones/(?P<scope>[^/]+)/instances(?:/(?P<name>[^/]+))?$")),
+    ("set_tags", re.compile(COMPUTE + r"/zones/(?P<scope>[^/]+)/instances/(?P<name>[^/]+)/setTags$")),
+    (
+        "operations",
+        re.compile(COMPUTE + r"/(?:regions/[^/]+/|zones/[^/]+/|global/)operations/(?P<name>[^/]+)(?:/wait)?$"),
+    ),
+    ("accounts", re.compile(r"/v1/projects/(?P<project>[^/]+)/serviceAccounts(?:/(?P<name>[^/]+))?$")),
+]
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    body: dict[str, Any] | None
+    authorization: str
+
+
+@dataclass
+class FakeGCE:
+    """The fake's state. `requests` lists every call; `resources` holds what exists."""
+
+    requests: list[Recorded] = field(default_factory=list)
+    resources: dict[str, dict[str, dict]] = field(
+        default_factory=lambda: {"addresses": {}, "firewalls": {}, "instances": {}, "accounts": {}}
+    )
+    operations: dict[str, dict] = field(default_factory=dict)
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1000))
+    _ips: itertools.count = field(default_factory=lambda: itertools.count(10))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    url: str = ""
+    token_subjects: list[str] = field(default_factory=list)
+
+    def writes(self) -> list[Recorded]:
+        return [r for r in self.requests if r.method in {"POST", "PATCH", "DELETE"}
+                and "/operations/" not in r.path and r.path != "/token"]
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _link(self, path: str) -> str:
+        return f"https://www.googleapis.com{path}"
+
+    def _operation(self, project: str, scope_path: str, kind: str, target: str) -> dict:
+        name = f"operation-{next(self._ids)}"
+        op = {
+            "kind": "compute#operation",
+            "id": str(next(self._ids)),
+            "name": name,
+            "operationType": kind,
+            "targetLink": self._link(target),
+            "status": "DONE",
+            "progress": 100,
+            "selfLink": self._link(f"/compute/v1/projects/{project}/{scope_path}/operations/{name}"),
+        }
+        if scope_path.startswith("zones/"):
+            op["zone"] = self._link(f"/compute/v1/projects/{project}/{scope_path}")
+        elif scope_path.startswith("regions/"):
+            op["region"] = self._link(f"/compute/v1/projects/{project}/{scope_path}")
+        self.operations[name] = op
+        return op
+
+    def token(self, form: str) -> tuple[int, dict]:
+        """Google's OAuth token endpoint: a signed JWT assertion in, an access token out."""
+        fields = dict(parse_qsl(form))
+        assertion = fields.get("assertion", "")
+        if fields.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer" \
+                or assertion.count(".") != 2:
+            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT assertion"}
+        claims = json.loads(base64.urlsafe_b64decode(assertion.split(".")[1] + "=="))
+        # google-auth signs for Google's token endpoint whatever token_uri the key names.
+        if claims.get("aud") != "https://oauth2.googleapis.com/token" or not claims.get("iss"):
+            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT audience"}
+        self.token_subjects.append(claims["iss"])
+        return 200, {"access_token": f"ya29.fake-{next(self._ids)}", "expires_in": 3599,
+                     "token_type": "Bearer"}
+
+    def authorised(self, header: str) -> bool:
+        """A token from token() or, as the Cloud client libraries send, a self-signed JWT."""
+        token = header.removeprefix("Bearer ")
+        if token == header:
+            return False
+        if token.startswith("ya29.fake-"):
+            return True
+        if token.count(".") != 2:
+            return False
+        claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+        if not claims.get("iss"):
+            return False
+        self.token_subjects.append(claims["iss"])
+        return True
+
+    # -- the API ---------------------------------------------------------------------------
+    def handle(self, method: str, path: str, body: dict | None) -> tuple[int, dict]:
+        for kind, pattern in ROUTES:
+            match = pattern.match(path)
+            if match:
+                return getattr(self, f"_{kind}")(method, body, **match.groupdict())
+        return error(404, f"no such API path {path}")
+
+    def _operations(self, method, body, project, name):
+        if name not in self.operations:
+            return error(404, f"The resource 'operations/{name}' was not found")
+        return 200, self.operations[name]
+
+    def _addresses(self, method, body, project, scope, name):
+        store = self.resources["addresses"]
+        base = f"/compute/v1/projects/{project}/regions/{scope}/addresses"
+        if method == "GET" and name:
+            return found(store, (scope, name), f"projects/{project}/regions/{scope}/addresses/{name}")
+        if method == "POST" and not name:
+            if (scope, body["name"]) in store:
+                return already_exists(f"projects/{project}/regions/{scope}/addresses/{body['name']}")
+            store[(scope, body["name"])] = {
+                "kind": "compute#address",
+                "id": str(next(self._ids)),
+                "name": body["name"],
+                "address": f"203.0.113.{next(self._ips)}",
+                "addressType": body.get("addressType", "EXTERNAL"),
+                "networkTier": body.get("networkTier", "PREMIUM"),
+                "description": body.get("description", ""),
+                "status": "RESERVED",
+                "region": self._link(f"/compute/v1/projects/{project}/regions/{scope}"),
+                "selfLink": self._link(f"{base}/{body['name']}"),
+            }
+            return 200, self._operation(project, f"regions/{scope}", "insert", f"{base}/{body['name']}")
+        if method == "DELETE" and name:
+            address = store.get((scope, name))
+            if address is None:
+                return error(404, f"The resource 'projects/{project}/regions/{scope}/addresses/{name}' was not found")
+            if address.get("users"):
+                return error(
+                    400,
+                    f"The address resource '{address['selfLink']}' is already being used by "
+                    f"'{address['users'][0]}'",
+                    reason="resourceInUseByAnotherResource",
+                )
+            del store[(scope, name)]
+            return 200, self._operation(project, f"regions/{scope}", "delete", f"{base}/{name}")
+        return error(405, f"{method} not allowed on {base}")
+
+    def _firewalls(self, method, body, project, name):
+        store = self.resources["firewalls"]
+        base = f"/compute/v1/projects/{project}/global/firewalls"
+        if method == "GET" and name:
+            return found(store, name, f"projects/{project}/global/firewalls/{name}")
+        if method in {"POST", "PATCH"}:
+            rule_name = body["name"] if method == "POST" else name
+            if method == "POST" and rule_name in store:
+                return already_exists(f"projects/{project}/global/firewalls/{rule_name}")
+            if method == "PATCH" and rule_name not in store:
+                return error(404, f"The resource 'projects/{project}/global/firewalls/{name}' was not found")
+            for cidr in body.get("sourceRanges", []):
+                try:
+                    ip_network(cidr)
+                except ValueError:
+                    return error(400, f"Invalid value for field 'resource.sourceRanges': '{cidr}'",
+                                 reason="invalid")
+            rule = store.get(rule_name, {"id": str(next(self._ids))})
+            rule.update({
+                "kind": "compute#firewall",
+                "name": rule_name,
+                "network": self._link(f"/compute/v1/{body['network']}")
+                if not body["network"].startswith("https://") else body["network"],
+                "direction": body.get("direction", "INGRESS"),
+                "sourceRanges": body.get("sourceRanges", []),
+                "targetTags": body.get("targetTags", []),
+                "allowed": body.get("allowed", []),
+                "description": body.get("description", ""),
+                "selfLink": self._link(f"{base}/{rule_name}"),
+            })
+            store[rule_name] = rule
+            return 200, self._operation(project, "global", method.lower().replace("post", "insert"),
+                                        f"{base}/{rule_name}")
+        if method == "DELETE" and name:
+            if name not in store:
+                return error(404, f"The resource 'projects/{project}/global/firewalls/{name}' was not found")
+            del store[name]
+            return 200, self._operation(project, "global", "delete", f"{base}/{name}")
+        return error(405, f"{method} not allowed on {base}")
+
+    def _instances(self, method, body, project, scope, name):
+        store = self.resources["instances"]
+        base = f"/compute/v1/projects/{project}/zones/{scope}/instances"
+        region = scope.rsplit("-", 1)[0]
+        if method == "GET" and name:
+            return found(store, (scope, name), f"projects/{project}/zones/{scope}/instances/{name}")
+        if method == "POST" and not name:
+            if (scope, body["name"]) in store:
+                return already_exists(f"projects/{project}/zones/{scope}/instances/{body['name']}")
+            if not body.get("machineType", "").startswith(f"zones/{scope}/machineTypes/"):
+                return error(400, f"Invalid value for field 'resource.machineType': '{body.get('machineType')}'",
+                             reason="invalid")
+            instance = json.loads(json.dumps(body))
+            for interface in instance.get("networkInterfaces", []):
+                for access in interface.get("accessConfigs", []):
+                    nat_ip = access.get("natIP")
+                    address = next((a for (r, _), a in self.resources["addresses"].items()
+                                    if r == region and a["address"] == nat_ip), None)
+                    if nat_ip and address is None:
+                        return error(400, f"Invalid value for field 'resource.networkInterfaces[0]"
+                                          f".accessConfigs[0].natIP': '{nat_ip}'. The specified "
+                                          "external IP address was not found in region.",
+                                     reason="invalid")
+                    if address is not None:
+                        address["status"] = "IN_USE"
+                        address["users"] = [self._link(f"{base}/{body['name']}")]
+            instance.update({
+                "kind": "compute#instance",
+                "id": str(next(self._ids)),
+                "status": "RUNNING",
+                "zone": self._link(f"/compute/v1/projects/{project}/zones/{scope}"),
+                "machineType": self._link(f"/compute/v1/projects/{project}/{body['machineType']}"),
+                "selfLink": self._link(f"{base}/{body['name']}"),
+            })
+            instance.setdefault("tags", {})["fingerprint"] = "fp-1"
+            store[(scope, body["name"])] = instance
+            return 200, self._operation(project, f"zones/{scope}", "insert", f"{base}/{body['name']}")
+        if method == "DELETE" and name:
+            instance = store.pop((scope, name), None)
+            if instance is None:
+                return error(404, f"The resource 'projects/{project}/zones/{scope}/instances/{name}' was not found")
+            for address in self.resources["addresses"].values():
+                if instance["selfLink"] in address.get("users", []):
+                    address["users"] = []
+                    address["status"] = "RESERVED"
+            return 200, self._operation(project, f"zones/{scope}", "delete", f"{base}/{name}")
+        return error(405, f"{method} not allowed on {base}")
+
+    def _set_tags(self, method, body, project, scope, name):
+        instance = self.resources["instances"].get((scope, name))
+        if instance is None:
+            return error(404, f"The resource 'projects/{project}/zones/{scope}/instances/{name}' was not found")
+        if body.get("fingerprint") != instance["tags"].get("fingerprint"):
+            return error(412, "Supplied fingerprint does not match current metadata fingerprint.",
+                         reason="conditionNotMet")
+        instance["tags"] = {"items": body.get("items", []), "fingerprint": f"fp-{next(self._ids)}"}
+        path = f"/compute/v1/projects/{project}/zones/{scope}/instances/{name}"
+        return 200, self._operation(project, f"zones/{scope}", "setTags", path)
+
+    def _accounts(self, method, body, project, name):
+        store = self.resources["accounts"]
+        if method == "GET" and name:
+            if name not in store:
+                return error(404, f"Unknown service account", status="NOT_FOUND")
+            return 200, store[name]
+        if method == "POST" and not name:
+            email = f"{body['accountId']}@{project}.iam.gserviceaccount.com"
+            if email in store:
+                return error(409, f"Service account {body['accountId']} already exists within "
+                                  f"project projects/{project}.", status="ALREADY_EXISTS")
+            store[email] = {
+                "name": f"projects/{project}/serviceAccounts/{email}",
+                "projectId": project,
+                "uniqueId": str(next(self._ids)),
+                "email": email,
+                "displayName": body.get("serviceAccount", {}).get("displayName", ""),
+                "description": body.get("serviceAccount", {}).get("description", ""),
+            }
+            return 200, store[email]
+        if method == "DELETE" and name:
+            if store.pop(name, None) is None:
+                return error(404, "Unknown service account", status="NOT_FOUND")
+            return 200, {}
+        return error(405, f"{method} not allowed")
+
+
+def error(code: int, message: str, reason: str = "notFound", status: str | None = None):
+    body = {"error": {"code": code, "message": message,
+                      "errors": [{"message": message, "domain": "global", "reason": reason}]}}
+    if status:
+        body["error"]["status"] = status
+    return code, body
+
+
+def found(store: dict, key, resource_path: str):
+    if key not in store:
+        return error(404, f"The resource '{resource_path}' was not found")
+    return 200, store[key]
+
+
+def already_exists(resource_path: str):
+    return error(409, f"The resource '{resource_path}' already exists", reason="alreadyExists")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeGCE
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        path = urlsplit(self.path).path
+        body = json.loads(raw) if raw and raw.lstrip()[:1] == b"{" else None
+        auth = self.headers.get("Authorization", "")
+        with self.fake.lock:
+            self.fake.requests.append(Recorded(self.command, path, body, auth))
+            if path == "/token":
+                code, payload = self.fake.token(raw.decode())
+            elif not self.fake.authorised(auth):
+                code, payload = error(401, "Request is missing required authentication credential.",
+                                      reason="required", status="UNAUTHENTICATED")
+            else:
+                code, payload = self.fake.handle(self.command, path, body)
+        data = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PATCH = do_DELETE = _serve
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+
+def serve(fake: FakeGCE | None = None) -> tuple[FakeGCE, ThreadingHTTPServer]:
+    """Start the fake on a free loopback port; returns the state and the server to shut down."""
+    fake = fake or FakeGCE()
+    handler = type("Handler", (_Handler,), {"fake": fake})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return fake, server

@@ -1,0 +1,149 @@
+"""provision.yml / teardown.yml against a local fake of the Compute Engine and IAM REST APIs.
+
+The stockpipe.gcp modules run unchanged; only their endpoints point at the fake (the
+GCP_COMPUTE_ENDPOINT / GCP_IAM_ENDPOINT overrides a user could set for a private endpoint).
+Credentials are a real service-account key file made for the test, so the client signs real
+tokens; the fake refuses requests without one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from tests.ansible.fake_gce import FakeGCE, serve
+from tests.ansible.playbook import run_playbook
+
+PROJECT = "stockpipe-test-123"
+
+
+@pytest.fixture
+def gce(tmp_path: Path) -> Iterator[tuple[FakeGCE, list[str], dict[str, str]]]:
+    fake, server = serve()
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    credentials = tmp_path / "sa.json"
+    credentials.write_text(json.dumps({
+        "type": "service_account", "project_id": PROJECT, "private_key_id": "k1",
+        "private_key": pem, "client_email": f"deployer@{PROJECT}.iam.gserviceaccount.com",
+        "client_id": "1", "token_uri": f"{fake.url}/token",
+    }))
+    ssh_key = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ).decode()
+    (tmp_path / "id_ed25519.pub").write_text(ssh_key + " admin@laptop\n")
+    extra = {
+        "gce_vm_project": PROJECT,
+        "gce_vm_region": "us-east1",
+        "gce_vm_admin_cidrs": ["198.51.100.0/24"],
+        "gce_vm_kafka_client_cidrs": ["192.0.2.10/32", "192.0.2.64/26"],
+        "gce_vm_ssh_public_key_file": str(tmp_path / "id_ed25519.pub"),
+        "gce_vm_inventory_file": str(tmp_path / "gcp.yml"),
+    }
+    env = {
+        "GCP_SERVICE_ACCOUNT_FILE": str(credentials),
+        "GCP_COMPUTE_ENDPOINT": fake.url,
+        "GCP_IAM_ENDPOINT": fake.url,
+    }
+    yield fake, ["-e", json.dumps(extra)], env
+    server.shutdown()
+
+
+def test_provision_creates_what_the_variables_say_and_a_second_run_creates_nothing(gce, tmp_path):
+    fake, args, env = gce
+
+    first = run_playbook("provision.yml", *args, env=env)
+    assert first.returncode == 0, first.failures() or first.output[-3000:]
+    assert first.changed() == 6  # account, address, 2 firewall rules, VM, inventory file
+
+    posts = {r.path: r.body for r in fake.writes() if r.method == "POST"}
+    vm = posts[f"/compute/v1/projects/{PROJECT}/zones/us-east1-b/instances"]
+    assert vm["machineType"] == "zones/us-east1-b/machineTypes/e2-micro"
+    boot = vm["disks"][0]
+    assert boot["boot"] and boot["autoDelete"]
+    assert boot["initializeParams"]["sourceImage"] == "projects/debian-cloud/global/images/family/debian-12"
+    assert boot["initializeParams"]["diskType"] == "zones/us-east1-b/diskTypes/pd-standard"
+    assert vm["tags"]["items"] == ["stockpipe"]
+    assert vm["serviceAccounts"] == [{"email": f"stockpipe-vm@{PROJECT}.iam.gserviceaccount.com"}]
+    address = posts[f"/compute/v1/projects/{PROJECT}/regions/us-east1/addresses"]
+    assert address["networkTier"] == "STANDARD"
+    reserved_ip = fake.resources["addresses"][("us-east1", "stockpipe-ip")]["address"]
+    assert vm["networkInterfaces"][0]["accessConfigs"][0]["natIP"] == reserved_ip
+    assert vm["metadata"]["items"][1]["key"] == "ssh-keys"
+    assert vm["metadata"]["items"][1]["value"].startswith("stockpipe-admin:ssh-ed25519 ")
+
+    rules = fake.resources["firewalls"]
+    assert rules["stockpipe-allow-ssh"]["sourceRanges"] == ["198.51.100.0/24"]
+    assert rules["stockpipe-allow-ssh"]["allowed"] == [{"IPProtocol": "tcp", "ports": ["22"]}]
+    assert rules["stockpipe-allow-kafka"]["sourceRanges"] == ["192.0.2.10/32", "192.0.2.64/26"]
+    assert rules["stockpipe-allow-kafka"]["allowed"] == [{"IPProtocol": "tcp", "ports": ["9094"]}]
+    assert all(rule["targetTags"] == ["stockpipe"] for rule in rules.values())
+    assert set(rules) == {"stockpipe-allow-ssh", "stockpipe-allow-kafka"}  # nothing else open
+    api_calls = [r for r in fake.requests if r.path != "/token"]
+    assert all(r.authorization.startswith("Bearer ") for r in api_calls)
+    assert set(fake.token_subjects) == {f"deployer@{PROJECT}.iam.gserviceaccount.com"}
+
+    inventory = (tmp_path / "gcp.yml").read_text()
+    assert f"ansible_host: {reserved_ip}" in inventory
+
+    writes_before = len(fake.writes())
+    second = run_playbook("provision.yml", *args, env=env)
+    assert second.returncode == 0, second.failures()
+    assert second.changed() == 0, second.changed_tasks()
+    assert len(fake.writes()) == writes_before
+
+
+def test_provision_brings_a_changed_firewall_list_in_line(gce):
+    fake, args, env = gce
+    assert run_playbook("provision.yml", *args, env=env).returncode == 0
+    narrowed = json.loads(args[1]) | {"gce_vm_kafka_client_cidrs": []}
+    widened_ssh = narrowed | {"gce_vm_admin_cidrs": ["198.51.100.0/24", "203.0.113.5/32"]}
+
+    run = run_playbook("provision.yml", "-e", json.dumps(widened_ssh), env=env)
+
+    assert run.returncode == 0, run.failures()
+    rules = fake.resources["firewalls"]
+    assert "stockpipe-allow-kafka" not in rules  # no client CIDRs, no Kafka rule at all
+    assert rules["stockpipe-allow-ssh"]["sourceRanges"] == ["198.51.100.0/24", "203.0.113.5/32"]
+    assert [r.method for r in fake.writes()][-2:] == ["PATCH", "DELETE"]
+
+
+def test_teardown_deletes_everything_and_a_second_teardown_does_nothing(gce, tmp_path):
+    fake, args, env = gce
+    assert run_playbook("provision.yml", *args, env=env).returncode == 0
+
+    unconfirmed = run_playbook("teardown.yml", *args, env=env)
+    assert unconfirmed.returncode != 0
+    assert "Not confirmed; nothing was deleted" in unconfirmed.output
+    assert not [r for r in fake.writes() if r.method == "DELETE"]
+
+    first = run_playbook("teardown.yml", *args, "-e", "confirm=yes", env=env)
+    assert first.returncode == 0, first.failures() or first.output[-3000:]
+    deleted = [r.path.rsplit("/", 1)[-1] for r in fake.writes() if r.method == "DELETE"]
+    # The VM goes first: the real API refuses to release an address still in use.
+    assert deleted == ["stockpipe", "stockpipe-allow-ssh", "stockpipe-allow-kafka", "stockpipe-ip",
+                       f"stockpipe-vm@{PROJECT}.iam.gserviceaccount.com"]
+    assert all(not store for store in fake.resources.values())
+    assert not (tmp_path / "gcp.yml").exists()
+
+    second = run_playbook("teardown.yml", *args, "-e", "confirm=yes", env=env)
+    assert second.returncode == 0, second.failures()
+    assert second.changed() == 0, second.changed_tasks()
+
+
+def test_provision_refuses_ssh_open_to_the_world_before_calling_any_api(gce):
+    fake, args, env = gce
+    open_ssh = json.loads(args[1]) | {"gce_vm_admin_cidrs": ["0.0.0.0/0"]}
+
+    run = run_playbook("provision.yml", "-e", json.dumps(open_ssh), env=env)
+
+    assert run.returncode != 0
+    assert "not 0.0.0.0/0" in " ".join(run.failures())
+    assert fake.requests == []

@@ -1,0 +1,283 @@
+"""The kafka role, run for real on this machine, and the broker its files describe.
+
+The role downloads the release from a local mirror (a tarball in Apache's layout built from
+the Maven Central jars, checked against its SHA-512 like the real one) and the JMX agent
+(checked against the SHA-256 pinned in the role's defaults), makes the CA and certificates
+with community.crypto, renders server.properties and the systemd unit, and formats the
+storage. The test then starts the broker with the unit's own ExecStart (no systemd here),
+runs the role again to create SCRAM users, topics and ACLs, and talks to the SASL_SSL listener
+as the pipeline's users, as strangers and as unauthenticated clients.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import tarfile
+import threading
+import time
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+
+from stockpipe.drain import drain_to_warehouse
+from stockpipe.processes import free_port
+from stockpipe.settings import load_settings
+from stockpipe.streaming.broker import LocalBroker
+from stockpipe.warehouse import Warehouse
+from stockpipe.warehouse.sql_runner import apply_sql
+from tests.ansible.playbook import ANSIBLE_DIR, run_playbook
+from tests.support import distinct_bar_messages, warehouse_state_of
+
+PLAYBOOK = str(Path(__file__).parent / "playbooks" / "kafka_local.yml")
+KAFKA_USER = "stockpipe-kafka-test"
+PASSWORDS = {"stockpipe-producer": "producer-secret-1", "stockpipe-drain": "drain-secret-2",
+             "stockpipe-alerts": "alerts-secret-3"}
+VERSION = "4.1.2"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the role creates a system user (root)")
+
+
+def _acls(topic: str, dlq: str, alerts: str, group: str) -> list[dict]:
+    return [
+        {"principal": "stockpipe-producer", "resource_type": "topic", "name": topic,
+         "operations": ["Write", "Describe"]},
+        {"principal": "stockpipe-drain", "resource_type": "topic", "name": topic,
+         "operations": ["Read", "Describe"]},
+        {"principal": "stockpipe-drain", "resource_type": "group", "name": group,
+         "operations": ["Read", "Describe"]},
+        {"principal": "stockpipe-drain", "resource_type": "topic", "name": dlq,
+         "operations": ["Write", "Describe"]},
+        {"principal": "stockpipe-alerts", "resource_type": "topic", "name": alerts,
+         "operations": ["Write", "Describe"]},
+    ]
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory: pytest.TempPathFactory):
+    """An HTTP mirror serving kafka_2.13-<version>.tgz in Apache's layout; yields (url, sha512)."""
+    libs = LocalBroker(home=tmp_path_factory.mktemp("unused")).libs_dir()
+    if not (libs / f"kafka_2.13-{VERSION}.jar").exists():
+        LocalBroker(home=tmp_path_factory.mktemp("unused")).install(progress=False)
+    root = tmp_path_factory.mktemp("mirror")
+    (root / VERSION).mkdir()
+    tarball = root / VERSION / f"kafka_2.13-{VERSION}.tgz"
+    with tarfile.open(tarball, "w:gz", compresslevel=1) as tar:
+        for jar in sorted(libs.glob("*.jar")):
+            if not jar.name.startswith("jmx_prometheus"):
+                tar.add(jar, arcname=f"kafka_2.13-{VERSION}/libs/{jar.name}")
+    sha512 = hashlib.sha512(tarball.read_bytes()).hexdigest()
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 partial(SimpleHTTPRequestHandler, directory=str(root)))
+    server.RequestHandlerClass.log_message = lambda *a: None
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", sha512, libs
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def role(mirror, tmp_path_factory: pytest.TempPathFactory):
+    url, sha512, libs = mirror
+    root = tmp_path_factory.mktemp("vm")
+    (root / "etc/systemd/system").mkdir(parents=True)  # there on every Debian host
+    ports = {"local": free_port(), "controller": free_port(), "external": free_port(),
+             "jmx": free_port()}
+    names = {"topic": "stock_prices", "dlq": "stock_prices_dlq", "alerts": "stock_alerts",
+             "group": "stockpipe-drain"}
+    variables = {
+        "kafka_mirror": url,
+        "kafka_checksum": f"sha512:{sha512}",
+        "kafka_jmx_exporter_url": f"file://{libs}/jmx_prometheus_javaagent-1.0.1.jar",
+        "kafka_jmx_exporter_config_src": str(ANSIBLE_DIR.parent / "stockpipe/streaming/kafka/jmx_exporter.yml"),
+        "kafka_packages": [],
+        "kafka_user": KAFKA_USER,
+        "kafka_group": KAFKA_USER,
+        "kafka_install_dir": str(root / "opt"),
+        "kafka_config_dir": str(root / "etc/kafka"),
+        "kafka_data_dir": str(root / "var/lib/kafka/data"),
+        "kafka_log_dir": str(root / "var/log/kafka"),
+        "kafka_systemd_dir": str(root / "etc/systemd/system"),
+        "kafka_service_enabled": False,
+        "kafka_local_port": ports["local"],
+        "kafka_controller_port": ports["controller"],
+        "kafka_external_port": ports["external"],
+        "kafka_external_listen_address": "127.0.0.1",
+        "kafka_advertised_host": "localhost",
+        "kafka_jmx_exporter_port": ports["jmx"],
+        "kafka_ca_fetch_dest": str(root / "control/kafka-ca.pem"),
+        "kafka_keystore_password": "keystore-secret-0",
+        "kafka_scram_users": [{"name": n, "password": p} for n, p in PASSWORDS.items()],
+        "kafka_acls": _acls(**names),
+    }
+    yield root, ports, names, ["-e", json.dumps(variables)]
+    subprocess.run(["userdel", KAFKA_USER], check=False, capture_output=True)
+    subprocess.run(["groupdel", KAFKA_USER], check=False, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def broker(role):
+    """Files from the role, then the broker started by the unit's ExecStart, then access."""
+    root, ports, names, args = role
+    files = run_playbook(PLAYBOOK, *args, "--skip-tags", "kafka_service,kafka_access")
+    assert files.returncode == 0, files.failures() or files.output[-4000:]
+
+    unit = (root / "etc/systemd/system/kafka.service").read_text()
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    log = open(root / "broker.out", "wb")  # noqa: SIM115 - closed at teardown
+    process = subprocess.Popen(shlex.split(exec_start.removeprefix("ExecStart=")),
+                               stdout=log, stderr=subprocess.STDOUT)
+    access = run_playbook(PLAYBOOK, *args)
+    assert access.returncode == 0, access.failures() or access.output[-4000:]
+    yield root, ports, names, args, files, access
+    process.terminate()
+    process.wait(60)
+    log.close()
+
+
+def _settings(monkeypatch, ports, user: str | None, password: str | None, ca: Path, names, tmp):
+    env = {
+        "STOCKPIPE_HOME": str(tmp / "home"),
+        "STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": f"localhost:{ports['external']}",
+        "STOCKPIPE_KAFKA__PRICES_TOPIC": names["topic"],
+        "STOCKPIPE_KAFKA__DLQ_TOPIC": names["dlq"],
+        "STOCKPIPE_KAFKA__ALERTS_TOPIC": names["alerts"],
+        "STOCKPIPE_KAFKA__CONSUMER_GROUP": names["group"],
+        "STOCKPIPE_DRAIN__MAX_WAIT_SECONDS": "2",
+    }
+    if user:
+        env |= {"STOCKPIPE_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+                "STOCKPIPE_KAFKA__SASL_USERNAME": user,
+                "STOCKPIPE_KAFKA__SASL_PASSWORD": password or "",
+                "STOCKPIPE_KAFKA__SSL_CA_LOCATION": str(ca)}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return load_settings()
+
+
+def test_the_role_installs_what_it_downloaded_and_checked(broker):
+    root, ports, *_ , files, access = broker
+    home = root / "opt/kafka"
+    assert home.is_symlink() and home.resolve().name == f"kafka_2.13-{VERSION}"
+    assert (root / "opt/jmx_prometheus_javaagent-1.0.1.jar").exists()
+    properties = (root / "etc/kafka/server.properties").read_text()
+    assert "EXTERNAL:SASL_SSL" in properties
+    assert "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer" in properties
+    assert (root / "etc/kafka/server.properties").stat().st_mode & 0o777 == 0o640
+    # No secret in what ansible-playbook prints (here the JSON callback: every result in full).
+    leaks = [line.strip() for line in (files.output + access.output).splitlines()
+             if "-secret-" in line]
+    assert leaks == []
+    meta = (root / "var/lib/kafka/data/meta.properties").read_text()
+    assert "cluster.id=" in meta
+
+
+def test_the_pipeline_users_produce_and_drain_over_sasl_ssl(broker, monkeypatch, tmp_path):
+    root, ports, names, *_ = broker
+    ca = root / "control/kafka-ca.pem"
+    producer_settings = _settings(monkeypatch, ports, "stockpipe-producer",
+                                  PASSWORDS["stockpipe-producer"], ca, names, tmp_path)
+    producer = Producer(producer_settings.kafka.client_config())
+    for key, value in distinct_bar_messages(300, symbols=10):
+        producer.produce(names["topic"], value, key)
+    producer.produce(names["topic"], b"{not json", b"BAD")  # must reach the DLQ
+    assert producer.flush(60) == 0
+
+    drain_settings = _settings(monkeypatch, ports, "stockpipe-drain",
+                               PASSWORDS["stockpipe-drain"], ca, names, tmp_path)
+    with Warehouse.connect(drain_settings) as warehouse:
+        apply_sql(warehouse)
+        report = drain_to_warehouse(drain_settings, warehouse)
+        rows, keys, _ = warehouse_state_of(warehouse, names["topic"])
+    assert (rows, keys) == (300, 300)
+    assert sum(report.rejected.values()) == 1  # written to the DLQ under the drain's ACL
+
+    # The JMX agent in the broker's JVM answers on loopback.
+    import httpx
+
+    metrics = httpx.get(f"http://127.0.0.1:{ports['jmx']}/metrics", timeout=10).text
+    assert "kafka_server" in metrics
+
+
+def _refused(config: dict, action) -> str:
+    try:
+        action(config)
+    except KafkaException as exc:
+        return exc.args[0].name()
+    return "allowed"
+
+
+def _produce(topic, config):
+    producer = Producer(config | {"message.timeout.ms": 8000, "retries": 0})
+    errors = []
+    producer.produce(topic, b"x", b"k", on_delivery=lambda err, msg: errors.append(err))
+    producer.flush(15)
+    if errors and errors[0] is not None:
+        raise KafkaException(errors[0])
+    if not errors:
+        raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT))
+
+
+def _consume(topic, group, config):
+    consumer = Consumer(config | {"group.id": group, "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            message = consumer.poll(1)
+            if message is None:
+                continue
+            if message.error():
+                raise KafkaException(message.error())
+            return
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
+    finally:
+        consumer.close()
+
+
+def test_strangers_and_users_without_an_acl_are_refused(broker, monkeypatch, tmp_path):
+    root, ports, names, *_ = broker
+    ca = root / "control/kafka-ca.pem"
+
+    def config(user, password):
+        return _settings(monkeypatch, ports, user, password, ca, names, tmp_path).kafka.client_config()
+
+    producer = config("stockpipe-producer", PASSWORDS["stockpipe-producer"])
+    drain = config("stockpipe-drain", PASSWORDS["stockpipe-drain"])
+    alerts = config("stockpipe-alerts", PASSWORDS["stockpipe-alerts"])
+
+    assert _refused(producer, partial(_produce, names["topic"])) == "allowed"
+    # The producer may not read prices, the drain may not write them, alerts may not touch them.
+    assert _refused(producer, partial(_consume, names["topic"], names["group"])) in {
+        "TOPIC_AUTHORIZATION_FAILED", "GROUP_AUTHORIZATION_FAILED"}
+    assert _refused(drain, partial(_produce, names["topic"])) == "TOPIC_AUTHORIZATION_FAILED"
+    assert _refused(alerts, partial(_produce, names["topic"])) == "TOPIC_AUTHORIZATION_FAILED"
+    assert _refused(alerts, partial(_produce, names["alerts"])) == "allowed"
+    # The drain reads only in its own group.
+    assert _refused(drain, partial(_consume, names["topic"], "another-group")) == \
+        "GROUP_AUTHORIZATION_FAILED"
+
+    wrong_password = config("stockpipe-producer", "not-the-password")
+    assert _refused(wrong_password, partial(_produce, names["topic"])) in {
+        "_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED", "_MSG_TIMED_OUT"}
+    stranger = {"bootstrap.servers": f"localhost:{ports['external']}", "socket.timeout.ms": 5000}
+    assert _refused(stranger, partial(_produce, names["topic"])) != "allowed"
+    admin = AdminClient(stranger)
+    with pytest.raises(KafkaException):
+        admin.list_topics(timeout=5)
+
+
+def test_a_second_run_of_the_role_changes_nothing(broker):
+    *_, args, files, access = broker
+    assert files.changed() > 0 and access.changed() > 0
+
+    again = run_playbook(PLAYBOOK, *args)
+
+    assert again.returncode == 0, again.failures()
+    assert again.changed() == 0, again.changed_tasks()

@@ -22,15 +22,27 @@ from urllib.parse import parse_qsl, urlsplit
 
 COMPUTE = "/compute/v1/projects/(?P<project>[^/]+)"
 ROUTES = [
-    ("addresses", re.compile(COMPUTE + r"/regions/(?P<scope>[^/]+)/addresses(?:/(?P<name>[^/]+))?$")),
+    (
+        "addresses",
+        re.compile(COMPUTE + r"/regions/(?P<scope>[^/]+)/addresses(?:/(?P<name>[^/]+))?$"),
+    ),
     ("firewalls", re.compile(COMPUTE + r"/global/firewalls(?:/(?P<name>[^/]+))?$")),
     ("instances", re.compile(COMPUTE + r"/zones/(?P<scope>[^/]+)/instances(?:/(?P<name>[^/]+))?$")),
-    ("set_tags", re.compile(COMPUTE + r"/zones/(?P<scope>[^/]+)/instances/(?P<name>[^/]+)/setTags$")),
+    (
+        "set_tags",
+        re.compile(COMPUTE + r"/zones/(?P<scope>[^/]+)/instances/(?P<name>[^/]+)/setTags$"),
+    ),
     (
         "operations",
-        re.compile(COMPUTE + r"/(?:regions/[^/]+/|zones/[^/]+/|global/)operations/(?P<name>[^/]+)(?:/wait)?$"),
+        re.compile(
+            COMPUTE
+            + r"/(?:regions/[^/]+/|zones/[^/]+/|global/)operations/(?P<name>[^/]+)(?:/wait)?$"
+        ),
     ),
-    ("accounts", re.compile(r"/v1/projects/(?P<project>[^/]+)/serviceAccounts(?:/(?P<name>[^/]+))?$")),
+    (
+        "accounts",
+        re.compile(r"/v1/projects/(?P<project>[^/]+)/serviceAccounts(?:/(?P<name>[^/]+))?$"),
+    ),
 ]
 
 
@@ -58,8 +70,13 @@ class FakeGCE:
     token_subjects: list[str] = field(default_factory=list)
 
     def writes(self) -> list[Recorded]:
-        return [r for r in self.requests if r.method in {"POST", "PATCH", "DELETE"}
-                and "/operations/" not in r.path and r.path != "/token"]
+        return [
+            r
+            for r in self.requests
+            if r.method in {"POST", "PATCH", "DELETE"}
+            and "/operations/" not in r.path
+            and r.path != "/token"
+        ]
 
     # -- helpers ---------------------------------------------------------------------------
     def _link(self, path: str) -> str:
@@ -75,7 +92,9 @@ class FakeGCE:
             "targetLink": self._link(target),
             "status": "DONE",
             "progress": 100,
-            "selfLink": self._link(f"/compute/v1/projects/{project}/{scope_path}/operations/{name}"),
+            "selfLink": self._link(
+                f"/compute/v1/projects/{project}/{scope_path}/operations/{name}"
+            ),
         }
         if scope_path.startswith("zones/"):
             op["zone"] = self._link(f"/compute/v1/projects/{project}/{scope_path}")
@@ -88,16 +107,21 @@ class FakeGCE:
         """Google's OAuth token endpoint: a signed JWT assertion in, an access token out."""
         fields = dict(parse_qsl(form))
         assertion = fields.get("assertion", "")
-        if fields.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer" \
-                or assertion.count(".") != 2:
+        if (
+            fields.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer"
+            or assertion.count(".") != 2
+        ):
             return 400, {"error": "invalid_grant", "error_description": "Invalid JWT assertion"}
         claims = json.loads(base64.urlsafe_b64decode(assertion.split(".")[1] + "=="))
         # google-auth signs for Google's token endpoint whatever token_uri the key names.
         if claims.get("aud") != "https://oauth2.googleapis.com/token" or not claims.get("iss"):
             return 400, {"error": "invalid_grant", "error_description": "Invalid JWT audience"}
         self.token_subjects.append(claims["iss"])
-        return 200, {"access_token": f"ya29.fake-{next(self._ids)}", "expires_in": 3599,
-                     "token_type": "Bearer"}
+        return 200, {
+            "access_token": f"ya29.fake-{next(self._ids)}",
+            "expires_in": 3599,
+            "token_type": "Bearer",
+        }
 
     def authorised(self, header: str) -> bool:
         """A token from token() or, as the Cloud client libraries send, a self-signed JWT."""
@@ -124,17 +148,21 @@ class FakeGCE:
 
     def _operations(self, method, body, project, name):
         if name not in self.operations:
-            return error(404, f"The resource 'operations/{name}' was not found")
+            return not_found(f"operations/{name}")
         return 200, self.operations[name]
 
     def _addresses(self, method, body, project, scope, name):
         store = self.resources["addresses"]
         base = f"/compute/v1/projects/{project}/regions/{scope}/addresses"
         if method == "GET" and name:
-            return found(store, (scope, name), f"projects/{project}/regions/{scope}/addresses/{name}")
+            return found(
+                store, (scope, name), f"projects/{project}/regions/{scope}/addresses/{name}"
+            )
         if method == "POST" and not name:
             if (scope, body["name"]) in store:
-                return already_exists(f"projects/{project}/regions/{scope}/addresses/{body['name']}")
+                return already_exists(
+                    f"projects/{project}/regions/{scope}/addresses/{body['name']}"
+                )
             store[(scope, body["name"])] = {
                 "kind": "compute#address",
                 "id": str(next(self._ids)),
@@ -147,11 +175,13 @@ class FakeGCE:
                 "region": self._link(f"/compute/v1/projects/{project}/regions/{scope}"),
                 "selfLink": self._link(f"{base}/{body['name']}"),
             }
-            return 200, self._operation(project, f"regions/{scope}", "insert", f"{base}/{body['name']}")
+            return 200, self._operation(
+                project, f"regions/{scope}", "insert", f"{base}/{body['name']}"
+            )
         if method == "DELETE" and name:
             address = store.get((scope, name))
             if address is None:
-                return error(404, f"The resource 'projects/{project}/regions/{scope}/addresses/{name}' was not found")
+                return not_found(f"projects/{project}/regions/{scope}/addresses/{name}")
             if address.get("users"):
                 return error(
                     400,
@@ -173,32 +203,39 @@ class FakeGCE:
             if method == "POST" and rule_name in store:
                 return already_exists(f"projects/{project}/global/firewalls/{rule_name}")
             if method == "PATCH" and rule_name not in store:
-                return error(404, f"The resource 'projects/{project}/global/firewalls/{name}' was not found")
+                return not_found(f"projects/{project}/global/firewalls/{name}")
             for cidr in body.get("sourceRanges", []):
                 try:
                     ip_network(cidr)
                 except ValueError:
-                    return error(400, f"Invalid value for field 'resource.sourceRanges': '{cidr}'",
-                                 reason="invalid")
+                    return error(
+                        400,
+                        f"Invalid value for field 'resource.sourceRanges': '{cidr}'",
+                        reason="invalid",
+                    )
             rule = store.get(rule_name, {"id": str(next(self._ids))})
-            rule.update({
-                "kind": "compute#firewall",
-                "name": rule_name,
-                "network": self._link(f"/compute/v1/{body['network']}")
-                if not body["network"].startswith("https://") else body["network"],
-                "direction": body.get("direction", "INGRESS"),
-                "sourceRanges": body.get("sourceRanges", []),
-                "targetTags": body.get("targetTags", []),
-                "allowed": body.get("allowed", []),
-                "description": body.get("description", ""),
-                "selfLink": self._link(f"{base}/{rule_name}"),
-            })
+            rule.update(
+                {
+                    "kind": "compute#firewall",
+                    "name": rule_name,
+                    "network": self._link(f"/compute/v1/{body['network']}")
+                    if not body["network"].startswith("https://")
+                    else body["network"],
+                    "direction": body.get("direction", "INGRESS"),
+                    "sourceRanges": body.get("sourceRanges", []),
+                    "targetTags": body.get("targetTags", []),
+                    "allowed": body.get("allowed", []),
+                    "description": body.get("description", ""),
+                    "selfLink": self._link(f"{base}/{rule_name}"),
+                }
+            )
             store[rule_name] = rule
-            return 200, self._operation(project, "global", method.lower().replace("post", "insert"),
-                                        f"{base}/{rule_name}")
+            return 200, self._operation(
+                project, "global", method.lower().replace("post", "insert"), f"{base}/{rule_name}"
+            )
         if method == "DELETE" and name:
             if name not in store:
-                return error(404, f"The resource 'projects/{project}/global/firewalls/{name}' was not found")
+                return not_found(f"projects/{project}/global/firewalls/{name}")
             del store[name]
             return 200, self._operation(project, "global", "delete", f"{base}/{name}")
         return error(405, f"{method} not allowed on {base}")
@@ -213,37 +250,55 @@ class FakeGCE:
             if (scope, body["name"]) in store:
                 return already_exists(f"projects/{project}/zones/{scope}/instances/{body['name']}")
             if not body.get("machineType", "").startswith(f"zones/{scope}/machineTypes/"):
-                return error(400, f"Invalid value for field 'resource.machineType': '{body.get('machineType')}'",
-                             reason="invalid")
+                return error(
+                    400,
+                    f"Invalid value for field 'resource.machineType': '{body.get('machineType')}'",
+                    reason="invalid",
+                )
             instance = json.loads(json.dumps(body))
             for interface in instance.get("networkInterfaces", []):
                 for access in interface.get("accessConfigs", []):
                     nat_ip = access.get("natIP")
-                    address = next((a for (r, _), a in self.resources["addresses"].items()
-                                    if r == region and a["address"] == nat_ip), None)
+                    address = next(
+                        (
+                            a
+                            for (r, _), a in self.resources["addresses"].items()
+                            if r == region and a["address"] == nat_ip
+                        ),
+                        None,
+                    )
                     if nat_ip and address is None:
-                        return error(400, f"Invalid value for field 'resource.networkInterfaces[0]"
-                                          f".accessConfigs[0].natIP': '{nat_ip}'. The specified "
-                                          "external IP address was not found in region.",
-                                     reason="invalid")
+                        return error(
+                            400,
+                            f"Invalid value for field 'resource.networkInterfaces[0]"
+                            f".accessConfigs[0].natIP': '{nat_ip}'. The specified "
+                            "external IP address was not found in region.",
+                            reason="invalid",
+                        )
                     if address is not None:
                         address["status"] = "IN_USE"
                         address["users"] = [self._link(f"{base}/{body['name']}")]
-            instance.update({
-                "kind": "compute#instance",
-                "id": str(next(self._ids)),
-                "status": "RUNNING",
-                "zone": self._link(f"/compute/v1/projects/{project}/zones/{scope}"),
-                "machineType": self._link(f"/compute/v1/projects/{project}/{body['machineType']}"),
-                "selfLink": self._link(f"{base}/{body['name']}"),
-            })
+            instance.update(
+                {
+                    "kind": "compute#instance",
+                    "id": str(next(self._ids)),
+                    "status": "RUNNING",
+                    "zone": self._link(f"/compute/v1/projects/{project}/zones/{scope}"),
+                    "machineType": self._link(
+                        f"/compute/v1/projects/{project}/{body['machineType']}"
+                    ),
+                    "selfLink": self._link(f"{base}/{body['name']}"),
+                }
+            )
             instance.setdefault("tags", {})["fingerprint"] = "fp-1"
             store[(scope, body["name"])] = instance
-            return 200, self._operation(project, f"zones/{scope}", "insert", f"{base}/{body['name']}")
+            return 200, self._operation(
+                project, f"zones/{scope}", "insert", f"{base}/{body['name']}"
+            )
         if method == "DELETE" and name:
             instance = store.pop((scope, name), None)
             if instance is None:
-                return error(404, f"The resource 'projects/{project}/zones/{scope}/instances/{name}' was not found")
+                return not_found(f"projects/{project}/zones/{scope}/instances/{name}")
             for address in self.resources["addresses"].values():
                 if instance["selfLink"] in address.get("users", []):
                     address["users"] = []
@@ -254,10 +309,13 @@ class FakeGCE:
     def _set_tags(self, method, body, project, scope, name):
         instance = self.resources["instances"].get((scope, name))
         if instance is None:
-            return error(404, f"The resource 'projects/{project}/zones/{scope}/instances/{name}' was not found")
+            return not_found(f"projects/{project}/zones/{scope}/instances/{name}")
         if body.get("fingerprint") != instance["tags"].get("fingerprint"):
-            return error(412, "Supplied fingerprint does not match current metadata fingerprint.",
-                         reason="conditionNotMet")
+            return error(
+                412,
+                "Supplied fingerprint does not match current metadata fingerprint.",
+                reason="conditionNotMet",
+            )
         instance["tags"] = {"items": body.get("items", []), "fingerprint": f"fp-{next(self._ids)}"}
         path = f"/compute/v1/projects/{project}/zones/{scope}/instances/{name}"
         return 200, self._operation(project, f"zones/{scope}", "setTags", path)
@@ -266,13 +324,17 @@ class FakeGCE:
         store = self.resources["accounts"]
         if method == "GET" and name:
             if name not in store:
-                return error(404, f"Unknown service account", status="NOT_FOUND")
+                return error(404, "Unknown service account", status="NOT_FOUND")
             return 200, store[name]
         if method == "POST" and not name:
             email = f"{body['accountId']}@{project}.iam.gserviceaccount.com"
             if email in store:
-                return error(409, f"Service account {body['accountId']} already exists within "
-                                  f"project projects/{project}.", status="ALREADY_EXISTS")
+                return error(
+                    409,
+                    f"Service account {body['accountId']} already exists within "
+                    f"project projects/{project}.",
+                    status="ALREADY_EXISTS",
+                )
             store[email] = {
                 "name": f"projects/{project}/serviceAccounts/{email}",
                 "projectId": project,
@@ -290,16 +352,25 @@ class FakeGCE:
 
 
 def error(code: int, message: str, reason: str = "notFound", status: str | None = None):
-    body = {"error": {"code": code, "message": message,
-                      "errors": [{"message": message, "domain": "global", "reason": reason}]}}
+    body = {
+        "error": {
+            "code": code,
+            "message": message,
+            "errors": [{"message": message, "domain": "global", "reason": reason}],
+        }
+    }
     if status:
         body["error"]["status"] = status
     return code, body
 
 
+def not_found(resource_path: str):
+    return error(404, f"The resource '{resource_path}' was not found")
+
+
 def found(store: dict, key, resource_path: str):
     if key not in store:
-        return error(404, f"The resource '{resource_path}' was not found")
+        return not_found(resource_path)
     return 200, store[key]
 
 
@@ -321,8 +392,12 @@ class _Handler(BaseHTTPRequestHandler):
             if path == "/token":
                 code, payload = self.fake.token(raw.decode())
             elif not self.fake.authorised(auth):
-                code, payload = error(401, "Request is missing required authentication credential.",
-                                      reason="required", status="UNAUTHENTICATED")
+                code, payload = error(
+                    401,
+                    "Request is missing required authentication credential.",
+                    reason="required",
+                    status="UNAUTHENTICATED",
+                )
             else:
                 code, payload = self.fake.handle(self.command, path, body)
         data = json.dumps(payload).encode()

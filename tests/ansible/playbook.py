@@ -32,12 +32,16 @@ class PlaybookRun:
         return messages
 
     def changed_tasks(self) -> list[str]:
-        return [task["task"]["name"] for task in self.tasks
-                if any(r.get("changed") for r in task.get("hosts", {}).values())]
+        return [
+            task["task"]["name"]
+            for task in self.tasks
+            if any(r.get("changed") for r in task.get("hosts", {}).values())
+        ]
 
 
-def run_playbook(playbook: str, *args: str, env: dict[str, str] | None = None,
-                 timeout: int = 600) -> PlaybookRun:
+def run_playbook(
+    playbook: str, *args: str, env: dict[str, str] | None = None, timeout: int = 600
+) -> PlaybookRun:
     """ansible-playbook with the JSON callback; returns per-host stats and task results."""
     full_env = {
         **os.environ,
@@ -49,12 +53,17 @@ def run_playbook(playbook: str, *args: str, env: dict[str, str] | None = None,
     }
     process = subprocess.run(
         [str(BIN / "ansible-playbook"), playbook, *args],
-        cwd=ANSIBLE_DIR, env=full_env, capture_output=True, text=True, timeout=timeout,
-        stdin=subprocess.DEVNULL, check=False,
+        cwd=ANSIBLE_DIR,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
     )
     stdout = process.stdout
     try:
-        report = json.loads(stdout[stdout.index("{"):])
+        report = json.loads(stdout[stdout.index("{") :])
     except ValueError:
         report = {}
     tasks = [task for play in report.get("plays", []) for task in play.get("tasks", [])]

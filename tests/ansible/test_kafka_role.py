@@ -38,8 +38,11 @@ from tests.support import distinct_bar_messages, warehouse_state_of
 
 PLAYBOOK = str(Path(__file__).parent / "playbooks" / "kafka_local.yml")
 KAFKA_USER = "stockpipe-kafka-test"
-PASSWORDS = {"stockpipe-producer": "producer-secret-1", "stockpipe-drain": "drain-secret-2",
-             "stockpipe-alerts": "alerts-secret-3"}
+PASSWORDS = {
+    "stockpipe-producer": "producer-secret-1",
+    "stockpipe-drain": "drain-secret-2",
+    "stockpipe-alerts": "alerts-secret-3",
+}
 VERSION = "4.1.2"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the role creates a system user (root)")
@@ -47,16 +50,36 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the role creates a sy
 
 def _acls(topic: str, dlq: str, alerts: str, group: str) -> list[dict]:
     return [
-        {"principal": "stockpipe-producer", "resource_type": "topic", "name": topic,
-         "operations": ["Write", "Describe"]},
-        {"principal": "stockpipe-drain", "resource_type": "topic", "name": topic,
-         "operations": ["Read", "Describe"]},
-        {"principal": "stockpipe-drain", "resource_type": "group", "name": group,
-         "operations": ["Read", "Describe"]},
-        {"principal": "stockpipe-drain", "resource_type": "topic", "name": dlq,
-         "operations": ["Write", "Describe"]},
-        {"principal": "stockpipe-alerts", "resource_type": "topic", "name": alerts,
-         "operations": ["Write", "Describe"]},
+        {
+            "principal": "stockpipe-producer",
+            "resource_type": "topic",
+            "name": topic,
+            "operations": ["Write", "Describe"],
+        },
+        {
+            "principal": "stockpipe-drain",
+            "resource_type": "topic",
+            "name": topic,
+            "operations": ["Read", "Describe"],
+        },
+        {
+            "principal": "stockpipe-drain",
+            "resource_type": "group",
+            "name": group,
+            "operations": ["Read", "Describe"],
+        },
+        {
+            "principal": "stockpipe-drain",
+            "resource_type": "topic",
+            "name": dlq,
+            "operations": ["Write", "Describe"],
+        },
+        {
+            "principal": "stockpipe-alerts",
+            "resource_type": "topic",
+            "name": alerts,
+            "operations": ["Write", "Describe"],
+        },
     ]
 
 
@@ -74,8 +97,9 @@ def mirror(tmp_path_factory: pytest.TempPathFactory):
             if not jar.name.startswith("jmx_prometheus"):
                 tar.add(jar, arcname=f"kafka_2.13-{VERSION}/libs/{jar.name}")
     sha512 = hashlib.sha512(tarball.read_bytes()).hexdigest()
-    server = ThreadingHTTPServer(("127.0.0.1", 0),
-                                 partial(SimpleHTTPRequestHandler, directory=str(root)))
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(root))
+    )
     server.RequestHandlerClass.log_message = lambda *a: None
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}", sha512, libs
@@ -87,15 +111,25 @@ def role(mirror, tmp_path_factory: pytest.TempPathFactory):
     url, sha512, libs = mirror
     root = tmp_path_factory.mktemp("vm")
     (root / "etc/systemd/system").mkdir(parents=True)  # there on every Debian host
-    ports = {"local": free_port(), "controller": free_port(), "external": free_port(),
-             "jmx": free_port()}
-    names = {"topic": "stock_prices", "dlq": "stock_prices_dlq", "alerts": "stock_alerts",
-             "group": "stockpipe-drain"}
+    ports = {
+        "local": free_port(),
+        "controller": free_port(),
+        "external": free_port(),
+        "jmx": free_port(),
+    }
+    names = {
+        "topic": "stock_prices",
+        "dlq": "stock_prices_dlq",
+        "alerts": "stock_alerts",
+        "group": "stockpipe-drain",
+    }
     variables = {
         "kafka_mirror": url,
         "kafka_checksum": f"sha512:{sha512}",
         "kafka_jmx_exporter_url": f"file://{libs}/jmx_prometheus_javaagent-1.0.1.jar",
-        "kafka_jmx_exporter_config_src": str(ANSIBLE_DIR.parent / "stockpipe/streaming/kafka/jmx_exporter.yml"),
+        "kafka_jmx_exporter_config_src": str(
+            ANSIBLE_DIR.parent / "stockpipe/streaming/kafka/jmx_exporter.yml"
+        ),
         "kafka_packages": [],
         "kafka_user": KAFKA_USER,
         "kafka_group": KAFKA_USER,
@@ -131,8 +165,9 @@ def broker(role):
     unit = (root / "etc/systemd/system/kafka.service").read_text()
     exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
     log = open(root / "broker.out", "wb")  # noqa: SIM115 - closed at teardown
-    process = subprocess.Popen(shlex.split(exec_start.removeprefix("ExecStart=")),
-                               stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        shlex.split(exec_start.removeprefix("ExecStart=")), stdout=log, stderr=subprocess.STDOUT
+    )
     access = run_playbook(PLAYBOOK, *args)
     assert access.returncode == 0, access.failures() or access.output[-4000:]
     yield root, ports, names, args, files, access
@@ -152,27 +187,33 @@ def _settings(monkeypatch, ports, user: str | None, password: str | None, ca: Pa
         "STOCKPIPE_DRAIN__MAX_WAIT_SECONDS": "2",
     }
     if user:
-        env |= {"STOCKPIPE_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
-                "STOCKPIPE_KAFKA__SASL_USERNAME": user,
-                "STOCKPIPE_KAFKA__SASL_PASSWORD": password or "",
-                "STOCKPIPE_KAFKA__SSL_CA_LOCATION": str(ca)}
+        env |= {
+            "STOCKPIPE_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+            "STOCKPIPE_KAFKA__SASL_USERNAME": user,
+            "STOCKPIPE_KAFKA__SASL_PASSWORD": password or "",
+            "STOCKPIPE_KAFKA__SSL_CA_LOCATION": str(ca),
+        }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return load_settings()
 
 
 def test_the_role_installs_what_it_downloaded_and_checked(broker):
-    root, ports, *_ , files, access = broker
+    root, _ports, *_, files, access = broker
     home = root / "opt/kafka"
     assert home.is_symlink() and home.resolve().name == f"kafka_2.13-{VERSION}"
     assert (root / "opt/jmx_prometheus_javaagent-1.0.1.jar").exists()
     properties = (root / "etc/kafka/server.properties").read_text()
     assert "EXTERNAL:SASL_SSL" in properties
-    assert "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer" in properties
+    assert (
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+        in properties
+    )
     assert (root / "etc/kafka/server.properties").stat().st_mode & 0o777 == 0o640
     # No secret in what ansible-playbook prints (here the JSON callback: every result in full).
-    leaks = [line.strip() for line in (files.output + access.output).splitlines()
-             if "-secret-" in line]
+    leaks = [
+        line.strip() for line in (files.output + access.output).splitlines() if "-secret-" in line
+    ]
     assert leaks == []
     meta = (root / "var/lib/kafka/data/meta.properties").read_text()
     assert "cluster.id=" in meta
@@ -181,16 +222,24 @@ def test_the_role_installs_what_it_downloaded_and_checked(broker):
 def test_the_pipeline_users_produce_and_drain_over_sasl_ssl(broker, monkeypatch, tmp_path):
     root, ports, names, *_ = broker
     ca = root / "control/kafka-ca.pem"
-    producer_settings = _settings(monkeypatch, ports, "stockpipe-producer",
-                                  PASSWORDS["stockpipe-producer"], ca, names, tmp_path)
+    producer_settings = _settings(
+        monkeypatch,
+        ports,
+        "stockpipe-producer",
+        PASSWORDS["stockpipe-producer"],
+        ca,
+        names,
+        tmp_path,
+    )
     producer = Producer(producer_settings.kafka.client_config())
     for key, value in distinct_bar_messages(300, symbols=10):
         producer.produce(names["topic"], value, key)
     producer.produce(names["topic"], b"{not json", b"BAD")  # must reach the DLQ
     assert producer.flush(60) == 0
 
-    drain_settings = _settings(monkeypatch, ports, "stockpipe-drain",
-                               PASSWORDS["stockpipe-drain"], ca, names, tmp_path)
+    drain_settings = _settings(
+        monkeypatch, ports, "stockpipe-drain", PASSWORDS["stockpipe-drain"], ca, names, tmp_path
+    )
     with Warehouse.connect(drain_settings) as warehouse:
         apply_sql(warehouse)
         report = drain_to_warehouse(drain_settings, warehouse)
@@ -246,7 +295,9 @@ def test_strangers_and_users_without_an_acl_are_refused(broker, monkeypatch, tmp
     ca = root / "control/kafka-ca.pem"
 
     def config(user, password):
-        return _settings(monkeypatch, ports, user, password, ca, names, tmp_path).kafka.client_config()
+        return _settings(
+            monkeypatch, ports, user, password, ca, names, tmp_path
+        ).kafka.client_config()
 
     producer = config("stockpipe-producer", PASSWORDS["stockpipe-producer"])
     drain = config("stockpipe-drain", PASSWORDS["stockpipe-drain"])
@@ -255,17 +306,24 @@ def test_strangers_and_users_without_an_acl_are_refused(broker, monkeypatch, tmp
     assert _refused(producer, partial(_produce, names["topic"])) == "allowed"
     # The producer may not read prices, the drain may not write them, alerts may not touch them.
     assert _refused(producer, partial(_consume, names["topic"], names["group"])) in {
-        "TOPIC_AUTHORIZATION_FAILED", "GROUP_AUTHORIZATION_FAILED"}
+        "TOPIC_AUTHORIZATION_FAILED",
+        "GROUP_AUTHORIZATION_FAILED",
+    }
     assert _refused(drain, partial(_produce, names["topic"])) == "TOPIC_AUTHORIZATION_FAILED"
     assert _refused(alerts, partial(_produce, names["topic"])) == "TOPIC_AUTHORIZATION_FAILED"
     assert _refused(alerts, partial(_produce, names["alerts"])) == "allowed"
     # The drain reads only in its own group.
-    assert _refused(drain, partial(_consume, names["topic"], "another-group")) == \
-        "GROUP_AUTHORIZATION_FAILED"
+    assert (
+        _refused(drain, partial(_consume, names["topic"], "another-group"))
+        == "GROUP_AUTHORIZATION_FAILED"
+    )
 
     wrong_password = config("stockpipe-producer", "not-the-password")
     assert _refused(wrong_password, partial(_produce, names["topic"])) in {
-        "_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED", "_MSG_TIMED_OUT"}
+        "_AUTHENTICATION",
+        "SASL_AUTHENTICATION_FAILED",
+        "_MSG_TIMED_OUT",
+    }
     stranger = {"bootstrap.servers": f"localhost:{ports['external']}", "socket.timeout.ms": 5000}
     assert _refused(stranger, partial(_produce, names["topic"])) != "allowed"
     admin = AdminClient(stranger)

@@ -30,14 +30,25 @@ def gce(tmp_path: Path) -> Iterator[tuple[FakeGCE, list[str], dict[str, str]]]:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
     credentials = tmp_path / "sa.json"
-    credentials.write_text(json.dumps({
-        "type": "service_account", "project_id": PROJECT, "private_key_id": "k1",
-        "private_key": pem, "client_email": f"deployer@{PROJECT}.iam.gserviceaccount.com",
-        "client_id": "1", "token_uri": f"{fake.url}/token",
-    }))
-    ssh_key = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    ).decode()
+    credentials.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": PROJECT,
+                "private_key_id": "k1",
+                "private_key": pem,
+                "client_email": f"deployer@{PROJECT}.iam.gserviceaccount.com",
+                "client_id": "1",
+                "token_uri": f"{fake.url}/token",
+            }
+        )
+    )
+    ssh_key = (
+        ed25519.Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
     (tmp_path / "id_ed25519.pub").write_text(ssh_key + " admin@laptop\n")
     extra = {
         "gce_vm_project": PROJECT,
@@ -68,7 +79,10 @@ def test_provision_creates_what_the_variables_say_and_a_second_run_creates_nothi
     assert vm["machineType"] == "zones/us-east1-b/machineTypes/e2-micro"
     boot = vm["disks"][0]
     assert boot["boot"] and boot["autoDelete"]
-    assert boot["initializeParams"]["sourceImage"] == "projects/debian-cloud/global/images/family/debian-12"
+    assert (
+        boot["initializeParams"]["sourceImage"]
+        == "projects/debian-cloud/global/images/family/debian-12"
+    )
     assert boot["initializeParams"]["diskType"] == "zones/us-east1-b/diskTypes/pd-standard"
     assert vm["tags"]["items"] == ["stockpipe"]
     assert vm["serviceAccounts"] == [{"email": f"stockpipe-vm@{PROJECT}.iam.gserviceaccount.com"}]
@@ -128,8 +142,13 @@ def test_teardown_deletes_everything_and_a_second_teardown_does_nothing(gce, tmp
     assert first.returncode == 0, first.failures() or first.output[-3000:]
     deleted = [r.path.rsplit("/", 1)[-1] for r in fake.writes() if r.method == "DELETE"]
     # The VM goes first: the real API refuses to release an address still in use.
-    assert deleted == ["stockpipe", "stockpipe-allow-ssh", "stockpipe-allow-kafka", "stockpipe-ip",
-                       f"stockpipe-vm@{PROJECT}.iam.gserviceaccount.com"]
+    assert deleted == [
+        "stockpipe",
+        "stockpipe-allow-ssh",
+        "stockpipe-allow-kafka",
+        "stockpipe-ip",
+        f"stockpipe-vm@{PROJECT}.iam.gserviceaccount.com",
+    ]
     assert all(not store for store in fake.resources.values())
     assert not (tmp_path / "gcp.yml").exists()
 

@@ -21,9 +21,7 @@ OPERATION_TIMEOUT_SECONDS = 300
 
 COMMON_ARGUMENT_SPEC = dict(
     project=dict(type="str", required=True, fallback=(env_fallback, ["GCP_PROJECT"])),
-    credentials_file=dict(
-        type="path", fallback=(env_fallback, ["GCP_SERVICE_ACCOUNT_FILE"])
-    ),
+    credentials_file=dict(type="path", fallback=(env_fallback, ["GCP_SERVICE_ACCOUNT_FILE"])),
     api_endpoint=dict(type="str", fallback=(env_fallback, ["GCP_COMPUTE_ENDPOINT"])),
     iam_endpoint=dict(type="str", fallback=(env_fallback, ["GCP_IAM_ENDPOINT"])),
     state=dict(type="str", default="present", choices=["present", "absent"]),
@@ -64,9 +62,7 @@ def compute_client(module, client_class):
     options = None
     if module.params.get("api_endpoint"):
         options = {"api_endpoint": module.params["api_endpoint"]}
-    return client_class(
-        credentials=credentials(module), transport="rest", client_options=options
-    )
+    return client_class(credentials=credentials(module), transport="rest", client_options=options)
 
 
 def iam_session(module):
@@ -111,8 +107,8 @@ __all__ = [
     "argument_spec",
     "compute_client",
     "compute_v1",
-    "gexc",
     "get_or_none",
+    "gexc",
     "iam_session",
     "require_libraries",
     "short_name",

@@ -119,7 +119,9 @@ def main():
         target_tags=p["target_tags"],
         description=p["description"],
         allowed=[
-            compute_v1.Allowed(I_p_protocol=r["protocol"], ports=[str(x) for x in r.get("ports") or []])
+            compute_v1.Allowed(
+                I_p_protocol=r["protocol"], ports=[str(x) for x in r.get("ports") or []]
+            )
             for r in p["allowed"]
         ],
     )

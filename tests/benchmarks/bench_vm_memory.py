@@ -1,0 +1,185 @@
+"""Benchmark: the e2-micro's memory budget, measured on this machine for what runs here.
+
+    .venv/bin/python -m tests.benchmarks.bench_vm_memory [--messages 100000] [--max-records 5000]
+
+Starts, with the settings the Ansible roles give the VM:
+  * Kafka with the kafka role's heap and JVM options (ansible/roles/kafka/defaults/main.yml)
+    and the JMX exporter agent;
+  * Prometheus (scraping every target at the role's 15 s), the Pushgateway and the node
+    exporter (the Debian packages the prometheus role installs);
+  * a Prefect worker (`prefect worker start`, as the stockpipe-worker unit runs it) against a
+    local `prefect server` that stands in for Prefect Cloud (the server is not counted: it
+    does not run on the VM);
+then produces a backlog and runs the drain flow in its own process, as the worker would,
+with STOCKPIPE_DRAIN__MAX_RECORDS as the VM sets it. Prints each process's resident memory
+(VmRSS now, VmHWM peak) and the flow run's peak, and the total against 1 GiB.
+Grafana does not install here (apt.grafana.com cannot be reached): its line is an estimate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from stockpipe.processes import free_port
+from stockpipe.settings import load_settings
+from stockpipe.streaming.broker import LocalBroker
+from stockpipe.streaming.topics import ensure_topics
+from tests.benchmarks.bench_drain import produce_backlog
+
+REPO = Path(__file__).resolve().parents[2]
+KAFKA_DEFAULTS = REPO / "ansible/roles/kafka/defaults/main.yml"
+KAFKA_TEMPLATE = REPO / "ansible/roles/kafka/templates/server.properties.j2"
+GRAFANA_ESTIMATE_MB = 110  # not measured: Grafana 12 idle with one datasource, two dashboards
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a process in MB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in {"VmRSS", "VmHWM"}:
+            fields[name] = int(value.split()[0]) / 1024
+    return fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0)
+
+
+def wait_http(url: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    raise SystemExit(f"{url} did not answer within {seconds:.0f}s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--max-records", type=int, default=5_000)
+    args = parser.parse_args()
+
+    role = yaml.safe_load(KAFKA_DEFAULTS.read_text())
+    work = Path(tempfile.mkdtemp(prefix="bench-vm-"))
+    ports = {name: free_port() for name in
+             ("kafka", "controller", "jmx", "prometheus", "pushgateway", "node", "prefect")}
+    env = {
+        **os.environ,
+        "STOCKPIPE_HOME": str(work / "home"),
+        "STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": f"localhost:{ports['kafka']}",
+        "STOCKPIPE_LOCAL_KAFKA__JMX_EXPORTER_PORT": str(ports["jmx"]),
+        "STOCKPIPE_METRICS__PROMETHEUS_PORT": str(ports["prometheus"]),
+        "STOCKPIPE_METRICS__PUSHGATEWAY_PORT": str(ports["pushgateway"]),
+        "STOCKPIPE_METRICS__NODE_EXPORTER_PORT": str(ports["node"]),
+        "STOCKPIPE_METRICS__PUSHGATEWAY_URL": f"127.0.0.1:{ports['pushgateway']}",
+        "STOCKPIPE_DRAIN__MAX_RECORDS": str(args.max_records),
+        "PREFECT_HOME": str(work / "prefect"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{ports['prefect']}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+    }
+    os.environ.update(env)
+    settings = load_settings()
+    processes: dict[str, subprocess.Popen] = {}
+    bin_dir = Path(sys.executable).parent
+    try:
+        # Kafka exactly as the role's unit starts it (heap, GC and limits from its defaults).
+        broker = LocalBroker(home=work / "kafka", port=ports["kafka"],
+                             controller_port=ports["controller"], jmx_exporter_port=ports["jmx"])
+        broker.install(progress=False)
+        broker.format_storage()
+        # The role's small-machine tuning (threads, the log cleaner's buffer) on top.
+        tuning = KAFKA_TEMPLATE.read_text().split("# Small machine", 1)[1].split("\n", 1)[1]
+        with broker.config_file.open("a") as config:
+            config.write(tuning)
+        broker.log_dir.mkdir(parents=True, exist_ok=True)
+        heap = role["kafka_heap_size"]
+        command = [broker._require_java(), f"-Xmx{heap}",
+                   *role["kafka_jvm_options"], *broker.jmx_agent_option(),
+                   f"-Dkafka.logs.dir={broker.log_dir}", "-cp", broker._classpath(),
+                   "kafka.Kafka", str(broker.config_file)]
+        processes["kafka"] = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not broker.is_ready(timeout=1.0):
+            if time.monotonic() > deadline:
+                raise SystemExit("Kafka did not start")
+        ensure_topics(settings.kafka)
+
+        from stockpipe.monitoring import LocalMonitoring
+
+        monitoring = LocalMonitoring(settings)
+        monitoring.up()
+
+        processes["prefect server (not on the VM)"] = subprocess.Popen(
+            [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1",
+             "--port", str(ports["prefect"])], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        wait_http(f"http://127.0.0.1:{ports['prefect']}/api/health")
+        processes["prefect worker"] = subprocess.Popen(
+            [str(bin_dir / "prefect"), "worker", "start", "--pool", "bench-vm", "--type",
+             "process", "--limit", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        print(f"producing {args.messages:,} messages ...", flush=True)
+        produce_backlog(settings.kafka.bootstrap_servers, settings.kafka.prices_topic,
+                        args.messages)
+        print(f"running the drain flow (max {args.max_records:,} records a batch) ...",
+              flush=True)
+        started = time.monotonic()
+        flow = subprocess.Popen([sys.executable, "-c",
+                                 "from flows.drain import drain_to_warehouse; "
+                                 "drain_to_warehouse()"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(flow.pid, 0)
+        flow.returncode = os.waitstatus_to_exitcode(status)
+        flow_seconds = time.monotonic() - started
+        if flow.returncode != 0:
+            raise SystemExit(f"the drain flow failed (exit {flow.returncode})")
+        flow_peak = usage.ru_maxrss / 1024
+        time.sleep(20)  # a Prometheus scrape or two of the new series
+
+        rows: list[tuple[str, float, float]] = []
+        for name, process in processes.items():
+            rows.append((name, *memory_mb(process.pid)))
+        for component in monitoring.components:
+            pid_file = monitoring._pid_file(component)
+            if pid_file.exists():
+                rows.append((component.name, *memory_mb(int(pid_file.read_text()))))
+        rows.append((f"drain flow run ({args.messages:,} msgs, {flow_seconds:.0f}s)",
+                     0.0, flow_peak))
+
+        print(f"\n{'process':<44}{'RSS now MB':>12}{'peak MB':>10}")
+        vm_total = 0.0
+        for name, now, peak in rows:
+            print(f"{name:<44}{now:>12.0f}{peak:>10.0f}")
+            if "not on the VM" not in name:
+                vm_total += peak
+        print(f"{'grafana (estimate, not measured here)':<44}{'':>12}{GRAFANA_ESTIMATE_MB:>10}")
+        vm_total += GRAFANA_ESTIMATE_MB
+        print(f"\nsum of peaks on the VM: {vm_total:.0f} MB of 1024 MB (Debian itself ~120 MB; "
+              "peaks do not all coincide; 2 GB swap behind it)")
+    finally:
+        for process in processes.values():
+            process.terminate()
+        for process in processes.values():
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        try:
+            monitoring.down()
+        except NameError:
+            pass
+
+
+if __name__ == "__main__":
+    main()

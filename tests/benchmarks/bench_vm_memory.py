@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from stockpipe.monitoring import LocalMonitoring
 from stockpipe.processes import free_port
 from stockpipe.settings import load_settings
 from stockpipe.streaming.broker import LocalBroker
@@ -70,8 +71,10 @@ def main() -> None:
 
     role = yaml.safe_load(KAFKA_DEFAULTS.read_text())
     work = Path(tempfile.mkdtemp(prefix="bench-vm-"))
-    ports = {name: free_port() for name in
-             ("kafka", "controller", "jmx", "prometheus", "pushgateway", "node", "prefect")}
+    ports = {
+        name: free_port()
+        for name in ("kafka", "controller", "jmx", "prometheus", "pushgateway", "node", "prefect")
+    }
     env = {
         **os.environ,
         "STOCKPIPE_HOME": str(work / "home"),
@@ -90,11 +93,16 @@ def main() -> None:
     os.environ.update(env)
     settings = load_settings()
     processes: dict[str, subprocess.Popen] = {}
+    monitoring = None
     bin_dir = Path(sys.executable).parent
     try:
         # Kafka exactly as the role's unit starts it (heap, GC and limits from its defaults).
-        broker = LocalBroker(home=work / "kafka", port=ports["kafka"],
-                             controller_port=ports["controller"], jmx_exporter_port=ports["jmx"])
+        broker = LocalBroker(
+            home=work / "kafka",
+            port=ports["kafka"],
+            controller_port=ports["controller"],
+            jmx_exporter_port=ports["jmx"],
+        )
         broker.install(progress=False)
         broker.format_storage()
         # The role's small-machine tuning (threads, the log cleaner's buffer) on top.
@@ -103,42 +111,74 @@ def main() -> None:
             config.write(tuning)
         broker.log_dir.mkdir(parents=True, exist_ok=True)
         heap = role["kafka_heap_size"]
-        command = [broker._require_java(), f"-Xmx{heap}",
-                   *role["kafka_jvm_options"], *broker.jmx_agent_option(),
-                   f"-Dkafka.logs.dir={broker.log_dir}", "-cp", broker._classpath(),
-                   "kafka.Kafka", str(broker.config_file)]
-        processes["kafka"] = subprocess.Popen(command, stdout=subprocess.DEVNULL,
-                                              stderr=subprocess.DEVNULL)
+        command = [
+            broker._require_java(),
+            f"-Xmx{heap}",
+            *role["kafka_jvm_options"],
+            *broker.jmx_agent_option(),
+            f"-Dkafka.logs.dir={broker.log_dir}",
+            "-cp",
+            broker._classpath(),
+            "kafka.Kafka",
+            str(broker.config_file),
+        ]
+        processes["kafka"] = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 120
         while not broker.is_ready(timeout=1.0):
             if time.monotonic() > deadline:
                 raise SystemExit("Kafka did not start")
         ensure_topics(settings.kafka)
 
-        from stockpipe.monitoring import LocalMonitoring
-
         monitoring = LocalMonitoring(settings)
         monitoring.up()
 
         processes["prefect server (not on the VM)"] = subprocess.Popen(
-            [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1",
-             "--port", str(ports["prefect"])], stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+            [
+                str(bin_dir / "prefect"),
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports["prefect"]),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_http(f"http://127.0.0.1:{ports['prefect']}/api/health")
         processes["prefect worker"] = subprocess.Popen(
-            [str(bin_dir / "prefect"), "worker", "start", "--pool", "bench-vm", "--type",
-             "process", "--limit", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                str(bin_dir / "prefect"),
+                "worker",
+                "start",
+                "--pool",
+                "bench-vm",
+                "--type",
+                "process",
+                "--limit",
+                "2",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
         print(f"producing {args.messages:,} messages ...", flush=True)
-        produce_backlog(settings.kafka.bootstrap_servers, settings.kafka.prices_topic,
-                        args.messages)
-        print(f"running the drain flow (max {args.max_records:,} records a batch) ...",
-              flush=True)
+        produce_backlog(
+            settings.kafka.bootstrap_servers, settings.kafka.prices_topic, args.messages
+        )
+        print(f"running the drain flow (max {args.max_records:,} records a batch) ...", flush=True)
         started = time.monotonic()
-        flow = subprocess.Popen([sys.executable, "-c",
-                                 "from flows.drain import drain_to_warehouse; "
-                                 "drain_to_warehouse()"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        flow = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from flows.drain import drain_to_warehouse; drain_to_warehouse()",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         _, status, usage = os.wait4(flow.pid, 0)
         flow.returncode = os.waitstatus_to_exitcode(status)
         flow_seconds = time.monotonic() - started
@@ -154,8 +194,9 @@ def main() -> None:
             pid_file = monitoring._pid_file(component)
             if pid_file.exists():
                 rows.append((component.name, *memory_mb(int(pid_file.read_text()))))
-        rows.append((f"drain flow run ({args.messages:,} msgs, {flow_seconds:.0f}s)",
-                     0.0, flow_peak))
+        rows.append(
+            (f"drain flow run ({args.messages:,} msgs, {flow_seconds:.0f}s)", 0.0, flow_peak)
+        )
 
         print(f"\n{'process':<44}{'RSS now MB':>12}{'peak MB':>10}")
         vm_total = 0.0
@@ -165,8 +206,10 @@ def main() -> None:
                 vm_total += peak
         print(f"{'grafana (estimate, not measured here)':<44}{'':>12}{GRAFANA_ESTIMATE_MB:>10}")
         vm_total += GRAFANA_ESTIMATE_MB
-        print(f"\nsum of peaks on the VM: {vm_total:.0f} MB of 1024 MB (Debian itself ~120 MB; "
-              "peaks do not all coincide; 2 GB swap behind it)")
+        print(
+            f"\nsum of peaks on the VM: {vm_total:.0f} MB of 1024 MB (Debian itself ~120 MB; "
+            "peaks do not all coincide; 2 GB swap behind it)"
+        )
     finally:
         for process in processes.values():
             process.terminate()
@@ -175,10 +218,8 @@ def main() -> None:
                 process.wait(30)
             except subprocess.TimeoutExpired:
                 process.kill()
-        try:
+        if monitoring is not None:
             monitoring.down()
-        except NameError:
-            pass
 
 
 if __name__ == "__main__":

@@ -81,6 +81,15 @@ def wait_for(module, operation, what):
         module.fail_json(msg=f"{what} failed: {operation.error_message}")
 
 
+def exit_absent(module, current, delete, **empty):
+    """state=absent: call ``delete()`` when the resource exists (not in check mode); exit."""
+    if current is None:
+        module.exit_json(changed=False, **empty)
+    if not module.check_mode:
+        delete()
+    module.exit_json(changed=True, **empty)
+
+
 def get_or_none(call, **kwargs):
     try:
         return call(**kwargs)
@@ -107,6 +116,7 @@ __all__ = [
     "argument_spec",
     "compute_client",
     "compute_v1",
+    "exit_absent",
     "get_or_none",
     "gexc",
     "iam_session",

@@ -9,19 +9,14 @@ description:
   - Reads the address first; creates it only when missing, deletes it only when present.
 options:
   name: {description: Address name., type: str, required: true}
-  region: {description: Region, e.g. us-east1., type: str, required: true}
+  region: {description: "Region, e.g. us-east1.", type: str, required: true}
   network_tier:
     description: STANDARD or PREMIUM.
     type: str
     default: STANDARD
     choices: [STANDARD, PREMIUM]
   description: {description: Free text shown in the console., type: str, default: ""}
-  project: {description: GCP project id (GCP_PROJECT)., type: str, required: true}
-  credentials_file: {description: Service-account key file (GCP_SERVICE_ACCOUNT_FILE)., type: path}
-  api_endpoint: {description: Compute API endpoint override (GCP_COMPUTE_ENDPOINT)., type: str}
-  iam_endpoint: {description: Unused here; accepted for a common option set., type: str}
-  state: {description: present or absent., type: str, default: present, choices: [present, absent]}
-requirements: [google-cloud-compute]
+extends_documentation_fragment: [stockpipe.gcp.gcp]
 """
 
 EXAMPLES = r"""
@@ -48,6 +43,7 @@ from ansible_collections.stockpipe.gcp.plugins.module_utils.gcp_client import (
     argument_spec,
     compute_client,
     compute_v1,
+    exit_absent,
     get_or_none,
     require_libraries,
     short_name,
@@ -73,11 +69,12 @@ def main():
     current = get_or_none(client.get, **key)
 
     if p["state"] == "absent":
-        if current is None:
-            module.exit_json(changed=False, address={})
-        if not module.check_mode:
-            wait_for(module, client.delete(**key), f"deleting address {p['name']}")
-        module.exit_json(changed=True, address={})
+        exit_absent(
+            module,
+            current,
+            lambda: wait_for(module, client.delete(**key), f"deleting address {p['name']}"),
+            address={},
+        )
 
     if current is not None:
         if short_name(current.network_tier) != p["network_tier"]:

@@ -19,12 +19,7 @@ options:
     default: []
   target_tags: {description: Network tags the rule applies to., type: list, elements: str, default: []}
   description: {description: Free text., type: str, default: ""}
-  project: {description: GCP project id (GCP_PROJECT)., type: str, required: true}
-  credentials_file: {description: Service-account key file (GCP_SERVICE_ACCOUNT_FILE)., type: path}
-  api_endpoint: {description: Compute API endpoint override (GCP_COMPUTE_ENDPOINT)., type: str}
-  iam_endpoint: {description: Unused here; accepted for a common option set., type: str}
-  state: {description: present or absent., type: str, default: present, choices: [present, absent]}
-requirements: [google-cloud-compute]
+extends_documentation_fragment: [stockpipe.gcp.gcp]
 """
 
 EXAMPLES = r"""
@@ -49,6 +44,7 @@ from ansible_collections.stockpipe.gcp.plugins.module_utils.gcp_client import (
     argument_spec,
     compute_client,
     compute_v1,
+    exit_absent,
     get_or_none,
     require_libraries,
     short_name,
@@ -102,12 +98,16 @@ def main():
     current = get_or_none(client.get, project=p["project"], firewall=p["name"])
 
     if p["state"] == "absent":
-        if current is None:
-            module.exit_json(changed=False, firewall={})
-        if not module.check_mode:
-            op = client.delete(project=p["project"], firewall=p["name"])
-            wait_for(module, op, f"deleting firewall {p['name']}")
-        module.exit_json(changed=True, firewall={})
+        exit_absent(
+            module,
+            current,
+            lambda: wait_for(
+                module,
+                client.delete(project=p["project"], firewall=p["name"]),
+                f"deleting firewall {p['name']}",
+            ),
+            firewall={},
+        )
 
     if p["state"] == "present" and not p["source_ranges"]:
         module.fail_json(msg=f"firewall {p['name']}: source_ranges is empty (nothing to allow)")

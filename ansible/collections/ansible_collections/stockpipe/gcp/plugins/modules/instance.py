@@ -12,7 +12,7 @@ description:
   - Deleting the VM deletes its boot disk (auto_delete).
 options:
   name: {description: VM name., type: str, required: true}
-  zone: {description: Zone, e.g. us-east1-b., type: str, required: true}
+  zone: {description: "Zone, e.g. us-east1-b.", type: str, required: true}
   machine_type: {description: Machine type., type: str, default: e2-micro}
   image: {description: Boot image or image family URL., type: str, default: projects/debian-cloud/global/images/family/debian-12}
   disk_size_gb: {description: Boot disk size., type: int, default: 30}
@@ -22,15 +22,10 @@ options:
   network_tier: {description: STANDARD or PREMIUM (must match the address)., type: str, default: STANDARD, choices: [STANDARD, PREMIUM]}
   tags: {description: Network tags (firewall targets)., type: list, elements: str, default: []}
   labels: {description: Labels., type: dict, default: {}}
-  metadata: {description: Instance metadata, e.g. ssh-keys., type: dict, default: {}}
+  metadata: {description: "Instance metadata, e.g. ssh-keys.", type: dict, default: {}}
   service_account_email: {description: Service account the VM runs as., type: str, required: true}
   scopes: {description: OAuth scopes granted to the VM's service account., type: list, elements: str, default: []}
-  project: {description: GCP project id (GCP_PROJECT)., type: str, required: true}
-  credentials_file: {description: Service-account key file (GCP_SERVICE_ACCOUNT_FILE)., type: path}
-  api_endpoint: {description: Compute API endpoint override (GCP_COMPUTE_ENDPOINT)., type: str}
-  iam_endpoint: {description: Unused here; accepted for a common option set., type: str}
-  state: {description: present or absent., type: str, default: present, choices: [present, absent]}
-requirements: [google-cloud-compute]
+extends_documentation_fragment: [stockpipe.gcp.gcp]
 """
 
 EXAMPLES = r"""
@@ -60,6 +55,7 @@ from ansible_collections.stockpipe.gcp.plugins.module_utils.gcp_client import (
     argument_spec,
     compute_client,
     compute_v1,
+    exit_absent,
     get_or_none,
     require_libraries,
     short_name,
@@ -143,11 +139,12 @@ def main():
     current = get_or_none(client.get, **key)
 
     if p["state"] == "absent":
-        if current is None:
-            module.exit_json(changed=False, instance={})
-        if not module.check_mode:
-            wait_for(module, client.delete(**key), f"deleting VM {p['name']}")
-        module.exit_json(changed=True, instance={})
+        exit_absent(
+            module,
+            current,
+            lambda: wait_for(module, client.delete(**key), f"deleting VM {p['name']}"),
+            instance={},
+        )
 
     if current is None:
         if module.check_mode:

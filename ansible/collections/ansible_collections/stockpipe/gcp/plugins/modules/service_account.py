@@ -12,12 +12,7 @@ options:
   account_id: {description: The part before the @ (6-30 characters)., type: str, required: true}
   display_name: {description: Display name., type: str, default: ""}
   description: {description: Free text., type: str, default: ""}
-  project: {description: GCP project id (GCP_PROJECT)., type: str, required: true}
-  credentials_file: {description: Service-account key file (GCP_SERVICE_ACCOUNT_FILE)., type: path}
-  api_endpoint: {description: Unused here; accepted for a common option set., type: str}
-  iam_endpoint: {description: IAM API endpoint override (GCP_IAM_ENDPOINT)., type: str}
-  state: {description: present or absent., type: str, default: present, choices: [present, absent]}
-requirements: [google-auth]
+extends_documentation_fragment: [stockpipe.gcp.gcp]
 """
 
 EXAMPLES = r"""
@@ -43,6 +38,7 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stockpipe.gcp.plugins.module_utils.gcp_client import (
     argument_spec,
+    exit_absent,
     iam_session,
     require_libraries,
 )
@@ -80,11 +76,13 @@ def main():
     current = _checked(module, response, f"reading service account {email}") if exists else {}
 
     if p["state"] == "absent":
-        if not exists:
-            module.exit_json(changed=False, email=email, service_account={})
-        if not module.check_mode:
-            _checked(module, session.delete(url), f"deleting service account {email}")
-        module.exit_json(changed=True, email=email, service_account={})
+        exit_absent(
+            module,
+            current if exists else None,
+            lambda: _checked(module, session.delete(url), f"deleting service account {email}"),
+            email=email,
+            service_account={},
+        )
 
     if exists:
         module.exit_json(changed=False, email=email, service_account=current)

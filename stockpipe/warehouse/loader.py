@@ -90,7 +90,7 @@ class StoredOffset:
 
 def read_offsets(warehouse: Warehouse, topic: str) -> dict[tuple[str, int], StoredOffset]:
     """The warehouse's record of where to resume each partition of ``topic``."""
-    rows = warehouse.query(
+    rows = warehouse.select(
         "select kafka_partition, next_offset, cluster_id from RAW.KAFKA_OFFSETS "
         "where kafka_topic = %s",
         (topic,),
@@ -117,7 +117,7 @@ def load_batch(
     # DDL and the bulk load into the session's temporary table stay outside the transaction
     # (see Warehouse.transaction); nothing in RAW changes until the commit.
     warehouse.execute(f"create temporary table if not exists {BATCH_TABLE} like RAW.STOCK_PRICES")
-    warehouse.execute(f"delete from {BATCH_TABLE}")
+    warehouse.dml(f"delete from {BATCH_TABLE}")
     if len(rows):
         warehouse.write_frame(rows.loc[:, list(RAW_COLUMNS)], BATCH_TABLE)
 
@@ -131,19 +131,15 @@ def load_batch(
             # The batch's time range lets the warehouse prune to the micro-partitions (DuckDB:
             # row groups) that can hold its bars, instead of scanning the whole table.
             ts_range = (rows["TS"].min().to_pydatetime(), rows["TS"].max().to_pydatetime())
-            replaced = warehouse.execute(
-                _REPLACE_OLDER_FETCHES.format(partitions=in_list), ts_range
-            ).rowcount
-            inserted = warehouse.execute(
-                _INSERT_NEW_BARS.format(partitions=in_list), ts_range
-            ).rowcount
-            inserted = (inserted or 0) - (replaced or 0)
+            replaced = warehouse.dml(_REPLACE_OLDER_FETCHES.format(partitions=in_list), ts_range)
+            inserted = warehouse.dml(_INSERT_NEW_BARS.format(partitions=in_list), ts_range)
+            inserted -= replaced
         if committed:
             _write_offsets(warehouse, committed, cluster_id, now)
     return LoadResult(
         rows_in_batch=len(rows),
         inserted=inserted,
-        replaced=replaced or 0,
+        replaced=replaced,
         fenced=fenced,
         committed_offsets=committed,
     )
@@ -177,7 +173,7 @@ def _write_offsets(
         by_topic.setdefault(topic, []).append(partition)
     for topic, partitions in by_topic.items():
         placeholders = ", ".join(["%s"] * len(partitions))
-        warehouse.execute(
+        warehouse.dml(
             "delete from RAW.KAFKA_OFFSETS where kafka_topic = %s "
             f"and kafka_partition in ({placeholders})",
             (topic, *partitions),
@@ -186,7 +182,7 @@ def _write_offsets(
     params: list[object] = []
     for (topic, partition), offset in sorted(next_offsets.items()):
         params += [topic, partition, offset, cluster_id, now]
-    warehouse.execute(
+    warehouse.dml(
         "insert into RAW.KAFKA_OFFSETS "
         f"(kafka_topic, kafka_partition, next_offset, cluster_id, updated_at) values {values}",
         params,

@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import duckdb
 import pytest
 from snowflake.connector.errors import OperationalError
 
@@ -112,7 +113,12 @@ def test_two_drains_in_one_group_share_partitions_without_duplicates(
 
 
 class FlakyConnection:
-    """The connector's connection, failing the first ``times`` statements that match."""
+    """The connector's connection, failing the first ``times`` statements that match.
+
+    Both doors into the warehouse fail alike: the connector's cursors (OperationalError, a
+    dropped connection) and, on the embedded warehouse, the DuckDB connection the loader's
+    per-batch statements use directly (IOException, a file that cannot be written).
+    """
 
     def __init__(self, real, match: str, times: int) -> None:
         self.real, self.match, self.left = real, match, times
@@ -133,6 +139,23 @@ class FlakyConnection:
 
         return Cursor()
 
+    @property
+    def _duck_conn(self):
+        outer = self
+        real_duck = self.real._duck_conn
+
+        class Duck:
+            def execute(self, sql, *args):
+                if outer.match in sql.lower() and outer.left > 0:
+                    outer.left -= 1
+                    raise duckdb.IOException("injected: could not write to the database file")
+                return real_duck.execute(sql, *args)
+
+            def __getattr__(self, name):
+                return getattr(real_duck, name)
+
+        return Duck()
+
     def __getattr__(self, name):  # everything else is the real connection's
         return getattr(self.real, name)
 
@@ -149,7 +172,7 @@ def test_warehouse_failing_mid_batch_is_retried_and_offsets_wait(
         real = warehouse.conn
         # More failures than retries: the drain fails, and nothing is committed.
         warehouse.conn = FlakyConnection(real, "insert into raw.stock_prices", times=3)
-        with pytest.raises(OperationalError):
+        with pytest.raises((OperationalError, duckdb.IOException)):
             drain_once(settings, warehouse, max_records=5_000)
         assert warehouse_state_of(warehouse, settings.kafka.prices_topic) == (0, 0, 0)
         # Fewer failures than retries: the same run succeeds, everything once.

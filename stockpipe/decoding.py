@@ -52,6 +52,11 @@ ARROW_SCHEMA = pa.schema(
         for name in CONTRACT_FIELDS
     ]
 )
+# Arrow's default pool (mimalloc) keeps what a batch's parse allocated, ~70 MB for 50,000
+# messages, for good; the system allocator gives most of it back. One parsing thread: the
+# other core serves the broker's fetches (measured: same throughput, 60-90 MB less RSS).
+_ARROW_POOL = pa.system_memory_pool()
+_ARROW_THREADS = False
 # The warehouse row without LOADED_AT, which the drain stamps at commit time.
 ROW_COLUMNS = tuple(c for c in RAW_COLUMNS if c != "LOADED_AT")
 
@@ -167,13 +172,15 @@ def _arrow_frame(lines: bytes) -> pd.DataFrame | None:
     try:
         table = pa_json.read_json(
             io.BytesIO(lines),
+            read_options=pa_json.ReadOptions(use_threads=_ARROW_THREADS),
             parse_options=pa_json.ParseOptions(
                 explicit_schema=ARROW_SCHEMA, unexpected_field_behavior="error"
             ),
+            memory_pool=_ARROW_POOL,
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
-    return table.to_pandas()
+    return table.to_pandas(memory_pool=_ARROW_POOL)
 
 
 def decode_batch(messages: list[Message], max_message_bytes: int) -> DecodedBatch:

@@ -232,7 +232,9 @@ class SourceSettings(BaseModel):
 class DrainSettings(BaseModel):
     """Batch thresholds of the drain, like the Snowflake Kafka connector's buffer settings."""
 
-    max_records: int = Field(50_000, ge=1, description="records per warehouse commit")
+    # 20,000: as fast as 50,000 since the commit path went straight to DuckDB, for ~50 MB
+    # less peak memory (tests/benchmarks/bench_drain.py --max-records).
+    max_records: int = Field(20_000, ge=1, description="records per warehouse commit")
     max_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="payload bytes per commit")
     max_wait_seconds: float = Field(5.0, gt=0, description="longest a batch stays open")
     max_message_bytes: int = Field(16 * 1024, ge=256, description="larger payloads are rejected")

@@ -3,7 +3,9 @@
     .venv/bin/python -m tests.benchmarks.bench_drain [--messages 1000000] [--sample 2000]
 
 Prints, in one run:
-  * stockpipe's drain: messages/s and peak RSS (of this process, which does the draining);
+  * stockpipe's drain: messages/s and peak RSS, measured in a process of its own that only
+    drains (as `stockpipe drain` and the drain flow run), so the producer's memory is not
+    counted; the broker's group coordinator is warmed first, as on any broker in service;
   * (a) the seeds' pattern: one INSERT per message with string-formatted SQL, timed on a
     sample and extrapolated;
   * (b) the ceiling: confluent-kafka consuming the same backlog with no processing.
@@ -16,6 +18,8 @@ import argparse
 import json
 import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -74,6 +78,46 @@ def raw_consume_rate(bootstrap: str, topic: str, count: int) -> float:
     return count / elapsed
 
 
+def warm_group_coordinator(bootstrap: str, topic: str) -> None:
+    """Join a throwaway group once: a brand-new broker creates __consumer_offsets (seconds)
+    on the first join, which a broker in service did long ago."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "warm-up", "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([topic])
+    while consumer.poll(1.0) is None:
+        pass
+    consumer.close()
+
+
+def drain_in_child() -> None:
+    """The child: drain the backlog the parent produced; print one JSON line of figures."""
+    from stockpipe.drain import drain_to_warehouse
+    from stockpipe.warehouse import Warehouse
+    from stockpipe.warehouse.sql_runner import apply_sql
+
+    settings = load_settings()
+    before = peak_rss_mb()
+    with Warehouse.connect(settings) as warehouse:
+        apply_sql(warehouse)
+        started = time.perf_counter()
+        report = drain_to_warehouse(settings, warehouse)
+        elapsed = time.perf_counter() - started
+        loaded = warehouse.query("select count(*) from RAW.STOCK_PRICES")[0][0]
+    print(
+        json.dumps(
+            {
+                "messages": report.messages,
+                "loaded": loaded,
+                "seconds": elapsed,
+                "batches": report.batches,
+                "peak_mb": peak_rss_mb(),
+                "imports_mb": before,
+            }
+        )
+    )
+
+
 def per_row_insert_rate(home: Path, bootstrap: str, topic: str, sample: int) -> float:
     """The seeds' pattern: consume, then one f-string INSERT per message."""
     from fakesnow.instance import FakeSnow
@@ -117,8 +161,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--sample", type=int, default=2_000, help="rows for the per-row pattern")
-    parser.add_argument("--max-records", type=int, default=50_000)
+    parser.add_argument(
+        "--max-records",
+        type=int,
+        default=None,
+        help="records per batch (default: STOCKPIPE_DRAIN__MAX_RECORDS's)",
+    )
+    parser.add_argument("--drain-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.drain_child:
+        drain_in_child()
+        return
 
     with tempfile.TemporaryDirectory(prefix="stockpipe-bench-") as tmp:
         home = Path(tmp)
@@ -130,8 +183,9 @@ def main() -> None:
             os.environ |= {
                 "STOCKPIPE_HOME": str(home / "state"),
                 "STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-                "STOCKPIPE_DRAIN__MAX_RECORDS": str(args.max_records),
             }
+            if args.max_records:
+                os.environ["STOCKPIPE_DRAIN__MAX_RECORDS"] = str(args.max_records)
             settings = load_settings()
             ensure_topics(settings.kafka)
             topic = settings.kafka.prices_topic
@@ -139,23 +193,25 @@ def main() -> None:
             seconds = produce_backlog(broker.bootstrap_servers, topic, args.messages)
             print(f"  produced in {seconds:.1f}s ({args.messages / seconds:,.0f} msg/s)")
 
-            from stockpipe.drain import drain_to_warehouse
-            from stockpipe.warehouse import Warehouse
-            from stockpipe.warehouse.sql_runner import apply_sql
-
-            rss_before = peak_rss_mb()
-            with Warehouse.connect(settings) as warehouse:
-                apply_sql(warehouse)
-                started = time.perf_counter()
-                report = drain_to_warehouse(settings, warehouse)
-                elapsed = time.perf_counter() - started
-                loaded = warehouse.query("select count(*) from RAW.STOCK_PRICES")[0][0]
-            assert report.messages == args.messages and loaded == args.messages, (report, loaded)
-            drain_rate = args.messages / elapsed
+            warm_group_coordinator(broker.bootstrap_servers, topic)
+            child = subprocess.run(
+                [sys.executable, "-m", "tests.benchmarks.bench_drain", "--drain-child"],
+                capture_output=True,
+                text=True,
+                check=False,
+                env=os.environ.copy(),
+            )
+            if child.returncode != 0:
+                raise SystemExit(f"the drain failed:\n{child.stderr[-3000:]}")
+            figures = json.loads(child.stdout.strip().splitlines()[-1])
+            assert figures["messages"] == figures["loaded"] == args.messages, figures
+            drain_rate = args.messages / figures["seconds"]
             print(
-                f"stockpipe drain: {args.messages:,} messages in {elapsed:.1f}s = "
-                f"{drain_rate:,.0f} msg/s; peak RSS {peak_rss_mb():.0f} MB "
-                f"(before draining {rss_before:.0f} MB); {report.batches} batches"
+                f"stockpipe drain: {args.messages:,} messages in {figures['seconds']:.1f}s = "
+                f"{drain_rate:,.0f} msg/s; peak RSS {figures['peak_mb']:.0f} MB "
+                f"(of which {figures['imports_mb']:.0f} MB before the warehouse opened: "
+                f"the imported libraries); {figures['batches']} batches of up to "
+                f"{settings.drain.max_records:,}"
             )
 
             raw = raw_consume_rate(broker.bootstrap_servers, topic, args.messages)

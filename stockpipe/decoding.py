@@ -162,8 +162,9 @@ def _parse_payload(message: Message) -> tuple[dict | None, Rejection | None]:
     return payload, None
 
 
-def _arrow_frame(lines: bytes) -> pd.DataFrame | None:
-    """Parse many JSON objects in one go (Arrow's C++ reader), or None if any is unusual.
+def _arrow_frame(lines: bytes, rows: int) -> pd.DataFrame | None:
+    """Parse ``rows`` JSON objects, one a line, in one go (Arrow's C++ reader), or None if
+    any is unusual.
 
     Any value the reader does not take exactly (a type that does not match the schema, an
     unknown key, invalid UTF-8, not an object) makes the whole batch take the per-message
@@ -179,6 +180,8 @@ def _arrow_frame(lines: bytes) -> pd.DataFrame | None:
             memory_pool=_ARROW_POOL,
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    if table.num_rows != rows:  # a blank line: Arrow skips it
         return None
     return table.to_pandas(memory_pool=_ARROW_POOL)
 
@@ -208,18 +211,16 @@ def decode_batch(messages: list[Message], max_message_bytes: int) -> DecodedBatc
     # makes Arrow return fewer rows than values, which sends the batch down the slow path.
     values = [m.value() for m in candidates]
     joined = b"\n".join(values)
-    if joined.count(b"\n") == len(values) - 1 and b"\r" not in joined:
-        simple = candidates
-    else:
-        joined = b""
-        simple = [
-            m
+    simple = candidates
+    if joined.count(b"\n") != len(values) - 1 or b"\r" in joined:
+        lines = [
+            (m, v)
             for m, v in zip(candidates, values, strict=True)
             if b"\n" not in v and b"\r" not in v and v.strip()
         ]
-    frame = _arrow_frame(joined or b"\n".join(m.value() for m in simple)) if simple else None
-    if frame is not None and len(frame) != len(simple):
-        frame = None
+        simple = [m for m, _ in lines]
+        joined = b"\n".join(v for _, v in lines)
+    frame = _arrow_frame(joined, len(simple)) if simple else None
     payloads: list[dict | None]
     if frame is not None and len(simple) == len(candidates):
         payloads = [None] * len(candidates)  # parsed again only if the contract must judge

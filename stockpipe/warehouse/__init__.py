@@ -180,6 +180,9 @@ class Warehouse:
     def _duck(self) -> Any:
         return self.conn._duck_conn  # fakesnow 0.12's connection to DuckDB (pinned)
 
+    def _duck_execute(self, sql: str, params: Sequence[Any] | None) -> Any:
+        return self._duck().execute(sql.replace("%s", "?"), list(params or []))
+
     def dml(self, sql: str, params: Sequence[Any] | None = None) -> int:
         """Run an INSERT/UPDATE/DELETE written in SQL common to Snowflake and DuckDB.
 
@@ -187,14 +190,14 @@ class Warehouse:
             The number of rows it changed.
         """
         if self.backend == "embedded":
-            row = self._duck().execute(sql.replace("%s", "?"), list(params or [])).fetchone()
+            row = self._duck_execute(sql, params).fetchone()
             return int(row[0]) if row else 0
         return int(self.execute(sql, params).rowcount or 0)
 
     def select(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         """Run a SELECT written in SQL common to Snowflake and DuckDB; return its rows."""
         if self.backend == "embedded":
-            return self._duck().execute(sql.replace("%s", "?"), list(params or [])).fetchall()
+            return self._duck_execute(sql, params).fetchall()
         return self.query(sql, params)
 
     def query_frame(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:

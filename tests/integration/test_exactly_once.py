@@ -118,7 +118,10 @@ class FlakyConnection:
     Both doors into the warehouse fail alike: the connector's cursors (OperationalError, a
     dropped connection) and, on the embedded warehouse, the DuckDB connection the loader's
     per-batch statements use directly (IOException, a file that cannot be written).
+    ``ERRORS`` is what a drain sees fail through either door.
     """
+
+    ERRORS = (OperationalError, duckdb.IOException)
 
     def __init__(self, real, match: str, times: int) -> None:
         self.real, self.match, self.left = real, match, times
@@ -172,7 +175,7 @@ def test_warehouse_failing_mid_batch_is_retried_and_offsets_wait(
         real = warehouse.conn
         # More failures than retries: the drain fails, and nothing is committed.
         warehouse.conn = FlakyConnection(real, "insert into raw.stock_prices", times=3)
-        with pytest.raises((OperationalError, duckdb.IOException)):
+        with pytest.raises(FlakyConnection.ERRORS):
             drain_once(settings, warehouse, max_records=5_000)
         assert warehouse_state_of(warehouse, settings.kafka.prices_topic) == (0, 0, 0)
         # Fewer failures than retries: the same run succeeds, everything once.

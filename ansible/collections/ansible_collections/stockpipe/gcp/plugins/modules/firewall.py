@@ -109,7 +109,7 @@ def main():
             firewall={},
         )
 
-    if p["state"] == "present" and not p["source_ranges"]:
+    if not p["source_ranges"]:
         module.fail_json(msg=f"firewall {p['name']}: source_ranges is empty (nothing to allow)")
     resource = compute_v1.Firewall(
         name=p["name"],

@@ -23,7 +23,7 @@ options:
   tags: {description: Network tags (firewall targets)., type: list, elements: str, default: []}
   labels: {description: Labels., type: dict, default: {}}
   metadata: {description: "Instance metadata, e.g. ssh-keys.", type: dict, default: {}}
-  service_account_email: {description: Service account the VM runs as., type: str, required: true}
+  service_account_email: {description: Service account the VM runs as (needed to create it)., type: str}
   scopes: {description: OAuth scopes granted to the VM's service account., type: list, elements: str, default: []}
 extends_documentation_fragment: [stockpipe.gcp.gcp]
 """
@@ -127,9 +127,10 @@ def main():
             tags=dict(type="list", elements="str", default=[]),
             labels=dict(type="dict", default={}),
             metadata=dict(type="dict", default={}),
-            service_account_email=dict(type="str", required=True),
+            service_account_email=dict(type="str"),
             scopes=dict(type="list", elements="str", default=[]),
         ),
+        required_if=[("state", "present", ["service_account_email"])],
         supports_check_mode=True,
     )
     require_libraries(module)

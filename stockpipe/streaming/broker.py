@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -83,7 +84,11 @@ class LocalBroker:
         heap: str = "512m",
         start_timeout_seconds: float = 60.0,
         jmx_exporter_port: int | None = None,
+        jvm_options: Sequence[str] = ("-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"),
+        extra_properties: str = "",
     ):
+        """``jvm_options`` follow -Xms/-Xmx (so an -Xms among them wins); ``extra_properties``
+        are appended to server.properties (e.g. the Ansible role's small-machine tuning)."""
         self.home = Path(home).resolve()
         self.port = port
         self.controller_port = controller_port
@@ -93,6 +98,8 @@ class LocalBroker:
         self.heap = heap
         self.start_timeout_seconds = start_timeout_seconds
         self.jmx_exporter_port = jmx_exporter_port
+        self.jvm_options = tuple(jvm_options)
+        self.extra_properties = extra_properties
 
     # -- paths ------------------------------------------------------------------------
     @property
@@ -210,34 +217,37 @@ class LocalBroker:
 
     # -- configure and format ------------------------------------------------------------
     def render_config(self) -> str:
-        return "\n".join(
-            [
-                "# Written by stockpipe: single-node KRaft, broker and controller in one JVM.",
-                "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.bootstrap.servers=localhost:{self.controller_port}",
-                f"listeners=PLAINTEXT://localhost:{self.port},"
-                f"CONTROLLER://localhost:{self.controller_port}",
-                f"advertised.listeners=PLAINTEXT://localhost:{self.port}",
-                "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                f"log.dirs={self.data_dir}",
-                "num.partitions=1",
-                # One broker: every internal topic has one replica.
-                "offsets.topic.replication.factor=1",
-                # 50 partitions (the default) take seconds to create on the first group join.
-                "offsets.topic.num.partitions=1",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
-                # A lone consumer should not wait 3 s for company before it gets partitions.
-                "group.initial.rebalance.delay.ms=0",
-                "auto.create.topics.enable=false",
-                "log.retention.hours=168",
-                "",
-            ]
+        return (
+            "\n".join(
+                [
+                    "# Written by stockpipe: single-node KRaft, broker and controller in one JVM.",
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.bootstrap.servers=localhost:{self.controller_port}",
+                    f"listeners=PLAINTEXT://localhost:{self.port},"
+                    f"CONTROLLER://localhost:{self.controller_port}",
+                    f"advertised.listeners=PLAINTEXT://localhost:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    f"log.dirs={self.data_dir}",
+                    "num.partitions=1",
+                    # One broker: every internal topic has one replica.
+                    "offsets.topic.replication.factor=1",
+                    # 50 partitions (the default) take seconds to create on the first group join.
+                    "offsets.topic.num.partitions=1",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    # A lone consumer should not wait 3 s for company before it gets partitions.
+                    "group.initial.rebalance.delay.ms=0",
+                    "auto.create.topics.enable=false",
+                    "log.retention.hours=168",
+                    "",
+                ]
+            )
+            + self.extra_properties
         )
 
     def cluster_id(self) -> str | None:
@@ -312,8 +322,7 @@ class LocalBroker:
             self._require_java(),
             f"-Xms{self.heap}",
             f"-Xmx{self.heap}",
-            "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20",
+            *self.jvm_options,
             "-Djava.awt.headless=true",
             *self.jmx_agent_option(),
             f"-Dkafka.logs.dir={self.log_dir}",

@@ -93,42 +93,23 @@ def main() -> None:
     os.environ.update(env)
     settings = load_settings()
     processes: dict[str, subprocess.Popen] = {}
-    monitoring = None
+    monitoring = broker = None
     bin_dir = Path(sys.executable).parent
     try:
-        # Kafka exactly as the role's unit starts it (heap, GC and limits from its defaults).
+        # Kafka as the role's unit starts it: its heap and JVM options, and its
+        # small-machine tuning (threads, the log cleaner's buffer) in server.properties.
+        tuning = KAFKA_TEMPLATE.read_text().split("# Small machine", 1)[1].split("\n", 1)[1]
         broker = LocalBroker(
             home=work / "kafka",
             port=ports["kafka"],
             controller_port=ports["controller"],
             jmx_exporter_port=ports["jmx"],
+            heap=role["kafka_heap_size"],
+            jvm_options=role["kafka_jvm_options"],
+            extra_properties=tuning,
+            start_timeout_seconds=120,
         )
-        broker.install(progress=False)
-        broker.format_storage()
-        # The role's small-machine tuning (threads, the log cleaner's buffer) on top.
-        tuning = KAFKA_TEMPLATE.read_text().split("# Small machine", 1)[1].split("\n", 1)[1]
-        with broker.config_file.open("a") as config:
-            config.write(tuning)
-        broker.log_dir.mkdir(parents=True, exist_ok=True)
-        heap = role["kafka_heap_size"]
-        command = [
-            broker._require_java(),
-            f"-Xmx{heap}",
-            *role["kafka_jvm_options"],
-            *broker.jmx_agent_option(),
-            f"-Dkafka.logs.dir={broker.log_dir}",
-            "-cp",
-            broker._classpath(),
-            "kafka.Kafka",
-            str(broker.config_file),
-        ]
-        processes["kafka"] = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 120
-        while not broker.is_ready(timeout=1.0):
-            if time.monotonic() > deadline:
-                raise SystemExit("Kafka did not start")
+        broker.start(progress=False)
         ensure_topics(settings.kafka)
 
         monitoring = LocalMonitoring(settings)
@@ -187,7 +168,7 @@ def main() -> None:
         flow_peak = usage.ru_maxrss / 1024
         time.sleep(20)  # a Prometheus scrape or two of the new series
 
-        rows: list[tuple[str, float, float]] = []
+        rows: list[tuple[str, float, float]] = [("kafka", *memory_mb(broker.pid()))]
         for name, process in processes.items():
             rows.append((name, *memory_mb(process.pid)))
         for component in monitoring.components:
@@ -220,6 +201,8 @@ def main() -> None:
                 process.kill()
         if monitoring is not None:
             monitoring.down()
+        if broker is not None:
+            broker.stop()
 
 
 if __name__ == "__main__":

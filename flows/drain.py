@@ -11,6 +11,7 @@ from prefect.states import State
 
 from stockpipe import drain, metrics
 from stockpipe.offsets import OffsetsOutOfSync
+from stockpipe.processes import limit_malloc_arenas
 from stockpipe.scheduling import MarketHours, skip_outside_market_hours
 from stockpipe.settings import load_settings
 from stockpipe.warehouse import Warehouse
@@ -46,6 +47,7 @@ def drain_batches(
 ) -> drain.DrainReport:
     settings = load_settings()
     logger = get_run_logger()
+    limit_malloc_arenas()  # before the warehouse's and the consumer's threads start
     with Warehouse.connect(settings) as warehouse:
         return drain.drain_to_warehouse(
             settings,

@@ -166,10 +166,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_drain(args: argparse.Namespace) -> int:
     from stockpipe import metrics
     from stockpipe.drain import drain_to_warehouse
+    from stockpipe.processes import limit_malloc_arenas
     from stockpipe.warehouse import Warehouse
     from stockpipe.warehouse.sql_runner import apply_sql
 
     settings = _settings(args)
+    limit_malloc_arenas()  # before the warehouse's and the consumer's threads start
     if args.follow:
         # systemd and Prefect stop a following drain with SIGTERM: leave like on Ctrl-C,
         # rolling back an unfinished commit and closing the consumer.

@@ -7,6 +7,10 @@ the canonical JSON types, under rules that are *stricter or equal* to the contra
 Every row it does not accept goes through the contract itself, which either accepts it
 (e.g. a number sent as a string, which pydantic's lax mode allows) or rejects it with the
 reason. So the outcome is always the contract's; the pre-check only decides how fast.
+
+Everything here is Arrow (pyarrow.compute), not pandas: the drain process then never
+imports pandas, and a batch's columns are Arrow buffers that DuckDB and Parquet take as
+they are.
 """
 
 from __future__ import annotations
@@ -17,12 +21,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from confluent_kafka import Message
 from pyarrow import json as pa_json
 
-from stockpipe.contracts import EPOCH, MAX_CLOCK_SKEW, QuoteRejected, validate_quote
+from stockpipe.contracts import EPOCH, MAX_CLOCK_SKEW, Quote, QuoteRejected, validate_quote
 from stockpipe.settings import SYMBOL_PATTERN
 from stockpipe.warehouse.loader import RAW_COLUMNS
 
@@ -40,25 +44,45 @@ CONTRACT_FIELDS = (
     "schema_version",
 )
 PRICE_FIELDS = ("open", "high", "low", "close")
-INTERVALS = frozenset({"1m", "5m", "15m", "1h", "1d"})
+NUMBER_FIELDS = (*PRICE_FIELDS, "volume", "schema_version")
+TEXT_FIELDS = tuple(f for f in CONTRACT_FIELDS if f not in NUMBER_FIELDS)
+INTERVALS = pa.array(["15m", "1d", "1h", "1m", "5m"])
 # The only timestamp spelling the fast path takes: ISO-8601 with seconds, up to
 # microseconds, and an explicit zone. Anything else is for the contract to judge.
 ISO_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})$"
+UTC_MICROS = pa.timestamp("us", tz="UTC")
 # What the fast path parses with: the contract's fields in their canonical JSON types.
 # Numbers as float64 (exact for every integer below 2**53; the pre-check enforces that).
 ARROW_SCHEMA = pa.schema(
-    [
-        (name, pa.float64() if name in (*PRICE_FIELDS, "volume", "schema_version") else pa.string())
-        for name in CONTRACT_FIELDS
-    ]
+    [(name, pa.float64() if name in NUMBER_FIELDS else pa.string()) for name in CONTRACT_FIELDS]
 )
 # Arrow's default pool (mimalloc) keeps what a batch's parse allocated, ~70 MB for 50,000
 # messages, for good; the system allocator gives most of it back. One parsing thread: the
 # other core serves the broker's fetches (measured: same throughput, 60-90 MB less RSS).
 _ARROW_POOL = pa.system_memory_pool()
 _ARROW_THREADS = False
+# The Arrow type of each warehouse column (TIMESTAMP_NTZ columns hold UTC wall-clock time).
+_COLUMN_TYPES = {
+    "SYMBOL": pa.string(),
+    "TS": pa.timestamp("us"),
+    "BAR_INTERVAL": pa.string(),
+    "OPEN": pa.float64(),
+    "HIGH": pa.float64(),
+    "LOW": pa.float64(),
+    "CLOSE": pa.float64(),
+    "VOLUME": pa.int64(),
+    "SOURCE": pa.string(),
+    "FETCHED_AT": pa.timestamp("us"),
+    "SCHEMA_VERSION": pa.int64(),
+    "KAFKA_TOPIC": pa.string(),
+    "KAFKA_PARTITION": pa.int64(),
+    "KAFKA_OFFSET": pa.int64(),
+    "KAFKA_TIMESTAMP": pa.timestamp("ms"),
+    "LOADED_AT": pa.timestamp("us"),
+}
 # The warehouse row without LOADED_AT, which the drain stamps at commit time.
-ROW_COLUMNS = tuple(c for c in RAW_COLUMNS if c != "LOADED_AT")
+ROW_SCHEMA = pa.schema([(c, _COLUMN_TYPES[c]) for c in RAW_COLUMNS if c != "LOADED_AT"])
+_CONTRACT_KEYS = frozenset(CONTRACT_FIELDS)
 
 
 @dataclass
@@ -73,77 +97,115 @@ class Rejection:
 
 @dataclass
 class DecodedBatch:
-    rows: pd.DataFrame  # ROW_COLUMNS (+ LOADED_AT when added by the caller)
+    rows: pa.Table  # ROW_SCHEMA (+ LOADED_AT, see with_loaded_at)
     rejections: list[Rejection]
 
 
-def _is_type(series: pd.Series, kinds: tuple[type, ...]) -> np.ndarray:
-    if kinds == (str,) and pd.api.types.is_string_dtype(series) and series.dtype != object:
-        return series.notna().to_numpy(dtype=bool, copy=True)  # a typed string column
-    return series.map(type).isin(kinds).to_numpy(dtype=bool, copy=True)
+def with_loaded_at(rows: pa.Table, loaded_at: datetime) -> pa.Table:
+    """``rows`` with the LOADED_AT column (UTC wall-clock) the warehouse row ends with."""
+    stamp = pa.scalar(_wall_clock_utc(loaded_at), _COLUMN_TYPES["LOADED_AT"])
+    return rows.append_column("LOADED_AT", pa.repeat(stamp, rows.num_rows))
 
 
-def _numeric(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
-    """(values as float64, mask of rows whose JSON value was a real int or float)."""
-    series = frame[column]
-    if pd.api.types.is_float_dtype(series) or pd.api.types.is_integer_dtype(series):
-        values = series.to_numpy(dtype=np.float64)
-        return values, np.isfinite(values)
-    ok = _is_type(series, (int, float))
-    values = pd.to_numeric(series.where(ok), errors="coerce").to_numpy(dtype=np.float64)
-    return values, ok & np.isfinite(values)
+def _known(mask: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    return pc.fill_null(mask, False)  # a null (missing) value is never plainly valid
 
 
-def _timestamps(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    ok = _is_type(series, (str,))
-    text = series.where(ok, "")
-    ok &= text.str.match(ISO_UTC).fillna(False).to_numpy(dtype=bool)
-    parsed = pd.to_datetime(text.where(ok), utc=True, errors="coerce", format="ISO8601")
-    ok &= parsed.notna().to_numpy()
-    return parsed, ok
+def _whole(values: pa.ChunkedArray, low: float, high: float) -> pa.ChunkedArray:
+    """Finite whole numbers in [low, high)."""
+    return _known(
+        pc.and_(
+            pc.and_(pc.is_finite(values), pc.equal(pc.floor(values), values)),
+            pc.and_(pc.greater_equal(values, low), pc.less(values, high)),
+        )
+    )
 
 
-def plainly_valid(frame: pd.DataFrame) -> np.ndarray:
-    """Rows that certainly satisfy the contract (a subset of what the contract accepts)."""
-    n = len(frame)
-    if any(field not in frame.columns for field in CONTRACT_FIELDS):
-        return np.zeros(n, dtype=bool)
-    ok = np.ones(n, dtype=bool)
-    for extra in set(frame.columns) - set(CONTRACT_FIELDS):
-        ok &= frame[extra].isna().to_numpy()  # extra keys: the contract forbids them
+def parse_timestamps(texts: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+    """(instants as UTC timestamps, mask of the texts that are plain ISO-8601 instants)."""
+    good = _known(pc.match_substring_regex(texts, ISO_UTC))
+    candidates = pc.if_else(good, texts, pa.scalar(None, pa.string()))
+    try:
+        parsed = pc.cast(candidates, UTC_MICROS)
+    except pa.ArrowInvalid:  # a well-formed impossible date (Feb 30): judged one by one
+        parsed = pa.chunked_array(
+            [pa.array([_instant(t) for t in candidates.to_pylist()], UTC_MICROS)]
+        )
+    return parsed, pc.and_(good, pc.is_valid(parsed))
 
-    symbol = frame["symbol"]
-    ok &= _is_type(symbol, (str,))
-    ok &= symbol.where(ok, "").str.fullmatch(SYMBOL_PATTERN).fillna(False).to_numpy(dtype=bool)
 
-    prices = {}
-    for field in PRICE_FIELDS:
-        values, good = _numeric(frame, field)
-        prices[field] = values
-        ok &= good & (values > 0)
-    with np.errstate(invalid="ignore"):
-        ok &= prices["high"] >= prices["low"]
-        ok &= prices["high"] >= np.maximum(prices["open"], prices["close"])
-        ok &= prices["low"] <= np.minimum(prices["open"], prices["close"])
+def _instant(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except (ValueError, OverflowError):
+        return None
 
-    volume, good = _numeric(frame, "volume")
-    ok &= good & (volume >= 0) & (np.floor(volume) == volume) & (volume < 2**53)
-    version, good = _numeric(frame, "schema_version")
-    ok &= good & (version >= 1) & (version < 2**31) & (np.floor(version) == version)
 
-    ok &= frame["interval"].isin(INTERVALS).to_numpy() & _is_type(frame["interval"], (str,))
-    source = frame["source"]
-    ok &= _is_type(source, (str,))
-    lengths = source.where(ok, "").str.len().to_numpy()
-    ok &= (lengths >= 1) & (lengths <= 32)
+def plainly_valid(table: pa.Table) -> np.ndarray:
+    """Rows of ``table`` (:data:`ARROW_SCHEMA`) that certainly satisfy the contract.
 
-    ts, good = _timestamps(frame["ts"])
-    ok &= good
-    now = pd.Timestamp(datetime.now(UTC))
-    ok &= ((ts >= pd.Timestamp(EPOCH)) & (ts <= now + MAX_CLOCK_SKEW)).fillna(False).to_numpy()
-    _, good = _timestamps(frame["fetched_at"])
-    ok &= good
-    return ok
+    A subset of what the contract accepts: a null (missing) field is never plainly valid.
+    """
+    if not table.num_rows:
+        return np.zeros(0, dtype=bool)
+    ok = _known(pc.match_substring_regex(table["symbol"], SYMBOL_PATTERN))
+
+    open_, high, low, close = (table[f] for f in PRICE_FIELDS)
+    for prices in (open_, high, low, close):
+        ok = pc.and_(ok, _known(pc.and_(pc.is_finite(prices), pc.greater(prices, 0))))
+    ok = pc.and_(ok, _known(pc.greater_equal(high, low)))
+    ok = pc.and_(ok, _known(pc.greater_equal(high, pc.max_element_wise(open_, close))))
+    ok = pc.and_(ok, _known(pc.less_equal(low, pc.min_element_wise(open_, close))))
+
+    ok = pc.and_(ok, _whole(table["volume"], 0, 2**53))
+    ok = pc.and_(ok, _whole(table["schema_version"], 1, 2**31))
+    ok = pc.and_(ok, _known(pc.is_in(table["interval"], value_set=INTERVALS)))
+    lengths = pc.utf8_length(table["source"])
+    ok = pc.and_(ok, _known(pc.and_(pc.greater_equal(lengths, 1), pc.less_equal(lengths, 32))))
+
+    ts, good = parse_timestamps(table["ts"])
+    latest = pa.scalar(datetime.now(UTC) + MAX_CLOCK_SKEW, UTC_MICROS)
+    in_range = pc.and_(
+        pc.greater_equal(ts, pa.scalar(EPOCH, UTC_MICROS)), pc.less_equal(ts, latest)
+    )
+    ok = pc.and_(ok, pc.and_(good, _known(in_range)))
+    ok = pc.and_(ok, parse_timestamps(table["fetched_at"])[1])
+    return ok.to_numpy(zero_copy_only=False)
+
+
+def _canonical(payload: dict) -> bool:
+    """Exactly the contract's keys, each in its canonical JSON type (what Arrow would parse)."""
+    if payload.keys() != _CONTRACT_KEYS:
+        return False
+    for name in TEXT_FIELDS:
+        if type(payload[name]) is not str:
+            return False
+    for name in NUMBER_FIELDS:
+        value = payload[name]
+        if type(value) is float:
+            continue
+        if type(value) is not int or not -(2**53) < value < 2**53:  # bool is not int here
+            return False
+    return True
+
+
+def typed_table(payloads: list[dict]) -> tuple[pa.Table, np.ndarray]:
+    """``payloads`` as an :data:`ARROW_SCHEMA` table, and the mask of canonical ones; the
+    other rows are all null (so never plainly valid) and are left to the contract."""
+    canonical = np.fromiter((_canonical(p) for p in payloads), dtype=bool, count=len(payloads))
+    columns = [
+        pa.array([p[name] if ok else None for p, ok in zip(payloads, canonical, strict=True)], kind)
+        for name, kind in zip(ARROW_SCHEMA.names, ARROW_SCHEMA.types, strict=True)
+    ]
+    return pa.Table.from_arrays(columns, schema=ARROW_SCHEMA), canonical
+
+
+def precheck(payloads: list[dict]) -> np.ndarray:
+    """The pre-check of parsed payloads: canonical types and plainly valid values."""
+    table, canonical = typed_table(payloads)
+    return canonical & plainly_valid(table)
 
 
 def _parse_payload(message: Message) -> tuple[dict | None, Rejection | None]:
@@ -162,7 +224,7 @@ def _parse_payload(message: Message) -> tuple[dict | None, Rejection | None]:
     return payload, None
 
 
-def _arrow_frame(lines: bytes, rows: int) -> pd.DataFrame | None:
+def _arrow_table(lines: bytes, rows: int) -> pa.Table | None:
     """Parse ``rows`` JSON objects, one a line, in one go (Arrow's C++ reader), or None if
     any is unusual.
 
@@ -183,11 +245,24 @@ def _arrow_frame(lines: bytes, rows: int) -> pd.DataFrame | None:
         return None
     if table.num_rows != rows:  # a blank line: Arrow skips it
         return None
-    return table.to_pandas(memory_pool=_ARROW_POOL)
+    return table
+
+
+def _one_line_values(candidates: list[Message]) -> pa.Table | None:
+    """The batch parsed by Arrow when every value is one line of JSON in canonical types."""
+    if not candidates:
+        return None
+    values = [m.value() for m in candidates]
+    joined = b"\n".join(values)
+    # One join answers "is every value a single line?" for the whole batch at C speed; a
+    # blank value makes Arrow return fewer rows than values.
+    if joined.count(b"\n") != len(values) - 1 or b"\r" in joined:
+        return None
+    return _arrow_table(joined, len(values))
 
 
 def decode_batch(messages: list[Message], max_message_bytes: int) -> DecodedBatch:
-    """Split ``messages`` into warehouse rows (:data:`ROW_COLUMNS`) and rejections."""
+    """Split ``messages`` into warehouse rows (:data:`ROW_SCHEMA`) and rejections."""
     rejections: list[Rejection] = []
     candidates: list[Message] = []
     for message in messages:
@@ -206,42 +281,29 @@ def decode_batch(messages: list[Message], max_message_bytes: int) -> DecodedBatc
         else:
             candidates.append(message)
 
-    # Fast path: one Arrow parse of every value that is a single line of JSON. One join
-    # answers "is every value a single line?" for the whole batch at C speed; a blank value
-    # makes Arrow return fewer rows than values, which sends the batch down the slow path.
-    values = [m.value() for m in candidates]
-    joined = b"\n".join(values)
-    simple = candidates
-    if joined.count(b"\n") != len(values) - 1 or b"\r" in joined:
-        lines = [
-            (m, v)
-            for m, v in zip(candidates, values, strict=True)
-            if b"\n" not in v and b"\r" not in v and v.strip()
-        ]
-        simple = [m for m, _ in lines]
-        joined = b"\n".join(v for _, v in lines)
-    frame = _arrow_frame(joined, len(simple)) if simple else None
+    table = _one_line_values(candidates)
     payloads: list[dict | None]
-    if frame is not None and len(simple) == len(candidates):
+    if table is not None:
+        fast = plainly_valid(table)
         payloads = [None] * len(candidates)  # parsed again only if the contract must judge
     else:
-        payloads = []
+        parsed: list[dict] = []
         parsed_messages = []
         for message in candidates:
             payload, rejection = _parse_payload(message)
             if rejection is not None:
                 rejections.append(rejection)
             else:
-                payloads.append(payload)
+                parsed.append(payload)  # type: ignore[arg-type]
                 parsed_messages.append(message)
-        candidates = parsed_messages
-        frame = pd.DataFrame.from_records(payloads) if payloads else pd.DataFrame()
+        candidates, payloads = parsed_messages, list(parsed)
+        table, canonical = typed_table(parsed)
+        fast = canonical & plainly_valid(table)
 
-    fast = plainly_valid(frame) if candidates else np.zeros(0, dtype=bool)
     fast_idx = np.flatnonzero(fast)
-    parts = [frame.iloc[fast_idx].reindex(columns=list(CONTRACT_FIELDS))] if len(fast_idx) else []
+    good = table if len(fast_idx) == table.num_rows else table.take(fast_idx)
     kept_messages = [candidates[i] for i in fast_idx]
-    normalised: list[dict] = []
+    normalised: list[Quote] = []
     for i in np.flatnonzero(~fast):
         payload = payloads[i]
         if payload is None:
@@ -255,50 +317,66 @@ def decode_batch(messages: list[Message], max_message_bytes: int) -> DecodedBatc
             rejections.append(Rejection(candidates[i], exc.reason, "QuoteRejected", exc.message))
             continue
         # The contract accepted a non-canonical spelling: store its normalised values.
-        normalised.append(quote.model_dump(mode="json"))
+        normalised.append(quote)
         kept_messages.append(candidates[i])
+    return DecodedBatch(rows=_rows(good, normalised, kept_messages), rejections=rejections)
+
+
+def _naive_utc(instants: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.cast(pc.cast(instants, UTC_MICROS), pa.timestamp("us"))
+
+
+def _wall_clock_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _rows(good: pa.Table, normalised: list[Quote], messages: list[Message]) -> pa.Table:
+    """Warehouse rows: the plainly valid bars, then the ones the contract normalised, each
+    with the Kafka coordinates of its message (``messages``, in the same order)."""
+    columns = {
+        "SYMBOL": good["symbol"],
+        "TS": _naive_utc(good["ts"]),
+        "BAR_INTERVAL": good["interval"],
+        "OPEN": good["open"],
+        "HIGH": good["high"],
+        "LOW": good["low"],
+        "CLOSE": good["close"],
+        "VOLUME": pc.cast(good["volume"], pa.int64()),
+        "SOURCE": good["source"],
+        "FETCHED_AT": _naive_utc(good["fetched_at"]),
+        "SCHEMA_VERSION": pc.cast(good["schema_version"], pa.int64()),
+    }
+    bars = pa.table(columns, schema=pa.schema([ROW_SCHEMA.field(c) for c in columns]))
     if normalised:
-        parts.append(pd.DataFrame.from_records(normalised, columns=list(CONTRACT_FIELDS)))
-    good = (
-        pd.concat(parts, ignore_index=True)
-        if parts
-        else pd.DataFrame(columns=list(CONTRACT_FIELDS))
-    )
-    rows = pd.DataFrame(
-        {
-            "SYMBOL": good["symbol"].astype(str).to_numpy() if len(good) else [],
-            "TS": _naive_utc(good, "ts"),
-            "BAR_INTERVAL": good["interval"].astype(str).to_numpy() if len(good) else [],
-            "OPEN": _floats(good, "open"),
-            "HIGH": _floats(good, "high"),
-            "LOW": _floats(good, "low"),
-            "CLOSE": _floats(good, "close"),
-            "VOLUME": _floats(good, "volume").astype(np.int64),
-            "SOURCE": good["source"].astype(str).to_numpy() if len(good) else [],
-            "FETCHED_AT": _naive_utc(good, "fetched_at"),
-            "SCHEMA_VERSION": _floats(good, "schema_version").astype(np.int64),
-            "KAFKA_TOPIC": [m.topic() for m in kept_messages],
-            "KAFKA_PARTITION": np.array([m.partition() for m in kept_messages], dtype=np.int64),
-            "KAFKA_OFFSET": np.array([m.offset() for m in kept_messages], dtype=np.int64),
-            "KAFKA_TIMESTAMP": pd.to_datetime(
-                [ms if ms > 0 else None for _, ms in (m.timestamp() for m in kept_messages)],
-                unit="ms",
-            ),
-        },
-        columns=list(ROW_COLUMNS),
-    )
-    return DecodedBatch(rows=rows, rejections=rejections)
-
-
-def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
-    if not len(frame):
-        return np.zeros(0)
-    return pd.to_numeric(frame[column]).to_numpy(dtype=np.float64)
-
-
-def _naive_utc(frame: pd.DataFrame, column: str) -> np.ndarray:
-    """Warehouse timestamps are UTC wall-clock (TIMESTAMP_NTZ)."""
-    if not len(frame):
-        return np.array([], dtype="datetime64[us]")
-    parsed = pd.to_datetime(frame[column], utc=True, format="ISO8601")
-    return parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+        contract_bars = pa.Table.from_pylist(
+            [
+                {
+                    "SYMBOL": q.symbol,
+                    "TS": _wall_clock_utc(q.ts),
+                    "BAR_INTERVAL": q.interval,
+                    "OPEN": q.open,
+                    "HIGH": q.high,
+                    "LOW": q.low,
+                    "CLOSE": q.close,
+                    "VOLUME": q.volume,
+                    "SOURCE": q.source,
+                    "FETCHED_AT": _wall_clock_utc(q.fetched_at),
+                    "SCHEMA_VERSION": q.schema_version,
+                }
+                for q in normalised
+            ],
+            schema=bars.schema,
+        )
+        bars = pa.concat_tables([bars, contract_bars])
+    timestamps = (m.timestamp()[1] for m in messages)
+    coordinates = {
+        "KAFKA_TOPIC": pa.array([m.topic() for m in messages], pa.string()),
+        "KAFKA_PARTITION": pa.array([m.partition() for m in messages], pa.int64()),
+        "KAFKA_OFFSET": pa.array([m.offset() for m in messages], pa.int64()),
+        "KAFKA_TIMESTAMP": pa.array(
+            [ms if ms > 0 else None for ms in timestamps], pa.timestamp("ms")
+        ),
+    }
+    for name, values in coordinates.items():
+        bars = bars.append_column(name, values)
+    return bars

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from confluent_kafka.admin import AdminClient
 
 from stockpipe import metrics
 from stockpipe.contracts import describe_reasons
-from stockpipe.decoding import DecodedBatch, Rejection, decode_batch
+from stockpipe.decoding import DecodedBatch, Rejection, decode_batch, with_loaded_at
 from stockpipe.lake import raw_zone_from_settings
 from stockpipe.offsets import (
     OffsetsOutOfSync,
@@ -36,7 +37,7 @@ from stockpipe.retry import retry_call
 from stockpipe.settings import Settings
 from stockpipe.streaming.consumer import Batch, BatchConsumer
 from stockpipe.streaming.producer import QuoteProducer
-from stockpipe.warehouse import TRANSIENT_WAREHOUSE_ERRORS, Warehouse
+from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.loader import LoadResult, load_batch, read_offsets
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,8 @@ class DrainReport:
         self.replaced += result.replaced
         self.rejected.update(r.reason for r in decoded.rejections)
         self.fenced_partitions |= set(result.fenced)
-        if len(decoded.rows):
-            newest = pd.Timestamp(decoded.rows["TS"].max()).tz_localize("UTC").timestamp()
+        if decoded.rows.num_rows:
+            newest = pc.max(decoded.rows["TS"]).as_py().replace(tzinfo=UTC).timestamp()
             self.newest_bar = max(self.newest_bar, newest)
         self.next_offsets.update(result.committed_offsets)
 
@@ -140,7 +141,7 @@ def check_offsets(
     if reset is None:
         raise OffsetsOutOfSync(problems)
     positions = reset_positions(states, topic, reset)
-    load_batch(warehouse, pd.DataFrame(), positions, cluster_id)
+    load_batch(warehouse, pa.table({}), positions, cluster_id)
     log.warning(
         "offsets of %s reset to %s (%s): %s",
         topic,
@@ -186,6 +187,48 @@ def drain_to_warehouse(
         return {tp: stored[tp].next_offset for tp in partitions if tp in stored}
 
     dlq = QuoteProducer(settings.kafka)
+
+    def load(batch: Batch, consumer: BatchConsumer) -> None:
+        """Decode, dead-letter, file and commit one batch; update the report and metrics.
+
+        A function of its own so that the batch and everything made from it are freed
+        before the next batch is fetched: memory follows one batch, not two.
+        """
+        batch_started = time.monotonic()
+        decoded = decode_batch(batch.messages, limits.max_message_bytes)
+        rows = with_loaded_at(decoded.rows, datetime.now(UTC))
+        if decoded.rejections:
+            send_to_dead_letter_topic(dlq, settings.kafka.dlq_topic, decoded.rejections)
+        if raw_zone is not None:
+            report.raw_files += raw_zone.write_batch(rows)
+        load_started = time.monotonic()
+        result = retry_call(
+            partial(
+                load_batch,
+                warehouse,
+                rows,
+                batch.next_offsets,
+                cluster_id,
+                start_offsets=batch.start_offsets,
+            ),
+            retry_on=warehouse.retryable_errors,
+            max_retries=limits.load_retries,
+            base_seconds=limits.load_retry_base_seconds,
+            max_seconds=60.0,
+            what="warehouse commit",
+        )
+        metrics.LOAD_DURATION.observe(time.monotonic() - load_started)
+        metrics.BATCH_DURATION.observe(time.monotonic() - batch_started)
+        _count(batch, decoded, result)
+        for tp, stored in result.fenced.items():
+            consumer.seek_if_assigned(tp, stored)
+        consumer.commit_informational(result.committed_offsets)
+        report.add(batch, decoded, result)
+        if report.newest_bar:
+            metrics.NEWEST_BAR.set(report.newest_bar)
+        if on_batch:
+            on_batch(report)
+
     with BatchConsumer(settings.kafka, start_offsets) as consumer:
         while True:
             batch = consumer.next_batch(
@@ -193,45 +236,14 @@ def drain_to_warehouse(
                 max_bytes=limits.max_bytes,
                 max_wait_seconds=limits.max_wait_seconds,
             )
-            if len(batch):
-                batch_started = time.monotonic()
-                decoded = decode_batch(batch.messages, limits.max_message_bytes)
-                decoded.rows["LOADED_AT"] = pd.Timestamp(datetime.now(UTC)).tz_localize(None)
-                if decoded.rejections:
-                    send_to_dead_letter_topic(dlq, settings.kafka.dlq_topic, decoded.rejections)
-                if raw_zone is not None:
-                    report.raw_files += raw_zone.write_batch(decoded.rows)
-                load_started = time.monotonic()
-                result = retry_call(
-                    partial(
-                        load_batch,
-                        warehouse,
-                        decoded.rows,
-                        batch.next_offsets,
-                        cluster_id,
-                        start_offsets=batch.start_offsets,
-                    ),
-                    retry_on=TRANSIENT_WAREHOUSE_ERRORS,
-                    max_retries=limits.load_retries,
-                    base_seconds=limits.load_retry_base_seconds,
-                    max_seconds=60.0,
-                    what="warehouse commit",
-                )
-                metrics.LOAD_DURATION.observe(time.monotonic() - load_started)
-                metrics.BATCH_DURATION.observe(time.monotonic() - batch_started)
-                _count(batch, decoded, result)
-                for tp, stored in result.fenced.items():
-                    consumer.seek_if_assigned(tp, stored)
-                consumer.commit_informational(result.committed_offsets)
-                report.add(batch, decoded, result)
-                if report.newest_bar:
-                    metrics.NEWEST_BAR.set(report.newest_bar)
-                if on_batch:
-                    on_batch(report)
+            got_messages = bool(len(batch))
+            if got_messages:
+                load(batch, consumer)
+            del batch
             if max_batches is not None and report.batches >= max_batches:
                 report.stopped_because = f"max_batches={max_batches}"
                 break
-            if until_empty and not len(batch):
+            if until_empty and not got_messages:
                 if consumer.at_end():
                     report.stopped_because = "caught up with the end of every partition"
                     break

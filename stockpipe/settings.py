@@ -19,6 +19,7 @@ import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -32,6 +33,8 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$")
 # Kafka's legal topic characters (TopicValidator in Kafka itself).
 _TOPIC = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
 SYMBOL_PATTERN = r"^[A-Z0-9.\-^=]{1,15}$"
+# The exchange's clock (NYSE): schedules, sessions and daily counters follow it.
+EXCHANGE_TZ = ZoneInfo("America/New_York")
 _SYMBOL = re.compile(SYMBOL_PATTERN)
 
 DEFAULT_WATCHLIST = ("AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM", "V", "XOM")
@@ -154,7 +157,11 @@ class WarehouseSettings(BaseModel):
         "(python -m deployments.blocks saves 'stockpipe-snowflake'); wins over the fields above",
     )
     embedded_memory_limit: str = Field(
-        "96MB", pattern=r"^\d+(MB|GB)$", description="DuckDB memory limit of the embedded warehouse"
+        "64MB",
+        pattern=r"^\d+(MB|GB)$",
+        # 64 MB: a drain stays under it into a 6M-row table (DuckDB evicts cached blocks);
+        # 48 MB ran out of memory mid-commit at ~0.5M rows (bench_drain).
+        description="DuckDB memory limit of the embedded warehouse",
     )
 
     @field_validator("database", "role", "warehouse")

@@ -61,17 +61,19 @@ class BatchConsumer:
             # Memory follows the batch, not the backlog. Fetches are small and frequent:
             # the broker sends compressed record batches (lz4: ~6x), which librdkafka holds
             # decompressed until every message in them is consumed, so one 6 x 2 MB fetch
-            # alone was ~80 MB. The prefetch queue (decompressed bytes) holds ~1.5 batches.
-            # When it is full librdkafka waits fetch.queue.backoff.ms before fetching again
-            # (default 1 s, which starved the drain behind a small queue: 46k msg/s); at
-            # 10 ms the small queue drains as fast as the 32 MB one did, for ~90 MB less
-            # (measured with tests/benchmarks/bench_drain.py).
+            # alone was ~80 MB. The prefetch queue (decompressed bytes) holds a few thousand
+            # messages. When it is full librdkafka waits fetch.queue.backoff.ms before
+            # fetching again (default 1 s, which starved the drain behind a small queue:
+            # 46k msg/s); at 1 ms a 1 MB queue keeps up (bench_drain: ~160k msg/s, 25 MB
+            # less than an 8 MB queue; a bigger batch is no faster).
+            # fetch.max.bytes may not be below message.max.bytes (1 MB); a record batch
+            # larger than max.partition.fetch.bytes still comes whole (KIP-74).
             "fetch.min.bytes": 1,
-            "fetch.max.bytes": 2_097_152,
-            "max.partition.fetch.bytes": 524_288,
-            "queued.max.messages.kbytes": 8_192,
-            "queued.min.messages": 20_000,
-            "fetch.queue.backoff.ms": 10,
+            "fetch.max.bytes": 1_048_576,
+            "max.partition.fetch.bytes": 131_072,
+            "queued.max.messages.kbytes": 1_024,
+            "queued.min.messages": 1_000,
+            "fetch.queue.backoff.ms": 1,
         }
         if kafka.consumer_instance_id:
             config["group.instance.id"] = kafka.consumer_instance_id

@@ -1,8 +1,16 @@
 """The warehouse: Snowflake, or DuckDB through fakesnow with the same connector API and SQL.
 
 :class:`Warehouse` is the only place that knows which backend is in use. Everything above
-it speaks the snowflake-connector API (cursor, execute with ``%s`` parameters) and
-Snowflake SQL.
+it speaks Snowflake SQL with ``%s`` parameters: :meth:`Warehouse.execute` and
+:meth:`Warehouse.query` for any statement, and the common-SQL methods (:meth:`Warehouse.dml`,
+:meth:`Warehouse.select`, :meth:`Warehouse.run`, :meth:`Warehouse.write_frame`) for the
+statements the drain runs on every batch.
+
+The embedded warehouse is a DuckDB file in fakesnow's layout. A session opens it with DuckDB
+alone and builds fakesnow's snowflake-connector-compatible connection on the same DuckDB
+connection only when a statement needs Snowflake SQL translated. A drain needs none (its
+statements are written in SQL both warehouses read alike), so it never imports fakesnow
+and with it snowflake-connector, pandas and sqlglot: ~70 MB less resident memory.
 """
 
 from __future__ import annotations
@@ -13,11 +21,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+from stockpipe.settings import EXCHANGE_TZ, Settings, validate_identifier
 
-from stockpipe.settings import Settings, validate_identifier
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -30,30 +40,50 @@ class WarehouseBusy(WarehouseError):
     """The embedded warehouse file is held by another process (DuckDB allows one writer)."""
 
 
-def _transient_errors() -> tuple[type[BaseException], ...]:
-    import duckdb
-    from snowflake.connector import errors
-
-    # Worth retrying: lost connections, busy or unwritable files, Snowflake's operational
-    # errors. Not worth retrying: SQL errors (ProgrammingError), which would fail again.
-    return (
-        WarehouseError,
-        errors.OperationalError,
-        errors.InterfaceError,
-        duckdb.IOException,
-        duckdb.TransactionException,
-        OSError,
-    )
-
-
 class Warehouse:
-    """A connection to the warehouse, with the few operations the pipeline needs."""
+    """A session on the warehouse, with the few operations the pipeline needs."""
 
-    def __init__(self, conn: Any, backend: str, database: str, location: str):
-        self.conn = conn
+    def __init__(
+        self,
+        conn: Any,
+        backend: str,
+        database: str,
+        location: str,
+        duck: Any = None,
+        directory: Path | None = None,
+    ):
+        self._conn = conn
         self.backend = backend
         self.database = database
         self.location = location
+        # Embedded only: this session's DuckDB connection, its instance, the files' directory.
+        self.duck = duck
+        self._directory = directory
+        self._instance: Any = None
+        self._owns_instance = True
+
+    @property
+    def conn(self) -> Any:
+        """The snowflake-connector (or, embedded, fakesnow) connection of this session."""
+        if self._conn is None:
+            self._conn = _fakesnow_connection(self.duck, self.database, self._directory)
+        return self._conn
+
+    @conn.setter
+    def conn(self, value: Any) -> None:
+        self._conn = value
+
+    @property
+    def retryable_errors(self) -> tuple[type[BaseException], ...]:
+        """Errors worth retrying: lost connections, busy or unwritable files, Snowflake's
+        operational errors. Not SQL errors, which would fail again."""
+        if self.backend == "embedded":
+            import duckdb
+
+            return (WarehouseError, duckdb.IOException, duckdb.TransactionException, OSError)
+        from snowflake.connector import errors
+
+        return (WarehouseError, errors.OperationalError, errors.InterfaceError, OSError)
 
     # -- connecting -----------------------------------------------------------------------
     @classmethod
@@ -62,7 +92,6 @@ class Warehouse:
         """Open the warehouse the settings name; close it on exit."""
         database = validate_identifier(settings.warehouse.database)
         from stockpipe import metrics
-        from stockpipe.market_calendar import EXCHANGE_TZ
 
         today = datetime.now(EXCHANGE_TZ).date().isoformat()
         metrics.WAREHOUSE_SESSIONS.labels(settings.warehouse.backend, today).inc()
@@ -80,30 +109,45 @@ class Warehouse:
     @classmethod
     def _connect_embedded(cls, directory: Path, database: str, memory_limit: str) -> Warehouse:
         import duckdb
-        from fakesnow.instance import FakeSnow
-
-        # fakesnow warns on every result that it copies Arrow data; not actionable for users.
-        warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
 
         directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{database}.db"
         try:
-            fake = FakeSnow(db_path=directory)
-            conn = fake.connect(database=database, schema="RAW")
+            instance = duckdb.connect(
+                ":memory:",
+                config={
+                    # DuckDB's default is 80% of RAM, and it keeps what it may: bound it so a
+                    # drain's memory follows its batch, not the size of the warehouse.
+                    "memory_limit": memory_limit,
+                    # What fakesnow 0.12 sets on its instances (its SQL uses arrow lambdas).
+                    "lambda_syntax": "ENABLE_SINGLE_ARROW",
+                    # Where DuckDB spills what does not fit under the limit (an in-memory
+                    # instance has no spill directory, and would fail instead).
+                    "temp_directory": str(directory / "duckdb-spill"),
+                },
+            )
+            instance.execute("set global TimeZone = 'UTC'")
+            instance.execute(f"attach '{path}' as {database}")
+            instance.execute(f"create schema if not exists {database}.RAW")
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise WarehouseBusy(
-                    f"the embedded warehouse {directory / (database + '.db')} is open in another "
+                    f"the embedded warehouse {path} is open in another "
                     "process (DuckDB allows one writer); wait for it to finish"
                 ) from exc
             raise WarehouseError(
                 f"cannot open the embedded warehouse in {directory}: {exc}"
             ) from exc
-        # DuckDB's default memory limit is 80% of RAM, and it keeps what it may: bound it so a
-        # drain's memory follows its batch, not the size of the warehouse.
-        fake.duck_conn.execute(f"SET memory_limit = '{memory_limit}'")
-        warehouse = cls(conn, "embedded", database, str(directory / f"{database}.db"))
-        warehouse._fake = fake
+        warehouse = cls._embedded_session(instance, database, directory)
+        warehouse._instance = instance
         return warehouse
+
+    @classmethod
+    def _embedded_session(cls, instance: Any, database: str, directory: Path) -> Warehouse:
+        duck = instance.cursor()  # a DuckDB connection of its own: its own transactions
+        duck.execute(f"set schema = '{database}.RAW'")
+        location = str(directory / f"{database}.db")
+        return cls(None, "embedded", database, location, duck=duck, directory=directory)
 
     @classmethod
     def _connect_snowflake(cls, settings: Settings, database: str) -> Warehouse:
@@ -146,21 +190,21 @@ class Warehouse:
         On the embedded warehouse it shares this process's DuckDB instance: a second
         process could not open the file while this one holds it.
         """
-        fake = getattr(self, "_fake", None)
-        if fake is None:
+        if self._instance is None:
             raise WarehouseError("sibling sessions are for the embedded warehouse; connect again")
-        conn = fake.connect(database=self.database, schema="RAW")
-        other = type(self)(conn, self.backend, self.database, self.location)
+        assert self._directory is not None
+        other = self._embedded_session(self._instance, self.database, self._directory)
+        other._instance = self._instance
         other._owns_instance = False
         return other
 
     def close(self) -> None:
-        self.conn.close()
-        if not getattr(self, "_owns_instance", True):
-            return
-        fake = getattr(self, "_fake", None)
-        if fake is not None:
-            fake.duck_conn.close()
+        if self._conn is not None:
+            self._conn.close()
+        if self.duck is not None:
+            self.duck.close()
+        if self._instance is not None and self._owns_instance:
+            self._instance.close()
 
     # -- statements -----------------------------------------------------------------------
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
@@ -171,17 +215,21 @@ class Warehouse:
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         return self.execute(sql, params).fetchall()
 
-    # -- the drain's hot path ---------------------------------------------------------------
+    # -- SQL common to Snowflake and DuckDB ---------------------------------------------------
     # On the embedded warehouse, fakesnow parses and rewrites every statement with sqlglot
     # before DuckDB sees it: ~9 ms for each of the loader's statements, a third of a drain's
-    # time. The loader's per-batch statements are written in SQL that Snowflake and DuckDB
-    # read alike, so on the embedded warehouse they go straight to fakesnow's DuckDB
-    # connection (the same connection, hence the same transaction, as every other statement).
-    def _duck(self) -> Any:
-        return self.conn._duck_conn  # fakesnow 0.12's connection to DuckDB (pinned)
+    # time, and its imports are a third of a drain's memory. The drain's statements are
+    # written in SQL that Snowflake and DuckDB read alike, so on the embedded warehouse they
+    # go straight to the session's DuckDB connection (the one fakesnow would use too, hence
+    # the same transaction as every other statement of the session).
+    def _common(self, sql: str, params: Sequence[Any] | None) -> Any:
+        if self.backend == "embedded":
+            return self.duck.execute(sql.replace("%s", "?"), list(params or []))
+        return self.execute(sql, params)
 
-    def _duck_execute(self, sql: str, params: Sequence[Any] | None) -> Any:
-        return self._duck().execute(sql.replace("%s", "?"), list(params or []))
+    def run(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        """Run a statement (DDL, BEGIN/COMMIT) written in SQL common to Snowflake and DuckDB."""
+        self._common(sql, params)
 
     def dml(self, sql: str, params: Sequence[Any] | None = None) -> int:
         """Run an INSERT/UPDATE/DELETE written in SQL common to Snowflake and DuckDB.
@@ -189,18 +237,19 @@ class Warehouse:
         Returns:
             The number of rows it changed.
         """
+        cursor = self._common(sql, params)
         if self.backend == "embedded":
-            row = self._duck_execute(sql, params).fetchone()
+            row = cursor.fetchone()
             return int(row[0]) if row else 0
-        return int(self.execute(sql, params).rowcount or 0)
+        return int(cursor.rowcount or 0)
 
     def select(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         """Run a SELECT written in SQL common to Snowflake and DuckDB; return its rows."""
-        if self.backend == "embedded":
-            return self._duck_execute(sql, params).fetchall()
-        return self.query(sql, params)
+        return self._common(sql, params).fetchall()
 
     def query_frame(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        import pandas as pd
+
         cursor = self.execute(sql, params)
         columns = [d[0].lower() for d in cursor.description]
         return pd.DataFrame(cursor.fetchall(), columns=columns)
@@ -212,48 +261,74 @@ class Warehouse:
         DDL must stay outside: Snowflake commits implicitly before DDL, and DuckDB (the
         embedded warehouse) cannot mix DDL with writes to the database in one transaction.
         """
-        self.execute("begin")
+        self.run("begin")
         try:
             yield
         except BaseException:
-            self.execute("rollback")
+            self.run("rollback")
             raise
-        self.execute("commit")
+        self.run("commit")
 
-    def write_frame(self, frame: pd.DataFrame, table: str, schema: str | None = None) -> int:
-        """Bulk-load ``frame`` into an existing table (write_pandas: PUT + COPY on Snowflake).
+    @contextmanager
+    def staged(self, frame: pa.Table | pd.DataFrame, name: str, like: str) -> Iterator[None]:
+        """``frame`` readable as table ``name`` by this session's statements in the block.
 
-        Column names must match the table's (upper-case). Returns the rows written.
+        Column names must be those of table ``like`` (upper-case). Embedded: DuckDB reads
+        the Arrow table (or pandas frame) where it is, registered under ``name``: no copy,
+        no load. Snowflake: a session-temporary table like ``like``, bulk-loaded with
+        write_pandas (PUT + COPY).
         """
-        validate_identifier(table)
+        validate_identifier(name)
+        for column in _column_names(frame):
+            validate_identifier(column)
         if self.backend == "embedded":
-            # DuckDB scans the frame itself (vectorised); fakesnow's write_pandas converts
-            # every cell in Python first, which costs more than the whole load.
-            columns = ", ".join(validate_identifier(str(c)) for c in frame.columns)
-            target = f"{validate_identifier(schema)}.{table}" if schema else table
-            duck = self._duck()
-            duck.register("stockpipe_bulk_frame", frame)
+            self.duck.register(name, frame)
             try:
-                duck.execute(
-                    f"insert into {target} ({columns}) select {columns} from stockpipe_bulk_frame"
-                )
+                yield
             finally:
-                duck.unregister("stockpipe_bulk_frame")
-            return len(frame)
+                self.duck.unregister(name)
+            return
         from snowflake.connector.pandas_tools import write_pandas
 
-        ok, _chunks, rows, *_ = write_pandas(
+        # DDL outside any transaction (see transaction()); the table lives for the session.
+        self.run(f"create temporary table if not exists {name} like {like}")
+        self.dml(f"delete from {name}")
+        if not hasattr(frame, "iloc"):
+            frame = frame.to_pandas()
+        ok, *_ = write_pandas(
             self.conn,
             frame,
-            table,
-            schema=schema,
+            name,
             auto_create_table=False,
             quote_identifiers=False,
             use_logical_type=True,
         )
         if not ok:
-            raise WarehouseError(f"bulk load into {table} failed")
-        return int(rows)
+            raise WarehouseError(f"bulk load into {name} failed")
+        yield
 
 
-TRANSIENT_WAREHOUSE_ERRORS = _transient_errors()
+def _column_names(frame: pa.Table | pd.DataFrame) -> list[str]:
+    names = getattr(frame, "column_names", None)  # Arrow
+    return list(names) if names is not None else [str(c) for c in frame.columns]
+
+
+def _fakesnow_connection(duck: Any, database: str, directory: Path | None) -> Any:
+    """fakesnow's snowflake-connector-compatible connection on an open DuckDB session.
+
+    ``fakesnow.instance.FakeSnow`` would open a DuckDB instance of its own; this runs the
+    setup it runs (fakesnow 0.12, pinned: its global and per-database information-schema
+    objects and macros, all idempotent) on ours, so both share one session and transaction.
+    """
+    from fakesnow import info_schema, macros
+    from fakesnow.fakes import FakeSnowflakeConnection
+    from fakesnow.transforms import show
+
+    # fakesnow warns on every result that it copies Arrow data; not actionable for users.
+    warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
+    duck.execute("attach if not exists ':memory:' as _fs_global")
+    duck.execute(info_schema.fs_global_creation_sql())
+    duck.execute(show.fs_global_creation_sql())
+    duck.execute(info_schema.per_db_creation_sql(database))
+    duck.execute(macros.creation_sql(database))
+    return FakeSnowflakeConnection(duck, {}, database, "RAW", db_path=directory)

@@ -1,20 +1,25 @@
 """Load a batch of bars and the offsets that follow it in one warehouse transaction.
 
-Bulk, never row by row: the batch is bulk-loaded (write_pandas) into a session-temporary
-table, then one transaction replaces older fetches of the same bars, inserts new bars and
-moves the offsets. Either all of it commits or none of it does, which is what makes the
-drain exactly-once: the offsets in ``RAW.KAFKA_OFFSETS`` never pass rows that are not in
+Bulk, never row by row: the batch is staged as a table of the session (embedded: DuckDB
+reads the Arrow table in place; Snowflake: a bulk-loaded temporary table), then one
+transaction replaces older fetches of the same bars, inserts new bars and moves the
+offsets. Either all of it commits or none of it does, which is what makes the drain
+exactly-once: the offsets in ``RAW.KAFKA_OFFSETS`` never pass rows that are not in
 ``RAW.STOCK_PRICES``.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from stockpipe.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 BATCH_TABLE = "STOCK_PRICES_BATCH"
 RAW_COLUMNS = (
@@ -100,7 +105,7 @@ def read_offsets(warehouse: Warehouse, topic: str) -> dict[tuple[str, int], Stor
 
 def load_batch(
     warehouse: Warehouse,
-    rows: pd.DataFrame,
+    rows: pa.Table | pd.DataFrame,
     next_offsets: dict[tuple[str, int], int],
     cluster_id: str | None,
     start_offsets: dict[tuple[str, int], int] | None = None,
@@ -108,34 +113,32 @@ def load_batch(
     """Commit ``rows`` (columns :data:`RAW_COLUMNS`) and ``next_offsets`` atomically.
 
     Args:
+        rows: the bars, an Arrow table (the drain's) or a pandas frame.
         next_offsets: per partition, where to resume after this batch. May name partitions
             with no rows (a batch of only rejected messages still moves its offsets).
         start_offsets: per partition, the batch's first offset; a partition whose stored
             offset is already past it is fenced (see :func:`_fenced_partitions`).
     """
     now = datetime.now(UTC).replace(tzinfo=None)
-    # DDL and the bulk load into the session's temporary table stay outside the transaction
-    # (see Warehouse.transaction); nothing in RAW changes until the commit.
-    warehouse.execute(f"create temporary table if not exists {BATCH_TABLE} like RAW.STOCK_PRICES")
-    warehouse.dml(f"delete from {BATCH_TABLE}")
-    if len(rows):
-        warehouse.write_frame(rows.loc[:, list(RAW_COLUMNS)], BATCH_TABLE)
-
-    with warehouse.transaction():
-        fenced = _fenced_partitions(warehouse, start_offsets or {})
-        committed = {tp: o for tp, o in next_offsets.items() if tp not in fenced}
-        replaced = inserted = 0
-        partitions = sorted({p for _, p in committed})
-        if len(rows) and partitions:
-            in_list = ", ".join(str(int(p)) for p in partitions)
-            # The batch's time range lets the warehouse prune to the micro-partitions (DuckDB:
-            # row groups) that can hold its bars, instead of scanning the whole table.
-            ts_range = (rows["TS"].min().to_pydatetime(), rows["TS"].max().to_pydatetime())
-            replaced = warehouse.dml(_REPLACE_OLDER_FETCHES.format(partitions=in_list), ts_range)
-            inserted = warehouse.dml(_INSERT_NEW_BARS.format(partitions=in_list), ts_range)
-            inserted -= replaced
-        if committed:
-            _write_offsets(warehouse, committed, cluster_id, now)
+    batch = (
+        warehouse.staged(_select_columns(rows, RAW_COLUMNS), BATCH_TABLE, like="RAW.STOCK_PRICES")
+        if len(rows)
+        else nullcontext()
+    )
+    with batch:
+        # The batch's time range lets the warehouse prune to the micro-partitions (DuckDB:
+        # row groups) that can hold its bars, instead of scanning the whole table.
+        ts_range = (
+            warehouse.select(f"select min(ts), max(ts) from {BATCH_TABLE}")[0]
+            if len(rows)
+            else None
+        )
+        with warehouse.transaction():
+            fenced = _fenced_partitions(warehouse, start_offsets or {})
+            committed = {tp: o for tp, o in next_offsets.items() if tp not in fenced}
+            replaced, inserted = _merge_bars(warehouse, sorted({p for _, p in committed}), ts_range)
+            if committed:
+                _write_offsets(warehouse, committed, cluster_id, now)
     return LoadResult(
         rows_in_batch=len(rows),
         inserted=inserted,
@@ -143,6 +146,24 @@ def load_batch(
         fenced=fenced,
         committed_offsets=committed,
     )
+
+
+def _merge_bars(
+    warehouse: Warehouse, partitions: list[int], ts_range: tuple | None
+) -> tuple[int, int]:
+    """(replaced, inserted) bars of the staged batch's ``partitions`` (in the transaction)."""
+    if ts_range is None or not partitions:
+        return 0, 0
+    in_list = ", ".join(str(int(p)) for p in partitions)
+    replaced = warehouse.dml(_REPLACE_OLDER_FETCHES.format(partitions=in_list), ts_range)
+    written = warehouse.dml(_INSERT_NEW_BARS.format(partitions=in_list), ts_range)
+    return replaced, written - replaced
+
+
+def _select_columns(rows: pa.Table | pd.DataFrame, columns: tuple[str, ...]):
+    if hasattr(rows, "iloc"):  # pandas
+        return rows.loc[:, list(columns)]
+    return rows.select(list(columns))
 
 
 def _fenced_partitions(

@@ -75,7 +75,8 @@ def read_sql_dir(sql_dir: Path = DEFAULT_SQL_DIR, database: str = "STOCKS") -> l
 
 def _applied(warehouse: Warehouse) -> dict[str, str]:
     try:
-        rows = warehouse.query("select file_name, checksum from RAW.SQL_APPLIED")
+        # Common SQL: a drain checks the plan on every start without loading fakesnow.
+        rows = warehouse.select("select file_name, checksum from RAW.SQL_APPLIED")
     except Exception:  # the bookkeeping table does not exist before the first apply
         return {}
     return {name: checksum for name, checksum in rows}

@@ -31,11 +31,38 @@ from stockpipe.settings import load_settings
 from stockpipe.streaming.broker import LocalBroker
 from stockpipe.streaming.producer import PRODUCER_DEFAULTS
 from stockpipe.streaming.topics import ensure_topics
+from stockpipe.warehouse import Warehouse
+from stockpipe.warehouse.sql_runner import apply_sql
 from tests.support import distinct_bar_messages
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory (VmHWM).
+
+    Not getrusage's ru_maxrss: Linux carries that across exec, so a child started from a
+    large parent reports the parent's size until it grows past it.
+    """
+    return _status_mb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _status_mb(field: str) -> float:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def memory_line(warehouse: Warehouse) -> str:
+    """Resident memory now and at peak, and what DuckDB's buffer manager holds (--trace)."""
+    duck = warehouse.select(
+        "select tag, memory_usage_bytes // 1048576 from duckdb_memory() "
+        "where memory_usage_bytes >= 1048576"
+    )
+    return f"RSS {_status_mb('VmRSS'):.0f} MB, peak {peak_rss_mb():.0f} MB, DuckDB MB {dict(duck)}"
 
 
 def produce_backlog(bootstrap: str, topic: str, count: int) -> float:
@@ -90,20 +117,29 @@ def warm_group_coordinator(bootstrap: str, topic: str) -> None:
     consumer.close()
 
 
-def drain_in_child() -> None:
-    """The child: drain the backlog the parent produced; print one JSON line of figures."""
+def drain_in_child(trace: bool) -> None:
+    """The child: drain the backlog the parent produced, as ``stockpipe drain`` does (same
+    allocator setting, same SQL check before the drain); print one JSON line of figures."""
     from stockpipe.drain import drain_to_warehouse
-    from stockpipe.warehouse import Warehouse
-    from stockpipe.warehouse.sql_runner import apply_sql
+    from stockpipe.processes import limit_malloc_arenas
 
+    limit_malloc_arenas()
     settings = load_settings()
     before = peak_rss_mb()
     with Warehouse.connect(settings) as warehouse:
         apply_sql(warehouse)
         started = time.perf_counter()
-        report = drain_to_warehouse(settings, warehouse)
+        report = drain_to_warehouse(
+            settings,
+            warehouse,
+            on_batch=(
+                (lambda r: print(f"  batch {r.batches}: {memory_line(warehouse)}", file=sys.stderr))
+                if trace
+                else None
+            ),
+        )
         elapsed = time.perf_counter() - started
-        loaded = warehouse.query("select count(*) from RAW.STOCK_PRICES")[0][0]
+        loaded = warehouse.select("select count(*) from RAW.STOCK_PRICES")[0][0]
     print(
         json.dumps(
             {
@@ -167,10 +203,13 @@ def main() -> None:
         default=None,
         help="records per batch (default: STOCKPIPE_DRAIN__MAX_RECORDS's)",
     )
+    parser.add_argument(
+        "--trace", action="store_true", help="print the drain's memory after every batch"
+    )
     parser.add_argument("--drain-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.drain_child:
-        drain_in_child()
+        drain_in_child(args.trace)
         return
 
     with tempfile.TemporaryDirectory(prefix="stockpipe-bench-") as tmp:
@@ -193,14 +232,22 @@ def main() -> None:
             seconds = produce_backlog(broker.bootstrap_servers, topic, args.messages)
             print(f"  produced in {seconds:.1f}s ({args.messages / seconds:,.0f} msg/s)")
 
+            # The warehouse exists before the drain, as on any deployment: its first set-up
+            # (sql/ through fakesnow, which loads snowflake-connector and pandas) is not the
+            # drain's work, and later drains only check that nothing changed.
+            with Warehouse.connect(settings) as warehouse:
+                apply_sql(warehouse)
             warm_group_coordinator(broker.bootstrap_servers, topic)
             child = subprocess.run(
-                [sys.executable, "-m", "tests.benchmarks.bench_drain", "--drain-child"],
+                [sys.executable, "-m", "tests.benchmarks.bench_drain", "--drain-child"]
+                + (["--trace"] if args.trace else []),
                 capture_output=True,
                 text=True,
                 check=False,
                 env=os.environ.copy(),
             )
+            if args.trace:
+                print("\n".join(line for line in child.stderr.splitlines() if "batch" in line))
             if child.returncode != 0:
                 raise SystemExit(f"the drain failed:\n{child.stderr[-3000:]}")
             figures = json.loads(child.stdout.strip().splitlines()[-1])
@@ -210,7 +257,7 @@ def main() -> None:
                 f"stockpipe drain: {args.messages:,} messages in {figures['seconds']:.1f}s = "
                 f"{drain_rate:,.0f} msg/s; peak RSS {figures['peak_mb']:.0f} MB "
                 f"(of which {figures['imports_mb']:.0f} MB before the warehouse opened: "
-                f"the imported libraries); {figures['batches']} batches of up to "
+                f"Python and the libraries); {figures['batches']} batches of up to "
                 f"{settings.drain.max_records:,}"
             )
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -67,6 +69,34 @@ def test_drain_loads_every_bar_once_and_resumes_from_warehouse_offsets(
     assert len(rows_final) == published
     assert rows_final["fetched_at"].max() == datetime(2025, 11, 26, 21, 30)
     assert sum(o.next_offset for o in offsets.values()) == 2 * published
+
+
+# What `stockpipe drain` does in its own process, and which heavy modules it loaded.
+DRAIN_COMMAND = """
+import json, sys
+from stockpipe.cli import main
+code = main(["drain", "--max-records", "1000"])
+heavy = ("fakesnow", "sqlglot", "snowflake.connector")
+print(json.dumps({"code": code, "loaded": [m for m in heavy if m in sys.modules]}))
+"""
+
+
+def test_the_drain_command_stays_off_fakesnow_and_the_snowflake_connector(
+    env_settings: Settings,
+) -> None:
+    # Memory: those modules are ~70 MB of a drain's ~300 MB budget (bench_drain). A drain on
+    # a set-up warehouse speaks to DuckDB directly and needs none of them.
+    with Warehouse.connect(env_settings) as warehouse:
+        apply_sql(warehouse)
+    published = publish_session(env_settings)
+    done = subprocess.run(
+        [sys.executable, "-c", DRAIN_COMMAND], capture_output=True, text=True, timeout=120
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"code": 0, "loaded": []}, done.stdout + done.stderr
+    assert f"{published} new bars" in done.stdout
+    with Warehouse.connect(env_settings) as warehouse:
+        assert warehouse.select("select count(*) from RAW.STOCK_PRICES")[0][0] == published
 
 
 def test_bad_messages_go_to_the_dead_letter_topic_with_the_reason(

@@ -68,12 +68,12 @@ def test_batches_land_on_s3_once_even_when_a_commit_failed_after_the_write(
     settings = load_settings()
     with Warehouse.connect(settings) as warehouse:
         apply_sql(warehouse)
-        real = warehouse.conn
+        real = warehouse.duck
         # The first commit fails after its files were written: a crash in the worst place.
-        warehouse.conn = FlakyConnection(real, "insert into raw.stock_prices", times=1)
+        warehouse.duck = FlakyConnection(real, "insert into raw.stock_prices", times=1)
         with pytest.raises(FlakyConnection.ERRORS):
             drain_to_warehouse(settings, warehouse, max_records=4_000)
-        warehouse.conn = real
+        warehouse.duck = real
         # The re-run cuts its batches differently; the zone must still hold each offset once.
         report = drain_to_warehouse(settings, warehouse, max_records=1_500)
         assert report.inserted == 6_000

@@ -229,7 +229,10 @@ def drain_to_warehouse(
         if on_batch:
             on_batch(report)
 
-    with BatchConsumer(settings.kafka, start_offsets) as consumer:
+    with (
+        warehouse.memory_limit(limits.embedded_memory_limit),
+        BatchConsumer(settings.kafka, start_offsets) as consumer,
+    ):
         while True:
             batch = consumer.next_batch(
                 max_records=max_records or limits.max_records,

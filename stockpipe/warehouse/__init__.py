@@ -16,6 +16,7 @@ and with it snowflake-connector, pandas and sqlglot: ~70 MB less resident memory
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -183,6 +184,22 @@ class Warehouse:
                 f"cannot connect to Snowflake account {wh.account}: {exc}"
             ) from exc
         return cls(conn, "snowflake", database, f"snowflake://{wh.account}/{database}")
+
+    @contextmanager
+    def memory_limit(self, limit: str) -> Iterator[None]:
+        """Embedded: DuckDB's memory limit is ``limit`` (e.g. "48MB") within the block, and
+        what it was afterwards. Snowflake: nothing to do."""
+        if self.backend != "embedded":
+            yield
+            return
+        if not re.fullmatch(r"\d+(MB|GB)", limit):
+            raise WarehouseError(f"memory limit {limit!r} is not a number of MB or GB")
+        before = self.duck.execute("select current_setting('memory_limit')").fetchone()[0]
+        self.duck.execute(f"set memory_limit = '{limit}'")
+        try:
+            yield
+        finally:
+            self.duck.execute(f"set memory_limit = '{before}'")
 
     def sibling(self) -> Warehouse:
         """A second session on the same warehouse (its own transactions).

@@ -62,16 +62,19 @@ _REPLACE_OLDER_FETCHES = f"""
       and RAW.STOCK_PRICES.fetched_at <= s.fetched_at
 """
 
+# An anti-join written as LEFT JOIN ... IS NULL rather than NOT EXISTS: DuckDB then builds
+# its hash table on the batch and streams the table past it. With NOT EXISTS it built on
+# the table's rows in the batch's time range, which ran out of memory (64 MB limit) once a
+# batch spanned a wide range of a table of millions of rows.
 _INSERT_NEW_BARS = f"""
     insert into RAW.STOCK_PRICES ({", ".join(RAW_COLUMNS)})
     select {", ".join("s." + c for c in RAW_COLUMNS)}
     from ({_LATEST_IN_BATCH}) as s
+    left join RAW.STOCK_PRICES as t
+      on t.ts between %s and %s
+     and t.symbol = s.symbol and t.ts = s.ts and t.bar_interval = s.bar_interval
     where s.kafka_partition in ({{partitions}})
-      and not exists (
-        select 1 from RAW.STOCK_PRICES as t
-        where t.ts between %s and %s
-          and t.symbol = s.symbol and t.ts = s.ts and t.bar_interval = s.bar_interval
-    )
+      and t.symbol is null
 """
 
 

@@ -117,3 +117,34 @@ def test_second_writer_process_gets_a_clear_busy_error(warehouse: Warehouse, tmp
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("busy:"), out.stdout + out.stderr
     assert "STOCKS.db" in out.stdout
+
+
+def test_a_batch_spanning_years_commits_within_the_drains_memory_limit(
+    warehouse: Warehouse,
+) -> None:
+    # Three million bars (500 symbols, ~11 years of minutes), then a batch of the next
+    # 20,000 bars plus a re-fetch of the very first one: its time range is the whole table.
+    bars = """
+        select 'SYM' || (i % 500) as symbol,
+               timestamp '2015-01-02 14:30' + to_minutes(i // 500 * 2) as ts,
+               '1m' as bar_interval, 10.0 as open, 11.0 as high, 9.0 as low, 10.0 as close,
+               100 as volume, 'simulated' as source, {fetched} as fetched_at,
+               1 as schema_version, 'prices' as kafka_topic, 0 as kafka_partition,
+               {offset} as kafka_offset, null::timestamp as kafka_timestamp,
+               timestamp '2026-01-01' as loaded_at
+        from range({start}, {stop}) t(i)
+    """
+    total = 3_000_000
+    table = bars.format(fetched="timestamp '2026-01-01'", offset="i", start=0, stop=total)
+    warehouse.duck.execute(f"insert into RAW.STOCK_PRICES {table}")
+    batch = warehouse.duck.execute(
+        bars.format(fetched="timestamp '2026-02-01'", offset="i", start=total, stop=total + 20_000)
+        + " union all "
+        + bars.format(fetched="timestamp '2026-02-01'", offset=total + 20_000, start=0, stop=1)
+    ).to_arrow_table()
+    batch = batch.rename_columns([c.upper() for c in batch.column_names])
+    with warehouse.memory_limit(load_settings().drain.embedded_memory_limit):
+        result = load_batch(warehouse, batch, {("prices", 0): total + 20_001}, None)
+    assert (result.inserted, result.replaced) == (20_000, 1)
+    count = warehouse.select("select count(*) from RAW.STOCK_PRICES")[0][0]
+    assert count == total + 20_000

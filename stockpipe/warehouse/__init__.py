@@ -117,8 +117,8 @@ class Warehouse:
             instance = duckdb.connect(
                 ":memory:",
                 config={
-                    # DuckDB's default is 80% of RAM, and it keeps what it may: bound it so a
-                    # drain's memory follows its batch, not the size of the warehouse.
+                    # DuckDB's default is 80% of RAM, and it keeps what it may as cache: bound
+                    # it (a drain lowers it further, see Warehouse.memory_limit).
                     "memory_limit": memory_limit,
                     # What fakesnow 0.12 sets on its instances (its SQL uses arrow lambdas).
                     "lambda_syntax": "ENABLE_SINGLE_ARROW",

@@ -191,21 +191,20 @@ def _canonical(payload: dict) -> bool:
     return True
 
 
-def typed_table(payloads: list[dict]) -> tuple[pa.Table, np.ndarray]:
-    """``payloads`` as an :data:`ARROW_SCHEMA` table, and the mask of canonical ones; the
-    other rows are all null (so never plainly valid) and are left to the contract."""
+def precheck(payloads: list[dict]) -> tuple[pa.Table, np.ndarray]:
+    """The pre-check of parsed payloads: canonical types and plainly valid values.
+
+    Returns:
+        ``payloads`` as an :data:`ARROW_SCHEMA` table (rows not in canonical types all
+        null), and the mask of the rows that passed.
+    """
     canonical = np.fromiter((_canonical(p) for p in payloads), dtype=bool, count=len(payloads))
     columns = [
         pa.array([p[name] if ok else None for p, ok in zip(payloads, canonical, strict=True)], kind)
         for name, kind in zip(ARROW_SCHEMA.names, ARROW_SCHEMA.types, strict=True)
     ]
-    return pa.Table.from_arrays(columns, schema=ARROW_SCHEMA), canonical
-
-
-def precheck(payloads: list[dict]) -> np.ndarray:
-    """The pre-check of parsed payloads: canonical types and plainly valid values."""
-    table, canonical = typed_table(payloads)
-    return canonical & plainly_valid(table)
+    table = pa.Table.from_arrays(columns, schema=ARROW_SCHEMA)
+    return table, canonical & plainly_valid(table)
 
 
 def _parse_payload(message: Message) -> tuple[dict | None, Rejection | None]:
@@ -297,8 +296,7 @@ def decode_batch(messages: list[Message], max_message_bytes: int) -> DecodedBatc
                 parsed.append(payload)  # type: ignore[arg-type]
                 parsed_messages.append(message)
         candidates, payloads = parsed_messages, list(parsed)
-        table, canonical = typed_table(parsed)
-        fast = canonical & plainly_valid(table)
+        table, fast = precheck(parsed)
 
     fast_idx = np.flatnonzero(fast)
     good = table if len(fast_idx) == table.num_rows else table.take(fast_idx)

@@ -33,6 +33,8 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$")
 # Kafka's legal topic characters (TopicValidator in Kafka itself).
 _TOPIC = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
 SYMBOL_PATTERN = r"^[A-Z0-9.\-^=]{1,15}$"
+# A DuckDB memory limit as the settings take it (it is written into SQL: nothing else).
+MEMORY_LIMIT_PATTERN = r"^\d+(MB|GB)$"
 # The exchange's clock (NYSE): schedules, sessions and daily counters follow it.
 EXCHANGE_TZ = ZoneInfo("America/New_York")
 _SYMBOL = re.compile(SYMBOL_PATTERN)
@@ -158,7 +160,7 @@ class WarehouseSettings(BaseModel):
     )
     embedded_memory_limit: str = Field(
         "96MB",
-        pattern=r"^\d+(MB|GB)$",
+        pattern=MEMORY_LIMIT_PATTERN,
         # The full refresh of the daily marts over ~5M bars needs more than 64 MB
         # (bench_trends); a drain runs with its own, lower limit (drain.embedded_memory_limit).
         description="DuckDB memory limit of the embedded warehouse",
@@ -249,7 +251,7 @@ class DrainSettings(BaseModel):
     # table peaked at 317 MB, at 48 MB at 276 MB, as fast (bench_drain --messages 5000000).
     embedded_memory_limit: str = Field(
         "48MB",
-        pattern=r"^\d+(MB|GB)$",
+        pattern=MEMORY_LIMIT_PATTERN,
         description="DuckDB memory limit of the embedded warehouse while a drain runs",
     )
     load_retries: int = Field(5, ge=0, le=20, description="retries of a failed warehouse commit")

@@ -3,7 +3,7 @@
 :class:`Warehouse` is the only place that knows which backend is in use. Everything above
 it speaks Snowflake SQL with ``%s`` parameters: :meth:`Warehouse.execute` and
 :meth:`Warehouse.query` for any statement, and the common-SQL methods (:meth:`Warehouse.dml`,
-:meth:`Warehouse.select`, :meth:`Warehouse.run`, :meth:`Warehouse.write_frame`) for the
+:meth:`Warehouse.select`, :meth:`Warehouse.run`, :meth:`Warehouse.staged`) for the
 statements the drain runs on every batch.
 
 The embedded warehouse is a DuckDB file in fakesnow's layout. A session opens it with DuckDB
@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stockpipe.settings import EXCHANGE_TZ, Settings, validate_identifier
+from stockpipe.settings import EXCHANGE_TZ, MEMORY_LIMIT_PATTERN, Settings, validate_identifier
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,10 +69,6 @@ class Warehouse:
         if self._conn is None:
             self._conn = _fakesnow_connection(self.duck, self.database, self._directory)
         return self._conn
-
-    @conn.setter
-    def conn(self, value: Any) -> None:
-        self._conn = value
 
     @property
     def retryable_errors(self) -> tuple[type[BaseException], ...]:
@@ -139,16 +135,16 @@ class Warehouse:
             raise WarehouseError(
                 f"cannot open the embedded warehouse in {directory}: {exc}"
             ) from exc
-        warehouse = cls._embedded_session(instance, database, directory)
-        warehouse._instance = instance
-        return warehouse
+        return cls._embedded_session(instance, database, directory)
 
     @classmethod
     def _embedded_session(cls, instance: Any, database: str, directory: Path) -> Warehouse:
         duck = instance.cursor()  # a DuckDB connection of its own: its own transactions
         duck.execute(f"set schema = '{database}.RAW'")
         location = str(directory / f"{database}.db")
-        return cls(None, "embedded", database, location, duck=duck, directory=directory)
+        session = cls(None, "embedded", database, location, duck=duck, directory=directory)
+        session._instance = instance
+        return session
 
     @classmethod
     def _connect_snowflake(cls, settings: Settings, database: str) -> Warehouse:
@@ -192,7 +188,7 @@ class Warehouse:
         if self.backend != "embedded":
             yield
             return
-        if not re.fullmatch(r"\d+(MB|GB)", limit):
+        if not re.fullmatch(MEMORY_LIMIT_PATTERN, limit):
             raise WarehouseError(f"memory limit {limit!r} is not a number of MB or GB")
         before = self.duck.execute("select current_setting('memory_limit')").fetchone()[0]
         self.duck.execute(f"set memory_limit = '{limit}'")
@@ -211,7 +207,6 @@ class Warehouse:
             raise WarehouseError("sibling sessions are for the embedded warehouse; connect again")
         assert self._directory is not None
         other = self._embedded_session(self._instance, self.database, self._directory)
-        other._instance = self._instance
         other._owns_instance = False
         return other
 
@@ -287,16 +282,16 @@ class Warehouse:
         self.run("commit")
 
     @contextmanager
-    def staged(self, frame: pa.Table | pd.DataFrame, name: str, like: str) -> Iterator[None]:
+    def staged(self, frame: pa.Table, name: str, like: str) -> Iterator[None]:
         """``frame`` readable as table ``name`` by this session's statements in the block.
 
         Column names must be those of table ``like`` (upper-case). Embedded: DuckDB reads
-        the Arrow table (or pandas frame) where it is, registered under ``name``: no copy,
-        no load. Snowflake: a session-temporary table like ``like``, bulk-loaded with
-        write_pandas (PUT + COPY).
+        the Arrow table where it is, registered under ``name``: no copy, no load.
+        Snowflake: a session-temporary table like ``like``, bulk-loaded with write_pandas
+        (PUT + COPY).
         """
         validate_identifier(name)
-        for column in _column_names(frame):
+        for column in frame.column_names:
             validate_identifier(column)
         if self.backend == "embedded":
             self.duck.register(name, frame)
@@ -310,11 +305,9 @@ class Warehouse:
         # DDL outside any transaction (see transaction()); the table lives for the session.
         self.run(f"create temporary table if not exists {name} like {like}")
         self.dml(f"delete from {name}")
-        if not hasattr(frame, "iloc"):
-            frame = frame.to_pandas()
         ok, *_ = write_pandas(
             self.conn,
-            frame,
+            frame.to_pandas(),
             name,
             auto_create_table=False,
             quote_identifiers=False,
@@ -323,11 +316,6 @@ class Warehouse:
         if not ok:
             raise WarehouseError(f"bulk load into {name} failed")
         yield
-
-
-def _column_names(frame: pa.Table | pd.DataFrame) -> list[str]:
-    names = getattr(frame, "column_names", None)  # Arrow
-    return list(names) if names is not None else [str(c) for c in frame.columns]
 
 
 def _fakesnow_connection(duck: Any, database: str, directory: Path | None) -> Any:

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+
 from stockpipe.warehouse import Warehouse
 
 if TYPE_CHECKING:
     import pandas as pd
-    import pyarrow as pa
 
 BATCH_TABLE = "STOCK_PRICES_BATCH"
 RAW_COLUMNS = (
@@ -123,8 +124,10 @@ def load_batch(
             offset is already past it is fenced (see :func:`_fenced_partitions`).
     """
     now = datetime.now(UTC).replace(tzinfo=None)
+    if not isinstance(rows, pa.Table):  # a pandas frame (tests, benchmarks)
+        rows = pa.Table.from_pandas(rows, preserve_index=False)
     batch = (
-        warehouse.staged(_select_columns(rows, RAW_COLUMNS), BATCH_TABLE, like="RAW.STOCK_PRICES")
+        warehouse.staged(rows.select(list(RAW_COLUMNS)), BATCH_TABLE, like="RAW.STOCK_PRICES")
         if len(rows)
         else nullcontext()
     )
@@ -161,12 +164,6 @@ def _merge_bars(
     replaced = warehouse.dml(_REPLACE_OLDER_FETCHES.format(partitions=in_list), ts_range)
     written = warehouse.dml(_INSERT_NEW_BARS.format(partitions=in_list), ts_range)
     return replaced, written - replaced
-
-
-def _select_columns(rows: pa.Table | pd.DataFrame, columns: tuple[str, ...]):
-    if hasattr(rows, "iloc"):  # pandas
-        return rows.loc[:, list(columns)]
-    return rows.select(list(columns))
 
 
 def _fenced_partitions(

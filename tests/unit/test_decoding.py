@@ -71,7 +71,7 @@ def contract_accepts(record: dict) -> bool:
 def test_precheck_is_never_looser_than_the_contract() -> None:
     rng = random.Random(20261122)
     records = mutations(rng, 3000)
-    fast = precheck(records)
+    _, fast = precheck(records)
     verdicts = [contract_accepts(r) for r in records]
     loose = [r for r, f, v in zip(records, fast, verdicts, strict=True) if f and not v]
     assert loose == []
@@ -82,4 +82,4 @@ def test_precheck_is_never_looser_than_the_contract() -> None:
 
 def test_precheck_takes_plain_batches_whole() -> None:
     records = [dict(VALID, symbol=s, volume=v) for s in ("AAPL", "MSFT") for v in range(500)]
-    assert precheck(records).all()
+    assert precheck(records)[1].all()

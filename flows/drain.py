@@ -10,7 +10,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
 from stockpipe import drain, metrics
-from stockpipe.offsets import OffsetsOutOfSync
 from stockpipe.processes import limit_malloc_arenas
 from stockpipe.scheduling import MarketHours, skip_outside_market_hours
 from stockpipe.settings import load_settings
@@ -19,10 +18,11 @@ from stockpipe.warehouse.sql_runner import apply_sql
 
 
 def _worth_retrying(task, task_run, state) -> bool:
-    """Retry a failed drain, except when the offsets need a person's decision."""
+    """Retry a failed drain, except when a person must decide: offsets that do not fit the
+    cluster, or partitions that live drains hold."""
     try:
         state.result()
-    except OffsetsOutOfSync:
+    except (drain.OffsetsOutOfSync, drain.NoPartitionsAssigned):
         return False
     except Exception:
         return True
@@ -62,6 +62,7 @@ def drain_batches(
                 r.inserted,
                 r.rejected_total,
             ),
+            on_progress=logger.info,
         )
 
 

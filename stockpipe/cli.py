@@ -193,6 +193,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
                 f"  batch {r.batches}: {r.messages} messages, {r.inserted} new bars, "
                 f"{sum(r.rejected.values())} dead-lettered"
             ),
+            on_progress=lambda text: err.print(f"  {text}"),
         )
     console.print(report.summary())
     for (topic, partition), offset in sorted(report.next_offsets.items()):

@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -27,6 +28,11 @@ SCHEMA_VERSION = 1
 # A bar stamped more than this far ahead of the clock is a bug upstream, not the future.
 MAX_CLOCK_SKEW = timedelta(days=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The warehouse's column types bound the integers: VOLUME is BIGINT, SCHEMA_VERSION INTEGER.
+MAX_BIGINT = 2**63 - 1
+MAX_INTEGER = 2**31 - 1
+# Who fetched the bar ("yfinance", "simulated", "replay", ...): a short plain name.
+SOURCE_PATTERN = r"^[A-Za-z0-9_.:\-]{1,32}$"
 
 
 def _utc(value: datetime) -> datetime:
@@ -34,7 +40,29 @@ def _utc(value: datetime) -> datetime:
         raise PydanticCustomError(
             "timestamp_without_timezone", "timestamp has no time zone; the contract wants UTC"
         )
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:00:00-05:00 is past year 9999 in UTC
+        raise PydanticCustomError(
+            "timestamp_out_of_range", "timestamp {value} is out of range in UTC", {"value": value}
+        ) from None
+
+
+def _plausible(value: datetime, field: str) -> datetime:
+    """An instant between 1970 and a day ahead of the clock."""
+    if value < EPOCH:
+        raise PydanticCustomError(
+            f"{field}_before_1970",
+            "{field} {value} is before 1970",
+            {"field": field, "value": str(value)},
+        )
+    if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
+        raise PydanticCustomError(
+            f"{field}_in_future",
+            "{field} {value} is in the future",
+            {"field": field, "value": str(value)},
+        )
+    return value
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
@@ -52,11 +80,11 @@ class Quote(BaseModel):
     high: Price
     low: Price
     close: Price
-    volume: int = Field(ge=0)
+    volume: int = Field(ge=0, le=MAX_BIGINT)
     interval: Literal["1m", "5m", "15m", "1h", "1d"] = "1m"
-    source: str = Field(min_length=1, max_length=32)
+    source: str = Field(pattern=SOURCE_PATTERN)
     fetched_at: UtcDatetime
-    schema_version: int = Field(SCHEMA_VERSION, ge=1)
+    schema_version: int = Field(SCHEMA_VERSION, ge=1, le=MAX_INTEGER)
 
     @field_validator("volume", mode="before")
     @classmethod
@@ -71,18 +99,10 @@ class Quote(BaseModel):
             return int(value)
         return value
 
-    @field_validator("ts")
+    @field_validator("ts", "fetched_at")
     @classmethod
-    def _plausible_ts(cls, value: datetime) -> datetime:
-        if value < EPOCH:
-            raise PydanticCustomError(
-                "ts_before_1970", "ts {ts} is before 1970", {"ts": str(value)}
-            )
-        if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
-            raise PydanticCustomError(
-                "ts_in_future", "ts {ts} is in the future", {"ts": str(value)}
-            )
-        return value
+    def _plausible_instant(cls, value: datetime, info: ValidationInfo) -> datetime:
+        return _plausible(value, str(info.field_name))
 
     @model_validator(mode="after")
     def _consistent_ohlc(self) -> Quote:
@@ -112,6 +132,9 @@ CUSTOM_REASONS = frozenset(
         "volume_not_whole",
         "ts_before_1970",
         "ts_in_future",
+        "fetched_at_before_1970",
+        "fetched_at_in_future",
+        "timestamp_out_of_range",
         "high_below_low",
         "ohlc_inconsistent",
         "timestamp_without_timezone",
@@ -144,7 +167,7 @@ def reason_of(error: ValidationError) -> str:
     if kind == "string_pattern_mismatch":
         return f"bad_{field}"
     if kind == "extra_forbidden":
-        return f"unexpected_{field}"
+        return "unexpected_field"  # not per name: names are the sender's, reasons a fixed set
     return f"{kind}_{field}"
 
 

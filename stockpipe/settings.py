@@ -33,6 +33,11 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$")
 # Kafka's legal topic characters (TopicValidator in Kafka itself).
 _TOPIC = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
 SYMBOL_PATTERN = r"^[A-Z0-9.\-^=]{1,15}$"
+# Where a crash test may have the drain kill itself (stockpipe.drain.pipeline.KILL_POINTS).
+KILL_POINT_PATTERN = (
+    r"^(decoded|dead_letters_in_flight|dead_letters_sent|raw_zone_written"
+    r"|warehouse_committed|group_committed)(@[1-9][0-9]*)?$"
+)
 # A DuckDB memory limit as the settings take it (it is written into SQL: nothing else).
 MEMORY_LIMIT_PATTERN = r"^\d+(MB|GB)$"
 # The exchange's clock (NYSE): schedules, sessions and daily counters follow it.
@@ -76,6 +81,18 @@ class KafkaSettings(BaseModel):
         None,
         description="static group membership: a restarted drain with the same id takes its "
         "partitions back at once instead of waiting for the old session to time out",
+    )
+    # Kafka's default (45 s) suits long-lived consumers. A drain is a batch job: when one is
+    # killed, the next run cannot get its partitions until the dead member's session times
+    # out, so a short session makes a restart quick. Heartbeats come from librdkafka's own
+    # thread, so a long warehouse commit does not end the session; the broker accepts
+    # 6 s..30 min (group.min/max.session.timeout.ms).
+    consumer_session_timeout_seconds: float = Field(
+        10.0,
+        ge=6,
+        le=1800,
+        description="how long a drain that died keeps its partitions before the group "
+        "hands them to the next drain",
     )
 
     @field_validator("prices_topic", "alerts_topic", "dlq_topic")
@@ -253,6 +270,18 @@ class DrainSettings(BaseModel):
         "48MB",
         pattern=MEMORY_LIMIT_PATTERN,
         description="DuckDB memory limit of the embedded warehouse while a drain runs",
+    )
+    assignment_wait_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="how long a drain waits for the group to give it partitions (a drain that "
+        "died holds them for kafka.consumer_session_timeout_seconds) before it fails",
+    )
+    kill_at: str | None = Field(
+        None,
+        pattern=KILL_POINT_PATTERN,
+        description="tests only: the drain SIGKILLs itself at this point of the first batch "
+        "from N on, as POINT or POINT@N (points: stockpipe.drain.pipeline.KILL_POINTS)",
     )
     load_retries: int = Field(5, ge=0, le=20, description="retries of a failed warehouse commit")
     load_retry_base_seconds: float = Field(

@@ -277,7 +277,7 @@ def publish_docs_to_s3(settings: Settings, docs_dir: Path) -> str | None:
     bucket = settings.validation.data_docs_s3_bucket
     if not bucket:
         return None
-    from stockpipe.lake import s3_bucket
+    from stockpipe.object_store import s3_bucket
 
     prefix = settings.validation.data_docs_s3_prefix
     s3_bucket(settings, bucket).upload_from_folder(str(docs_dir), prefix)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+from stockpipe.drain.offsets import read_offsets
 from stockpipe.settings import Settings
 from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.loader import read_offsets
 
 # A contract-valid quote as it travels on the prices topic.
 VALID_QUOTE = {
@@ -70,7 +70,7 @@ def raw_rows_from_bars(bars, fetched_at: datetime, first_offset: int = 0, loaded
     """RAW.STOCK_PRICES rows for source bars (columns of stockpipe.sources.BAR_COLUMNS)."""
     import pandas as pd
 
-    from stockpipe.warehouse.loader import RAW_COLUMNS
+    from stockpipe.warehouse.raw_schema import RAW_COLUMNS
 
     now = (loaded_at or datetime.now(UTC)).replace(tzinfo=None)
     return pd.DataFrame(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaTopicPartition
+from confluent_kafka.admin import AdminClient
 
 from stockpipe.settings import KafkaSettings
 
@@ -74,6 +75,8 @@ class BatchConsumer:
             "queued.max.messages.kbytes": 1_024,
             "queued.min.messages": 1_000,
             "fetch.queue.backoff.ms": 1,
+            "session.timeout.ms": int(kafka.consumer_session_timeout_seconds * 1000),
+            "heartbeat.interval.ms": int(kafka.consumer_session_timeout_seconds * 1000 / 3),
         }
         if kafka.consumer_instance_id:
             config["group.instance.id"] = kafka.consumer_instance_id
@@ -159,3 +162,21 @@ class BatchConsumer:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def group_members(admin: AdminClient, group: str, timeout: float = 10.0) -> list[str]:
+    """Who is in consumer group ``group`` and which partitions each holds, one line each."""
+    try:
+        description = admin.describe_consumer_groups([group], request_timeout=timeout)[
+            group
+        ].result()
+    except KafkaException as exc:
+        return [f"(could not describe group {group}: {exc})"]
+    lines = []
+    for member in description.members:
+        held = sorted(
+            f"{tp.topic}[{tp.partition}]" for tp in member.assignment.topic_partitions or []
+        )
+        who = member.group_instance_id or member.client_id
+        lines.append(f"{who} on {member.host}: {', '.join(held) or 'no partitions'}")
+    return lines

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -61,8 +61,14 @@ class QuoteProducer:
         messages: Iterable[tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]],
         topic: str | None = None,
         flush_timeout: float = 150.0,
+        before_flush: Callable[[], None] | None = None,
     ) -> PublishReport:
-        """Publish (key, value, headers) as they are; used for quotes and for dead letters."""
+        """Publish (key, value, headers) as they are; used for quotes and for dead letters.
+
+        Args:
+            before_flush: called after the last message is handed to librdkafka and before
+                waiting for the delivery reports.
+        """
         topic = topic or self.topic
         report = PublishReport()
         errors: list[KafkaError] = []
@@ -88,6 +94,8 @@ class QuoteProducer:
             produced += 1
             if produced % 10_000 == 0:
                 self._producer.poll(0)
+        if before_flush is not None:
+            before_flush()
         remaining = self._producer.flush(flush_timeout)
         metrics.MESSAGES_PRODUCED.labels(topic).inc(report.published)
         if remaining or errors:

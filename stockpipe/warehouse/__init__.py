@@ -82,6 +82,26 @@ class Warehouse:
 
         return (WarehouseError, errors.OperationalError, errors.InterfaceError, OSError)
 
+    def is_data_error(self, error: BaseException) -> bool:
+        """Whether ``error`` is the warehouse refusing the data itself (a value it cannot
+        store or convert), rather than a connection, lock, timeout or SQL problem.
+
+        Such an error fails again for the same rows, whatever the retries: the drain
+        isolates the rows instead (see :mod:`stockpipe.drain.pipeline`).
+        """
+        if self.backend == "embedded":
+            import duckdb
+
+            # InvalidInputException: e.g. a string that is not valid UTF-8.
+            return isinstance(
+                error, duckdb.DataError | duckdb.IntegrityError | duckdb.InvalidInputException
+            )
+        from snowflake.connector import errors
+
+        # SQLSTATE class 22 (data exception) and 23 (integrity constraint violation).
+        sqlstate = getattr(error, "sqlstate", None) or ""
+        return isinstance(error, errors.DatabaseError) and sqlstate[:2] in {"22", "23"}
+
     # -- connecting -----------------------------------------------------------------------
     @classmethod
     @contextmanager

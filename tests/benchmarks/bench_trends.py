@@ -30,10 +30,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["STOCKPIPE_HOME"] = tempfile.mkdtemp(prefix="stockpipe-bench-trends-")
 
+    from stockpipe.drain.loader import load_batch
     from stockpipe.settings import load_settings
     from stockpipe.trends import latest_quotes, refresh_daily_bars, top_movers
     from stockpipe.warehouse import Warehouse
-    from stockpipe.warehouse.loader import load_batch
     from stockpipe.warehouse.sql_runner import apply_sql
 
     symbols = [f"SYM{i:02d}" for i in range(args.symbols)]

@@ -29,11 +29,11 @@ def main() -> None:
     os.environ["STOCKPIPE_HOME"] = tempfile.mkdtemp(prefix="stockpipe-bench-validation-")
     os.environ["STOCKPIPE_SOURCE__WATCHLIST"] = ",".join(symbols)
 
+    from stockpipe.drain.loader import load_batch
     from stockpipe.settings import load_settings
     from stockpipe.trends import refresh_daily_bars
     from stockpipe.validation import validate_session
     from stockpipe.warehouse import Warehouse
-    from stockpipe.warehouse.loader import load_batch
     from stockpipe.warehouse.sql_runner import apply_sql
 
     session = mc.session("2025-11-26")

@@ -12,12 +12,12 @@ from confluent_kafka import Consumer
 
 from stockpipe import market_calendar as mc
 from stockpipe.drain import drain_to_warehouse
+from stockpipe.drain.offsets import read_offsets
 from stockpipe.ingest import check_bars
 from stockpipe.settings import Settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.loader import read_offsets
 from stockpipe.warehouse.sql_runner import apply_sql
 
 pytestmark = pytest.mark.integration

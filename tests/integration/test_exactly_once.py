@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from stockpipe.drain import drain_to_warehouse
-from stockpipe.offsets import OffsetsOutOfSync
+from stockpipe.drain.offsets import OffsetsOutOfSync
 from stockpipe.processes import free_port
 from stockpipe.settings import Settings, load_settings
 from stockpipe.streaming.broker import LocalBroker

@@ -11,11 +11,11 @@ import pytest
 import talib
 
 from stockpipe import market_calendar as mc
+from stockpipe.drain.loader import load_batch
 from stockpipe.settings import load_settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.trends import refresh_daily_bars
 from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.loader import load_batch
 from stockpipe.warehouse.sql_runner import apply_sql
 from tests.support import raw_rows_from_bars
 

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from stockpipe import market_calendar as mc
+from stockpipe.drain.loader import load_batch
 from stockpipe.settings import load_settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.trends import refresh_daily_bars
 from stockpipe.validation import validate_session
 from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.loader import load_batch
 from stockpipe.warehouse.sql_runner import apply_sql
 from tests.integration.test_raw_zone import s3  # noqa: F401 - the moto S3 server fixture
 from tests.support import raw_rows_from_bars

@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 
 from stockpipe import market_calendar as mc
+from stockpipe.drain.loader import load_batch
+from stockpipe.drain.offsets import read_offsets
 from stockpipe.settings import load_settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.loader import load_batch, read_offsets
 from stockpipe.warehouse.sql_runner import apply_sql
 from tests.support import raw_rows_from_bars
 

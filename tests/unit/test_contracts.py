@@ -49,7 +49,7 @@ def test_whole_float_volume_is_accepted_as_int() -> None:
         ({"ts": (datetime.now(UTC) + timedelta(days=3)).isoformat()}, "ts_in_future"),
         ({"ts": "2025-11-28T14:30:00"}, "timestamp_without_timezone"),
         ({"close": "abc"}, "float_parsing_close"),
-        ({"extra": 1}, "unexpected_extra"),
+        ({"extra": 1}, "unexpected_field"),
     ],
 )
 def test_contract_violations_have_a_reason(change: dict, reason: str) -> None:

@@ -6,7 +6,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from stockpipe.contracts import QuoteRejected, validate_quote
-from stockpipe.decoding import precheck
+from stockpipe.drain.decoding import precheck
 from tests.support import VALID_QUOTE
 
 VALID = VALID_QUOTE

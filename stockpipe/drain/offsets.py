@@ -1,0 +1,255 @@
+"""Where the drain resumes: the warehouse's offsets, the one owner of that record.
+
+``RAW.KAFKA_OFFSETS`` holds, per topic and partition, the next offset to read. It is written
+in the same transaction as the rows it covers (:func:`write_offsets`, called by the loader),
+so it is the source of truth; Kafka's group commits are informational.
+
+Everything else about offsets lives here too: reading them, checking them against the
+cluster before a drain starts, resetting them after a rebuilt cluster, fencing a drain that
+lost a partition in a rebalance, and the lag that is left.
+
+The Snowflake connector's users lost data when a Kafka cluster was rebuilt: offsets started
+again at 0 and the connector silently skipped everything up to its stored offset. Here a
+drain refuses to start when the stored offsets cannot belong to this cluster's data, and
+says what happened and how to choose.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from confluent_kafka import TopicPartition as KafkaTopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from stockpipe import metrics
+from stockpipe.streaming.consumer import TopicPartition
+from stockpipe.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+ResetChoice = Literal["earliest", "latest"]
+
+
+@dataclass(frozen=True)
+class StoredOffset:
+    next_offset: int
+    cluster_id: str | None
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    topic: str
+    partition: int
+    earliest: int
+    latest: int
+
+
+@dataclass(frozen=True)
+class OffsetProblem:
+    topic: str
+    partition: int
+    stored: StoredOffset
+    state: PartitionState | None
+    why: str
+
+
+class OffsetsOutOfSync(RuntimeError):
+    """The warehouse's offsets do not fit this Kafka cluster; nothing was read."""
+
+    def __init__(self, problems: list[OffsetProblem]):
+        self.problems = problems
+        lines = [f"  {p.topic}[{p.partition}]: {p.why}" for p in problems]
+        super().__init__(
+            "the warehouse's Kafka offsets do not match the cluster, so the drain stopped "
+            "rather than skip or reload data:\n" + "\n".join(lines) + "\n"
+            "If the cluster was rebuilt or the topic recreated, choose where to resume: "
+            "`stockpipe drain --reset-offsets earliest` reloads everything the topic holds "
+            "now (bars already loaded are replaced, not duplicated); `--reset-offsets latest` "
+            "skips what is in the topic now and loads only new messages."
+        )
+
+
+# -- the warehouse's record -----------------------------------------------------------------
+def read_offsets(warehouse: Warehouse, topic: str) -> dict[TopicPartition, StoredOffset]:
+    """The warehouse's record of where to resume each partition of ``topic``."""
+    rows = warehouse.select(
+        "select kafka_partition, next_offset, cluster_id from RAW.KAFKA_OFFSETS "
+        "where kafka_topic = %s",
+        (topic,),
+    )
+    return {(topic, int(p)): StoredOffset(int(o), c) for p, o, c in rows}
+
+
+def write_offsets(
+    warehouse: Warehouse, next_offsets: dict[TopicPartition, int], cluster_id: str | None
+) -> None:
+    """Record ``next_offsets`` (inside the caller's transaction, beside the rows they cover)."""
+    if not next_offsets:
+        return
+    now = datetime.now(UTC).replace(tzinfo=None)
+    by_topic: dict[str, list[int]] = {}
+    for topic, partition in next_offsets:
+        by_topic.setdefault(topic, []).append(partition)
+    for topic, partitions in by_topic.items():
+        placeholders = ", ".join(["%s"] * len(partitions))
+        warehouse.dml(
+            "delete from RAW.KAFKA_OFFSETS where kafka_topic = %s "
+            f"and kafka_partition in ({placeholders})",
+            (topic, *partitions),
+        )
+    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(next_offsets))
+    params: list[object] = []
+    for (topic, partition), offset in sorted(next_offsets.items()):
+        params += [topic, partition, offset, cluster_id, now]
+    warehouse.dml(
+        "insert into RAW.KAFKA_OFFSETS "
+        f"(kafka_topic, kafka_partition, next_offset, cluster_id, updated_at) values {values}",
+        params,
+    )
+
+
+def fenced_partitions(
+    warehouse: Warehouse, start_offsets: dict[TopicPartition, int]
+) -> dict[TopicPartition, int]:
+    """Partitions whose stored offset moved past this batch's start since we read it.
+
+    That happens when a rebalance moved a partition to another drain which loaded it first;
+    loading our copy would move its offset backwards. Read inside the transaction.
+
+    Returns:
+        per fenced partition, the warehouse's next offset for it.
+    """
+    fenced = {}
+    for topic in {t for t, _ in start_offsets}:
+        for tp, stored in read_offsets(warehouse, topic).items():
+            start = start_offsets.get(tp)
+            if start is not None and stored.next_offset > start:
+                fenced[tp] = stored.next_offset
+    return fenced
+
+
+# -- against the cluster ----------------------------------------------------------------------
+def partition_states(
+    admin: AdminClient, topic: str, timeout: float = 30.0
+) -> dict[int, PartitionState]:
+    """Earliest and latest offset of every partition of ``topic`` (two requests in all)."""
+    metadata = admin.list_topics(topic, timeout=timeout).topics[topic]
+    partitions = [KafkaTopicPartition(topic, p) for p in metadata.partitions]
+
+    def ask(spec: OffsetSpec) -> dict[int, int]:
+        futures = admin.list_offsets({tp: spec for tp in partitions}, request_timeout=timeout)
+        return {tp.partition: f.result().offset for tp, f in futures.items()}
+
+    earliest, latest = ask(OffsetSpec.earliest()), ask(OffsetSpec.latest())
+    return {p: PartitionState(topic, p, earliest[p], latest[p]) for p in earliest}
+
+
+def find_problems(
+    stored: dict[TopicPartition, StoredOffset],
+    states: dict[int, PartitionState],
+    cluster_id: str | None,
+) -> list[OffsetProblem]:
+    problems = []
+    for (topic, partition), offset in sorted(stored.items()):
+        state = states.get(partition)
+        why = None
+        if offset.cluster_id and cluster_id and offset.cluster_id != cluster_id:
+            why = (
+                f"stored for Kafka cluster {offset.cluster_id}, but the broker is cluster "
+                f"{cluster_id} (rebuilt?)"
+            )
+        elif state is None:
+            why = f"partition {partition} no longer exists (topic recreated with fewer partitions?)"
+        elif offset.next_offset > state.latest:
+            why = (
+                f"stored next offset {offset.next_offset} is past the end of the partition "
+                f"({state.latest}): the topic was recreated or the cluster rebuilt"
+            )
+        elif offset.next_offset < state.earliest:
+            why = (
+                f"stored next offset {offset.next_offset} is before the earliest offset still "
+                f"held ({state.earliest}): messages {offset.next_offset}..{state.earliest - 1} "
+                "were deleted (retention) before they were loaded"
+            )
+        if why:
+            problems.append(OffsetProblem(topic, partition, offset, state, why))
+    return problems
+
+
+def reset_positions(
+    states: dict[int, PartitionState], topic: str, choice: ResetChoice
+) -> dict[TopicPartition, int]:
+    """Where every partition resumes after ``--reset-offsets choice``."""
+    return {
+        (topic, p): (s.earliest if choice == "earliest" else s.latest) for p, s in states.items()
+    }
+
+
+class PartitionOffsets:
+    """The drain's view of one topic's offsets: the warehouse's record and the cluster's.
+
+    Args:
+        warehouse: where the offsets are recorded.
+        admin: a client of the cluster the topic lives on.
+        topic: the topic drained.
+    """
+
+    def __init__(self, warehouse: Warehouse, admin: AdminClient, topic: str):
+        self.warehouse = warehouse
+        self.admin = admin
+        self.topic = topic
+        self.cluster_id: str | None = admin.list_topics(timeout=30).cluster_id
+
+    def stored(self) -> dict[TopicPartition, StoredOffset]:
+        return read_offsets(self.warehouse, self.topic)
+
+    def start_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Where to start reading ``partitions`` (those the warehouse has a record of)."""
+        stored = self.stored()
+        return {tp: stored[tp].next_offset for tp in partitions if tp in stored}
+
+    def check(self, reset: ResetChoice | None) -> dict[TopicPartition, int]:
+        """Refuse to drain when the stored offsets do not fit the cluster, unless told how.
+
+        Args:
+            reset: where to resume every partition ("earliest" | "latest"), or None to only
+                check.
+
+        Returns:
+            the offsets written by a reset (empty when nothing was reset).
+
+        Raises:
+            OffsetsOutOfSync: naming each partition and what is wrong with it.
+        """
+        states = partition_states(self.admin, self.topic)
+        problems = find_problems(self.stored(), states, self.cluster_id)
+        if not problems and reset is None:
+            return {}
+        if reset is None:
+            raise OffsetsOutOfSync(problems)
+        positions = reset_positions(states, self.topic, reset)
+        with self.warehouse.transaction():
+            write_offsets(self.warehouse, positions, self.cluster_id)
+        log.warning(
+            "offsets of %s reset to %s (%s): %s",
+            self.topic,
+            reset,
+            positions,
+            "; ".join(p.why for p in problems) or "requested",
+        )
+        return positions
+
+    def lag(self) -> dict[int, int]:
+        """Per partition, the messages after the warehouse's offset (also set as a metric)."""
+        states = partition_states(self.admin, self.topic)
+        stored = self.stored()
+        lag = {}
+        for partition, state in states.items():
+            position = stored.get((self.topic, partition))
+            start = position.next_offset if position else state.earliest
+            lag[partition] = max(0, state.latest - start)
+            metrics.CONSUMER_LAG.labels(self.topic, str(partition)).set(lag[partition])
+        return lag

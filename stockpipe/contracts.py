@@ -162,7 +162,7 @@ def reason_of(error: ValidationError) -> str:
         return f"missing_{field}"
     if kind in {"finite_number"}:
         return f"non_finite_{field}"
-    if kind in {"greater_than", "greater_than_equal"}:
+    if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
         return f"out_of_range_{field}"
     if kind == "string_pattern_mismatch":
         return f"bad_{field}"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import tests.fuzzing  # noqa: F401 - registers the hypothesis profiles (--hypothesis-profile)
 from stockpipe.processes import free_port
 from stockpipe.settings import Settings, load_settings
 from stockpipe.streaming.broker import LocalBroker

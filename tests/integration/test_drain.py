@@ -18,7 +18,8 @@ from stockpipe.settings import Settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.sql_runner import apply_sql
+from stockpipe.warehouse.sql_runner import DEFAULT_SQL_DIR, apply_sql
+from tests.support import read_topic
 
 pytestmark = pytest.mark.integration
 SESSION = mc.session("2025-11-26")
@@ -162,3 +163,39 @@ def test_bad_messages_go_to_the_dead_letter_topic_with_the_reason(
         assert headers["dlq.source.topic"].decode() == env_settings.kafka.prices_topic
         assert int(headers["dlq.source.offset"]) >= 10
         assert headers["dlq.error.message"]
+
+
+def test_rows_the_warehouse_refuses_are_isolated_dead_lettered_and_the_rest_loads(
+    env_settings: Settings,
+) -> None:
+    # A warehouse stricter than the contract (a CHECK constraint here; on Snowflake, e.g. a
+    # value a column cannot hold): the decoder accepts two bars the warehouse refuses.
+    with Warehouse.connect(env_settings) as warehouse:
+        apply_sql(warehouse)
+        ddl = (DEFAULT_SQL_DIR / "010_raw_stock_prices.sql").read_text()
+        strict = ddl.replace(
+            "source           varchar(32)   not null,",
+            "source varchar(32) not null check (source <> 'refused'),",
+        )
+        assert strict != ddl
+        warehouse.execute("drop table RAW.STOCK_PRICES")
+        warehouse.execute(strict)
+    good = check_bars(
+        SimulatedMarket().fetch(["AAPL", "MSFT"], SESSION.open, SESSION.minutes[300]), "simulated"
+    ).quotes
+    refused = [q.model_copy(update={"source": "refused"}) for q in (good[7], good[401])]
+    kept = [q for i, q in enumerate(good) if i not in (7, 401)]
+    QuoteProducer(env_settings.kafka).publish([*kept[:300], refused[0], *kept[300:], refused[1]])
+
+    report, rows, offsets = drain(env_settings)  # 1,000-record batches: both in batch one
+
+    assert len(rows) == len(kept) and report.inserted == len(kept)
+    assert report.rejected == {"warehouse_rejected": 2}
+    assert sum(o.next_offset for o in offsets.values()) == len(good)  # offsets at the end
+    letters = read_topic(env_settings, env_settings.kafka.dlq_topic)
+    assert sorted(m.value() for m in letters) == sorted(q.to_json() for q in refused)
+    for letter in letters:
+        headers = dict(letter.headers())
+        assert headers["dlq.reason"] == b"warehouse_rejected"
+        assert b"CHECK constraint" in headers["dlq.error.message"]  # the database's words
+        assert headers["dlq.error.class"] == b"ConstraintException"

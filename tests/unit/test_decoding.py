@@ -1,13 +1,22 @@
-"""The drain's vectorised pre-check never accepts what the contract rejects."""
+"""The drain's decoder: its fast path never accepts what the contract rejects, and every
+message, however broken, gets a verdict."""
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 
+from confluent_kafka import Message
+from hypothesis import given
+
 from stockpipe.contracts import QuoteRejected, validate_quote
-from stockpipe.drain.decoding import precheck
+from stockpipe.drain.dead_letters import dead_letter_headers
+from stockpipe.drain.decoding import decode_batch, precheck
+from tests.fuzzing import bar, traffic
 from tests.support import VALID_QUOTE
+
+MAX_BYTES = 16 * 1024
 
 VALID = VALID_QUOTE
 ODD_VALUES = [
@@ -83,3 +92,89 @@ def test_precheck_is_never_looser_than_the_contract() -> None:
 def test_precheck_takes_plain_batches_whole() -> None:
     records = [dict(VALID, symbol=s, volume=v) for s in ("AAPL", "MSFT") for v in range(500)]
     assert precheck(records)[1].all()
+
+
+def as_messages(pairs: list[tuple[bytes | None, bytes | None]], first_offset: int = 0) -> list:
+    return [
+        Message(
+            topic="prices",
+            partition=0,
+            offset=first_offset + i,
+            key=key,
+            value=value,
+            timestamp=(1, 1_764_000_000_000),
+        )
+        for i, (key, value) in enumerate(pairs)
+    ]
+
+
+# A value of two lines: a batch holding it takes the per-message path for every message.
+PER_MESSAGE_PATH = (b"X", b'{"symbol":\n"X"}')
+
+
+def outcome(decoded) -> tuple[dict, dict]:
+    accepted = {row["KAFKA_OFFSET"]: row for row in decoded.rows.to_pylist()}
+    rejected = {r.message.offset(): r.reason for r in decoded.rejections}
+    return accepted, rejected
+
+
+@given(traffic(first=0))
+def test_every_message_gets_the_same_verdict_on_the_fast_and_the_per_message_path(
+    pairs: list,
+) -> None:
+    messages = as_messages(pairs)
+    accepted, rejected = outcome(decode_batch(messages, MAX_BYTES))
+    slow_accepted, slow_rejected = outcome(
+        decode_batch(messages + as_messages([PER_MESSAGE_PATH], len(pairs)), MAX_BYTES)
+    )
+    slow_rejected.pop(len(pairs))
+    assert accepted == slow_accepted
+    assert rejected == slow_rejected
+    assert sorted([*accepted, *rejected]) == list(range(len(pairs)))  # each message once
+
+    for offset, (key, value) in enumerate(pairs):
+        if (key, value) == bar(offset):
+            assert offset in accepted, rejected.get(offset)  # a valid bar is never refused
+        if offset in accepted:
+            # What the drain accepted, the contract accepts from the raw bytes, keyed by symbol.
+            quote = validate_quote(json.loads(value.decode("utf-8")))
+            assert key == quote.symbol.encode() == accepted[offset]["SYMBOL"].encode()
+
+
+@given(traffic(first=0))
+def test_accepted_rows_are_valid_arrow_the_warehouse_can_store(pairs: list) -> None:
+    decoded = decode_batch(as_messages(pairs), MAX_BYTES)
+    decoded.rows.validate(full=True)  # valid UTF-8 in every string column
+    for rejection in decoded.rejections:
+        assert rejection.reason and rejection.detail
+        dead_letter_headers(rejection)  # always sendable
+
+
+def test_poison_pills_the_warehouse_refused_are_rejected_with_reasons() -> None:
+    key, value = bar(0)  # volume 1000
+    cases = {
+        "invalid UTF-8 inside a string": (key, value.replace(b"simulated", b"simul\xffated")),
+        "lone surrogate escape": (key, value.replace(b"simulated", b"simul\\ud800ated")),
+        "byte-order mark": (key, "\ufeff".encode() + value),
+        "duplicate name": (key, value[:-1] + b',"close":1.0}'),
+        "30-digit volume": (key, value.replace(b'"volume":1000', b'"volume":' + b"9" * 30)),
+        "deep nesting": (key, value.replace(b'"volume":1000', b'"volume":' + b"[" * 5000)),
+        "no key": (None, value),
+        "key is another symbol": (b"AAPL", value),
+    }
+    expected = {
+        "invalid UTF-8 inside a string": "undecodable",
+        "lone surrogate escape": "undecodable",
+        "byte-order mark": "invalid_json",
+        "duplicate name": "duplicate_key",
+        "30-digit volume": "out_of_range_volume",
+        "deep nesting": "invalid_json",
+        "no key": "key_not_symbol",
+        "key is another symbol": "key_not_symbol",
+    }
+    for name, pair in cases.items():
+        # Each behind valid bars, so the batch would take the fast path if it could.
+        batch = as_messages([bar(2), pair, bar(3)])
+        accepted, rejected = outcome(decode_batch(batch, MAX_BYTES))
+        assert sorted(accepted) == [0, 2], name
+        assert rejected == {1: expected[name]}, name

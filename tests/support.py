@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -103,7 +104,9 @@ def read_topic(settings: Settings, topic: str) -> list:
     consumer = Consumer(
         settings.kafka.client_config()
         | {
-            "group.id": f"reader-{topic}",
+            # A group of its own that commits nothing: every call reads from the beginning.
+            "group.id": f"reader-{topic}-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "enable.partition.eof": True,
         }

@@ -330,12 +330,14 @@ class _AssignmentWait:
             f"{kafka.consumer_group} gave this drain no partition in {waited:.0f}s, so it "
             "loaded nothing. Members holding partitions: "
             + ("; ".join(holders) or "none listed")
-            + ". If those are drains that are still running, this run is not needed; if one "
-            "died, its session lasts STOCKPIPE_KAFKA__CONSUMER_SESSION_TIMEOUT_SECONDS="
-            f"{kafka.consumer_session_timeout_seconds:g} and this drain waits "
-            f"STOCKPIPE_DRAIN__ASSIGNMENT_WAIT_SECONDS={limit:g}: make the wait longer than the "
-            "session, or give each drain a STOCKPIPE_KAFKA__CONSUMER_INSTANCE_ID so that a "
-            "restart takes its partitions back at once."
+            + ". If those are drains that are still running, this run is not needed. If one "
+            "died, it holds its partitions for the session timeout it was started with "
+            "(STOCKPIPE_KAFKA__CONSUMER_SESSION_TIMEOUT_SECONDS, "
+            f"{kafka.consumer_session_timeout_seconds:g} s here) and this drain waited "
+            f"STOCKPIPE_DRAIN__ASSIGNMENT_WAIT_SECONDS={limit:g}: run it again once that "
+            "session has ended, make the wait longer than the session, or give each drain a "
+            "STOCKPIPE_KAFKA__CONSUMER_INSTANCE_ID so that a restart takes its partitions "
+            "back at once."
         )
 
 

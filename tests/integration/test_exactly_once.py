@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -15,7 +16,8 @@ import duckdb
 import pytest
 
 from stockpipe.drain import drain_to_warehouse
-from stockpipe.drain.offsets import OffsetsOutOfSync
+from stockpipe.drain.offsets import OffsetsOutOfSync, read_offsets
+from stockpipe.drain.pipeline import KILL_POINTS
 from stockpipe.processes import free_port
 from stockpipe.settings import Settings, load_settings
 from stockpipe.streaming.broker import LocalBroker
@@ -23,7 +25,7 @@ from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.streaming.topics import ensure_topics
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.sql_runner import apply_sql
-from tests.support import distinct_bar_messages, warehouse_state, warehouse_state_of
+from tests.support import distinct_bar_messages, read_topic, warehouse_state, warehouse_state_of
 
 pytestmark = pytest.mark.integration
 
@@ -53,34 +55,158 @@ def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     broker.stop()
 
 
-def test_kill_9_at_random_points_twenty_times_loses_and_duplicates_nothing(
+DRAIN_COMMAND = [sys.executable, "-m", "stockpipe.cli", "drain", "--max-records", "500"]
+
+
+def run_drain(**env: str) -> subprocess.CompletedProcess:
+    """`stockpipe drain` to its end, with ``env`` added to this test's environment."""
+    return subprocess.run(
+        DRAIN_COMMAND, env=os.environ | env, capture_output=True, text=True, timeout=300
+    )
+
+
+def kill_drain_after_batches(batches: int, **env: str) -> subprocess.Popen:
+    """Start `stockpipe drain` and SIGKILL it once it has reported ``batches`` commits."""
+    process = subprocess.Popen(
+        DRAIN_COMMAND,
+        env=os.environ | env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    seen = 0
+    for line in process.stdout:
+        seen += line.lstrip().startswith("batch ")
+        if seen == batches:
+            break
+    assert seen == batches, "the drain ended before it was killed"
+    return process
+
+
+def publish_with_poison(settings: Settings, total: int, every: int = 97) -> None:
+    """``total`` messages: valid distinct bars, and every ``every``-th one broken, so that
+    every 500-message batch has dead letters."""
+    messages = []
+    for i, (key, value) in enumerate(distinct_bar_messages(total)):
+        if i % every == every - 1:
+            value = value.replace(b'"volume"', b'"volume":-1,"x"')  # not the contract
+        messages.append((key, value, None))
+    QuoteProducer(settings.kafka).publish_raw(messages)
+
+
+class Ledger:
+    """What the topic holds, read once: which offsets are valid bars and which poison."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        with Warehouse.connect(settings) as warehouse:
+            apply_sql(warehouse)  # the deployment's one-time set-up
+        self.poison: dict[int, set[int]] = {}
+        self.valid: dict[int, set[int]] = {}
+        for message in read_topic(settings, settings.kafka.prices_topic):
+            bad = b'"x"' in message.value()
+            book = self.poison if bad else self.valid
+            book.setdefault(message.partition(), set()).add(message.offset())
+        self.total = sum(map(len, self.valid.values())) + sum(map(len, self.poison.values()))
+
+    def check(self) -> int:
+        """Exactly once at this instant: the warehouse holds the valid bars below each stored
+        offset, each once, and nothing else; the poison below it is in the dead-letter topic.
+
+        Returns:
+            the messages the stored offsets cover.
+        """
+        topic = self.settings.kafka.prices_topic
+        with Warehouse.connect(self.settings) as warehouse:
+            stored = {p: o.next_offset for (_, p), o in read_offsets(warehouse, topic).items()}
+            rows, distinct, _ = warehouse_state_of(warehouse, topic)
+        below = sum(o < stored.get(p, 0) for p, offsets in self.valid.items() for o in offsets)
+        assert rows == distinct == below
+        sources = {
+            (int(h["dlq.source.partition"]), int(h["dlq.source.offset"]))
+            for h in (
+                dict(m.headers()) for m in read_topic(self.settings, self.settings.kafka.dlq_topic)
+            )
+        }
+        for partition, offsets in self.poison.items():
+            for offset in offsets:
+                if offset < stored.get(partition, 0):
+                    assert (partition, offset) in sources, (partition, offset)
+        return sum(stored.values())
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_a_drain_killed_at_each_point_of_a_batch_loses_and_duplicates_nothing(
+    env_settings: Settings, monkeypatch: pytest.MonkeyPatch, point: str
+) -> None:
+    publish_with_poison(env_settings, 3_000)
+    ledger = Ledger(env_settings)
+    monkeypatch.setenv("STOCKPIPE_KAFKA__CONSUMER_INSTANCE_ID", "drain-under-test")
+    # Killed at the point in batch 1, then in batch 3 (two batches committed before it).
+    for kill_at in (point, f"{point}@3"):
+        before = ledger.check()
+        killed = run_drain(STOCKPIPE_DRAIN__KILL_AT=kill_at)
+        assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+        after = ledger.check()
+        assert after >= before
+    final = run_drain()
+    assert final.returncode == 0, final.stderr
+    assert ledger.check() == ledger.total
+
+
+def test_kill_9_at_random_points_after_observed_progress_loses_and_duplicates_nothing(
     env_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    total = 200_000
-    publish(env_settings, total)
+    publish_with_poison(env_settings, 40_000)
+    ledger = Ledger(env_settings)
     monkeypatch.setenv("STOCKPIPE_KAFKA__CONSUMER_INSTANCE_ID", "drain-under-test")
-    # Small batches: many commits to land in; the drain loads ~50,000 bars a second here.
-    command = [sys.executable, "-m", "stockpipe.cli", "drain", "--max-records", "500"]
     rng = random.Random(9)
-    progress = []
-    for _ in range(20):
-        process = subprocess.Popen(
-            command, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        time.sleep(rng.uniform(0.8, 1.6))
-        process.kill()  # SIGKILL: no cleanup, mid-batch or mid-commit
+    covered = [ledger.check()]
+    for _ in range(12):
+        process = kill_drain_after_batches(rng.randint(1, 4))
+        # ...somewhere inside the next batch: decoding, dead letters, files, commit.
+        time.sleep(rng.uniform(0, 0.05))
+        process.kill()
         process.wait()
-        rows, distinct, offsets = warehouse_state(env_settings)
-        assert rows == distinct  # never a duplicate, even between crashes
-        assert rows <= offsets  # offsets never pass rows that are not loaded...
-        progress.append(rows)
-    final = subprocess.run(
-        command, env=os.environ.copy(), capture_output=True, text=True, timeout=300
-    )
+        covered.append(ledger.check())
+        assert covered[-1] > covered[-2]  # progress was made and kept
+    final = run_drain()
     assert final.returncode == 0, final.stderr
-    assert warehouse_state(env_settings) == (total, total, total)
-    interrupted = [p for p in progress if 0 < p < total]
-    assert len(interrupted) >= 8, progress  # the kills really landed mid-drain
+    assert ledger.check() == ledger.total
+
+
+def test_a_restart_while_a_killed_drain_still_holds_the_partitions_waits_then_drains(
+    env_settings: Settings,
+) -> None:
+    # No static membership: the killed drain stays in the group until its session ends.
+    publish_with_poison(env_settings, 20_000)
+    ledger = Ledger(env_settings)
+    first = kill_drain_after_batches(1)
+    first.kill()
+    first.wait()
+    second = run_drain()
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "waiting for partitions" in second.stderr  # it said what it waited for
+    assert "caught up with the end of every partition" in second.stdout
+    assert ledger.check() == ledger.total
+
+
+def test_a_drain_given_no_partitions_fails_naming_the_cause_and_the_settings(
+    env_settings: Settings,
+) -> None:
+    publish_with_poison(env_settings, 20_000)
+    # The killed drain's session outlasts the next drain's wait for partitions.
+    first = kill_drain_after_batches(1, STOCKPIPE_KAFKA__CONSUMER_SESSION_TIMEOUT_SECONDS="120")
+    first.kill()
+    first.wait()
+    second = run_drain(STOCKPIPE_DRAIN__ASSIGNMENT_WAIT_SECONDS="6")
+    assert second.returncode == 1, second.stdout + second.stderr  # not a silent success
+    message = " ".join(second.stderr.split())
+    assert "NoPartitionsAssigned" in message and "messages wait" in message
+    assert "STOCKPIPE_KAFKA__CONSUMER_SESSION_TIMEOUT_SECONDS" in message
+    assert "STOCKPIPE_DRAIN__ASSIGNMENT_WAIT_SECONDS=6" in message
+    assert "STOCKPIPE_KAFKA__CONSUMER_INSTANCE_ID" in message
 
 
 def test_two_drains_in_one_group_share_partitions_without_duplicates(

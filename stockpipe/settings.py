@@ -33,11 +33,17 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$")
 # Kafka's legal topic characters (TopicValidator in Kafka itself).
 _TOPIC = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
 SYMBOL_PATTERN = r"^[A-Z0-9.\-^=]{1,15}$"
-# Where a crash test may have the drain kill itself (stockpipe.drain.pipeline.KILL_POINTS).
-KILL_POINT_PATTERN = (
-    r"^(decoded|dead_letters_in_flight|dead_letters_sent|raw_zone_written"
-    r"|warehouse_committed|group_committed)(@[1-9][0-9]*)?$"
+# The points of a drain's batch, in order, where a crash test may have the drain kill itself
+# (drain.kill_at). The dead-letter points are reached only by batches with dead letters.
+KILL_POINTS = (
+    "decoded",
+    "dead_letters_in_flight",  # handed to the producer, acknowledgements not yet awaited
+    "dead_letters_sent",  # acknowledged; raw zone and warehouse not yet written
+    "raw_zone_written",  # the batch's Parquet files exist; the warehouse commit has not run
+    "warehouse_committed",  # rows and offsets committed; the Kafka group commit has not run
+    "group_committed",  # the whole batch is done
 )
+KILL_POINT_PATTERN = rf"^({'|'.join(KILL_POINTS)})(@[1-9][0-9]*)?$"
 # A DuckDB memory limit as the settings take it (it is written into SQL: nothing else).
 MEMORY_LIMIT_PATTERN = r"^\d+(MB|GB)$"
 # The exchange's clock (NYSE): schedules, sessions and daily counters follow it.
@@ -281,7 +287,7 @@ class DrainSettings(BaseModel):
         None,
         pattern=KILL_POINT_PATTERN,
         description="tests only: the drain SIGKILLs itself at this point of the first batch "
-        "from N on, as POINT or POINT@N (points: stockpipe.drain.pipeline.KILL_POINTS)",
+        "from N on, as POINT or POINT@N (points: KILL_POINTS)",
     )
     load_retries: int = Field(5, ge=0, le=20, description="retries of a failed warehouse commit")
     load_retry_base_seconds: float = Field(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -190,8 +191,7 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
     """A JSON object as a dict, refusing a name given twice (parsers disagree on which wins)."""
     payload = dict(pairs)
     if len(payload) != len(pairs):
-        seen: set[str] = set()
-        twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        twice = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
         raise QuoteRejected("duplicate_key", f"the name {twice!r} appears twice in one object")
     return payload
 

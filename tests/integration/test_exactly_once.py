@@ -17,9 +17,8 @@ import pytest
 
 from stockpipe.drain import drain_to_warehouse
 from stockpipe.drain.offsets import OffsetsOutOfSync, read_offsets
-from stockpipe.drain.pipeline import KILL_POINTS
 from stockpipe.processes import free_port
-from stockpipe.settings import Settings, load_settings
+from stockpipe.settings import KILL_POINTS, Settings, load_settings
 from stockpipe.streaming.broker import LocalBroker
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.streaming.topics import ensure_topics

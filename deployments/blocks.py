@@ -40,7 +40,6 @@ def bootstrap_blocks(settings: Settings) -> dict[str, str]:
             user=wh.user,
             password=wh.password,
             private_key_path=wh.private_key_file,
-            role=wh.role,
         )
         credentials.save(SNOWFLAKE_CREDENTIALS, overwrite=True)
         SnowflakeConnector(

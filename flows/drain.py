@@ -13,26 +13,19 @@ from stockpipe import drain, metrics
 from stockpipe.processes import limit_malloc_arenas
 from stockpipe.scheduling import MarketHours, skip_outside_market_hours
 from stockpipe.settings import load_settings
-from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.sql_runner import apply_sql
+from stockpipe.warehouse import Warehouse, WarehouseNotSetUp
 
 
 def _worth_retrying(task, task_run, state) -> bool:
     """Retry a failed drain, except when a person must decide: offsets that do not fit the
-    cluster, or partitions that live drains hold."""
+    cluster, partitions that live drains hold, a warehouse not set up for this version."""
     try:
         state.result()
-    except (drain.OffsetsOutOfSync, drain.NoPartitionsAssigned):
+    except (drain.OffsetsOutOfSync, drain.NoPartitionsAssigned, WarehouseNotSetUp):
         return False
     except Exception:
         return True
     return False
-
-
-@task(retries=3, retry_delay_seconds=[2, 10, 30], retry_jitter_factor=0.5, cache_policy=NO_CACHE)
-def apply_warehouse_sql() -> list[str]:
-    with Warehouse.connect(load_settings()) as warehouse:
-        return apply_sql(warehouse)
 
 
 @task(
@@ -48,7 +41,7 @@ def drain_batches(
     settings = load_settings()
     logger = get_run_logger()
     limit_malloc_arenas()  # before the warehouse's and the consumer's threads start
-    with Warehouse.connect(settings) as warehouse:
+    with Warehouse.connect(settings, "load") as warehouse:
         return drain.drain_to_warehouse(
             settings,
             warehouse,
@@ -85,7 +78,6 @@ def drain_to_warehouse(
     if (skipped := skip_outside_market_hours(market_hours)) is not None:
         return skipped
     with metrics.pushed_at_end("drain-to-warehouse", load_settings().metrics.pushgateway_url):
-        apply_warehouse_sql()
         report = drain_batches(until_empty, max_records, reset_offsets)
         get_run_logger().info(report.summary())
         create_markdown_artifact(

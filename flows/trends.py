@@ -11,7 +11,6 @@ from stockpipe import alerts, metrics, trends
 from stockpipe.scheduling import MarketHours, skip_outside_market_hours
 from stockpipe.settings import load_settings
 from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.sql_runner import apply_sql
 
 
 def _records(frame) -> list[dict]:
@@ -24,10 +23,9 @@ def _records(frame) -> list[dict]:
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30], retry_jitter_factor=0.5, cache_policy=NO_CACHE)
 def refresh_trends(full: bool) -> tuple[list[dict], list[dict]]:
-    """Apply new or changed SQL objects, refresh the daily marts (only the sessions that
-    changed, unless ``full``); read the latest figures and the top movers."""
-    with Warehouse.connect(load_settings()) as warehouse:
-        apply_sql(warehouse)
+    """Refresh the daily marts (only the sessions that changed, unless ``full``); read the
+    latest figures and the top movers."""
+    with Warehouse.connect(load_settings(), "transform") as warehouse:
         get_run_logger().info(trends.refresh_daily_bars(warehouse, full=full).summary())
         return _records(trends.latest_quotes(warehouse)), _records(trends.top_movers(warehouse))
 
@@ -36,7 +34,7 @@ def refresh_trends(full: bool) -> tuple[list[dict], list[dict]]:
 def send_alerts() -> list[str]:
     """Publish each alert condition once per symbol and session to the alerts topic."""
     settings = load_settings()
-    with Warehouse.connect(settings) as warehouse:
+    with Warehouse.connect(settings, "transform") as warehouse:
         found = alerts.find_alerts(warehouse, settings.trends.alert_day_change_pct)
         return [a.message for a in alerts.publish_new_alerts(settings, warehouse, found)]
 

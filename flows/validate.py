@@ -9,19 +9,16 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
-from stockpipe import metrics, trends, validation
+from stockpipe import metrics, validation
 from stockpipe.scheduling import MarketHours, scheduled_time, skip_outside_market_hours
 from stockpipe.settings import load_settings
 from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.sql_runner import apply_sql
 
 
 @task(retries=2, retry_delay_seconds=[10, 30], retry_jitter_factor=0.5, cache_policy=NO_CACHE)
 def run_suites(session: date | None) -> validation.ValidationReport:
     settings = load_settings()
-    with Warehouse.connect(settings) as warehouse:
-        apply_sql(warehouse)
-        trends.refresh_daily_bars(warehouse)
+    with Warehouse.connect(settings, "read") as warehouse:
         return validation.validate_session(
             settings,
             warehouse,

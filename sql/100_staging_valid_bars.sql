@@ -2,6 +2,7 @@
 -- that break OHLCV rules are left out (non-positive prices, negative volume, high < low,
 -- high < max(open, close), low > min(open, close)).
 -- No window over time here, so filters on symbol and ts reach RAW (incremental refresh).
+-- Columns listed: Snowflake fixes a view's column list when it is created.
 create or replace view STAGING.VALID_BARS as
 with
 
@@ -18,7 +19,22 @@ latest_fetch as (
 )
 
 select
-    *,
+    symbol,
+    ts,
+    bar_interval,
+    open,
+    high,
+    low,
+    close,
+    volume,
+    source,
+    fetched_at,
+    schema_version,
+    kafka_topic,
+    kafka_partition,
+    kafka_offset,
+    kafka_timestamp,
+    loaded_at,
     to_date(convert_timezone('UTC', 'America/New_York', ts)) as session_date
 from latest_fetch
 where open > 0 and high > 0 and low > 0 and close > 0

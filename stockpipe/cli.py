@@ -5,7 +5,8 @@
     stockpipe monitoring up|down|status      local Prometheus, Pushgateway, node exporter
     stockpipe ingest [--session DATE]   fetch and publish bars
     stockpipe drain [--follow]          Kafka -> warehouse, exactly once
-    stockpipe sql plan|apply [--force]  what would change / create the warehouse objects
+    stockpipe warehouse setup [--plan]  create or update the warehouse objects (once, as admin)
+    stockpipe warehouse backfill        load the raw zone's files into RAW
     stockpipe trends                    the latest figures per symbol
     stockpipe validate [--session DATE] Great Expectations checks; exit 1 on failure
     stockpipe config                    the effective settings (secrets masked)
@@ -169,7 +170,6 @@ def cmd_drain(args: argparse.Namespace) -> int:
     from stockpipe.drain import drain_to_warehouse
     from stockpipe.processes import limit_malloc_arenas
     from stockpipe.warehouse import Warehouse
-    from stockpipe.warehouse.sql_runner import apply_sql
 
     settings = _settings(args)
     limit_malloc_arenas()  # before the warehouse's and the consumer's threads start
@@ -181,9 +181,8 @@ def cmd_drain(args: argparse.Namespace) -> int:
             metrics.serve(settings.metrics.port)
     with (
         metrics.pushed_at_end("drain-to-warehouse", settings.metrics.pushgateway_url),
-        Warehouse.connect(settings) as warehouse,
+        Warehouse.connect(settings, "load") as warehouse,
     ):
-        apply_sql(warehouse)
         report = drain_to_warehouse(
             settings,
             warehouse,
@@ -202,30 +201,61 @@ def cmd_drain(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sql(args: argparse.Namespace) -> int:
+def cmd_warehouse(args: argparse.Namespace) -> int:
     from stockpipe.warehouse import Warehouse
-    from stockpipe.warehouse.sql_runner import apply_sql, plan
+    from stockpipe.warehouse.setup import (
+        plan as setup_plan,
+    )
+    from stockpipe.warehouse.setup import (
+        read_sql_dir,
+        setup_variables,
+        setup_warehouse,
+    )
 
     settings = _settings(args)
-    with Warehouse.connect(settings) as warehouse:
-        steps = plan(warehouse)
+    if args.action == "backfill":
+        return _backfill(settings, args)
+    with Warehouse.connect(settings, "setup") as warehouse:
+        console.print(f"warehouse {warehouse.location}")
+        steps = setup_plan(warehouse, read_sql_dir(setup_variables(settings)))
         for step in steps:
-            if args.action == "plan" or not step.runs:
-                console.print(f"{step.name}: {step.action}")
-        if args.action == "apply":
-            for name in apply_sql(warehouse, force=args.force):
-                console.print(f"{name}: applied")
+            if args.plan or not (step.runs or args.force):
+                console.print(f"  {step.name}: {step.action}")
+        if args.plan:
+            return 0
+        for name in setup_warehouse(warehouse, settings, force=args.force):
+            console.print(f"  {name}: applied")
+    console.print("set-up done; the runtime roles can start")
+    return 0
+
+
+def _backfill(settings: Settings, args: argparse.Namespace) -> int:
+    from stockpipe.drain.raw_zone import backfill, raw_zone_from_settings
+    from stockpipe.warehouse import Warehouse
+
+    zone = raw_zone_from_settings(settings, enabled_only=False)
+    assert zone is not None
+    since = date.fromisoformat(args.since) if args.since else None
+    until = date.fromisoformat(args.until) if args.until else None
+    with Warehouse.connect(settings, "load") as warehouse:
+        report = backfill(
+            zone,
+            warehouse,
+            settings.kafka.prices_topic,
+            since,
+            until,
+            on_file=lambda key, r: err.print(f"  {key}: {r.rows} rows so far"),
+        )
+    console.print(report.summary())
     return 0
 
 
 def cmd_trends(args: argparse.Namespace) -> int:
     from stockpipe import trends
     from stockpipe.warehouse import Warehouse
-    from stockpipe.warehouse.sql_runner import apply_sql
 
     settings = _settings(args)
-    with Warehouse.connect(settings) as warehouse:
-        apply_sql(warehouse)
+    with Warehouse.connect(settings, "transform") as warehouse:
         console.print(trends.refresh_daily_bars(warehouse, full=args.full).summary())
         console.print(latest_table(trends.latest_quotes(warehouse)))
         movers = trends.top_movers(warehouse)
@@ -245,15 +275,12 @@ def cmd_trends(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from stockpipe import trends, validation
+    from stockpipe import validation
     from stockpipe.warehouse import Warehouse
-    from stockpipe.warehouse.sql_runner import apply_sql
 
     settings = _settings(args)
     session = date.fromisoformat(args.session) if args.session else None
-    with Warehouse.connect(settings) as warehouse:
-        apply_sql(warehouse)
-        trends.refresh_daily_bars(warehouse)
+    with Warehouse.connect(settings, "read") as warehouse:
         report = validation.validate_session(
             settings, warehouse, session, docs_dir=settings.home_dir / "data-docs"
         )
@@ -301,6 +328,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"({len(session.minutes)} one-minute bars per symbol)"
     )
     _ensure_local_kafka(settings)
+    from stockpipe.warehouse.setup import setup_warehouse
+
+    # The demo plays the admin too: the one-time set-up, then the runtime flows.
+    with Warehouse.connect(settings, "setup") as warehouse:
+        applied = setup_warehouse(warehouse, settings)
+    console.print(
+        f"warehouse set-up: {len(applied)} SQL files applied" if applied else "warehouse set up"
+    )
 
     # The previous session first, in one go, so "change on the day" has a previous close.
     previous = market_calendar.previous_session(session.day)
@@ -400,10 +435,18 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--follow", action="store_true", help="keep draining until Ctrl-C")
     drain.set_defaults(func=cmd_drain)
 
-    sql = sub.add_parser("sql", help="warehouse objects")
-    sql.add_argument("action", choices=["plan", "apply"])
-    sql.add_argument("--force", action="store_true", help="apply every file, changed or not")
-    sql.set_defaults(func=cmd_sql)
+    warehouse = sub.add_parser("warehouse", help="the warehouse's one-time set-up")
+    warehouse.add_argument(
+        "action",
+        choices=["setup", "backfill"],
+        help="setup: create or update the objects (admin, once); backfill: load the raw "
+        "zone's files into RAW (no duplicates, the later fetch wins)",
+    )
+    warehouse.add_argument("--plan", action="store_true", help="setup: show what would run")
+    warehouse.add_argument("--force", action="store_true", help="setup: run every file")
+    warehouse.add_argument("--since", help="backfill: first date=YYYY-MM-DD folder")
+    warehouse.add_argument("--until", help="backfill: last date=YYYY-MM-DD folder")
+    warehouse.set_defaults(func=cmd_warehouse)
 
     trends_cmd = sub.add_parser("trends", help="refresh the daily marts; latest figures, movers")
     trends_cmd.add_argument("--full", action="store_true", help="rebuild every session")

@@ -13,9 +13,11 @@ from stockpipe.settings import Settings
 
 
 class ObjectStore(Protocol):
-    """Where raw files go: put whole objects, list them by prefix."""
+    """Where raw files go: put whole objects, read them back, list them by prefix."""
 
     def put(self, key: str, data: bytes) -> str: ...
+
+    def get(self, key: str) -> bytes: ...
 
     def keys(self, prefix: str) -> list[str]: ...
 
@@ -34,6 +36,9 @@ class LocalStore:
         partial.replace(path)  # readers never see half a file
         return str(path)
 
+    def get(self, key: str) -> bytes:
+        return (self.root / key).read_bytes()
+
     def keys(self, prefix: str) -> list[str]:
         base = self.root / prefix
         if not base.exists():
@@ -50,6 +55,9 @@ class S3Store:
     def put(self, key: str, data: bytes) -> str:
         self.bucket.write_path(key, data)
         return f"s3://{self.bucket.bucket_name}/{key}"
+
+    def get(self, key: str) -> bytes:
+        return self.bucket.read_path(key)
 
     def keys(self, prefix: str) -> list[str]:
         return [obj["Key"] for obj in self.bucket.list_objects(folder=prefix)]

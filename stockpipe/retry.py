@@ -28,14 +28,19 @@ def backoff_delays(
 def retry_call(
     fn: Callable[[], T],
     *,
-    retry_on: tuple[type[BaseException], ...],
+    retry_on: tuple[type[BaseException], ...] | Callable[[BaseException], bool],
     max_retries: int,
     base_seconds: float = 1.0,
     max_seconds: float = 60.0,
     what: str = "call",
     sleep: Callable[[float], None] = time.sleep,
+    before_retry: Callable[[], None] | None = None,
 ) -> T:
     """Call ``fn``; on an exception in ``retry_on`` wait and try again, at most ``max_retries``.
+
+    Args:
+        retry_on: the exception classes worth retrying, or a predicate on the exception.
+        before_retry: called after the wait, before each retry (e.g. to reconnect).
 
     Returns:
         what ``fn`` returns.
@@ -47,8 +52,9 @@ def retry_call(
     for attempt in range(max_retries + 1):
         try:
             return fn()
-        except retry_on as exc:
-            if attempt == max_retries:
+        except Exception as exc:
+            worth_it = retry_on(exc) if callable(retry_on) else isinstance(exc, retry_on)
+            if not worth_it or attempt == max_retries:
                 raise
             delay = delays[attempt]
             log.warning(
@@ -61,4 +67,6 @@ def retry_call(
                 delay,
             )
             sleep(delay)
+            if before_retry is not None:
+                before_retry()
     raise AssertionError("unreachable")  # pragma: no cover

@@ -166,7 +166,13 @@ class LocalKafkaSettings(BaseModel):
 
 
 class WarehouseSettings(BaseModel):
-    """Snowflake, or its embedded stand-in (DuckDB through fakesnow)."""
+    """Snowflake, or its embedded stand-in (DuckDB through fakesnow).
+
+    On Snowflake, ``stockpipe warehouse setup`` runs once as ``setup_role`` and creates the
+    database, the virtual warehouse, its resource monitor, the tables and the three runtime
+    roles; each process then runs as the role of its purpose (the drain as ``loader_role``,
+    trends as ``transformer_role``, validation and the dashboard as ``reader_role``).
+    """
 
     backend: Literal["embedded", "snowflake"] = "embedded"
     database: str = "STOCKS"
@@ -174,8 +180,41 @@ class WarehouseSettings(BaseModel):
     user: str | None = None
     password: SecretStr | None = None
     private_key_file: Path | None = Field(None, description="key-pair auth instead of password")
-    role: str | None = None
-    warehouse: str | None = Field(None, description="virtual warehouse that runs the loads")
+    host: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9.\-]+$",
+        description="endpoint host (default: <account>.snowflakecomputing.com); a private-link "
+        "host, or a server speaking Snowflake's protocol",
+    )
+    port: int | None = Field(None, ge=1, le=65535, description="endpoint port (default 443)")
+    protocol: Literal["https", "http"] | None = Field(
+        None, description="endpoint protocol (default https; http only for a local test server)"
+    )
+    warehouse: str = Field("STOCKPIPE_WH", description="virtual warehouse (created by setup)")
+    setup_role: str = Field(
+        "ACCOUNTADMIN",
+        description="role that runs `stockpipe warehouse setup` (creates the warehouse, "
+        "resource monitor, roles and grants; resource monitors need ACCOUNTADMIN)",
+    )
+    loader_role: str = Field("STOCKPIPE_LOADER", description="the drain's role: writes RAW")
+    transformer_role: str = Field(
+        "STOCKPIPE_TRANSFORMER", description="trends' role: reads RAW, writes MARTS"
+    )
+    reader_role: str = Field(
+        "STOCKPIPE_READER", description="validation's and the dashboard's role: reads only"
+    )
+    auto_suspend_seconds: int = Field(
+        60,
+        ge=60,
+        description="suspend the virtual warehouse after this long idle (each resume bills "
+        "at least 60 s, so shorter saves nothing)",
+    )
+    monthly_credit_quota: int = Field(
+        30, ge=1, description="resource monitor: suspend the warehouse past this many credits"
+    )
+    lock_timeout_seconds: int = Field(
+        300, ge=1, description="how long a statement waits for a lock before it fails"
+    )
     connector_block: str | None = Field(
         None,
         description="a saved prefect-snowflake SnowflakeConnector block to connect with "
@@ -189,7 +228,9 @@ class WarehouseSettings(BaseModel):
         description="DuckDB memory limit of the embedded warehouse",
     )
 
-    @field_validator("database", "role", "warehouse")
+    @field_validator(
+        "database", "warehouse", "setup_role", "loader_role", "transformer_role", "reader_role"
+    )
     @classmethod
     def _identifier(cls, value: str | None) -> str | None:
         if value is not None and not _IDENTIFIER.match(value):
@@ -201,7 +242,7 @@ class WarehouseSettings(BaseModel):
     @model_validator(mode="after")
     def _snowflake_needs_credentials(self) -> WarehouseSettings:
         if self.backend == "snowflake" and not self.connector_block:
-            missing = [n for n in ("account", "user", "warehouse") if not getattr(self, n)]
+            missing = [n for n in ("account", "user") if not getattr(self, n)]
             if not self.password and not self.private_key_file:
                 missing.append("password (or private_key_file)")
             if missing:

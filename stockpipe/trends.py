@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.sql_runner import DEFAULT_SQL_DIR, strip_comment_lines
+from stockpipe.warehouse.setup import DEFAULT_SQL_DIR, strip_comment_lines
 
 DAILY_BARS = "DAILY_BARS"
 NEW_YORK = ZoneInfo("America/New_York")

@@ -46,9 +46,18 @@ def distinct_bar_messages(
         )
 
 
+def set_up_warehouse(settings: Settings) -> list[str]:
+    """``stockpipe warehouse setup``: what an admin runs once before the pipeline."""
+    from stockpipe.warehouse.setup import setup_warehouse
+
+    with Warehouse.connect(settings, "setup") as warehouse:
+        return setup_warehouse(warehouse, settings)
+
+
 def warehouse_state(settings: Settings) -> tuple[int, int, int]:
     """(rows, distinct (symbol, ts) keys, sum of stored next offsets) of the prices table."""
-    with Warehouse.connect(settings) as warehouse:
+    # As the set-up role: a test's look may cover tables no runtime role reads.
+    with Warehouse.connect(settings, "setup") as warehouse:
         return warehouse_state_of(warehouse, settings.kafka.prices_topic)
 
 

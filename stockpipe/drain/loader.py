@@ -1,11 +1,11 @@
 """Load a batch of bars and the offsets that follow it in one warehouse transaction.
 
-Bulk, never row by row: the batch is staged as a table of the session (embedded: DuckDB
-reads the Arrow table in place; Snowflake: a bulk-loaded temporary table), then one
-transaction replaces older fetches of the same bars, inserts new bars and moves the
-offsets. Either all of it commits or none of it does, which is what makes the drain
-exactly-once: the offsets in ``RAW.KAFKA_OFFSETS`` never pass rows that are not in
-``RAW.STOCK_PRICES``.
+Bulk, never row by row: the batch is staged for the session (embedded: DuckDB reads the
+Arrow table in place; Snowflake: PUT + COPY into the set-up's batch table, before and
+outside the transaction), then one transaction claims the offsets, replaces older fetches
+of the same bars and inserts new bars. Either all of it commits or none of it does, which
+is what makes the drain exactly-once: the offsets in ``RAW.KAFKA_OFFSETS`` never pass
+rows that are not in ``RAW.STOCK_PRICES``.
 """
 
 from __future__ import annotations
@@ -17,26 +17,31 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from stockpipe.drain.offsets import TopicPartition, fenced_partitions, write_offsets
-from stockpipe.warehouse import Warehouse
+from stockpipe.drain.offsets import TopicPartition, claim_offsets
+from stockpipe.warehouse import Portable, Staged, Warehouse
 from stockpipe.warehouse.raw_schema import RAW_COLUMNS
 
 if TYPE_CHECKING:
     import pandas as pd
 
-BATCH_TABLE = "STOCK_PRICES_BATCH"
+# Where a batch waits between its bulk load and the transaction, on Snowflake (set up by
+# sql/012_raw_stock_prices_batch.sql); the embedded warehouse reads the batch in place.
+BATCH_TABLE = "RAW.STOCK_PRICES_BATCH"
 
 # Within the batch, the latest fetch of a bar wins (Snowflake's MERGE would raise on
 # duplicate source keys; deduplicating first makes both warehouses behave alike).
-_LATEST_IN_BATCH = f"""
-    select * from {BATCH_TABLE}
+_LATEST_IN_BATCH = """
+    select * from {batch}
     qualify row_number() over (
         partition by symbol, ts, bar_interval order by fetched_at desc, kafka_offset desc
     ) = 1
 """
 
 # DELETE + INSERT rather than MERGE: the embedded warehouse runs MERGE through a temporary
-# table of its own, which DuckDB refuses inside a transaction that wrote elsewhere.
+# table of its own, which DuckDB refuses inside a transaction that wrote elsewhere. Only a
+# strictly newer fetch replaces a bar: a re-delivery of the same fetch (a retried batch, a
+# reset to the earliest offsets) leaves the stored row alone, so Snowflake rewrites no
+# micro-partition for it.
 _REPLACE_OLDER_FETCHES = f"""
     delete from RAW.STOCK_PRICES using ({_LATEST_IN_BATCH}) as s
     where s.kafka_partition in ({{partitions}})
@@ -44,7 +49,7 @@ _REPLACE_OLDER_FETCHES = f"""
       and RAW.STOCK_PRICES.symbol = s.symbol
       and RAW.STOCK_PRICES.ts = s.ts
       and RAW.STOCK_PRICES.bar_interval = s.bar_interval
-      and RAW.STOCK_PRICES.fetched_at <= s.fetched_at
+      and RAW.STOCK_PRICES.fetched_at < s.fetched_at
 """
 
 # An anti-join written as LEFT JOIN ... IS NULL rather than NOT EXISTS: DuckDB then builds
@@ -90,14 +95,15 @@ def load_batch(
             with no rows (a batch of only rejected messages still moves its offsets).
         start_offsets: per partition, the batch's first offset; a partition whose stored
             offset is already past it is fenced (see
-            :func:`stockpipe.drain.offsets.fenced_partitions`).
+            :func:`stockpipe.drain.offsets.claim_offsets`).
     """
     rows = _arrow(rows)
-    with _staged(warehouse, rows) as ts_range, warehouse.transaction():
-        fenced = fenced_partitions(warehouse, start_offsets or {})
+    with _staged(warehouse, rows) as batch, warehouse.transaction():
+        # The offsets first: claiming them takes the lock that orders this commit against
+        # another drain's for the same partitions (see claim_offsets).
+        fenced = claim_offsets(warehouse, next_offsets, start_offsets or {}, cluster_id)
         committed = {tp: o for tp, o in next_offsets.items() if tp not in fenced}
-        replaced, inserted = _merge_bars(warehouse, sorted({p for _, p in committed}), ts_range)
-        write_offsets(warehouse, committed, cluster_id)
+        replaced, inserted = _merge_bars(warehouse, sorted({p for _, p in committed}), batch)
     return LoadResult(
         rows_in_batch=len(rows),
         inserted=inserted,
@@ -105,6 +111,18 @@ def load_batch(
         fenced=fenced,
         committed_offsets=committed,
     )
+
+
+def merge_rows(warehouse: Warehouse, rows: pa.Table) -> LoadResult:
+    """Apply ``rows`` as a drain's batch would, without moving any offset (a backfill).
+
+    The same staging and merge as :func:`load_batch`: new bars are inserted, strictly newer
+    fetches replace stored bars, everything else is left alone.
+    """
+    partitions = sorted(set(rows["KAFKA_PARTITION"].to_pylist())) if len(rows) else []
+    with _staged(warehouse, rows) as batch, warehouse.transaction():
+        replaced, inserted = _merge_bars(warehouse, partitions, batch)
+    return LoadResult(rows_in_batch=len(rows), inserted=inserted, replaced=replaced)
 
 
 def refusal(warehouse: Warehouse, rows: pa.Table) -> Exception | None:
@@ -115,12 +133,12 @@ def refusal(warehouse: Warehouse, rows: pa.Table) -> Exception | None:
     """
     partitions = sorted(set(rows["KAFKA_PARTITION"].to_pylist()))
     try:
-        with _staged(warehouse, rows) as ts_range:
-            warehouse.run("begin")
+        with _staged(warehouse, rows) as batch:
+            warehouse.execute(Portable("begin"))
             try:
-                _merge_bars(warehouse, partitions, ts_range)
+                _merge_bars(warehouse, partitions, batch)
             finally:
-                warehouse.run("rollback")
+                warehouse.execute(Portable("rollback"))
     except Exception as exc:
         if warehouse.is_data_error(exc):
             return exc
@@ -162,9 +180,16 @@ def _arrow(rows: pa.Table | pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(rows, preserve_index=False)  # tests, benchmarks
 
 
+@dataclass(frozen=True)
+class _StagedBatch:
+    staged: Staged
+    first_ts: object
+    last_ts: object
+
+
 @contextmanager
-def _staged(warehouse: Warehouse, rows: pa.Table) -> Iterator[tuple | None]:
-    """``rows`` staged as :data:`BATCH_TABLE` in the block; yields the batch's (min, max) ts.
+def _staged(warehouse: Warehouse, rows: pa.Table) -> Iterator[_StagedBatch | None]:
+    """``rows`` staged for the block's statements, with the batch's first and last ts.
 
     The time range lets the warehouse prune to the micro-partitions (DuckDB: row groups)
     that can hold the batch's bars, instead of scanning the whole table.
@@ -172,17 +197,27 @@ def _staged(warehouse: Warehouse, rows: pa.Table) -> Iterator[tuple | None]:
     if not len(rows):
         yield None
         return
-    with warehouse.staged(rows.select(list(RAW_COLUMNS)), BATCH_TABLE, like="RAW.STOCK_PRICES"):
-        yield warehouse.select(f"select min(ts), max(ts) from {BATCH_TABLE}")[0]
+    with warehouse.staged(rows.select(list(RAW_COLUMNS)), BATCH_TABLE) as staged:
+        first, last = warehouse.query(
+            Portable(f"select min(ts), max(ts) from {staged.relation} as b"), staged.params
+        )[0]
+        yield _StagedBatch(staged, first, last)
 
 
 def _merge_bars(
-    warehouse: Warehouse, partitions: list[int], ts_range: tuple | None
+    warehouse: Warehouse, partitions: list[int], batch: _StagedBatch | None
 ) -> tuple[int, int]:
     """(replaced, inserted) bars of the staged batch's ``partitions`` (in the transaction)."""
-    if ts_range is None or not partitions:
+    if batch is None or not partitions:
         return 0, 0
     in_list = ", ".join(str(int(p)) for p in partitions)
-    replaced = warehouse.dml(_REPLACE_OLDER_FETCHES.format(partitions=in_list), ts_range)
-    written = warehouse.dml(_INSERT_NEW_BARS.format(partitions=in_list), ts_range)
+    params = (*batch.staged.params, batch.first_ts, batch.last_ts)
+    replaced = warehouse.execute(
+        Portable(_REPLACE_OLDER_FETCHES.format(partitions=in_list, batch=batch.staged.relation)),
+        params,
+    ).rowcount
+    written = warehouse.execute(
+        Portable(_INSERT_NEW_BARS.format(partitions=in_list, batch=batch.staged.relation)),
+        params,
+    ).rowcount
     return replaced, written - replaced

@@ -1,7 +1,7 @@
 """Where the drain resumes: the warehouse's offsets, the one owner of that record.
 
 ``RAW.KAFKA_OFFSETS`` holds, per topic and partition, the next offset to read. It is written
-in the same transaction as the rows it covers (:func:`write_offsets`, called by the loader),
+in the same transaction as the rows it covers (:func:`claim_offsets`, called by the loader),
 so it is the source of truth; Kafka's group commits are informational.
 
 Everything else about offsets lives here too: reading them, checking them against the
@@ -26,11 +26,12 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from stockpipe import metrics
 from stockpipe.streaming.consumer import TopicPartition
-from stockpipe.warehouse import Warehouse
+from stockpipe.warehouse import Portable, Warehouse
 
 log = logging.getLogger(__name__)
 
 ResetChoice = Literal["earliest", "latest"]
+_NO_FENCE = 2**63 - 1  # the largest offset: a partition with no start offset always claims
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,16 @@ class OffsetsOutOfSync(RuntimeError):
 
 # -- the warehouse's record -----------------------------------------------------------------
 def read_offsets(warehouse: Warehouse, topic: str) -> dict[TopicPartition, StoredOffset]:
-    """The warehouse's record of where to resume each partition of ``topic``."""
-    rows = warehouse.select(
-        "select kafka_partition, next_offset, cluster_id from RAW.KAFKA_OFFSETS "
-        "where kafka_topic = %s",
+    """The warehouse's record of where to resume each partition of ``topic``.
+
+    Snowflake does not enforce the table's primary key; should two rows for one partition
+    ever exist, the furthest one counts, so an offset never moves backwards.
+    """
+    rows = warehouse.query(
+        Portable(
+            "select kafka_partition, max(next_offset), max(cluster_id) from RAW.KAFKA_OFFSETS "
+            "where kafka_topic = %s group by kafka_partition"
+        ),
         (topic,),
     )
     return {(topic, int(p)): StoredOffset(int(o), c) for p, o, c in rows}
@@ -86,7 +93,7 @@ def read_offsets(warehouse: Warehouse, topic: str) -> dict[TopicPartition, Store
 def write_offsets(
     warehouse: Warehouse, next_offsets: dict[TopicPartition, int], cluster_id: str | None
 ) -> None:
-    """Record ``next_offsets`` (inside the caller's transaction, beside the rows they cover)."""
+    """Overwrite the record for ``next_offsets``' partitions (a chosen reset, not a load)."""
     if not next_offsets:
         return
     now = datetime.now(UTC).replace(tzinfo=None)
@@ -95,40 +102,82 @@ def write_offsets(
         by_topic.setdefault(topic, []).append(partition)
     for topic, partitions in by_topic.items():
         placeholders = ", ".join(["%s"] * len(partitions))
-        warehouse.dml(
-            "delete from RAW.KAFKA_OFFSETS where kafka_topic = %s "
-            f"and kafka_partition in ({placeholders})",
+        warehouse.execute(
+            Portable(
+                "delete from RAW.KAFKA_OFFSETS where kafka_topic = %s "
+                f"and kafka_partition in ({placeholders})"
+            ),
             (topic, *partitions),
         )
-    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(next_offsets))
-    params: list[object] = []
     for (topic, partition), offset in sorted(next_offsets.items()):
-        params += [topic, partition, offset, cluster_id, now]
-    warehouse.dml(
-        "insert into RAW.KAFKA_OFFSETS "
-        f"(kafka_topic, kafka_partition, next_offset, cluster_id, updated_at) values {values}",
-        params,
-    )
+        _insert_offset(warehouse, topic, partition, offset, cluster_id, now)
 
 
-def fenced_partitions(
-    warehouse: Warehouse, start_offsets: dict[TopicPartition, int]
+def claim_offsets(
+    warehouse: Warehouse,
+    next_offsets: dict[TopicPartition, int],
+    start_offsets: dict[TopicPartition, int],
+    cluster_id: str | None,
 ) -> dict[TopicPartition, int]:
-    """Partitions whose stored offset moved past this batch's start since we read it.
+    """Move each partition's offset to ``next_offsets``, unless another drain got there
+    first; the first statements of the loader's transaction.
 
-    That happens when a rebalance moved a partition to another drain which loaded it first;
-    loading our copy would move its offset backwards. Read inside the transaction.
+    Compare-and-set: the UPDATE moves a partition's offset only while it is still at most
+    the batch's start (``start_offsets``), and its row count says whether it did. An UPDATE
+    takes its lock before it reads, so of two drains that hold the same partition after a
+    rebalance the second waits for the first's commit and then finds the offset moved: it
+    is fenced. A plain SELECT would take no lock under Snowflake's READ COMMITTED, and the
+    slower drain could move the offset backwards. A partition never seen before gets its
+    row inserted.
 
     Returns:
-        per fenced partition, the warehouse's next offset for it.
+        the fenced partitions, each with the warehouse's next offset for it. Their rows must
+        not be loaded (the caller leaves them out).
     """
-    fenced = {}
-    for topic in {t for t, _ in start_offsets}:
-        for tp, stored in read_offsets(warehouse, topic).items():
-            start = start_offsets.get(tp)
-            if start is not None and stored.next_offset > start:
-                fenced[tp] = stored.next_offset
+    now = datetime.now(UTC).replace(tzinfo=None)
+    fenced: dict[TopicPartition, int] = {}
+    for (topic, partition), offset in sorted(next_offsets.items()):
+        # No start given (a load outside the drain, e.g. a backfill): nothing to fence.
+        start = start_offsets.get((topic, partition), _NO_FENCE)
+        claimed = warehouse.execute(
+            Portable(
+                "update RAW.KAFKA_OFFSETS set next_offset = %s, cluster_id = %s, updated_at = %s "
+                "where kafka_topic = %s and kafka_partition = %s and next_offset <= %s"
+            ),
+            (offset, cluster_id, now, topic, partition, start),
+        ).rowcount
+        if claimed:
+            continue
+        stored = warehouse.query(
+            Portable(
+                "select max(next_offset) from RAW.KAFKA_OFFSETS "
+                "where kafka_topic = %s and kafka_partition = %s"
+            ),
+            (topic, partition),
+        )[0][0]
+        if stored is None:
+            _insert_offset(warehouse, topic, partition, offset, cluster_id, now)
+        else:
+            fenced[(topic, partition)] = int(stored)
     return fenced
+
+
+def _insert_offset(
+    warehouse: Warehouse,
+    topic: str,
+    partition: int,
+    offset: int,
+    cluster_id: str | None,
+    now: datetime,
+) -> None:
+    warehouse.execute(
+        Portable(
+            "insert into RAW.KAFKA_OFFSETS "
+            "(kafka_topic, kafka_partition, next_offset, cluster_id, updated_at) "
+            "values (%s, %s, %s, %s, %s)"
+        ),
+        (topic, partition, offset, cluster_id, now),
+    )
 
 
 # -- against the cluster ----------------------------------------------------------------------

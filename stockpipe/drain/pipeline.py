@@ -162,7 +162,9 @@ class WarehouseSink:
                 self.offsets.cluster_id,
                 start_offsets=batch.start_offsets,
             ),
-            retry_on=self.warehouse.retryable_errors,
+            retry_on=self.warehouse.is_transient,
+            # A failed commit may leave the session's transaction open (or the session gone).
+            before_retry=self.warehouse.reconnect,
             max_retries=self.limits.load_retries,
             base_seconds=self.limits.load_retry_base_seconds,
             max_seconds=60.0,

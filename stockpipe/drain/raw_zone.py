@@ -11,7 +11,8 @@ already has on file and writes only what lies beyond, so the zone never holds a 
 copy of a message, whatever the batch boundaries of the re-run.
 
 Stores: a local directory (the default), or S3 through prefect-aws's ``S3Bucket`` block.
-On Snowflake the files load with ``COPY INTO`` from an external stage (see README).
+:func:`backfill` loads the files back into RAW (a rebuild, or history the warehouse lost)
+through the drain's own staging and merge: no duplicates, the later fetch wins.
 """
 
 from __future__ import annotations
@@ -19,15 +20,22 @@ from __future__ import annotations
 import io
 import logging
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from stockpipe.drain.loader import merge_rows
 from stockpipe.object_store import LocalStore, ObjectStore, S3Store, s3_bucket
 from stockpipe.settings import Settings
+from stockpipe.warehouse import Warehouse
+from stockpipe.warehouse.raw_schema import RAW_ARROW_SCHEMA
 
 log = logging.getLogger(__name__)
+_DAY = re.compile(r"/date=(?P<day>\d{4}-\d{2}-\d{2})/")
 _FILE = re.compile(
     r"(?P<topic>[^/]+)-p(?P<partition>\d+)-(?P<first>\d{20})-(?P<last>\d{20})\.parquet$"
 )
@@ -93,10 +101,73 @@ class RawZone:
         return written
 
 
-def raw_zone_from_settings(settings: Settings) -> RawZone | None:
-    """The raw zone the settings ask for, or None when it is off (the local default)."""
+    def files(self, topic: str, since: date | None = None, until: date | None = None) -> list[str]:
+        """The keys of ``topic``'s files whose ``date`` lies in ``since``..``until``, in
+        partition and offset order."""
+        found = []
+        for key in self.store.keys(f"{self.prefix}/{topic}/"):
+            day = _DAY.search(key)
+            if not _FILE.search(key) or day is None:
+                continue
+            on = date.fromisoformat(day["day"])
+            if (since is None or on >= since) and (until is None or on <= until):
+                found.append(key)
+        return sorted(found, key=lambda k: k.rsplit("/", 1)[-1])
+
+    def read(self, key: str) -> pa.Table:
+        """A file's rows, as the raw row schema."""
+        table = pq.read_table(io.BytesIO(self.store.get(key)))
+        return table.select(RAW_ARROW_SCHEMA.names).cast(RAW_ARROW_SCHEMA)
+
+
+@dataclass
+class BackfillReport:
+    files: int = 0
+    rows: int = 0
+    inserted: int = 0
+    replaced: int = 0
+
+    def summary(self) -> str:
+        return (
+            f"backfilled {self.files} raw-zone files ({self.rows} rows): {self.inserted} new "
+            f"bars, {self.replaced} replaced by a later fetch, "
+            f"{self.rows - self.inserted - self.replaced} already there"
+        )
+
+
+def backfill(
+    zone: RawZone,
+    warehouse: Warehouse,
+    topic: str,
+    since: date | None = None,
+    until: date | None = None,
+    on_file: Callable[[str, BackfillReport], None] | None = None,
+) -> BackfillReport:
+    """Load the raw zone's files of ``topic`` into RAW.STOCK_PRICES, one transaction per file.
+
+    Through the drain's staging and merge (:func:`stockpipe.drain.loader.merge_rows`): a bar
+    already stored from the same or a later fetch stays as it is, so running it twice, or
+    over files the drain already loaded, adds nothing. The warehouse's offsets are not
+    touched: this is not a drain.
+    """
+    report = BackfillReport()
+    for key in zone.files(topic, since, until):
+        rows = zone.read(key)
+        result = merge_rows(warehouse, rows)
+        report.files += 1
+        report.rows += rows.num_rows
+        report.inserted += result.inserted
+        report.replaced += result.replaced
+        if on_file:
+            on_file(key, report)
+    return report
+
+
+def raw_zone_from_settings(settings: Settings, enabled_only: bool = True) -> RawZone | None:
+    """The raw zone the settings name, or None when it is off (the local default) and
+    ``enabled_only``."""
     lake = settings.lake
-    if not lake.enabled:
+    if enabled_only and not lake.enabled:
         return None
     if lake.s3_bucket_block:
         from prefect_aws.s3 import S3Bucket

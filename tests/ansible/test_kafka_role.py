@@ -32,7 +32,7 @@ from stockpipe.processes import free_port
 from stockpipe.settings import load_settings
 from stockpipe.streaming.broker import LocalBroker
 from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.sql_runner import apply_sql
+from stockpipe.warehouse.setup import setup_warehouse
 from tests.ansible.playbook import ANSIBLE_DIR, run_playbook
 from tests.support import distinct_bar_messages, warehouse_state_of
 
@@ -240,8 +240,8 @@ def test_the_pipeline_users_produce_and_drain_over_sasl_ssl(broker, monkeypatch,
     drain_settings = _settings(
         monkeypatch, ports, "stockpipe-drain", PASSWORDS["stockpipe-drain"], ca, names, tmp_path
     )
-    with Warehouse.connect(drain_settings) as warehouse:
-        apply_sql(warehouse)
+    with Warehouse.connect(drain_settings, "setup") as warehouse:
+        setup_warehouse(warehouse, drain_settings)
         report = drain_to_warehouse(drain_settings, warehouse)
         rows, keys, _ = warehouse_state_of(warehouse, names["topic"])
     assert (rows, keys) == (300, 300)

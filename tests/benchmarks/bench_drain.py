@@ -31,8 +31,8 @@ from stockpipe.settings import load_settings
 from stockpipe.streaming.broker import LocalBroker
 from stockpipe.streaming.producer import PRODUCER_DEFAULTS
 from stockpipe.streaming.topics import ensure_topics
-from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.sql_runner import apply_sql
+from stockpipe.warehouse import Portable, Warehouse
+from stockpipe.warehouse.setup import setup_warehouse
 from tests.support import distinct_bar_messages
 
 
@@ -58,10 +58,10 @@ def _status_mb(field: str) -> float:
 
 def memory_line(warehouse: Warehouse) -> str:
     """Resident memory now and at peak, and what DuckDB's buffer manager holds (--trace)."""
-    duck = warehouse.select(
+    duck = warehouse.duck.execute(  # DuckDB's own view: the embedded warehouse only
         "select tag, memory_usage_bytes // 1048576 from duckdb_memory() "
         "where memory_usage_bytes >= 1048576"
-    )
+    ).fetchall()
     return f"RSS {_status_mb('VmRSS'):.0f} MB, peak {peak_rss_mb():.0f} MB, DuckDB MB {dict(duck)}"
 
 
@@ -126,8 +126,8 @@ def drain_in_child(trace: bool) -> None:
     limit_malloc_arenas()
     settings = load_settings()
     before = peak_rss_mb()
-    with Warehouse.connect(settings) as warehouse:
-        apply_sql(warehouse)
+    with Warehouse.connect(settings, "setup") as warehouse:
+        setup_warehouse(warehouse, settings)
         started = time.perf_counter()
         report = drain_to_warehouse(
             settings,
@@ -139,7 +139,7 @@ def drain_in_child(trace: bool) -> None:
             ),
         )
         elapsed = time.perf_counter() - started
-        loaded = warehouse.select("select count(*) from RAW.STOCK_PRICES")[0][0]
+        loaded = warehouse.query(Portable("select count(*) from RAW.STOCK_PRICES"))[0][0]
     print(
         json.dumps(
             {
@@ -235,8 +235,8 @@ def main() -> None:
             # The warehouse exists before the drain, as on any deployment: its first set-up
             # (sql/ through fakesnow, which loads snowflake-connector and pandas) is not the
             # drain's work, and later drains only check that nothing changed.
-            with Warehouse.connect(settings) as warehouse:
-                apply_sql(warehouse)
+            with Warehouse.connect(settings, "setup") as warehouse:
+                setup_warehouse(warehouse, settings)
             warm_group_coordinator(broker.bootstrap_servers, topic)
             child = subprocess.run(
                 [sys.executable, "-m", "tests.benchmarks.bench_drain", "--drain-child"]

@@ -34,7 +34,7 @@ def main() -> None:
     from stockpipe.settings import load_settings
     from stockpipe.trends import latest_quotes, refresh_daily_bars, top_movers
     from stockpipe.warehouse import Warehouse
-    from stockpipe.warehouse.sql_runner import apply_sql
+    from stockpipe.warehouse.setup import setup_warehouse
 
     symbols = [f"SYM{i:02d}" for i in range(args.symbols)]
     sessions = mc.sessions_between("2024-01-02", "2025-12-31")[: args.sessions + 1]
@@ -42,8 +42,8 @@ def main() -> None:
     market = SimulatedMarket(seed=1)
     started = time.perf_counter()
     rows = 0
-    with Warehouse.connect(load_settings()) as warehouse:
-        apply_sql(warehouse)
+    with Warehouse.connect(load_settings(), "setup") as warehouse:
+        setup_warehouse(warehouse, load_settings())
         offset = 0
         for session in history:  # each session loaded on its day, as the drain does
             bars = pd.concat([market.session_bars(s, session) for s in symbols])

@@ -34,14 +34,14 @@ def main() -> None:
     from stockpipe.trends import refresh_daily_bars
     from stockpipe.validation import validate_session
     from stockpipe.warehouse import Warehouse
-    from stockpipe.warehouse.sql_runner import apply_sql
+    from stockpipe.warehouse.setup import setup_warehouse
 
     session = mc.session("2025-11-26")
     market = SimulatedMarket(seed=2)
     bars = pd.concat([market.session_bars(s, session) for s in symbols])
     settings = load_settings()
-    with Warehouse.connect(settings) as warehouse:
-        apply_sql(warehouse)
+    with Warehouse.connect(settings, "setup") as warehouse:
+        setup_warehouse(warehouse, settings)
         rows = raw_rows_from_bars(bars, datetime(2025, 11, 26, 21, 5, tzinfo=UTC))
         load_batch(warehouse, rows, {("prices", 0): len(rows)}, None)
         refresh_daily_bars(warehouse)

@@ -16,8 +16,9 @@ from flows.ingest import ingest_quotes
 from flows.trends import build_trends
 from flows.validate import validate_session
 from stockpipe import market_calendar as mc
-from stockpipe.settings import Settings
+from stockpipe.settings import Settings, load_settings
 from stockpipe.streaming.producer import QuoteProducer
+from tests.support import set_up_warehouse
 
 pytestmark = pytest.mark.e2e
 SESSION = mc.session("2025-11-26")
@@ -61,6 +62,7 @@ def test_ingest_drain_trends_flows_with_dead_letters_in_the_summary(
         [(b"AAPL", b"{broken", None), (b"MSFT", b'{"symbol": "MSFT"}', None)]
     )
 
+    set_up_warehouse(load_settings())  # the admin's one-time step; the flows run no DDL
     drained = drain_to_warehouse()
     assert drained["inserted"] == 780
     assert drained["dead_lettered"] == {"invalid_json": 1, "missing_ts": 1}

@@ -11,7 +11,7 @@ from stockpipe import alerts
 from stockpipe import market_calendar as mc
 from stockpipe.settings import Settings
 from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.sql_runner import apply_sql
+from stockpipe.warehouse.setup import setup_warehouse
 from tests.integration.test_trend_views import (
     expected_daily,
     expected_trends,
@@ -44,8 +44,8 @@ def test_alerts_fire_once_per_symbol_session_and_rule(env_settings: Settings) ->
     bars = three_bars_a_session(["AAA", "BBB", "CCC"], "2025-01-02", "2025-11-26", seed=21)
     cross_day = session_of_first_cross(bars)
     upto = bars[bars["ts"] < pd.Timestamp(mc.session(cross_day).close)]
-    with Warehouse.connect(env_settings) as warehouse:
-        apply_sql(warehouse)
+    with Warehouse.connect(env_settings, "setup") as warehouse:
+        setup_warehouse(warehouse, env_settings)
         load(warehouse, upto)
         found = alerts.find_alerts(warehouse, day_change_pct=0.5)
         rules = {(a.symbol, a.rule) for a in found}

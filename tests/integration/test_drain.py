@@ -17,8 +17,8 @@ from stockpipe.ingest import check_bars
 from stockpipe.settings import Settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.streaming.producer import QuoteProducer
-from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.sql_runner import DEFAULT_SQL_DIR, apply_sql
+from stockpipe.warehouse import Portable, Warehouse
+from stockpipe.warehouse.setup import DEFAULT_SQL_DIR, setup_warehouse
 from tests.support import read_topic
 
 pytestmark = pytest.mark.integration
@@ -33,8 +33,8 @@ def publish_session(settings: Settings, fetched_at: datetime | None = None) -> i
 
 
 def drain(settings: Settings):
-    with Warehouse.connect(settings) as warehouse:
-        apply_sql(warehouse)
+    with Warehouse.connect(settings, "setup") as warehouse:
+        setup_warehouse(warehouse, settings)
         report = drain_to_warehouse(settings, warehouse, max_records=1000)
         rows = warehouse.query_frame(
             "select symbol, ts, close, fetched_at, kafka_partition, kafka_offset "
@@ -87,8 +87,8 @@ def test_the_drain_command_stays_off_fakesnow_and_the_snowflake_connector(
 ) -> None:
     # Memory: those modules are ~70 MB of a drain's ~300 MB budget (bench_drain). A drain on
     # a set-up warehouse speaks to DuckDB directly and needs none of them.
-    with Warehouse.connect(env_settings) as warehouse:
-        apply_sql(warehouse)
+    with Warehouse.connect(env_settings, "setup") as warehouse:
+        setup_warehouse(warehouse, env_settings)
     published = publish_session(env_settings)
     done = subprocess.run(
         [sys.executable, "-c", DRAIN_COMMAND], capture_output=True, text=True, timeout=120
@@ -97,7 +97,7 @@ def test_the_drain_command_stays_off_fakesnow_and_the_snowflake_connector(
     assert result == {"code": 0, "loaded": []}, done.stdout + done.stderr
     assert f"{published} new bars" in done.stdout
     with Warehouse.connect(env_settings) as warehouse:
-        assert warehouse.select("select count(*) from RAW.STOCK_PRICES")[0][0] == published
+        assert warehouse.query(Portable("select count(*) from RAW.STOCK_PRICES"))[0][0] == published
 
 
 def test_bad_messages_go_to_the_dead_letter_topic_with_the_reason(
@@ -170,8 +170,8 @@ def test_rows_the_warehouse_refuses_are_isolated_dead_lettered_and_the_rest_load
 ) -> None:
     # A warehouse stricter than the contract (a CHECK constraint here; on Snowflake, e.g. a
     # value a column cannot hold): the decoder accepts two bars the warehouse refuses.
-    with Warehouse.connect(env_settings) as warehouse:
-        apply_sql(warehouse)
+    with Warehouse.connect(env_settings, "setup") as warehouse:
+        setup_warehouse(warehouse, env_settings)
         ddl = (DEFAULT_SQL_DIR / "010_raw_stock_prices.sql").read_text()
         strict = ddl.replace(
             "source           varchar(32)   not null,",

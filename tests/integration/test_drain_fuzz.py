@@ -23,7 +23,7 @@ from stockpipe.drain.offsets import partition_states, read_offsets
 from stockpipe.settings import Settings
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.sql_runner import apply_sql
+from stockpipe.warehouse.setup import setup_warehouse
 from tests.fuzzing import traffic
 from tests.support import read_topic
 
@@ -58,8 +58,8 @@ def test_fuzzed_traffic_lands_once_or_in_the_dead_letter_topic(env_settings: Set
     expected_bars: set[tuple[str, str]] = set()
     rejected = 0
 
-    with Warehouse.connect(env_settings) as warehouse:
-        apply_sql(warehouse)
+    with Warehouse.connect(env_settings, "setup") as warehouse:
+        setup_warehouse(warehouse, env_settings)
 
         @settings(max_examples=settings.default.max_examples // 2 or 1)
         @given(st.data())
@@ -76,9 +76,9 @@ def test_fuzzed_traffic_lands_once_or_in_the_dead_letter_topic(env_settings: Set
             report = drain_to_warehouse(env_settings, warehouse, max_records=7)
             assert report.stopped_because.startswith("caught up"), report.summary()
 
-            rows = warehouse.select(
+            rows = warehouse.duck.execute(  # DuckDB SQL: the embedded warehouse's own
                 "select symbol, strftime(ts, '%Y-%m-%dT%H:%M:%SZ') from RAW.STOCK_PRICES"
-            )
+            ).fetchall()
             assert Counter(rows) == Counter(expected_bars)  # each valid bar once, nothing else
             ends = {p: s.latest for p, s in partition_states(admin, topic).items()}
             stored = {p: o.next_offset for (_, p), o in read_offsets(warehouse, topic).items()}

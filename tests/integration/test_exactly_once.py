@@ -23,8 +23,14 @@ from stockpipe.streaming.broker import LocalBroker
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.streaming.topics import ensure_topics
 from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.sql_runner import apply_sql
-from tests.support import distinct_bar_messages, read_topic, warehouse_state, warehouse_state_of
+from stockpipe.warehouse.setup import setup_warehouse
+from tests.support import (
+    distinct_bar_messages,
+    read_topic,
+    set_up_warehouse,
+    warehouse_state,
+    warehouse_state_of,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -37,8 +43,8 @@ def publish(settings: Settings, count: int, start: int = 0, **kwargs) -> None:
 def drain_once(settings: Settings, warehouse: Warehouse | None = None, **kwargs):
     if warehouse is not None:
         return drain_to_warehouse(settings, warehouse, **kwargs)
-    with Warehouse.connect(settings) as wh:
-        apply_sql(wh)
+    with Warehouse.connect(settings, "setup") as wh:
+        setup_warehouse(wh, settings)
         return drain_to_warehouse(settings, wh, **kwargs)
 
 
@@ -99,8 +105,8 @@ class Ledger:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        with Warehouse.connect(settings) as warehouse:
-            apply_sql(warehouse)  # the deployment's one-time set-up
+        with Warehouse.connect(settings, "setup") as warehouse:
+            setup_warehouse(warehouse, settings)  # the deployment's one-time set-up
         self.poison: dict[int, set[int]] = {}
         self.valid: dict[int, set[int]] = {}
         for message in read_topic(settings, settings.kafka.prices_topic):
@@ -117,7 +123,7 @@ class Ledger:
             the messages the stored offsets cover.
         """
         topic = self.settings.kafka.prices_topic
-        with Warehouse.connect(self.settings) as warehouse:
+        with Warehouse.connect(self.settings, "setup") as warehouse:
             stored = {p: o.next_offset for (_, p), o in read_offsets(warehouse, topic).items()}
             rows, distinct, _ = warehouse_state_of(warehouse, topic)
         below = sum(o < stored.get(p, 0) for p, offsets in self.valid.items() for o in offsets)
@@ -195,6 +201,7 @@ def test_a_drain_given_no_partitions_fails_naming_the_cause_and_the_settings(
     env_settings: Settings,
 ) -> None:
     publish_with_poison(env_settings, 20_000)
+    set_up_warehouse(env_settings)
     # The killed drain's session outlasts the next drain's wait for partitions.
     first = kill_drain_after_batches(1, STOCKPIPE_KAFKA__CONSUMER_SESSION_TIMEOUT_SECONDS="120")
     first.kill()
@@ -215,8 +222,8 @@ def test_two_drains_in_one_group_share_partitions_without_duplicates(
     publish(env_settings, total)
     reports: list = []
     errors: list = []
-    with Warehouse.connect(env_settings) as first:
-        apply_sql(first)
+    with Warehouse.connect(env_settings, "setup") as first:
+        setup_warehouse(first, env_settings)
         second = first.sibling()
 
         def run(warehouse: Warehouse) -> None:
@@ -266,8 +273,8 @@ def test_warehouse_failing_mid_batch_is_retried_and_offsets_wait(
     monkeypatch.setenv("STOCKPIPE_DRAIN__LOAD_RETRY_BASE_SECONDS", "0.05")
     monkeypatch.setenv("STOCKPIPE_DRAIN__LOAD_RETRIES", "2")
     settings = load_settings()
-    with Warehouse.connect(settings) as warehouse:
-        apply_sql(warehouse)
+    with Warehouse.connect(settings, "setup") as warehouse:
+        setup_warehouse(warehouse, settings)
         real = warehouse.duck
         # More failures than retries: the drain fails, and nothing is committed.
         warehouse.duck = FlakyConnection(real, "insert into raw.stock_prices", times=3)

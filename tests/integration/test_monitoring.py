@@ -23,7 +23,7 @@ from stockpipe.streaming.broker import LocalBroker
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.streaming.topics import ensure_topics
 from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.sql_runner import apply_sql
+from stockpipe.warehouse.setup import setup_warehouse
 from tests.support import distinct_bar_messages
 
 pytestmark = pytest.mark.integration
@@ -134,8 +134,8 @@ def test_every_panel_and_rule_evaluates_and_key_panels_show_data(stack) -> None:
             (k, v, None) for k, v in distinct_bar_messages(5_000, start=round_ * 5_000)
         )
         metrics.push("ingest-quotes", settings.metrics.pushgateway_url)
-        with Warehouse.connect(settings) as warehouse:
-            apply_sql(warehouse)
+        with Warehouse.connect(settings, "setup") as warehouse:
+            setup_warehouse(warehouse, settings)
             drain_to_warehouse(settings, warehouse)
         metrics.push("drain-to-warehouse", settings.metrics.pushgateway_url)
         time.sleep(3)

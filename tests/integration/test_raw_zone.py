@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import boto3
@@ -17,7 +19,7 @@ from stockpipe.processes import free_port
 from stockpipe.settings import Settings, load_settings
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.sql_runner import apply_sql
+from stockpipe.warehouse.setup import setup_warehouse
 from tests.integration.test_exactly_once import FlakyConnection
 from tests.support import distinct_bar_messages
 
@@ -66,8 +68,8 @@ def test_batches_land_on_s3_once_even_when_a_commit_failed_after_the_write(
     )
     monkeypatch.setenv("STOCKPIPE_DRAIN__LOAD_RETRIES", "0")
     settings = load_settings()
-    with Warehouse.connect(settings) as warehouse:
-        apply_sql(warehouse)
+    with Warehouse.connect(settings, "setup") as warehouse:
+        setup_warehouse(warehouse, settings)
         real = warehouse.duck
         # The first commit fails after its files were written: a crash in the worst place.
         warehouse.duck = FlakyConnection(real, "insert into raw.stock_prices", times=1)
@@ -101,8 +103,8 @@ def test_local_raw_zone_is_off_by_default_and_a_directory_when_on(
     QuoteProducer(env_settings.kafka).publish_raw(
         (k, v, None) for k, v in distinct_bar_messages(500)
     )
-    with Warehouse.connect(env_settings) as warehouse:
-        apply_sql(warehouse)
+    with Warehouse.connect(env_settings, "setup") as warehouse:
+        setup_warehouse(warehouse, env_settings)
         assert drain_to_warehouse(env_settings, warehouse).raw_files == []
     assert not env_settings.lake_dir.exists()
 
@@ -116,3 +118,63 @@ def test_local_raw_zone_is_off_by_default_and_a_directory_when_on(
     assert written and all(NAME.search(w) for w in written)
     files = list(settings.lake_dir.rglob("*.parquet"))
     assert sum(len(pd.read_parquet(f)) for f in files) == 500
+
+
+def test_backfill_from_the_raw_zone_rebuilds_raw_and_the_later_fetch_wins(
+    env_settings: Settings, s3: boto3.client
+) -> None:
+    QuoteProducer(env_settings.kafka).publish_raw(
+        (k, v, None) for k, v in distinct_bar_messages(1_000)
+    )
+    settings = load_settings()
+    bars = "select symbol, ts, close, fetched_at from RAW.STOCK_PRICES order by symbol, ts"
+    with Warehouse.connect(settings, "setup") as warehouse:
+        setup_warehouse(warehouse, settings)
+        assert drain_to_warehouse(settings, warehouse).raw_files
+        loaded = warehouse.query(bars)
+        offsets = warehouse.query("select * from RAW.KAFKA_OFFSETS order by kafka_partition")
+        # RAW loses half its rows; one bar was since re-fetched (later), one holds an
+        # older fetch than its file.
+        warehouse.execute("delete from RAW.STOCK_PRICES where kafka_offset % 2 = 0")
+        newer, older = warehouse.query(
+            "select symbol, ts from RAW.STOCK_PRICES order by symbol, ts limit 2"
+        )
+        warehouse.execute(
+            "update RAW.STOCK_PRICES set close = 1.5, fetched_at = dateadd('day', 1, fetched_at) "
+            "where symbol = %s and ts = %s",
+            newer,
+        )
+        warehouse.execute(
+            "update RAW.STOCK_PRICES set close = 2.5, fetched_at = dateadd('day', -1, fetched_at) "
+            "where symbol = %s and ts = %s",
+            older,
+        )
+
+    backfilled = subprocess.run(
+        [sys.executable, "-m", "stockpipe.cli", "warehouse", "backfill"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert backfilled.returncode == 0, backfilled.stderr
+    said = " ".join(backfilled.stdout.split())
+    assert "(1000 rows): 500 new bars, 1 replaced by a later fetch, 499 already there" in said
+
+    with Warehouse.connect(settings, "setup") as warehouse:
+        rows = {(s, t): (c, f) for s, t, c, f in warehouse.query(bars)}
+        assert len(rows) == len(loaded) == 1_000  # every bar back, none twice
+        assert rows[tuple(newer)][0] == 1.5  # the later fetch stayed
+        for symbol, ts, close, fetched_at in loaded:
+            if (symbol, ts) != tuple(newer):
+                assert rows[(symbol, ts)] == (close, fetched_at)  # the older one was replaced
+        assert warehouse.query("select * from RAW.KAFKA_OFFSETS order by kafka_partition") == (
+            offsets
+        )
+    again = subprocess.run(
+        [sys.executable, "-m", "stockpipe.cli", "warehouse", "backfill"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    said = " ".join(again.stdout.split())
+    assert "0 new bars, 0 replaced by a later fetch, 1000 already there" in said

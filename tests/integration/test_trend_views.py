@@ -16,7 +16,7 @@ from stockpipe.settings import load_settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.trends import refresh_daily_bars
 from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.sql_runner import apply_sql
+from stockpipe.warehouse.setup import setup_warehouse
 from tests.support import raw_rows_from_bars
 
 RTOL = 1e-9
@@ -25,8 +25,8 @@ FETCHED = datetime(2026, 1, 1, tzinfo=UTC)
 
 @pytest.fixture
 def warehouse():
-    with Warehouse.connect(load_settings()) as wh:
-        apply_sql(wh)
+    with Warehouse.connect(load_settings(), "setup") as wh:
+        setup_warehouse(wh, load_settings())
         yield wh
 
 

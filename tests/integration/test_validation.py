@@ -14,7 +14,7 @@ from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.trends import refresh_daily_bars
 from stockpipe.validation import validate_session
 from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.sql_runner import apply_sql
+from stockpipe.warehouse.setup import setup_warehouse
 from tests.integration.test_raw_zone import s3  # noqa: F401 - the moto S3 server fixture
 from tests.support import raw_rows_from_bars
 
@@ -26,8 +26,8 @@ AFTER_CLOSE = SESSION.close + timedelta(hours=2)
 @pytest.fixture
 def warehouse(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("STOCKPIPE_SOURCE__WATCHLIST", ",".join(WATCHLIST))
-    with Warehouse.connect(load_settings()) as wh:
-        apply_sql(wh)
+    with Warehouse.connect(load_settings(), "setup") as wh:
+        setup_warehouse(wh, load_settings())
         yield wh
 
 

@@ -13,7 +13,7 @@ from stockpipe.drain.offsets import read_offsets
 from stockpipe.settings import load_settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.sql_runner import apply_sql
+from stockpipe.warehouse.setup import setup_warehouse
 from tests.support import raw_rows_from_bars
 
 SESSION = mc.session("2025-11-26")
@@ -21,22 +21,22 @@ SESSION = mc.session("2025-11-26")
 
 @pytest.fixture
 def warehouse():
-    with Warehouse.connect(load_settings()) as wh:
-        apply_sql(wh)
+    with Warehouse.connect(load_settings(), "setup") as wh:
+        setup_warehouse(wh, load_settings())
         yield wh
 
 
-def test_sql_runner_records_what_it_applied_and_plans_changes(
-    warehouse: Warehouse, tmp_path
-) -> None:
+def test_setup_records_what_it_applied_and_plans_changes(warehouse: Warehouse, tmp_path) -> None:
     import shutil
 
-    from stockpipe.warehouse.sql_runner import DEFAULT_SQL_DIR, plan
+    from stockpipe.warehouse.setup import DEFAULT_SQL_DIR, plan, read_sql_dir, setup_variables
 
-    steps = {s.name: s.action for s in plan(warehouse)}
+    settings = load_settings()
+    variables = setup_variables(settings)
+    steps = {s.name: s.action for s in plan(warehouse, read_sql_dir(variables))}
     assert steps["010_raw_stock_prices.sql"] == "unchanged"
     assert steps["900_grants.sql"].startswith("skipped (Snowflake only")
-    assert apply_sql(warehouse) == []  # nothing new: nothing runs
+    assert setup_warehouse(warehouse, settings) == []  # nothing new: nothing runs
     assert warehouse.query("select count(*) from RAW.STOCK_PRICES") == [(0,)]
 
     # A changed view is planned as changed and applied again; the rest stay as they are.
@@ -44,11 +44,39 @@ def test_sql_runner_records_what_it_applied_and_plans_changes(
     shutil.copytree(DEFAULT_SQL_DIR, sql_dir)
     view = sql_dir / "260_marts_top_daily_closes.sql"
     view.write_text(view.read_text().replace("where close_rank <= 5", "where close_rank <= 3"))
-    changed = [s.name for s in plan(warehouse, sql_dir) if s.runs]
+    changed = [s.name for s in plan(warehouse, read_sql_dir(variables, sql_dir)) if s.runs]
     assert changed == ["260_marts_top_daily_closes.sql"]
-    assert apply_sql(warehouse, sql_dir) == changed
-    assert not [s for s in plan(warehouse, sql_dir) if s.runs]
-    assert len(apply_sql(warehouse, sql_dir, force=True)) == len(list(sql_dir.glob("*.sql"))) - 1
+    assert setup_warehouse(warehouse, settings, sql_dir) == changed
+    assert not [s for s in plan(warehouse, read_sql_dir(variables, sql_dir)) if s.runs]
+    snowflake_only = 2  # the account objects and the grants
+    ran = setup_warehouse(warehouse, settings, sql_dir, force=True)
+    assert len(ran) == len(list(sql_dir.glob("*.sql"))) - snowflake_only
+
+
+def test_runtime_sessions_refuse_a_warehouse_not_set_up_for_this_code(tmp_path) -> None:
+    from stockpipe.warehouse import WarehouseNotSetUp
+    from stockpipe.warehouse.setup import DEFAULT_SQL_DIR, require_setup
+
+    settings = load_settings()
+    with (
+        pytest.raises(WarehouseNotSetUp, match="stockpipe warehouse setup"),
+        Warehouse.connect(settings, "load"),
+    ):
+        pass
+    with Warehouse.connect(settings, "setup") as warehouse:
+        setup_warehouse(warehouse, settings)
+    with Warehouse.connect(settings, "load") as warehouse:  # set up: it starts
+        assert warehouse.query("select count(*) from RAW.STOCK_PRICES") == [(0,)]
+
+        # Code that ships a changed object (an upgrade not yet set up) refuses to start.
+        import shutil
+
+        sql_dir = tmp_path / "sql"
+        shutil.copytree(DEFAULT_SQL_DIR, sql_dir)
+        view = sql_dir / "260_marts_top_daily_closes.sql"
+        view.write_text(view.read_text().replace("where close_rank <= 5", "where close_rank <= 3"))
+        with pytest.raises(WarehouseNotSetUp, match=r"260_marts_top_daily_closes.sql \(changed\)"):
+            require_setup(warehouse, sql_dir)
 
 
 def test_batch_and_offsets_commit_together_and_reloads_do_not_duplicate(
@@ -147,5 +175,5 @@ def test_a_batch_spanning_years_commits_within_the_drains_memory_limit(
     with warehouse.memory_limit(load_settings().drain.embedded_memory_limit):
         result = load_batch(warehouse, batch, {("prices", 0): total + 20_001}, None)
     assert (result.inserted, result.replaced) == (20_000, 1)
-    count = warehouse.select("select count(*) from RAW.STOCK_PRICES")[0][0]
+    count = warehouse.query("select count(*) from RAW.STOCK_PRICES")[0][0]
     assert count == total + 20_000

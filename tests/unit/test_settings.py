@@ -60,7 +60,7 @@ def test_cloud_profile_names_every_missing_snowflake_setting(
         load_settings()
     message = str(caught.value)
     assert "STOCKPIPE_WAREHOUSE" in message
-    for field in ("account", "user", "warehouse", "password"):
+    for field in ("account", "user", "password"):
         assert field in message
 
 

@@ -1,0 +1,195 @@
+"""Snowflake, through snowflake-connector-python: the production warehouse.
+
+Each purpose connects as its own role (``settings.warehouse``: the set-up role, LOADER,
+TRANSFORMER, READER). The endpoint is Snowflake's own unless ``host``/``port``/``protocol``
+are set (a private-link host, or the tests' HTTP server speaking Snowflake's protocol).
+
+Batches reach the warehouse in bulk: a Parquet file PUT on the named internal stage that
+the set-up created, then COPY INTO the set-up's transient batch table with the batch's
+``LOAD_ID`` (see :meth:`SnowflakeWarehouse.staged`). Neither is DDL, and both run before the
+transaction that reads the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stockpipe.settings import Settings, validate_identifier
+from stockpipe.warehouse.base import Portable, Purpose, Result, Staged, Warehouse, WarehouseError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+# The internal stage batches are PUT on (created by the set-up, sql/012_raw_batches.sql).
+BATCH_STAGE = "RAW.STOCK_PRICES_STAGE"
+# SQLSTATE classes worth a retry on a new session: 08 connection exception, 57 operator
+# intervention (57014: statement canceled, statement or lock-wait timeout).
+_TRANSIENT_SQLSTATE_CLASSES = {"08", "57"}
+# 22 data exception, 23 integrity constraint violation.
+_DATA_SQLSTATE_CLASSES = {"22", "23"}
+
+
+def role_for(settings: Settings, purpose: Purpose) -> str:
+    """The Snowflake role a session for ``purpose`` runs as."""
+    wh = settings.warehouse
+    return {
+        "setup": wh.setup_role,
+        "load": wh.loader_role,
+        "transform": wh.transformer_role,
+        "read": wh.reader_role,
+    }[purpose]
+
+
+def connection_parameters(settings: Settings, purpose: Purpose) -> dict[str, Any]:
+    """snowflake.connector.connect's arguments for a session for ``purpose``."""
+    wh = settings.warehouse
+    params: dict[str, Any] = {
+        "account": wh.account,
+        "user": wh.user,
+        "role": role_for(settings, purpose),
+        "database": validate_identifier(wh.database),
+        "schema": "RAW",
+        "warehouse": wh.warehouse,
+        "application": "stockpipe",
+        "session_parameters": {
+            "QUERY_TAG": f"stockpipe:{purpose}",
+            "TIMEZONE": "UTC",
+            # A drain that died mid-commit leaves its transaction holding locks until
+            # Snowflake aborts it; wait this long for them, then fail and retry.
+            "LOCK_TIMEOUT": int(wh.lock_timeout_seconds),
+        },
+    }
+    for name in ("host", "port", "protocol"):
+        if (value := getattr(wh, name)) is not None:
+            params[name] = value
+    if wh.private_key_file:
+        params["private_key_file"] = str(wh.private_key_file)
+    elif wh.password:
+        params["password"] = wh.password.get_secret_value()
+    return params
+
+
+class SnowflakeWarehouse(Warehouse):
+    backend = "snowflake"
+
+    def __init__(self, settings: Settings, purpose: Purpose):
+        database = validate_identifier(settings.warehouse.database)
+        wh = settings.warehouse
+        where = wh.host or f"{wh.account}.snowflakecomputing.com"
+        super().__init__(database, f"snowflake://{where}/{database}", purpose)
+        self._settings = settings
+        self._conn = self._open()
+
+    def _open(self) -> Any:
+        import snowflake.connector
+
+        wh = self._settings.warehouse
+        if wh.connector_block:
+            from prefect_snowflake import SnowflakeConnector
+
+            conn = SnowflakeConnector.load(wh.connector_block).get_connection()
+            # The block holds one login; each purpose still runs as its own role.
+            conn.cursor().execute(f"use role {role_for(self._settings, self.purpose)}")
+            return conn
+        try:
+            return snowflake.connector.connect(
+                **connection_parameters(self._settings, self.purpose)
+            )
+        except snowflake.connector.errors.Error as exc:
+            # The connector's message never contains the password; keep it that way.
+            raise WarehouseError(
+                f"cannot connect to Snowflake account {wh.account} as role "
+                f"{role_for(self._settings, self.purpose)}: {exc}"
+            ) from exc
+
+    def reconnect(self) -> None:
+        try:
+            self._conn.rollback()
+            self._conn.close()
+        except Exception as exc:
+            log.info("closing the old Snowflake session: %s", exc)
+        self._conn = self._open()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- statements -----------------------------------------------------------------------
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> Result:
+        cursor = self._conn.cursor()
+        try:
+            cursor.execute(str(sql), params)
+            if not cursor.description:
+                return Result((), [], int(cursor.rowcount or 0))
+            rows = cursor.fetchall()
+            columns = tuple(d[0].lower() for d in cursor.description)
+            rowcount = cursor.rowcount if cursor.rowcount is not None else len(rows)
+            return Result(columns, rows, int(rowcount))
+        finally:
+            cursor.close()
+
+    @contextmanager
+    def staged(self, frame: pa.Table, batch_table: str) -> Iterator[Staged]:
+        """PUT ``frame`` as one Parquet file on the batch stage, COPY it into
+        ``batch_table`` under a new ``LOAD_ID``; delete those rows after the block.
+
+        COPY's load history never sees a path twice (one folder per load id), and PURGE
+        removes the file once loaded.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        validate_identifier(batch_table.split(".")[-1])
+        load_id = uuid.uuid4().hex
+        columns = [*frame.column_names, "LOAD_ID"]
+        for column in columns:
+            validate_identifier(column)
+        with tempfile.TemporaryDirectory(prefix="stockpipe-batch-") as directory:
+            path = Path(directory) / f"{load_id}.parquet"
+            pq.write_table(frame.append_column("LOAD_ID", pa.array([load_id] * len(frame))), path)
+            self.execute(
+                f"put 'file://{path.as_posix()}' @{BATCH_STAGE}/{load_id} "
+                "auto_compress = false overwrite = true"
+            )
+        # A folder of its own per load rather than FILES = (...): fakesnow's internal stages
+        # take no FILES list, and a prefix holding one file is the same on Snowflake.
+        self.execute(
+            f"copy into {batch_table} from @{BATCH_STAGE}/{load_id}/ "
+            "file_format = (type = parquet use_logical_type = true) "
+            "match_by_column_name = case_insensitive on_error = abort_statement purge = true"
+        )
+        try:
+            yield Staged(
+                f"(select {', '.join(frame.column_names)} from {batch_table} where load_id = %s)",
+                (load_id,),
+            )
+        finally:
+            try:
+                self.execute(Portable(f"delete from {batch_table} where load_id = %s"), (load_id,))
+            except Exception as exc:
+                # Left-over rows are never read again (each load reads its own LOAD_ID).
+                log.warning("could not clear load %s from %s: %s", load_id, batch_table, exc)
+
+    # -- backend traits -------------------------------------------------------------------
+    def is_transient(self, error: BaseException) -> bool:
+        from snowflake.connector import errors
+
+        if isinstance(error, WarehouseError | errors.OperationalError | errors.InterfaceError):
+            return True
+        sqlstate = getattr(error, "sqlstate", None) or ""
+        return isinstance(error, errors.ProgrammingError) and (
+            sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+        )
+
+    def is_data_error(self, error: BaseException) -> bool:
+        from snowflake.connector import errors
+
+        sqlstate = getattr(error, "sqlstate", None) or ""
+        return isinstance(error, errors.DatabaseError) and sqlstate[:2] in _DATA_SQLSTATE_CLASSES

@@ -1,0 +1,89 @@
+"""The README's "Pointing it at real Snowflake" sequence, step by step, on the HTTP server:
+set-up as the admin, then ingest, drain (LOADER), trends and alerts (TRANSFORMER),
+validation (READER). Then the privilege matrix: every statement each runtime process sent
+is allowed by its role's grants in the set-up SQL, and none of them is DDL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from stockpipe import alerts
+from stockpipe.settings import Settings, load_settings
+from stockpipe.warehouse import Warehouse
+from tests.snowflake.conftest import SnowflakeServer
+from tests.snowflake.privileges import granted, required
+
+pytestmark = pytest.mark.integration
+
+SESSION = "2025-11-26"
+RUNTIME_ROLES = ("STOCKPIPE_LOADER", "STOCKPIPE_TRANSFORMER", "STOCKPIPE_READER")
+
+
+def stockpipe(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "stockpipe.cli", *args],
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture
+def settings(
+    env_settings: Settings, snowflake_env: str, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    monkeypatch.setenv("STOCKPIPE_SOURCE__WATCHLIST", "AAPL,MSFT,NVDA")
+    return load_settings()
+
+
+def test_the_readme_sequence_runs_with_least_privilege(
+    settings: Settings, snowflake_server: SnowflakeServer, snowflake_env: str
+) -> None:
+    refused = stockpipe("drain")  # before the set-up: refuses, naming the fix
+    assert refused.returncode == 1
+    assert "stockpipe warehouse setup" in refused.stderr + refused.stdout
+
+    steps = [
+        ("warehouse", "setup"),
+        ("ingest", "--session", SESSION),
+        ("drain",),
+        ("trends",),
+        ("validate", "--session", SESSION),
+    ]
+    for step in steps:
+        done = stockpipe(*step)
+        assert done.returncode == 0, f"{step}: {done.stdout}\n{done.stderr}"
+    with Warehouse.connect(settings, "transform") as warehouse:
+        found = alerts.find_alerts(warehouse, settings.trends.alert_day_change_pct)
+        alerts.publish_new_alerts(settings, warehouse, found)
+    with Warehouse.connect(settings, "read") as warehouse:
+        assert warehouse.query("select count(*) from RAW.STOCK_PRICES") == [(3 * 390,)]
+        assert warehouse.query("select count(*) from MARTS.DAILY_BARS") == [(3,)]
+
+    statements = snowflake_server.statements(snowflake_env)
+    grants = granted(settings)
+    ran_as = {e["role"] for e in statements}
+    assert set(RUNTIME_ROLES) <= ran_as  # each process ran as its own role
+    problems = []
+    for entry in statements:
+        if entry["role"] not in RUNTIME_ROLES:
+            continue
+        needs = required(entry["sql"], snowflake_env)
+        if needs is None:
+            problems.append(f"{entry['role']} ran DDL: {entry['sql'][:120]}")
+            continue
+        held = grants.get(entry["role"], set())
+        if needs:  # any object access needs the warehouse, database and schema too
+            database = snowflake_env
+            needs |= {("USAGE", settings.warehouse.warehouse), ("USAGE", database)}
+            needs |= {
+                ("USAGE", name.rsplit(".", 1)[0]) for _, name in needs if name.count(".") == 2
+            }
+        for missing in sorted(needs - held):
+            problems.append(f"{entry['role']} lacks {missing} for: {entry['sql'][:120]}")
+    assert not problems, "\n".join(sorted(set(problems)))

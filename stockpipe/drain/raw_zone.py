@@ -100,7 +100,6 @@ class RawZone:
             self._covered[(topic, partition)] = last
         return written
 
-
     def files(self, topic: str, since: date | None = None, until: date | None = None) -> list[str]:
         """The keys of ``topic``'s files whose ``date`` lies in ``since``..``until``, in
         partition and offset order."""

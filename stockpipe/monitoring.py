@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import httpx
@@ -18,7 +19,8 @@ import jinja2
 from stockpipe.processes import running_pid, start_background, stop_background
 from stockpipe.settings import Settings
 
-MONITORING_DIR = Path(__file__).resolve().parents[1] / "deployments" / "monitoring"
+# Package data of deployments/ (Prometheus template, rules, dashboards).
+MONITORING_DIR = Path(str(resources.files("deployments") / "monitoring"))
 
 
 class MonitoringError(RuntimeError):

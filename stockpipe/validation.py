@@ -17,6 +17,7 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from importlib import resources
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +27,8 @@ from stockpipe.settings import Settings
 from stockpipe.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
-EXPECTATIONS_DIR = Path(__file__).resolve().parents[1] / "expectations"
+# The project's expectations/, shipped as package data (a link in a checkout).
+EXPECTATIONS_DIR = Path(str(resources.files("stockpipe") / "expectations"))
 SUITES = ("raw_stock_prices", "staging_stock_prices", "marts_daily_bars")
 # Completeness tolerance: a symbol may miss this share of a session's minutes (halts).
 MIN_BAR_SHARE = 0.98

@@ -20,6 +20,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 
 from stockpipe.settings import Settings, validate_identifier
@@ -27,8 +28,8 @@ from stockpipe.warehouse.base import Portable, Warehouse, WarehouseError, Wareho
 
 log = logging.getLogger(__name__)
 
-# The sql/ directory of this checkout (the project is installed in editable mode).
-DEFAULT_SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+# The project's sql/, shipped as package data (stockpipe/sql links to it in a checkout).
+DEFAULT_SQL_DIR = Path(str(resources.files("stockpipe") / "sql"))
 SNOWFLAKE_ONLY = "-- stockpipe: snowflake-only"
 APPLIED_TABLE = "RAW.SQL_APPLIED"
 _STATEMENT_END = re.compile(r";\s*$", re.MULTILINE)

@@ -70,6 +70,13 @@ NEWEST_BAR = Gauge(
     "stockpipe_newest_bar_timestamp_seconds",
     "Start of the newest bar committed to the warehouse (Unix time)",
 )
+WAREHOUSE_SESSION_SECONDS = Counter(
+    "stockpipe_warehouse_session_seconds_total",
+    "Seconds the pipeline held a warehouse session open, by purpose: on Snowflake the time "
+    "it kept the virtual warehouse busy (billed per second, plus AUTO_SUSPEND idle after "
+    "the last query, at least 60 s per resume)",
+    ["backend", "purpose"],
+)
 WAREHOUSE_SESSIONS = Counter(
     "stockpipe_warehouse_sessions_total",
     "Warehouse connections opened; on Snowflake each may resume the virtual warehouse "

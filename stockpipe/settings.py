@@ -348,7 +348,11 @@ class ValidationSettings(BaseModel):
     """Data validation (Great Expectations)."""
 
     freshness_minutes: int = Field(
-        10, ge=1, description="while the market is open, the newest bar must be this recent"
+        20,
+        ge=1,
+        # Drains run every 10 minutes (prefect.yaml): a bar may wait up to ~10 minutes for
+        # its load, and its minute starts before it is published.
+        description="while the market is open, the newest bar must be this recent",
     )
     data_docs_s3_bucket: str | None = Field(
         None, description="also publish GX Data Docs to this S3 bucket (endpoint: the lake's)"

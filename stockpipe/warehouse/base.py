@@ -11,6 +11,7 @@ statement the same way.
 from __future__ import annotations
 
 import contextlib
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -57,6 +58,16 @@ class Result:
     rows: list[tuple]
     rowcount: int
 
+    @classmethod
+    def of_cursor(cls, cursor: Any) -> Result:
+        """The result of the statement a snowflake-connector (or fakesnow) cursor ran."""
+        if not cursor.description:
+            return cls((), [], int(cursor.rowcount or 0))
+        rows = cursor.fetchall()
+        columns = tuple(d[0].lower() for d in cursor.description)
+        rowcount = cursor.rowcount if cursor.rowcount is not None else len(rows)
+        return cls(columns, rows, int(rowcount))
+
     def frame(self) -> pd.DataFrame:
         import pandas as pd
 
@@ -94,8 +105,10 @@ class Warehouse(ABC):
         Raises:
             WarehouseNotSetUp: naming ``stockpipe warehouse setup``.
         """
+        from stockpipe import metrics
         from stockpipe.warehouse import open_session
 
+        opened = time.monotonic()
         warehouse = open_session(settings, purpose)
         try:
             if purpose != "setup":
@@ -105,6 +118,9 @@ class Warehouse(ABC):
             yield warehouse
         finally:
             warehouse.close()
+            metrics.WAREHOUSE_SESSION_SECONDS.labels(warehouse.backend, purpose).inc(
+                time.monotonic() - opened
+            )
 
     @abstractmethod
     def reconnect(self) -> None:

@@ -130,12 +130,7 @@ class EmbeddedWarehouse(Warehouse):
             return Result(tuple(d[0].lower() for d in cursor.description), rows, len(rows))
         cursor = self._translating.cursor()
         cursor.execute(sql, params)
-        if not cursor.description:
-            return Result((), [], int(cursor.rowcount or 0))
-        rows = cursor.fetchall()
-        columns = tuple(d[0].lower() for d in cursor.description)
-        rowcount = cursor.rowcount if cursor.rowcount is not None else len(rows)
-        return Result(columns, rows, int(rowcount))
+        return Result.of_cursor(cursor)
 
     @contextmanager
     def staged(self, frame: pa.Table, batch_table: str) -> Iterator[Staged]:

@@ -126,12 +126,7 @@ class SnowflakeWarehouse(Warehouse):
         cursor = self._conn.cursor()
         try:
             cursor.execute(str(sql), params)
-            if not cursor.description:
-                return Result((), [], int(cursor.rowcount or 0))
-            rows = cursor.fetchall()
-            columns = tuple(d[0].lower() for d in cursor.description)
-            rowcount = cursor.rowcount if cursor.rowcount is not None else len(rows)
-            return Result(columns, rows, int(rowcount))
+            return Result.of_cursor(cursor)
         finally:
             cursor.close()
 

@@ -7,7 +7,6 @@ import sys
 
 import pytest
 from prefect.blocks.system import Secret
-from prefect.testing.utilities import prefect_test_harness
 from prefect_aws.s3 import S3Bucket
 from prefect_snowflake import SnowflakeConnector
 
@@ -18,7 +17,7 @@ PASSWORD = "never-print-me-7f3a"
 
 
 def test_blocks_are_saved_twice_without_change_and_never_print_secrets(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    prefect_api, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     for name, value in {
         "STOCKPIPE_WAREHOUSE__BACKEND": "snowflake",
@@ -32,19 +31,18 @@ def test_blocks_are_saved_twice_without_change_and_never_print_secrets(
         "STOCKPIPE_KAFKA__SASL_PASSWORD": PASSWORD + "-kafka",
     }.items():
         monkeypatch.setenv(name, value)
-    with prefect_test_harness(server_startup_timeout=120):
-        blocks.main()
-        blocks.main()  # idempotent
-        printed = capsys.readouterr().out
-        assert printed.count("saved block stockpipe-snowflake:") == 2
-        assert PASSWORD not in printed
+    blocks.main()
+    blocks.main()  # idempotent
+    printed = capsys.readouterr().out
+    assert printed.count("saved block stockpipe-snowflake:") == 2
+    assert PASSWORD not in printed
 
-        connector = SnowflakeConnector.load(blocks.SNOWFLAKE_CONNECTOR)
-        assert connector.credentials.account == "xy12345.eu-west-1"
-        assert connector.credentials.password.get_secret_value() == PASSWORD
-        assert connector.warehouse == "LOAD_WH" and connector.database == "STOCKS"
-        assert S3Bucket.load(blocks.RAW_ZONE_BUCKET).bucket_name == "my-raw-zone"
-        assert Secret.load(blocks.KAFKA_SASL_PASSWORD).get() == PASSWORD + "-kafka"
+    connector = SnowflakeConnector.load(blocks.SNOWFLAKE_CONNECTOR)
+    assert connector.credentials.account == "xy12345.eu-west-1"
+    assert connector.credentials.password.get_secret_value() == PASSWORD
+    assert connector.warehouse == "LOAD_WH" and connector.database == "STOCKS"
+    assert S3Bucket.load(blocks.RAW_ZONE_BUCKET).bucket_name == "my-raw-zone"
+    assert Secret.load(blocks.KAFKA_SASL_PASSWORD).get() == PASSWORD + "-kafka"
 
 
 def test_local_profile_needs_no_blocks() -> None:

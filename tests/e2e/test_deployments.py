@@ -22,6 +22,7 @@ from prefect.server.schemas.schedules import CronSchedule
 from stockpipe import market_calendar as mc
 from stockpipe.processes import free_port
 from stockpipe.settings import Settings
+from tests.support import set_up_warehouse
 
 pytestmark = pytest.mark.e2e
 PROJECT = Path(__file__).resolve().parents[2]
@@ -151,6 +152,7 @@ def test_a_deployment_runs_through_a_worker_and_a_guarded_run_is_skipped(
         **{k: v for k, v in os.environ.items() if k.startswith("STOCKPIPE_")},
         "STOCKPIPE_PROJECT_DIR": str(PROJECT),
     }
+    set_up_warehouse(env_settings)  # the admin's one-time step; flows run no DDL
     prefect(env, "work-pool", "create", "stockpipe", "--type", "process", "--overwrite")
     prefect(
         env,

@@ -9,7 +9,6 @@ import httpx
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.drain import drain_to_warehouse
 from flows.ingest import ingest_quotes
@@ -22,12 +21,6 @@ from tests.support import set_up_warehouse
 
 pytestmark = pytest.mark.e2e
 SESSION = mc.session("2025-11-26")
-
-
-@pytest.fixture(scope="module")
-def prefect_api():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def artifact(key: str):

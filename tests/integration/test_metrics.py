@@ -38,11 +38,12 @@ def test_the_following_drain_serves_metrics(env_settings, monkeypatch: pytest.Mo
     import time
 
     from stockpipe.streaming.producer import QuoteProducer
-    from tests.support import distinct_bar_messages
+    from tests.support import distinct_bar_messages, set_up_warehouse
 
     QuoteProducer(env_settings.kafka).publish_raw(
         (k, v, None) for k, v in distinct_bar_messages(2_000)
     )
+    set_up_warehouse(env_settings)
     port = free_port()
     monkeypatch.setenv("STOCKPIPE_METRICS__PORT", str(port))
     drain = subprocess.Popen(

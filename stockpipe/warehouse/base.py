@@ -14,13 +14,15 @@ import contextlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
+
+    from stockpipe.settings import Settings
 
 # What a session is for; on Snowflake each purpose runs as its own role (settings.warehouse).
 Purpose = Literal["setup", "load", "transform", "read"]
@@ -96,7 +98,7 @@ class Warehouse(ABC):
     # -- connecting -----------------------------------------------------------------------
     @classmethod
     @contextmanager
-    def connect(cls, settings: Any, purpose: Purpose = "read") -> Iterator[Warehouse]:
+    def connect(cls, settings: Settings, purpose: Purpose = "read") -> Iterator[Warehouse]:
         """Open the warehouse the settings name, for ``purpose``; close it on exit.
 
         The default purpose is the least privileged one. Sessions for any purpose but
@@ -164,9 +166,8 @@ class Warehouse(ABC):
             raise
 
     @abstractmethod
-    def staged(self, frame: pa.Table, batch_table: str) -> Any:
-        """A context manager: ``frame`` readable in the block through the yielded
-        :class:`Staged`.
+    def staged(self, frame: pa.Table, batch_table: str) -> AbstractContextManager[Staged]:
+        """``frame`` readable in the block through the yielded :class:`Staged`.
 
         Args:
             frame: columns named as those of ``batch_table`` (upper-case).

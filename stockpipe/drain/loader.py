@@ -119,9 +119,8 @@ def merge_rows(warehouse: Warehouse, rows: pa.Table) -> LoadResult:
     The same staging and merge as :func:`load_batch`: new bars are inserted, strictly newer
     fetches replace stored bars, everything else is left alone.
     """
-    partitions = sorted(set(rows["KAFKA_PARTITION"].to_pylist())) if len(rows) else []
     with _staged(warehouse, rows) as batch, warehouse.transaction():
-        replaced, inserted = _merge_bars(warehouse, partitions, batch)
+        replaced, inserted = _merge_bars(warehouse, _partitions(rows), batch)
     return LoadResult(rows_in_batch=len(rows), inserted=inserted, replaced=replaced)
 
 
@@ -131,12 +130,11 @@ def refusal(warehouse: Warehouse, rows: pa.Table) -> Exception | None:
     Runs the statements :func:`load_batch` runs on ``rows`` and rolls them back: nothing is
     written. Errors that are not about the data (connection, lock, SQL) propagate.
     """
-    partitions = sorted(set(rows["KAFKA_PARTITION"].to_pylist()))
     try:
         with _staged(warehouse, rows) as batch:
             warehouse.execute(Portable("begin"))
             try:
-                _merge_bars(warehouse, partitions, batch)
+                _merge_bars(warehouse, _partitions(rows), batch)
             finally:
                 warehouse.execute(Portable("rollback"))
     except Exception as exc:
@@ -178,6 +176,11 @@ def _arrow(rows: pa.Table | pd.DataFrame) -> pa.Table:
     if isinstance(rows, pa.Table):
         return rows
     return pa.Table.from_pandas(rows, preserve_index=False)  # tests, benchmarks
+
+
+def _partitions(rows: pa.Table) -> list[int]:
+    """The Kafka partitions ``rows`` come from, in order."""
+    return sorted(set(rows["KAFKA_PARTITION"].to_pylist()))
 
 
 @dataclass(frozen=True)

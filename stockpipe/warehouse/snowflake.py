@@ -142,10 +142,9 @@ class SnowflakeWarehouse(Warehouse):
         import pyarrow.parquet as pq
 
         validate_identifier(batch_table.split(".")[-1])
-        load_id = uuid.uuid4().hex
-        columns = [*frame.column_names, "LOAD_ID"]
-        for column in columns:
+        for column in frame.column_names:
             validate_identifier(column)
+        load_id = uuid.uuid4().hex
         with tempfile.TemporaryDirectory(prefix="stockpipe-batch-") as directory:
             path = Path(directory) / f"{load_id}.parquet"
             pq.write_table(frame.append_column("LOAD_ID", pa.array([load_id] * len(frame))), path)

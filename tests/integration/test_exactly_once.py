@@ -105,8 +105,7 @@ class Ledger:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        with Warehouse.connect(settings, "setup") as warehouse:
-            setup_warehouse(warehouse, settings)  # the deployment's one-time set-up
+        set_up_warehouse(settings)  # the deployment's one-time set-up
         self.poison: dict[int, set[int]] = {}
         self.valid: dict[int, set[int]] = {}
         for message in read_topic(settings, settings.kafka.prices_topic):

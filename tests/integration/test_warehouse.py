@@ -14,7 +14,7 @@ from stockpipe.settings import load_settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
-from tests.support import raw_rows_from_bars
+from tests.support import raw_rows_from_bars, set_up_warehouse
 
 SESSION = mc.session("2025-11-26")
 
@@ -63,8 +63,7 @@ def test_runtime_sessions_refuse_a_warehouse_not_set_up_for_this_code(tmp_path) 
         Warehouse.connect(settings, "load"),
     ):
         pass
-    with Warehouse.connect(settings, "setup") as warehouse:
-        setup_warehouse(warehouse, settings)
+    set_up_warehouse(settings)
     with Warehouse.connect(settings, "load") as warehouse:  # set up: it starts
         assert warehouse.query("select count(*) from RAW.STOCK_PRICES") == [(0,)]
 

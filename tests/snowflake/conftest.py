@@ -21,8 +21,7 @@ import pytest
 
 from stockpipe.processes import free_port
 from stockpipe.settings import Settings, load_settings
-from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.setup import setup_warehouse
+from tests.support import set_up_warehouse
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -108,15 +107,9 @@ def snowflake_env(
     yield database
 
 
-def set_up(settings: Settings) -> list[str]:
-    """``stockpipe warehouse setup``'s work, as the set-up role."""
-    with Warehouse.connect(settings, "setup") as warehouse:
-        return setup_warehouse(warehouse, settings)
-
-
 @pytest.fixture
 def snowflake_settings(snowflake_env: str) -> Settings:
     """Settings for a set-up warehouse on the test server (no Kafka)."""
     settings = load_settings()
-    set_up(settings)
+    set_up_warehouse(settings)
     return settings

@@ -15,7 +15,7 @@ import sqlglot
 from sqlglot import exp
 
 from stockpipe.settings import Settings
-from stockpipe.warehouse.setup import APPLIED_TABLE, read_sql_dir, setup_variables
+from stockpipe.warehouse.setup import APPLIED_TABLE, SqlFile, read_sql_dir, setup_variables
 
 _GRANT_ON = re.compile(
     r"^grant (?P<privileges>.+?) on (?P<kind>table|stage|warehouse|database|schema) "
@@ -37,11 +37,11 @@ _STAGE = re.compile(r"@([\w.]+)")
 Privilege = tuple[str, str]  # (privilege, fully qualified object name)
 
 
-def setup_objects(settings: Settings) -> dict[str, str]:
-    """Every table, view and stage the set-up creates: qualified name -> kind."""
+def setup_objects(settings: Settings, files: list[SqlFile]) -> dict[str, str]:
+    """Every table, view and stage the set-up ``files`` create: qualified name -> kind."""
     database = settings.warehouse.database
     objects = {f"{database}.{APPLIED_TABLE}": "table"}
-    for sql_file in read_sql_dir(setup_variables(settings)):
+    for sql_file in files:
         for statement in sql_file.statements:
             if found := _CREATE.match(statement):
                 objects[_qualified(found["name"], database)] = found["kind"].lower()
@@ -50,9 +50,10 @@ def setup_objects(settings: Settings) -> dict[str, str]:
 
 def granted(settings: Settings) -> dict[str, set[Privilege]]:
     """Role -> the (privilege, object) pairs the set-up's grants give it."""
-    objects = setup_objects(settings)
+    files = read_sql_dir(setup_variables(settings))
+    objects = setup_objects(settings, files)
     roles: dict[str, set[Privilege]] = {}
-    for sql_file in read_sql_dir(setup_variables(settings)):
+    for sql_file in files:
         for statement in sql_file.statements:
             statement = " ".join(statement.split())
             if found := _GRANT_ON.match(statement):

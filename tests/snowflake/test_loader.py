@@ -15,8 +15,8 @@ from stockpipe.drain.offsets import read_offsets
 from stockpipe.settings import Settings, load_settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.warehouse import Warehouse, WarehouseNotSetUp
-from tests.snowflake.conftest import SnowflakeServer, set_up
-from tests.support import raw_rows_from_bars
+from tests.snowflake.conftest import SnowflakeServer
+from tests.support import raw_rows_from_bars, set_up_warehouse
 
 SESSION = mc.session("2025-11-26")
 FETCHED = datetime(2025, 11, 26, 21, 5, tzinfo=UTC)
@@ -48,9 +48,9 @@ def test_setup_runs_once_then_runtime_roles_start(snowflake_env: str) -> None:
         Warehouse.connect(settings, "load"),
     ):
         pass
-    first = set_up(settings)
+    first = set_up_warehouse(settings)
     assert "000_account.sql" in first and "900_grants.sql" in first
-    assert set_up(settings) == []  # a second run changes nothing
+    assert set_up_warehouse(settings) == []  # a second run changes nothing
     for purpose in ("load", "transform", "read"):
         with Warehouse.connect(settings, purpose) as warehouse:
             assert warehouse.backend == "snowflake"
@@ -96,9 +96,7 @@ def test_batches_load_in_bulk_and_only_newer_fetches_rewrite(
     loads = [e for e in statements if e["role"] == "STOCKPIPE_LOADER"]
     assert any(e["sql"].lower().startswith("put ") for e in loads)
     assert any(e["sql"].lower().startswith("copy into raw.stock_prices_batch") for e in loads)
-    assert not any(
-        e["sql"].lower().startswith("write_pandas") or "temp" in e["sql"].lower() for e in loads
-    )
+    assert not any("temp" in e["sql"].lower() for e in loads)  # no temporary stage or table
     for statements_in_transaction in transactions(loads):
         for sql in statements_in_transaction:
             assert not re.match(r"(create|alter|drop|put|copy|grant)\b", sql), sql

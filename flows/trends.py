@@ -1,4 +1,4 @@
-"""Trends flow: (re)build the trend views and publish the latest figures per symbol."""
+"""Trends flow: build the trend marts (dbt), publish the latest figures, send new alerts."""
 
 from __future__ import annotations
 
@@ -21,12 +21,17 @@ def _records(frame) -> list[dict]:
     ]
 
 
+def build_marts(full: bool) -> None:
+    """Build the marts with dbt: each model and test shows as a task of its own."""
+    settings = load_settings()
+    with Warehouse.connect(settings, "transform") as warehouse:
+        get_run_logger().info(trends.build_marts(warehouse, settings, full=full).summary())
+
+
 @task(retries=3, retry_delay_seconds=[2, 10, 30], retry_jitter_factor=0.5, cache_policy=NO_CACHE)
-def refresh_trends(full: bool) -> tuple[list[dict], list[dict]]:
-    """Refresh the daily marts (only the sessions that changed, unless ``full``); read the
-    latest figures and the top movers."""
-    with Warehouse.connect(load_settings(), "transform") as warehouse:
-        get_run_logger().info(trends.refresh_daily_bars(warehouse, full=full).summary())
+def read_latest() -> tuple[list[dict], list[dict]]:
+    """The latest figures per symbol and the top movers, from the marts."""
+    with Warehouse.connect(load_settings(), "read") as warehouse:
         return _records(trends.latest_quotes(warehouse)), _records(trends.top_movers(warehouse))
 
 
@@ -43,16 +48,18 @@ def send_alerts() -> list[str]:
 def build_trends(
     market_hours: MarketHours = "ignore", full_refresh: bool = False
 ) -> list[dict] | State:
-    """Refresh the trend views, publish the latest figures and movers, send new alerts.
+    """Build the trend marts, publish the latest figures and movers, send new alerts.
 
     Args:
         market_hours: "in_session" or "after_close" on schedules (NYSE calendar guard).
-        full_refresh: rebuild every session's daily bars, not only the changed ones.
+        full_refresh: rebuild the incremental marts from all of RAW, not only the symbols
+            and sessions the load log names, and run every test.
     """
     if (skipped := skip_outside_market_hours(market_hours)) is not None:
         return skipped
     with metrics.pushed_at_end("build-trends", load_settings().metrics.pushgateway_url):
-        latest, movers = refresh_trends(full_refresh)
+        build_marts(full_refresh)
+        latest, movers = read_latest()
         create_table_artifact(
             key="latest-trends",
             table=latest,

@@ -256,7 +256,7 @@ def cmd_trends(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     with Warehouse.connect(settings, "transform") as warehouse:
-        console.print(trends.refresh_daily_bars(warehouse, full=args.full).summary())
+        console.print(trends.build_marts(warehouse, settings, full=args.full).summary())
         console.print(latest_table(trends.latest_quotes(warehouse)))
         movers = trends.top_movers(warehouse)
     table = Table(title="Top movers")
@@ -448,8 +448,14 @@ def build_parser() -> argparse.ArgumentParser:
     warehouse.add_argument("--until", help="backfill: last date=YYYY-MM-DD folder")
     warehouse.set_defaults(func=cmd_warehouse)
 
-    trends_cmd = sub.add_parser("trends", help="refresh the daily marts; latest figures, movers")
-    trends_cmd.add_argument("--full", action="store_true", help="rebuild every session")
+    trends_cmd = sub.add_parser(
+        "trends", help="build the trend marts (dbt); latest figures, movers"
+    )
+    trends_cmd.add_argument(
+        "--full",
+        action="store_true",
+        help="rebuild from all of RAW (not only what the load log names); run every test",
+    )
     trends_cmd.set_defaults(func=cmd_trends)
     validate = sub.add_parser("validate", help="Great Expectations checks of a session")
     validate.add_argument("--session", help="session date YYYY-MM-DD (default: latest)")

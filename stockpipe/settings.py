@@ -433,6 +433,11 @@ class Settings(BaseSettings):
     def kafka_dir(self) -> Path:
         return self.home_dir / "kafka"
 
+    @property
+    def dbt_dir(self) -> Path:
+        """The trend build's dbt profile, target (manifest, docs) and logs."""
+        return self.home_dir / "dbt"
+
 
 def _env_name(loc: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(part) for part in loc).upper()

@@ -54,6 +54,14 @@ def set_up_warehouse(settings: Settings) -> list[str]:
         return setup_warehouse(warehouse, settings)
 
 
+def build_marts(warehouse: Warehouse, full: bool = False):
+    """``stockpipe trends [--full]``'s build, on ``warehouse`` with the test's settings."""
+    from stockpipe.settings import load_settings
+    from stockpipe.trends import build_marts as build
+
+    return build(warehouse, load_settings(), full=full)
+
+
 def warehouse_state(settings: Settings) -> tuple[int, int, int]:
     """(rows, distinct (symbol, ts) keys, sum of stored next offsets) of the prices table."""
     # As the set-up role: a test's look may cover tables no runtime role reads.

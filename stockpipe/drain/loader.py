@@ -10,9 +10,11 @@ rows that are not in ``RAW.STOCK_PRICES``.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -65,6 +67,16 @@ _INSERT_NEW_BARS = f"""
      and t.symbol = s.symbol and t.ts = s.ts and t.bar_interval = s.bar_interval
     where s.kafka_partition in ({{partitions}})
       and t.symbol is null
+"""
+
+# What the batch touched, for the trend build (sql/setup/013_raw_load_log.sql): one entry
+# per symbol, in the same transaction as the bars, so no commit can be missed by it.
+_LOG_LOAD = """
+    insert into RAW.LOAD_LOG (load_id, symbol, first_ts, last_ts, bar_count, logged_at)
+    select %s, symbol, min(ts), max(ts), count(*), %s
+    from {batch}
+    where kafka_partition in ({partitions})
+    group by symbol
 """
 
 
@@ -122,6 +134,31 @@ def merge_rows(warehouse: Warehouse, rows: pa.Table) -> LoadResult:
     with _staged(warehouse, rows) as batch, warehouse.transaction():
         replaced, inserted = _merge_bars(warehouse, _partitions(rows), batch)
     return LoadResult(rows_in_batch=len(rows), inserted=inserted, replaced=replaced)
+
+
+def delete_bars(warehouse: Warehouse, symbol: str, since: datetime, until: datetime) -> int:
+    """Delete ``symbol``'s bars with ``since <= ts < until`` (naive UTC) from RAW; the count.
+
+    The deletion is logged in ``RAW.LOAD_LOG`` in the same transaction, so the next trend
+    build takes those sessions out of the marts too.
+    """
+    with warehouse.transaction():
+        deleted = warehouse.execute(
+            "delete from RAW.STOCK_PRICES where symbol = %s and ts >= %s and ts < %s",
+            (symbol, since, until),
+        ).rowcount
+        if deleted:
+            warehouse.execute(
+                "insert into RAW.LOAD_LOG "
+                "(load_id, symbol, first_ts, last_ts, bar_count, logged_at) "
+                "values (%s, %s, %s, %s, %s, %s)",
+                (uuid.uuid4().hex, symbol, since, until, deleted, _utc_now()),
+            )
+    return deleted
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def refusal(warehouse: Warehouse, rows: pa.Table) -> Exception | None:
@@ -223,4 +260,9 @@ def _merge_bars(
         Portable(_INSERT_NEW_BARS.format(partitions=in_list, batch=batch.staged.relation)),
         params,
     ).rowcount
+    if written:  # a re-delivery that changed nothing leaves the marts nothing to do
+        warehouse.execute(
+            Portable(_LOG_LOAD.format(partitions=in_list, batch=batch.staged.relation)),
+            (uuid.uuid4().hex, _utc_now(), *batch.staged.params),
+        )
     return replaced, written - replaced

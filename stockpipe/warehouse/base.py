@@ -195,6 +195,13 @@ class Warehouse(ABC):
         """The embedded warehouse's memory limit within the block; nothing on Snowflake."""
         yield
 
+    @contextmanager
+    def serving_connector(self) -> Iterator[None]:
+        """Within the block, ``snowflake.connector.connect`` reaches this warehouse: what
+        tools that bring their own connection (dbt-snowflake) need. Snowflake is reached by
+        the connector as it is."""
+        yield
+
     def sibling(self) -> Warehouse:
         """A second session on the same warehouse, sharing what can be shared."""
         raise WarehouseError("sibling sessions are for the embedded warehouse; connect again")

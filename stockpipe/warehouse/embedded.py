@@ -15,6 +15,7 @@ There are no roles here: every purpose gets the same session.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import uuid
 import warnings
@@ -142,6 +143,38 @@ class EmbeddedWarehouse(Warehouse):
         finally:
             self.duck.unregister(name)
 
+    @contextmanager
+    def serving_connector(self) -> Iterator[None]:
+        """Within the block, ``snowflake.connector.connect`` opens fakesnow connections on this
+        warehouse's DuckDB instance: how dbt-snowflake reaches the embedded warehouse (a
+        second process could not open the file while this one holds it)."""
+        from unittest import mock
+
+        import snowflake.connector
+
+        opened: list[Any] = []
+
+        def connect(**kwargs: Any) -> Any:
+            duck = self._instance.cursor()
+            schema = str(kwargs.get("schema") or "RAW").upper()
+            duck.execute(f"set schema = '{self.database}.{schema}'")
+            connection = _fakesnow_connection(duck, self.database, self._directory, schema)
+            opened.append(connection)
+            return connection
+
+        # sqlglot warns of every table property DuckDB lacks (dbt's TRANSIENT): not the user's.
+        sqlglot_log = logging.getLogger("sqlglot")
+        level = sqlglot_log.level
+        sqlglot_log.setLevel(logging.ERROR)
+        try:
+            with mock.patch.object(snowflake.connector, "connect", connect):
+                yield
+        finally:
+            sqlglot_log.setLevel(level)
+            for connection in opened:
+                with contextlib.suppress(Exception):  # dbt closed it already
+                    connection.close()
+
     # -- backend traits -------------------------------------------------------------------
     def is_transient(self, error: BaseException) -> bool:
         import duckdb
@@ -172,7 +205,9 @@ class EmbeddedWarehouse(Warehouse):
             self.duck.execute(f"set memory_limit = '{before}'")
 
 
-def _fakesnow_connection(duck: Any, database: str, directory: Path | None) -> Any:
+def _fakesnow_connection(
+    duck: Any, database: str, directory: Path | None, schema: str = "RAW"
+) -> Any:
     """fakesnow's snowflake-connector-compatible connection on an open DuckDB session.
 
     ``fakesnow.instance.FakeSnow`` would open a DuckDB instance of its own; this runs the
@@ -190,4 +225,4 @@ def _fakesnow_connection(duck: Any, database: str, directory: Path | None) -> An
     duck.execute(show.fs_global_creation_sql())
     duck.execute(info_schema.per_db_creation_sql(database))
     duck.execute(macros.creation_sql(database))
-    return FakeSnowflakeConnection(duck, {}, database, "RAW", db_path=directory)
+    return FakeSnowflakeConnection(duck, {}, database, schema, db_path=directory)

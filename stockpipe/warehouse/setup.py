@@ -1,16 +1,17 @@
 """Set the warehouse up once, as an admin; check the set-up at every runtime start.
 
-``stockpipe warehouse setup`` runs the ``sql/`` directory in file-name order as the set-up
-role. Every file holds one object (``create ... if not exists`` / ``create or replace``).
+``stockpipe warehouse setup`` runs the ``sql/setup/`` directory in file-name order as the
+set-up role. Every file holds one object (``create ... if not exists`` / ``create or replace``).
 Files whose first line is ``-- stockpipe: snowflake-only`` hold what the embedded warehouse
 has no notion of (the virtual warehouse, its resource monitor, roles and grants) and are
 skipped there. ``{{ name }}`` in a file is a setting (:func:`setup_variables`), validated
 as a plain identifier or an integer.
 
 The runner records each applied file's SHA-256 (of the text as run) in
-``RAW.SQL_APPLIED``. Runtime sessions (drain, trends, validation, dashboard) run no DDL:
-:func:`require_setup` compares that record with the files this code ships and refuses to
-start, naming the set-up command, when they differ.
+``RAW.SQL_APPLIED``. The drain, validation and the dashboard run no DDL; the trend build
+(the dbt project in ``sql/``) creates and replaces its own models in STAGING and MARTS and
+nothing else. :func:`require_setup` compares that record with the files this code ships
+and refuses to start, naming the set-up command, when they differ.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from stockpipe.warehouse.base import Portable, Warehouse, WarehouseError, Wareho
 
 log = logging.getLogger(__name__)
 
-# The project's sql/, shipped as package data (stockpipe/sql links to it in a checkout).
-DEFAULT_SQL_DIR = Path(str(resources.files("stockpipe") / "sql"))
+# The project's sql/setup/, shipped as package data (stockpipe/sql links to sql/).
+DEFAULT_SQL_DIR = Path(str(resources.files("stockpipe") / "sql" / "setup"))
 SNOWFLAKE_ONLY = "-- stockpipe: snowflake-only"
 APPLIED_TABLE = "RAW.SQL_APPLIED"
 _STATEMENT_END = re.compile(r";\s*$", re.MULTILINE)

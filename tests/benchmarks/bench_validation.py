@@ -31,7 +31,7 @@ def main() -> None:
 
     from stockpipe.drain.loader import load_batch
     from stockpipe.settings import load_settings
-    from stockpipe.trends import refresh_daily_bars
+    from stockpipe.trends import build_marts
     from stockpipe.validation import validate_session
     from stockpipe.warehouse import Warehouse
     from stockpipe.warehouse.setup import setup_warehouse
@@ -44,7 +44,7 @@ def main() -> None:
         setup_warehouse(warehouse, settings)
         rows = raw_rows_from_bars(bars, datetime(2025, 11, 26, 21, 5, tzinfo=UTC))
         load_batch(warehouse, rows, {("prices", 0): len(rows)}, None)
-        refresh_daily_bars(warehouse)
+        build_marts(warehouse, settings)
         started = time.perf_counter()
         report = validate_session(
             settings, warehouse, session.day, now=session.close + timedelta(hours=1)

@@ -69,7 +69,7 @@ def test_demo_runs_the_pipeline_and_a_rerun_does_not_duplicate(tmp_path: Path) -
             "select symbol, ts, open, high, low, close, volume from RAW.STOCK_PRICES"
         )
         daily = warehouse.query_frame(
-            "select symbol, session_date, bar_count, close, change_pct from MARTS.DAILY_OHLCV"
+            "select symbol, session_date, bar_count, close, change_pct from MARTS.DAILY_TRENDS"
         )
     assert len(raw) == len(expected)  # every bar once, after two runs
     raw["ts"] = pd.to_datetime(raw["ts"]).dt.tz_localize("UTC")

@@ -11,13 +11,12 @@ import pytest
 import talib
 
 from stockpipe import market_calendar as mc
-from stockpipe.drain.loader import load_batch
+from stockpipe.drain.loader import delete_bars, load_batch
 from stockpipe.settings import load_settings
 from stockpipe.sources.simulated import SimulatedMarket
-from stockpipe.trends import refresh_daily_bars
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
-from tests.support import raw_rows_from_bars
+from tests.support import build_marts, raw_rows_from_bars
 
 RTOL = 1e-9
 FETCHED = datetime(2026, 1, 1, tzinfo=UTC)
@@ -31,10 +30,14 @@ def warehouse():
 
 
 def load(warehouse: Warehouse, bars: pd.DataFrame, loaded_at: datetime | None = None) -> None:
-    """Load bars into RAW as the drain would, then refresh the daily marts."""
+    """Load bars into RAW as the drain would (no build)."""
     rows = raw_rows_from_bars(bars, FETCHED, loaded_at=loaded_at)
     load_batch(warehouse, rows, {("prices", 0): len(bars)}, None)
-    refresh_daily_bars(warehouse)
+
+
+def load_and_build(warehouse: Warehouse, bars: pd.DataFrame) -> None:
+    load(warehouse, bars)
+    build_marts(warehouse)
 
 
 def three_bars_a_session(symbols: list[str], start: str, end: str, seed: int = 3) -> pd.DataFrame:
@@ -121,7 +124,7 @@ def assert_same(actual: pd.Series, expected: pd.Series, name: str) -> None:
 def test_daily_indicators_over_years_match_the_definitions(warehouse: Warehouse) -> None:
     symbols = ["AAA", "BBB", "CCC"]
     bars = three_bars_a_session(symbols, "2022-01-03", "2025-06-30")
-    load(warehouse, bars)
+    load_and_build(warehouse, bars)
     actual = warehouse.query_frame("select * from MARTS.DAILY_TRENDS order by symbol, session_date")
     expected = expected_trends(expected_daily(bars)).sort_values(["symbol", "session_date"])
     assert len(actual) == len(expected) == 3 * len(mc.sessions_between("2022-01-03", "2025-06-30"))
@@ -160,9 +163,9 @@ def test_minute_bars_across_a_holiday_and_an_early_close(warehouse: Warehouse) -
     symbols = ["AAPL", "MSFT", "XOM"]
     week = mc.sessions_between("2025-11-20", "2025-11-28")  # Thanksgiving, then a half day
     bars = SimulatedMarket(seed=5).fetch(symbols, week[0].open, week[-1].close)
-    load(warehouse, bars)
+    load_and_build(warehouse, bars)
 
-    daily = warehouse.query_frame("select * from MARTS.DAILY_OHLCV order by symbol, session_date")
+    daily = warehouse.query_frame("select * from MARTS.DAILY_TRENDS order by symbol, session_date")
     expected = expected_daily(bars).sort_values(["symbol", "session_date"])
     assert sorted(set(daily["session_date"].astype(str))) == [
         "2025-11-20",
@@ -178,7 +181,7 @@ def test_minute_bars_across_a_holiday_and_an_early_close(warehouse: Warehouse) -
         assert_same(daily[column], expected[column], column)
 
     minute = warehouse.query_frame(
-        "select symbol, ts, ma5, ma20 from MARTS.MINUTE_MOVING_AVERAGES order by symbol, ts"
+        "select symbol, ts, ma5, ma20 from MARTS.MINUTE_BARS order by symbol, ts"
     )
     ref = bars.sort_values(["symbol", "ts"]).reset_index(drop=True)
     ref["ma5"] = ref.groupby("symbol")["close"].transform(lambda c: c.rolling(5).mean())
@@ -196,7 +199,7 @@ def test_minute_bars_across_a_holiday_and_an_early_close(warehouse: Warehouse) -
 def test_top_movers_and_top_daily_closes(warehouse: Warehouse) -> None:
     symbols = ["AAA", "BBB", "CCC", "DDD"]
     bars = three_bars_a_session(symbols, "2025-09-02", "2025-11-26", seed=11)
-    load(warehouse, bars)
+    load_and_build(warehouse, bars)
     daily = expected_trends(expected_daily(bars))
 
     movers = warehouse.query_frame("select * from MARTS.TOP_MOVERS order by move_rank")
@@ -219,41 +222,117 @@ def test_top_movers_and_top_daily_closes(warehouse: Warehouse) -> None:
     ).all()
 
 
-def test_incremental_refresh_rebuilds_only_the_sessions_that_changed(
+def daily_bars(warehouse: Warehouse) -> pd.DataFrame:
+    return warehouse.query_frame(
+        "select symbol, session_date, refreshed_at, close, bar_count from MARTS.DAILY_BARS "
+        "order by symbol, session_date"
+    )
+
+
+def assert_daily_bars_match(warehouse: Warehouse, bars: pd.DataFrame) -> None:
+    actual = daily_bars(warehouse)
+    expected = expected_daily(bars).sort_values(["symbol", "session_date"])
+    assert len(actual) == len(expected)
+    for column in ("close", "bar_count"):
+        assert_same(actual[column], expected[column], column)
+
+
+def test_incremental_build_rebuilds_only_the_sessions_the_load_log_names(
     warehouse: Warehouse,
 ) -> None:
     market = SimulatedMarket(seed=8)
     days = mc.sessions_between("2025-11-17", "2025-11-21")
-    now = datetime.now(UTC)
-    # Each past session was loaded on its own day; the first refresh is full.
-    parts = []
-    for age, session in zip((4, 3, 2, 1), days[:-1], strict=True):
-        part = market.fetch(["AAPL", "MSFT"], session.open, session.close)
-        load(warehouse, part, loaded_at=now - timedelta(days=age))
-        parts.append(part)
-    bars = pd.concat(parts)
-    before = warehouse.query_frame(
-        "select symbol, session_date, refreshed_at, close from MARTS.DAILY_BARS"
-    )
+    past = market.fetch(["AAPL", "MSFT"], days[0].open, days[-2].close)
+    load_and_build(warehouse, past)
+    before = daily_bars(warehouse)
     assert len(before) == 2 * 4
 
-    # Intraday: the newest session's first hour arrives, and one bar of it is re-fetched.
-    today = market.fetch(["AAPL", "MSFT"], days[-1].open, days[-1].minutes[60])
-    load_batch(warehouse, raw_rows_from_bars(today, FETCHED), {("prices", 0): 1}, None)
-    report = refresh_daily_bars(warehouse)
-    assert report.mode == "incremental"
-    # The new session, and the one loaded just before the last refresh (the look-back
-    # that catches late commits); the three older sessions are left alone.
-    assert (report.first_session, report.last_session) == ("2025-11-20", "2025-11-21")
-    assert report.rows == 4
-    after = warehouse.query_frame(
-        "select symbol, session_date, refreshed_at, close, bar_count from MARTS.DAILY_BARS"
-    )
+    # Intraday: the newest session's first hour arrives for one symbol.
+    today = market.fetch(["AAPL"], days[-1].open, days[-1].minutes[60])
+    load(warehouse, today)
+    build_marts(warehouse)
+    after = daily_bars(warehouse)
     old = after.merge(before, on=["symbol", "session_date"], suffixes=("", "_before"))
-    old = old[old["session_date"].astype(str) < "2025-11-20"]
-    assert len(old) == 6 and (old["refreshed_at"] == old["refreshed_at_before"]).all()
+    assert len(old) == 8 and (old["refreshed_at"] == old["refreshed_at_before"]).all()
     new = after[after["session_date"].astype(str) == "2025-11-21"]
-    assert set(new["bar_count"]) == {60}
-    expected = expected_daily(pd.concat([bars, today])).sort_values(["symbol", "session_date"])
-    assert_same(after.sort_values(["symbol", "session_date"])["close"], expected["close"], "close")
-    assert refresh_daily_bars(warehouse).mode == "up to date"
+    assert new["symbol"].tolist() == ["AAPL"] and new["bar_count"].tolist() == [60]
+    assert_daily_bars_match(warehouse, pd.concat([past, today]))
+    assert warehouse.query("select count(*) from RAW.LOAD_LOG") == [(0,)]
+
+    # Minute moving averages across the rebuilt session's start equal a full computation.
+    minute = warehouse.query_frame(
+        "select symbol, ts, ma20 from MARTS.MINUTE_BARS order by symbol, ts"
+    )
+    ref = pd.concat([past, today]).sort_values(["symbol", "ts"]).reset_index(drop=True)
+    ref["ma20"] = ref.groupby("symbol")["close"].transform(lambda c: c.rolling(20).mean())
+    assert_same(minute["ma20"], ref["ma20"], "ma20 after an incremental build")
+
+
+def test_a_commit_delayed_beyond_any_look_back_is_built_next_time(warehouse: Warehouse) -> None:
+    market = SimulatedMarket(seed=9)
+    days = mc.sessions_between("2025-11-17", "2025-11-19")
+    first = market.fetch(["AAPL"], days[0].open, days[-1].close)
+    load_and_build(warehouse, first)
+    # A batch whose commit was retried for days: its rows carry a loaded_at older than
+    # everything the last build took in, and an old session.
+    late = market.fetch(["MSFT"], days[0].open, days[0].close)
+    load(warehouse, late, loaded_at=datetime.now(UTC) - timedelta(days=3))
+    build_marts(warehouse)
+    assert_daily_bars_match(warehouse, pd.concat([first, late]))
+
+
+def test_a_commit_landing_while_a_build_runs_is_built_next_time(warehouse: Warehouse) -> None:
+    market = SimulatedMarket(seed=10)
+    days = mc.sessions_between("2025-11-17", "2025-11-18")
+    first = market.fetch(["AAPL", "MSFT"], days[0].open, days[0].close)
+    during = market.fetch(["AAPL", "MSFT"], days[1].open, days[1].close)
+    load(warehouse, first)
+    landed = []
+
+    def commit_once_the_log_is_read(node) -> None:
+        # The build has taken its snapshot of the load log: a drain commits now.
+        if node.name == "pending_loads" and not landed:
+            drain_session = warehouse.sibling()
+            try:
+                load(drain_session, during)
+            finally:
+                drain_session.close()
+            landed.append(node.name)
+
+    build_marts_with_progress(warehouse, commit_once_the_log_is_read)
+    assert landed == ["pending_loads"]
+    # The commit's entry outlived the build that could not see all of it ...
+    assert warehouse.query("select count(*) from RAW.LOAD_LOG")[0][0] == 2
+    build_marts(warehouse)
+    # ... and the next build took it in.
+    assert_daily_bars_match(warehouse, pd.concat([first, during]))
+    assert warehouse.query("select count(*) from RAW.LOAD_LOG") == [(0,)]
+
+
+def build_marts_with_progress(warehouse: Warehouse, progress) -> None:
+    from stockpipe.settings import load_settings
+    from stockpipe.trends import build_marts as build
+
+    build(warehouse, load_settings(), progress=progress)
+
+
+def test_deleted_bars_leave_the_marts_at_the_next_build(warehouse: Warehouse) -> None:
+    market = SimulatedMarket(seed=12)
+    days = mc.sessions_between("2025-11-17", "2025-11-19")
+    bars = market.fetch(["AAPL", "MSFT"], days[0].open, days[-1].close)
+    load_and_build(warehouse, bars)
+
+    def naive(ts) -> datetime:
+        return pd.Timestamp(ts).to_pydatetime().replace(tzinfo=None)
+
+    # The last hour of one session, and all of another, for one symbol.
+    assert delete_bars(warehouse, "AAPL", naive(days[1].minutes[-60]), naive(days[1].close)) == 60
+    assert delete_bars(warehouse, "AAPL", naive(days[2].open), naive(days[2].close)) == 390
+    build_marts(warehouse)
+    kept = bars[~((bars["symbol"] == "AAPL") & (bars["ts"] >= days[1].minutes[-60]))]
+    assert_daily_bars_match(warehouse, kept)
+    sessions = daily_bars(warehouse)
+    assert sorted(sessions[sessions["symbol"] == "AAPL"]["session_date"].astype(str)) == [
+        "2025-11-17",
+        "2025-11-18",
+    ]

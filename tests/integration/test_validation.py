@@ -11,12 +11,11 @@ from stockpipe import market_calendar as mc
 from stockpipe.drain.loader import load_batch
 from stockpipe.settings import load_settings
 from stockpipe.sources.simulated import SimulatedMarket
-from stockpipe.trends import refresh_daily_bars
 from stockpipe.validation import validate_session
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
 from tests.integration.test_raw_zone import s3  # noqa: F401 - the moto S3 server fixture
-from tests.support import raw_rows_from_bars
+from tests.support import build_marts, raw_rows_from_bars
 
 SESSION = mc.session("2025-11-26")
 WATCHLIST = ["AAPL", "MSFT", "NVDA"]
@@ -38,7 +37,7 @@ def load_session(warehouse: Warehouse, end: datetime | None = None) -> None:
 
 
 def failures(warehouse: Warehouse, now: datetime = AFTER_CLOSE) -> list[str]:
-    refresh_daily_bars(warehouse, full=True)
+    build_marts(warehouse)
     report = validate_session(load_settings(), warehouse, SESSION.day, now=now)
     return [o.expectation.split("(")[0] + "(" + o.expectation.split("(")[1] for o in report.failed]
 
@@ -47,7 +46,7 @@ def test_a_clean_session_passes_and_freshness_is_skipped_after_the_close(
     warehouse: Warehouse,
 ) -> None:
     load_session(warehouse)
-    refresh_daily_bars(warehouse)
+    build_marts(warehouse)
     report = validate_session(load_settings(), warehouse, SESSION.day, now=AFTER_CLOSE)
     assert report.success, report.summary()
     skipped = [o for o in report.outcomes if o.success is None]
@@ -123,7 +122,7 @@ def test_data_docs_are_built_locally_and_on_s3(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     load_session(warehouse)
-    refresh_daily_bars(warehouse)
+    build_marts(warehouse)
     s3.create_bucket(Bucket="stockpipe-docs")
     monkeypatch.setenv("STOCKPIPE_VALIDATION__DATA_DOCS_S3_BUCKET", "stockpipe-docs")
     report = validate_session(

@@ -39,13 +39,13 @@ def test_setup_records_what_it_applied_and_plans_changes(warehouse: Warehouse, t
     assert setup_warehouse(warehouse, settings) == []  # nothing new: nothing runs
     assert warehouse.query("select count(*) from RAW.STOCK_PRICES") == [(0,)]
 
-    # A changed view is planned as changed and applied again; the rest stay as they are.
+    # A changed file is planned as changed and applied again; the rest stay as they are.
     sql_dir = tmp_path / "sql"
     shutil.copytree(DEFAULT_SQL_DIR, sql_dir)
-    view = sql_dir / "260_marts_top_daily_closes.sql"
-    view.write_text(view.read_text().replace("where close_rank <= 5", "where close_rank <= 3"))
+    view = sql_dir / "300_marts_alerts_sent.sql"
+    view.write_text(view.read_text().replace("varchar(1000)", "varchar(2000)"))
     changed = [s.name for s in plan(warehouse, read_sql_dir(variables, sql_dir)) if s.runs]
-    assert changed == ["260_marts_top_daily_closes.sql"]
+    assert changed == ["300_marts_alerts_sent.sql"]
     assert setup_warehouse(warehouse, settings, sql_dir) == changed
     assert not [s for s in plan(warehouse, read_sql_dir(variables, sql_dir)) if s.runs]
     snowflake_only = 2  # the account objects and the grants
@@ -72,9 +72,9 @@ def test_runtime_sessions_refuse_a_warehouse_not_set_up_for_this_code(tmp_path) 
 
         sql_dir = tmp_path / "sql"
         shutil.copytree(DEFAULT_SQL_DIR, sql_dir)
-        view = sql_dir / "260_marts_top_daily_closes.sql"
-        view.write_text(view.read_text().replace("where close_rank <= 5", "where close_rank <= 3"))
-        with pytest.raises(WarehouseNotSetUp, match=r"260_marts_top_daily_closes.sql \(changed\)"):
+        view = sql_dir / "300_marts_alerts_sent.sql"
+        view.write_text(view.read_text().replace("varchar(1000)", "varchar(2000)"))
+        with pytest.raises(WarehouseNotSetUp, match=r"300_marts_alerts_sent.sql \(changed\)"):
             require_setup(warehouse, sql_dir)
 
 

@@ -1,0 +1,15 @@
+"""The trend marts: built by the dbt project in ``sql/`` (:mod:`.build`), read by
+:mod:`.marts`."""
+
+from stockpipe.trends.build import BuildReport, TrendBuildFailed, build_marts
+from stockpipe.trends.marts import LATEST_COLUMNS, latest_quotes, row_counts, top_movers
+
+__all__ = [
+    "LATEST_COLUMNS",
+    "BuildReport",
+    "TrendBuildFailed",
+    "build_marts",
+    "latest_quotes",
+    "row_counts",
+    "top_movers",
+]

@@ -1,0 +1,287 @@
+"""Build the trend marts: the dbt project in ``sql/`` (its models and their tests).
+
+The same project and adapter (dbt-snowflake) run on both warehouses. On Snowflake dbt logs
+in as the transformer role with the settings' credentials; on the embedded warehouse its
+connector is answered by fakesnow on the warehouse's own DuckDB instance
+(:meth:`~stockpipe.warehouse.base.Warehouse.serving_connector`). dbt runs through
+prefect-dbt's runner: inside a flow each model and test is a task of its own in the Prefect
+UI; outside one (``stockpipe trends``) it is plain dbt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stockpipe.settings import Settings
+from stockpipe.warehouse import Warehouse, WarehouseError
+
+log = logging.getLogger(__name__)
+
+# The project's sql/ (stockpipe/sql links to it in a checkout; package data when installed).
+PROJECT_DIR = Path(str(resources.files("stockpipe") / "sql"))
+PROFILE = "stockpipe"
+# dbt scrubs the values of DBT_ENV_SECRET_* variables from its logs and artifacts.
+_SECRET_ENV = "DBT_ENV_SECRET_STOCKPIPE_PASSWORD"  # noqa: S105 - a variable name
+
+
+class TrendBuildFailed(WarehouseError):
+    """A model or a data test of the trend build failed (the report names which)."""
+
+    def __init__(self, report: BuildReport):
+        self.report = report
+        super().__init__(report.summary())
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """One model or test of a build."""
+
+    name: str
+    kind: str  # "model" | "test"
+    status: str  # dbt's: success, error, fail, warn, pass, skipped
+    seconds: float
+    message: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("error", "fail", "runtime error")
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    full: bool
+    seconds: float
+    nodes: list[NodeResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def failures(self) -> list[NodeResult]:
+        return [n for n in self.nodes if n.failed]
+
+    def summary(self) -> str:
+        models = [n for n in self.nodes if n.kind == "model"]
+        tests = [n for n in self.nodes if n.kind == "test"]
+        mode = "full" if self.full else "incremental"
+        text = (
+            f"{mode} trend build: {sum(not n.failed for n in models)}/{len(models)} models, "
+            f"{sum(not n.failed for n in tests)}/{len(tests)} tests passed ({self.seconds:.1f}s)"
+        )
+        for node in self.failures:
+            text += f"\n  {node.kind} {node.name} {node.status}: {node.message}"
+        return text
+
+
+def state_dir(settings: Settings) -> Path:
+    """Where dbt writes its profile, target (manifest, docs) and logs: never the project."""
+    return settings.dbt_dir
+
+
+def dbt_profile(settings: Settings) -> dict[str, Any]:
+    """profiles.yml for the warehouse the settings name (secrets as env_var references)."""
+    wh = settings.warehouse
+    if wh.backend == "embedded":
+        output: dict[str, Any] = {
+            "type": "snowflake",
+            "account": "embedded",
+            "user": "stockpipe",
+            "password": "embedded",
+            "database": wh.database,
+            "schema": "STAGING",
+            "threads": 1,
+        }
+    else:
+        output = {
+            "type": "snowflake",
+            "account": wh.account,
+            "user": wh.user,
+            "role": wh.transformer_role,
+            "warehouse": wh.warehouse,
+            "database": wh.database,
+            "schema": "STAGING",
+            "threads": 4,
+            "connect_retries": 3,
+            "reuse_connections": True,
+        }
+        if wh.private_key_file:
+            output["private_key_path"] = str(wh.private_key_file)
+        else:
+            output["password"] = "{{ env_var('" + _SECRET_ENV + "') }}"
+        for name in ("host", "port", "protocol"):
+            if getattr(wh, name) is not None:
+                output[name] = getattr(wh, name)
+    return {PROFILE: {"target": wh.backend, "outputs": {wh.backend: output}}}
+
+
+def _credentials(settings: Settings) -> dict[str, str]:
+    """Environment variables the profile reads: the password only, when there is one."""
+    wh = settings.warehouse
+    if wh.backend != "snowflake" or wh.private_key_file:
+        return {}
+    if wh.password is None:
+        raise WarehouseError(
+            "the trend build needs STOCKPIPE_WAREHOUSE__PASSWORD (or __PRIVATE_KEY_FILE): "
+            "dbt logs in with the settings' credentials, not a connector block"
+        )
+    return {_SECRET_ENV: wh.password.get_secret_value()}
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def dbt_args(settings: Settings, command: list[str]) -> list[str]:
+    """``command`` with the project, profile, target and variables this installation uses."""
+    state = state_dir(settings)
+    variables = {"reader_role": settings.warehouse.reader_role}
+    return [
+        *command,
+        "--project-dir",
+        str(PROJECT_DIR),
+        "--profiles-dir",
+        str(state),
+        "--target-path",
+        str(state / "target"),
+        "--log-path",
+        str(state / "logs"),
+        "--vars",
+        json.dumps(variables),
+    ]
+
+
+@contextlib.contextmanager
+def dbt_session(warehouse: Warehouse, settings: Settings) -> Iterator[None]:
+    """Within the block, dbt invocations reach ``warehouse`` as the settings say."""
+    state = state_dir(settings)
+    state.mkdir(parents=True, exist_ok=True)
+    profile = state / "profiles.yml"
+    text = yaml.safe_dump(dbt_profile(settings), sort_keys=False)
+    if not profile.exists() or profile.read_text() != text:
+        profile.write_text(text)
+    with _environment(_credentials(settings)), warehouse.serving_connector():
+        yield
+
+
+def invoke(
+    warehouse: Warehouse,
+    settings: Settings,
+    command: list[str],
+    progress: Callable[[NodeResult], None] | None = None,
+) -> Any:
+    """Run a dbt ``command`` (e.g. ``["build"]``); dbt's result.
+
+    In a Prefect flow run through prefect-dbt's runner (a task per model and test, logs in
+    the flow run's); elsewhere through dbt's own runner, which needs no Prefect API, with
+    ``progress`` called as each model and test finishes (dbt's own lines are then kept to
+    warnings).
+    """
+    args = dbt_args(settings, command)
+    with dbt_session(warehouse, settings):
+        if _in_flow_run():
+            from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
+
+            state = state_dir(settings)
+            runner = PrefectDbtRunner(
+                settings=PrefectDbtSettings(
+                    project_dir=PROJECT_DIR, profiles_dir=state, target_path=state / "target"
+                ),
+                raise_on_failure=False,
+            )
+            return runner.invoke(args)
+        from dbt.cli.main import dbtRunner
+
+        if progress is None:
+            return dbtRunner().invoke(args)
+
+        def on_event(event: Any) -> None:
+            if event.info.name == "NodeFinished":
+                progress(_finished_node(event.data))
+
+        return dbtRunner(callbacks=[on_event]).invoke([*args, "--log-level", "warn"])
+
+
+def _in_flow_run() -> bool:
+    if "prefect" not in sys.modules:  # not imported: not in a flow either
+        return False
+    from prefect.context import FlowRunContext
+
+    return FlowRunContext.get() is not None
+
+
+def build_marts(
+    warehouse: Warehouse,
+    settings: Settings,
+    full: bool = False,
+    progress: Callable[[NodeResult], None] | None = None,
+) -> BuildReport:
+    """Build the trend marts and run their tests (``dbt build``).
+
+    Args:
+        warehouse: a session on the warehouse to build in (embedded: dbt shares its DuckDB
+            instance; Snowflake: dbt opens its own sessions as the transformer role).
+        full: rebuild the incremental models from all of RAW (``--full-refresh``); otherwise
+            only the symbols and sessions the load log names are rebuilt.
+        progress: called with each model's and test's result as it finishes (outside a
+            flow run; inside one, each is a task).
+
+    Raises:
+        TrendBuildFailed: a model or test failed; what was built before it stays.
+    """
+    started = time.perf_counter()
+    # The frequent incremental builds leave out the tests that scan a minute-grain table.
+    command = ["build", "--full-refresh"] if full else ["build", "--exclude", "tag:full_scan"]
+    result = invoke(warehouse, settings, command, progress)
+    if result.exception is not None:
+        raise WarehouseError(f"dbt could not run the trend build: {result.exception}")
+    report = BuildReport(full, time.perf_counter() - started, _node_results(result.result))
+    if not report.ok:
+        raise TrendBuildFailed(report)
+    return report
+
+
+def _node_results(execution: Any) -> list[NodeResult]:
+    return [
+        NodeResult(
+            name=result.node.name,
+            kind="test" if str(result.node.resource_type) == "test" else "model",
+            status=str(result.status),
+            seconds=float(result.execution_time or 0),
+            message=str(result.message or ""),
+        )
+        for result in getattr(execution, "results", None) or []
+    ]
+
+
+def _finished_node(data: Any) -> NodeResult:
+    """A NodeResult of a NodeFinished event's data (dbt's protobuf message)."""
+    return NodeResult(
+        name=data.node_info.node_name,
+        kind="test" if data.node_info.unique_id.startswith("test.") else "model",
+        status=str(data.run_result.status or data.node_info.node_status),
+        seconds=float(data.run_result.execution_time or 0),
+        message=str(data.run_result.message or ""),
+    )

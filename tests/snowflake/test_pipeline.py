@@ -15,7 +15,7 @@ from stockpipe import alerts
 from stockpipe.settings import Settings, load_settings
 from stockpipe.warehouse import Warehouse
 from tests.snowflake.conftest import SnowflakeServer
-from tests.snowflake.privileges import granted, required
+from tests.snowflake.privileges import granted, granted_at_run_time, required, set_up_objects
 
 pytestmark = pytest.mark.integration
 
@@ -67,13 +67,19 @@ def test_the_readme_sequence_runs_with_least_privilege(
 
     statements = snowflake_server.statements(snowflake_env)
     grants = granted(settings)
+    for role, held in granted_at_run_time(statements).items():
+        grants.setdefault(role, set()).update(held)
     ran_as = {e["role"] for e in statements}
     assert set(RUNTIME_ROLES) <= ran_as  # each process ran as its own role
+    setup_objects = set(set_up_objects(settings))
     problems = []
+    owned: dict[str, set[str]] = {role: set() for role in RUNTIME_ROLES}
     for entry in statements:
         if entry["role"] not in RUNTIME_ROLES:
             continue
-        needs = required(entry["sql"], snowflake_env)
+        # dbt's sessions sit in STAGING (the profile's schema); the others in RAW.
+        schema = "STAGING" if entry["role"] == "STOCKPIPE_TRANSFORMER" else "RAW"
+        needs = required(entry["sql"], snowflake_env, owned[entry["role"]], schema)
         if needs is None:
             problems.append(f"{entry['role']} ran DDL: {entry['sql'][:120]}")
             continue
@@ -84,6 +90,12 @@ def test_the_readme_sequence_runs_with_least_privilege(
             needs |= {
                 ("USAGE", name.rsplit(".", 1)[0]) for _, name in needs if name.count(".") == 2
             }
+        for _, name in [n for n in needs if n[0] == "OWNERSHIP"]:
+            # A role owns what it creates: never a set-up object, only where it may create.
+            needs.discard(("OWNERSHIP", name))
+            if name in setup_objects:
+                problems.append(f"{entry['role']} ran DDL on set-up's {name}")
+            needs.add(("CREATE TABLE", name.rsplit(".", 1)[0]))
         for missing in sorted(needs - held):
             problems.append(f"{entry['role']} lacks {missing} for: {entry['sql'][:120]}")
     assert not problems, "\n".join(sorted(set(problems)))

@@ -21,11 +21,14 @@ def _records(frame) -> list[dict]:
     ]
 
 
-def build_marts(full: bool) -> None:
+def build_marts(full: bool, docs: bool) -> None:
     """Build the marts with dbt: each model and test shows as a task of its own."""
     settings = load_settings()
     with Warehouse.connect(settings, "transform") as warehouse:
         get_run_logger().info(trends.build_marts(warehouse, settings, full=full).summary())
+        if docs:
+            index = trends.generate_docs(warehouse, settings, settings.dbt_docs_dir)
+            get_run_logger().info("dbt docs (models, tests, lineage): %s", index)
 
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30], retry_jitter_factor=0.5, cache_policy=NO_CACHE)
@@ -46,7 +49,7 @@ def send_alerts() -> list[str]:
 
 @flow(name="build-trends")
 def build_trends(
-    market_hours: MarketHours = "ignore", full_refresh: bool = False
+    market_hours: MarketHours = "ignore", full_refresh: bool = False, docs: bool = False
 ) -> list[dict] | State:
     """Build the trend marts, publish the latest figures and movers, send new alerts.
 
@@ -54,11 +57,13 @@ def build_trends(
         market_hours: "in_session" or "after_close" on schedules (NYSE calendar guard).
         full_refresh: rebuild the incremental marts from all of RAW, not only the symbols
             and sessions the load log names, and run every test.
+        docs: also write dbt's docs site (models, tests, the lineage graph) beside the Great
+            Expectations Data Docs.
     """
     if (skipped := skip_outside_market_hours(market_hours)) is not None:
         return skipped
     with metrics.pushed_at_end("build-trends", load_settings().metrics.pushgateway_url):
-        build_marts(full_refresh)
+        build_marts(full_refresh, docs)
         latest, movers = read_latest()
         create_table_artifact(
             key="latest-trends",

@@ -250,13 +250,25 @@ def _backfill(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_node(node) -> None:
+    """A line per model as it is built; a test only when it fails."""
+    if node.kind == "model" or node.failed:
+        err.print(f"  {node.kind} {node.name}: {node.status} ({node.seconds:.2f}s)")
+
+
 def cmd_trends(args: argparse.Namespace) -> int:
     from stockpipe import trends
     from stockpipe.warehouse import Warehouse
 
     settings = _settings(args)
     with Warehouse.connect(settings, "transform") as warehouse:
-        console.print(trends.build_marts(warehouse, settings, full=args.full).summary())
+        report = trends.build_marts(warehouse, settings, full=args.full, progress=_print_node)
+        console.print(report.summary())
+        if args.docs:
+            index = trends.generate_docs(
+                warehouse, settings, settings.home_dir / "data-docs" / "dbt"
+            )
+            console.print(f"dbt docs (models, tests, lineage): {index}")
         console.print(latest_table(trends.latest_quotes(warehouse)))
         movers = trends.top_movers(warehouse)
     table = Table(title="Top movers")
@@ -362,7 +374,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{drained['replaced']} updated, "
         f"{sum(drained['dead_lettered'].values())} dead-lettered"
     )
-    build_trends()
+    build_trends(docs=True)
     validated = validate_session(session=session.day, return_state=True)
 
     with Warehouse.connect(settings) as warehouse:
@@ -376,6 +388,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     console.print(f"{validated.message}")
     console.print(f"data docs: {settings.home_dir / 'data-docs' / 'index.html'}")
+    console.print(
+        f"dbt docs (models, tests, lineage graph): {settings.dbt_docs_dir / 'index.html'}"
+    )
     console.print(f"warehouse: {location}")
     console.print(
         f"kafka: {settings.kafka.bootstrap_servers}, topic "
@@ -455,6 +470,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--full",
         action="store_true",
         help="rebuild from all of RAW (not only what the load log names); run every test",
+    )
+    trends_cmd.add_argument(
+        "--docs",
+        action="store_true",
+        help="also write dbt's docs site (lineage graph) to <home>/data-docs/dbt",
     )
     trends_cmd.set_defaults(func=cmd_trends)
     validate = sub.add_parser("validate", help="Great Expectations checks of a session")

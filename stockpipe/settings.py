@@ -337,10 +337,15 @@ class DrainSettings(BaseModel):
 
 
 class TrendSettings(BaseModel):
-    """Alert rules of the trends flow."""
+    """The trend build (the dbt project in sql/) and the trends flow's alert rules."""
 
     alert_day_change_pct: float = Field(
         5.0, gt=0, description="alert when a symbol moves at least this much on the day (%)"
+    )
+    dbt_dir: Path | None = Field(
+        None,
+        description="where dbt keeps its profile, target (manifest, run results, docs) and "
+        "logs (default <home>/dbt); installations sharing one re-parse only what changed",
     )
 
 
@@ -434,8 +439,15 @@ class Settings(BaseSettings):
         return self.home_dir / "kafka"
 
     @property
+    def dbt_docs_dir(self) -> Path:
+        """dbt's docs site, beside the Great Expectations Data Docs."""
+        return self.home_dir / "data-docs" / "dbt"
+
+    @property
     def dbt_dir(self) -> Path:
         """The trend build's dbt profile, target (manifest, docs) and logs."""
+        if self.trends.dbt_dir is not None:
+            return self.trends.dbt_dir.expanduser().resolve()
         return self.home_dir / "dbt"
 
 

@@ -62,14 +62,21 @@ def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     process.wait(10)
 
 
+@pytest.fixture(scope="session")
+def _dbt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One dbt state directory for the session: each build re-parses only what changed."""
+    return tmp_path_factory.mktemp("dbt")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, _dbt_dir: Path) -> None:
     """No test reads the developer's STOCKPIPE_* environment or writes to ~/.prefect."""
     for name in list(os.environ):
         if name.startswith("STOCKPIPE_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)  # no stray .env file is read
     monkeypatch.setenv("STOCKPIPE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("STOCKPIPE_TRENDS__DBT_DIR", str(_dbt_dir))
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The trend marts: built by the dbt project in ``sql/`` (:mod:`.build`), read by
 :mod:`.marts`."""
 
-from stockpipe.trends.build import BuildReport, TrendBuildFailed, build_marts
+from stockpipe.trends.build import BuildReport, TrendBuildFailed, build_marts, generate_docs
 from stockpipe.trends.marts import LATEST_COLUMNS, latest_quotes, row_counts, top_movers
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "BuildReport",
     "TrendBuildFailed",
     "build_marts",
+    "generate_docs",
     "latest_quotes",
     "row_counts",
     "top_movers",

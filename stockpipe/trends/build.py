@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -261,6 +262,26 @@ def build_marts(
     if not report.ok:
         raise TrendBuildFailed(report)
     return report
+
+
+DOCS_FILES = ("index.html", "manifest.json", "catalog.json")
+
+
+def generate_docs(warehouse: Warehouse, settings: Settings, docs_dir: Path) -> Path:
+    """dbt's docs site for the project (models, columns, tests, the lineage graph) in
+    ``docs_dir``; the path of its index.html.
+
+    Raises:
+        WarehouseError: dbt could not generate it (the message says why).
+    """
+    result = invoke(warehouse, settings, ["docs", "generate"])
+    if result.exception is not None or not result.success:
+        raise WarehouseError(f"dbt docs generate failed: {result.exception or result.result}")
+    target = state_dir(settings) / "target"
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    for name in DOCS_FILES:
+        shutil.copyfile(target / name, docs_dir / name)
+    return docs_dir / "index.html"
 
 
 def _node_results(execution: Any) -> list[NodeResult]:

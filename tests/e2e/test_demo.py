@@ -6,6 +6,7 @@ on an ephemeral API, and must leave the warehouse holding exactly the simulated 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -52,6 +53,18 @@ def test_demo_runs_the_pipeline_and_a_rerun_does_not_duplicate(tmp_path: Path) -
             assert f"│ {symbol}" in first.stdout
         assert "warehouse:" in first.stdout and "STOCKS.db" in first.stdout
         assert f"validation of session {SESSION}: 15/15 expectations passed" in first.stdout
+        # dbt's docs site beside the Data Docs: the lineage graph a newcomer opens first.
+        docs = tmp_path / "home" / "data-docs" / "dbt"
+        assert f"dbt docs (models, tests, lineage graph): {docs / 'index.html'}" in " ".join(
+            first.stdout.split()
+        )
+        parents = json.loads((docs / "manifest.json").read_text())["parent_map"]
+        assert set(parents["model.stockpipe.daily_trends"]) == {
+            "model.stockpipe.daily_bars",
+            "model.stockpipe.daily_rsi",
+        }
+        catalog = json.loads((docs / "catalog.json").read_text())["nodes"]
+        assert "RSI_14" in catalog["model.stockpipe.daily_trends"]["columns"]
 
         second = run_demo(env)
         assert second.returncode == 0, second.stdout + second.stderr

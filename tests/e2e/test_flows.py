@@ -32,6 +32,16 @@ def artifact(key: str):
     return found[0]
 
 
+def task_names(flow_run_id) -> list[str]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return [run.name for run in runs]
+
+
 def pushed(address: str) -> str:
     return httpx.get(f"http://{address}/metrics", timeout=5).text
 
@@ -64,8 +74,14 @@ def test_ingest_drain_trends_flows_with_dead_letters_in_the_summary(
     assert {r["reason"]: r["messages"] for r in rows} == {"invalid_json": 1, "missing_ts": 1}
     assert "2 to the dead-letter topic" in artifact("drain-summary").data
 
-    latest = build_trends()
+    trends_run = build_trends(return_state=True)
+    latest = trends_run.result()
     assert {row["symbol"] for row in latest} == {"AAPL", "MSFT"}
+    # Each dbt model and test ran as a task of its own (what the Prefect UI shows).
+    tasks = " ".join(task_names(trends_run.state_details.flow_run_id))
+    for node in ("valid_bars", "minute_bars", "daily_bars", "daily_rsi", "daily_trends"):
+        assert node in tasks, f"no task for model {node} in: {tasks}"
+    assert "unique_key_daily_bars" in tasks
     assert all(row["bar_count"] == 390 for row in latest)
     assert artifact("latest-trends")
     assert artifact("top-movers")

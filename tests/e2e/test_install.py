@@ -1,5 +1,5 @@
-"""A non-editable install works: the wheel carries the SQL, the expectations and the
-monitoring templates the library reads as package data."""
+"""A non-editable install works: the wheel carries the set-up SQL, the dbt project, the
+expectations and the monitoring templates the library reads as package data."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_an_installed_wheel_sets_up_a_warehouse_from_its_own_package_data(
     sql_dir, sql_files, expectations_dir, suites, monitoring_dir = where
     for directory in (sql_dir, expectations_dir, monitoring_dir):
         assert Path(directory).is_relative_to(site), directory
-    assert int(sql_files) == len(list((PROJECT_DIR / "sql").glob("*.sql")))
+    assert int(sql_files) == len(list((PROJECT_DIR / "sql" / "setup").glob("*.sql")))
     assert int(suites) == len(list((PROJECT_DIR / "expectations").glob("*.json")))
     assert (Path(monitoring_dir) / "prometheus.yml.j2").is_file()
 
@@ -54,3 +54,16 @@ def test_an_installed_wheel_sets_up_a_warehouse_from_its_own_package_data(
     )
     assert set_up.returncode == 0, set_up.stderr
     assert "010_raw_stock_prices.sql: applied" in set_up.stdout
+
+    # The dbt project ships whole (project file, models, macros, generic tests): the
+    # installed copy builds the marts.
+    built = subprocess.run(
+        [sys.executable, "-m", "stockpipe.cli", "trends"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert "10/10 models" in built.stdout and "tests passed" in built.stdout

@@ -1,18 +1,14 @@
--- Daily bars per symbol and exchange session (New York date), from the minute bars:
+-- Daily bars per symbol and exchange session (New York date), from the valid 1-minute bars:
 --   open = the session's first bar's open; close = its last bar's close (by ts)
 --   high = max(high); low = min(low); volume = sum(volume); bar_count = bars seen
---   vwap = sum(typical_price * volume) / sum(volume); NULL when the volume is 0
--- Incremental like minute_bars (from each pending symbol's first pending session on).
--- Its post-hook deletes the load-log entries this build took in: it runs only after this
--- model and minute_bars, the two that read them, are built.
+--   vwap = sum(typical_price * volume) / sum(volume), typical_price = (high + low + close) / 3;
+--          NULL when the volume is 0
+-- Incremental: each symbol with pending load-log entries is rebuilt from its first pending
+-- session on (macros/replace_from_pending.sql).
 {{
     config(
         materialized="incremental",
         incremental_strategy="replace_from_pending",
-        post_hook=[
-            "delete from {{ source('raw', 'load_log') }}
-             where load_id in (select load_id from {{ ref('pending_loads') }})"
-        ],
     )
 }}
 
@@ -20,8 +16,10 @@
 
 with
 
-minute_bars as (
-    select * from {{ ref("minute_bars") }}
+valid_bars as (
+    select * from {{ ref("valid_bars") }}
+    -- A bar without a symbol (only in a damaged RAW) is validation's to report.
+    where bar_interval = '1m' and symbol is not null
 ),
 
 {% if is_incremental() %}
@@ -31,18 +29,18 @@ minute_bars as (
     ),
 
     rebuilt_bars as (
-        select minute_bars.*
-        from minute_bars
+        select valid_bars.*
+        from valid_bars
         inner join pending_symbols
             on
-                minute_bars.symbol = pending_symbols.symbol
-                and minute_bars.session_date >= pending_symbols.first_session
+                valid_bars.symbol = pending_symbols.symbol
+                and valid_bars.session_date >= pending_symbols.first_session
     ),
 
 {% else %}
 
     rebuilt_bars as (
-        select * from minute_bars
+        select * from valid_bars
     ),
 
 {% endif %}
@@ -56,7 +54,7 @@ final as (
         min(low) as low,
         max_by(close, ts) as close,
         sum(volume) as volume,
-        sum(typical_price * volume) / nullif(sum(volume), 0) as vwap,
+        sum((high + low + close) / 3 * volume) / nullif(sum(volume), 0) as vwap,
         count(*) as bar_count,
         min(ts) as first_bar_ts,
         max(ts) as last_bar_ts,

@@ -37,15 +37,15 @@ smoothing_inputs as (
         case
             when n = 15
                 then sum(greatest(change, 0)) over (
-                    partition by symbol order by n rows between 13 preceding and current row
-                )
+                        partition by symbol order by n rows between 13 preceding and current row
+                    )
             when n > 15 then greatest(change, 0)
         end as gain_input,
         case
             when n = 15
                 then sum(greatest(-change, 0)) over (
-                    partition by symbol order by n rows between 13 preceding and current row
-                )
+                        partition by symbol order by n rows between 13 preceding and current row
+                    )
             when n > 15 then greatest(-change, 0)
         end as loss_input,
         floor((n - 15) / 1024) as block,

@@ -88,6 +88,7 @@ final as (
         volatility.first_bar_ts,
         volatility.last_bar_ts,
         volatility.previous_close,
+        daily_rsi.rsi_14,
         (volatility.close / volatility.previous_close - 1) * 100 as change_pct,
         case when volatility.n_5 = 5 then volatility.avg_5 end as sma_5,
         case when volatility.n_20 = 20 then volatility.avg_20 end as sma_20,
@@ -102,8 +103,7 @@ final as (
         end as pct_from_52w_high,
         case
             when volatility.n_252 = 252 then (volatility.close / volatility.min_low_252 - 1) * 100
-        end as pct_from_52w_low,
-        daily_rsi.rsi_14
+        end as pct_from_52w_low
     from volatility
     left join daily_rsi
         on volatility.symbol = daily_rsi.symbol and volatility.session_date = daily_rsi.session_date

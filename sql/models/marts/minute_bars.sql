@@ -5,12 +5,26 @@
 --   ma5 / ma20          mean of the last 5 / 20 closes including this one, over bars (rows),
 --                       not clock time; NULL until the window is full (no partial averages)
 --   ingest_lag_seconds  from the bar's end to its load
+-- The recent sessions only: the last `minute_bars_days` calendar days (var, default 14)
+-- up to the newest session in daily_bars; older minute bars are pruned at each build (the
+-- whole minute history stays in RAW, and in STAGING.VALID_BARS cleaned up). Bounding it
+-- keeps a full build, and every read of it, small.
 -- Incremental: each symbol with pending load-log entries is rebuilt from its first pending
 -- session on; the windows see the 19 bars before it, taken from this table.
+-- Its post-hook deletes the load-log entries this build took in: it runs after
+-- daily_bars and this model, the two that read them, are built.
 {{
     config(
         materialized="incremental",
         incremental_strategy="replace_from_pending",
+        post_hook=[
+            "delete from {{ this }} where session_date < (
+                select dateadd('day', -{{ var('minute_bars_days') }}, max(session_date))
+                from {{ ref('daily_bars') }}
+            )",
+            "delete from {{ source('raw', 'load_log') }}
+             where load_id in (select load_id from {{ ref('pending_loads') }})",
+        ],
     )
 }}
 
@@ -20,6 +34,13 @@ with
 
 valid_bars as (
     select * from {{ ref("valid_bars") }}
+    where bar_interval = '1m' and symbol is not null
+),
+
+recent as (
+    select
+        dateadd('day', -{{ var("minute_bars_days") }}, max(session_date)) as first_session
+    from {{ ref("daily_bars") }}
 ),
 
 {% if is_incremental() %}
@@ -35,7 +56,8 @@ valid_bars as (
             on
                 valid_bars.symbol = pending_symbols.symbol
                 and valid_bars.session_date >= pending_symbols.first_session
-        where valid_bars.bar_interval = '1m'
+        inner join recent
+            on valid_bars.session_date >= recent.first_session
     ),
 
     -- What the windows need of the bars before the rebuilt ones: their closes.
@@ -68,11 +90,11 @@ valid_bars as (
 
     window_input as (
         select
-            *,
+            valid_bars.*,
             true as is_rebuilt
         from valid_bars
-        -- A bar without a symbol (only in a damaged RAW) is validation's to report.
-        where bar_interval = '1m' and symbol is not null
+        inner join recent
+            on valid_bars.session_date >= recent.first_session
     ),
 
 {% endif %}
@@ -101,24 +123,24 @@ final as (
         symbol,
         ts,
         session_date,
-        convert_timezone('UTC', 'America/New_York', ts) as local_ts,
         open,
         high,
         low,
         close,
         volume,
-        (high + low + close) / 3 as typical_price,
         previous_close,
-        coalesce(abs(close / previous_close - 1) > 0.20, false) as is_spike,
-        case when n_5 = 5 then avg_5 end as ma5,
-        case when n_20 = 20 then avg_20 end as ma20,
         source,
         fetched_at,
         loaded_at,
-        datediff('second', dateadd('minute', 1, ts), loaded_at) as ingest_lag_seconds,
         kafka_topic,
         kafka_partition,
-        kafka_offset
+        kafka_offset,
+        convert_timezone('UTC', 'America/New_York', ts) as local_ts,
+        (high + low + close) / 3 as typical_price,
+        coalesce(abs(close / previous_close - 1) > 0.20, false) as is_spike,
+        case when n_5 = 5 then avg_5 end as ma5,
+        case when n_20 = 20 then avg_20 end as ma20,
+        datediff('second', dateadd('minute', 1, ts), loaded_at) as ingest_lag_seconds
     from windows
     where is_rebuilt
 )

@@ -11,7 +11,7 @@ ranked as (
         symbol,
         session_date,
         close,
-        row_number() over (partition by symbol order by close desc, session_date) as close_rank
+        row_number() over (partition by symbol order by close desc, session_date asc) as close_rank
     from daily_bars
 ),
 

@@ -27,14 +27,14 @@ moves as (
 
 final as (
     select
-        row_number() over (order by abs(change_pct) desc, symbol) as move_rank,
         symbol,
         session_date,
         close,
         previous_close,
         change_pct,
-        case when change_pct >= 0 then 'up' else 'down' end as direction,
-        volume
+        volume,
+        row_number() over (order by abs(change_pct) desc, symbol) as move_rank,
+        case when change_pct >= 0 then 'up' else 'down' end as direction
     from moves
 )
 

@@ -13,8 +13,8 @@ latest_fetch as (
     select *
     from raw_bars
     qualify row_number() over (
-        partition by symbol, ts, bar_interval order by fetched_at desc, kafka_offset desc
-    ) = 1
+            partition by symbol, ts, bar_interval order by fetched_at desc, kafka_offset desc
+        ) = 1
 ),
 
 final as (

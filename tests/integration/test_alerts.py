@@ -15,7 +15,7 @@ from stockpipe.warehouse.setup import setup_warehouse
 from tests.integration.test_trend_views import (
     expected_daily,
     expected_trends,
-    load,
+    load_and_build,
     three_bars_a_session,
 )
 from tests.support import read_topic
@@ -46,7 +46,7 @@ def test_alerts_fire_once_per_symbol_session_and_rule(env_settings: Settings) ->
     upto = bars[bars["ts"] < pd.Timestamp(mc.session(cross_day).close)]
     with Warehouse.connect(env_settings, "setup") as warehouse:
         setup_warehouse(warehouse, env_settings)
-        load(warehouse, upto)
+        load_and_build(warehouse, upto)
         found = alerts.find_alerts(warehouse, day_change_pct=0.5)
         rules = {(a.symbol, a.rule) for a in found}
         assert any(rule == "sma_20_50_cross_up" for _, rule in rules), rules

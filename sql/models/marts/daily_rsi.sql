@@ -29,25 +29,23 @@ changes as (
     from daily_bars
 ),
 
+-- Gains are max(change, 0), losses max(-change, 0); each is smoothed alike.
+{%- set sides = {"gain": "change", "loss": "-change"} %}
+
 smoothing_inputs as (
     select
         symbol,
         session_date,
         n,
-        case
-            when n = 15
-                then sum(greatest(change, 0)) over (
-                        partition by symbol order by n rows between 13 preceding and current row
-                    )
-            when n > 15 then greatest(change, 0)
-        end as gain_input,
-        case
-            when n = 15
-                then sum(greatest(-change, 0)) over (
-                        partition by symbol order by n rows between 13 preceding and current row
-                    )
-            when n > 15 then greatest(-change, 0)
-        end as loss_input,
+        {%- for side, signed_change in sides.items() %}
+            case
+                when n = 15
+                    then sum(greatest({{ signed_change }}, 0)) over (
+                            partition by symbol order by n rows between 13 preceding and current row
+                        )
+                when n > 15 then greatest({{ signed_change }}, 0)
+            end as {{ side }}_input,
+        {%- endfor %}
         floor((n - 15) / 1024) as block,
         15 + 1024 * (floor((n - 15) / 1024) + 1) - 1 as block_end
     from changes
@@ -56,8 +54,10 @@ smoothing_inputs as (
 weighted as (
     select
         *,
-        gain_input * power(13::float / 14::float, block_end - n) as gain_weighted,
-        loss_input * power(13::float / 14::float, block_end - n) as loss_weighted
+    {%- for side in sides %}
+        {{ side }}_input * power(13::float / 14::float, block_end - n)
+            as {{ side }}_weighted{{ "," if not loop.last }}
+    {%- endfor %}
     from smoothing_inputs
     where n >= 15
 ),
@@ -67,8 +67,9 @@ blocks as (
         symbol,
         block,
         block_end,
-        sum(gain_weighted) as gain_total,
-        sum(loss_weighted) as loss_total
+    {%- for side in sides %}
+        sum({{ side }}_weighted) as {{ side }}_total{{ "," if not loop.last }}
+    {%- endfor %}
     from weighted
     group by symbol, block, block_end
 ),
@@ -77,9 +78,11 @@ carried as (
     select
         symbol,
         block,
-        lag(gain_total) over (partition by symbol order by block) as previous_gain_total,
-        lag(loss_total) over (partition by symbol order by block) as previous_loss_total,
-        lag(block_end) over (partition by symbol order by block) as previous_block_end
+        lag(block_end) over (partition by symbol order by block) as previous_block_end,
+    {%- for side in sides %}
+        lag({{ side }}_total) over (partition by symbol order by block)
+            as previous_{{ side }}_total{{ "," if not loop.last }}
+    {%- endfor %}
     from blocks
 ),
 
@@ -87,28 +90,19 @@ averages as (
     select
         weighted.symbol,
         weighted.session_date,
+    {%- for side in sides %}
         (
-            sum(weighted.gain_weighted) over (
+            sum(weighted.{{ side }}_weighted) over (
                 partition by weighted.symbol, weighted.block order by weighted.n
                 rows between unbounded preceding and current row
-            ) * power(14::float / 13::float, weighted.block_end - weighted.n)
+                ) * power(14::float / 13::float, weighted.block_end - weighted.n)
             + coalesce(
-                carried.previous_gain_total
+                carried.previous_{{ side }}_total
                 * power(13::float / 14::float, weighted.n - carried.previous_block_end),
                 0
             )
-        ) / 14 as avg_gain_14,
-        (
-            sum(weighted.loss_weighted) over (
-                partition by weighted.symbol, weighted.block order by weighted.n
-                rows between unbounded preceding and current row
-            ) * power(14::float / 13::float, weighted.block_end - weighted.n)
-            + coalesce(
-                carried.previous_loss_total
-                * power(13::float / 14::float, weighted.n - carried.previous_block_end),
-                0
-            )
-        ) / 14 as avg_loss_14
+        ) / 14 as avg_{{ side }}_14{{ "," if not loop.last }}
+    {%- endfor %}
     from weighted
     inner join carried
         on weighted.symbol = carried.symbol and weighted.block = carried.block

@@ -27,86 +27,52 @@ with_previous as (
     from daily_bars
 ),
 
--- Window frames are written out: Snowflake has no WINDOW clause.
-windows as (
+with_returns as (
     select
         *,
-        ln(close / previous_close) as log_return,
-        avg(close) over (
-            partition by symbol order by session_date rows between 4 preceding and current row
-        ) as avg_5,
-        count(close) over (
-            partition by symbol order by session_date rows between 4 preceding and current row
-        ) as n_5,
-        avg(close) over (
-            partition by symbol order by session_date rows between 19 preceding and current row
-        ) as avg_20,
-        count(close) over (
-            partition by symbol order by session_date rows between 19 preceding and current row
-        ) as n_20,
-        avg(close) over (
-            partition by symbol order by session_date rows between 49 preceding and current row
-        ) as avg_50,
-        count(close) over (
-            partition by symbol order by session_date rows between 49 preceding and current row
-        ) as n_50,
-        max(high) over (
-            partition by symbol order by session_date rows between 251 preceding and current row
-        ) as max_high_252,
-        min(low) over (
-            partition by symbol order by session_date rows between 251 preceding and current row
-        ) as min_low_252,
-        count(*) over (
-            partition by symbol order by session_date rows between 251 preceding and current row
-        ) as n_252
+        ln(close / previous_close) as log_return
     from with_previous
 ),
 
-volatility as (
+windows as (
     select
         *,
-        stddev_samp(log_return) over (
-            partition by symbol order by session_date rows between 29 preceding and current row
-        ) as sd_30,
-        count(log_return) over (
-            partition by symbol order by session_date rows between 29 preceding and current row
-        ) as n_returns_30
-    from windows
+        {{ full_window("avg", "close", 5, "session_date") }} as sma_5,
+        {{ full_window("avg", "close", 20, "session_date") }} as sma_20,
+        {{ full_window("avg", "close", 50, "session_date") }} as sma_50,
+        {{ full_window("stddev_samp", "log_return", 30, "session_date") }} as sd_30,
+        {{ full_window("max", "high", 252, "session_date") }} as high_52w,
+        {{ full_window("min", "low", 252, "session_date") }} as low_52w
+    from with_returns
 ),
 
 final as (
     select
-        volatility.symbol,
-        volatility.session_date,
-        volatility.open,
-        volatility.high,
-        volatility.low,
-        volatility.close,
-        volatility.volume,
-        volatility.vwap,
-        volatility.bar_count,
-        volatility.first_bar_ts,
-        volatility.last_bar_ts,
-        volatility.previous_close,
+        windows.symbol,
+        windows.session_date,
+        windows.open,
+        windows.high,
+        windows.low,
+        windows.close,
+        windows.volume,
+        windows.vwap,
+        windows.bar_count,
+        windows.first_bar_ts,
+        windows.last_bar_ts,
+        windows.previous_close,
+        windows.sma_5,
+        windows.sma_20,
+        windows.sma_50,
+        windows.high_52w,
+        windows.low_52w,
         daily_rsi.rsi_14,
-        (volatility.close / volatility.previous_close - 1) * 100 as change_pct,
-        case when volatility.n_5 = 5 then volatility.avg_5 end as sma_5,
-        case when volatility.n_20 = 20 then volatility.avg_20 end as sma_20,
-        case when volatility.n_50 = 50 then volatility.avg_50 end as sma_50,
-        case
-            when volatility.n_returns_30 = 30 then volatility.sd_30 * sqrt(252)
-        end as volatility_30,
-        case when volatility.n_252 = 252 then volatility.max_high_252 end as high_52w,
-        case when volatility.n_252 = 252 then volatility.min_low_252 end as low_52w,
-        case
-            when volatility.n_252 = 252 then (volatility.close / volatility.max_high_252 - 1) * 100
-        end as pct_from_52w_high,
-        case
-            when volatility.n_252 = 252 then (volatility.close / volatility.min_low_252 - 1) * 100
-        end as pct_from_52w_low
-    from volatility
+        (windows.close / windows.previous_close - 1) * 100 as change_pct,
+        windows.sd_30 * sqrt(252) as volatility_30,
+        (windows.close / windows.high_52w - 1) * 100 as pct_from_52w_high,
+        (windows.close / windows.low_52w - 1) * 100 as pct_from_52w_low
+    from windows
     left join daily_rsi
-        on volatility.symbol = daily_rsi.symbol and volatility.session_date = daily_rsi.session_date
+        on windows.symbol = daily_rsi.symbol and windows.session_date = daily_rsi.session_date
 )
 
 select * from final

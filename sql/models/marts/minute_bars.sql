@@ -103,18 +103,8 @@ windows as (
     select
         *,
         lag(close) over (partition by symbol order by ts) as previous_close,
-        avg(close) over (
-            partition by symbol order by ts rows between 4 preceding and current row
-        ) as avg_5,
-        count(close) over (
-            partition by symbol order by ts rows between 4 preceding and current row
-        ) as n_5,
-        avg(close) over (
-            partition by symbol order by ts rows between 19 preceding and current row
-        ) as avg_20,
-        count(close) over (
-            partition by symbol order by ts rows between 19 preceding and current row
-        ) as n_20
+        {{ full_window("avg", "close", 5, "ts") }} as ma5,
+        {{ full_window("avg", "close", 20, "ts") }} as ma20
     from window_input
 ),
 
@@ -135,11 +125,11 @@ final as (
         kafka_topic,
         kafka_partition,
         kafka_offset,
+        ma5,
+        ma20,
         convert_timezone('UTC', 'America/New_York', ts) as local_ts,
         (high + low + close) / 3 as typical_price,
         coalesce(abs(close / previous_close - 1) > 0.20, false) as is_spike,
-        case when n_5 = 5 then avg_5 end as ma5,
-        case when n_20 = 20 then avg_20 end as ma20,
         datediff('second', dateadd('minute', 1, ts), loaded_at) as ingest_lag_seconds
     from windows
     where is_rebuilt

@@ -35,6 +35,7 @@ valid_bars as (
             on
                 valid_bars.symbol = pending_symbols.symbol
                 and valid_bars.session_date >= pending_symbols.first_session
+        where {{ pending_bars_filter("valid_bars") }}
     ),
 
 {% else %}

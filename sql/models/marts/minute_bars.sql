@@ -18,10 +18,7 @@
         materialized="incremental",
         incremental_strategy="replace_from_pending",
         post_hook=[
-            "delete from {{ this }} where session_date < (
-                select dateadd('day', -{{ var('minute_bars_days') }}, max(session_date))
-                from {{ ref('daily_bars') }}
-            )",
+            "delete from {{ this }} where session_date < {{ minute_bars_first_session() }}",
             "delete from {{ source('raw', 'load_log') }}
              where load_id in (select load_id from {{ ref('pending_loads') }})",
         ],
@@ -37,10 +34,9 @@ valid_bars as (
     where bar_interval = '1m' and symbol is not null
 ),
 
+-- depends_on: {{ ref("daily_bars") }}
 recent as (
-    select
-        dateadd('day', -{{ var("minute_bars_days") }}, max(session_date)) as first_session
-    from {{ ref("daily_bars") }}
+    select {{ minute_bars_first_session() }} as first_session
 ),
 
 {% if is_incremental() %}
@@ -58,6 +54,7 @@ recent as (
                 and valid_bars.session_date >= pending_symbols.first_session
         inner join recent
             on valid_bars.session_date >= recent.first_session
+        where {{ pending_bars_filter("valid_bars") }}
     ),
 
     -- What the windows need of the bars before the rebuilt ones: their closes.
@@ -95,6 +92,8 @@ recent as (
         from valid_bars
         inner join recent
             on valid_bars.session_date >= recent.first_session
+        -- A literal bound on ts (one day early, in UTC) reaches RAW; the join is exact.
+        where valid_bars.ts >= dateadd('day', -1, {{ minute_bars_first_session() }})
     ),
 
 {% endif %}

@@ -33,6 +33,16 @@ log = logging.getLogger(__name__)
 # The project's sql/ (stockpipe/sql links to it in a checkout; package data when installed).
 PROJECT_DIR = Path(str(resources.files("stockpipe") / "sql"))
 PROFILE = "stockpipe"
+# The tables the build maintains in MARTS (sql/models/marts).
+MARTS = (
+    "MINUTE_BARS",
+    "DAILY_BARS",
+    "DAILY_RSI",
+    "DAILY_TRENDS",
+    "LATEST_QUOTE",
+    "TOP_MOVERS",
+    "TOP_DAILY_CLOSES",
+)
 # dbt scrubs the values of DBT_ENV_SECRET_* variables from its logs and artifacts.
 _SECRET_ENV = "DBT_ENV_SECRET_STOCKPIPE_PASSWORD"  # noqa: S105 - a variable name
 
@@ -50,7 +60,7 @@ class NodeResult:
     """One model or test of a build."""
 
     name: str
-    kind: str  # "model" | "test"
+    kind: str  # "model" | "test" | "operation" (a hook, in progress reports only)
     status: str  # dbt's: success, error, fail, warn, pass, skipped
     seconds: float
     message: str = ""
@@ -65,6 +75,8 @@ class BuildReport:
     full: bool
     seconds: float
     nodes: list[NodeResult] = field(default_factory=list)
+    # Nothing to take in: dbt did not run.
+    up_to_date: bool = False
 
     @property
     def ok(self) -> bool:
@@ -75,6 +87,8 @@ class BuildReport:
         return [n for n in self.nodes if n.failed]
 
     def summary(self) -> str:
+        if self.up_to_date:
+            return f"trend marts up to date: nothing new in the load log ({self.seconds:.2f}s)"
         models = [n for n in self.nodes if n.kind == "model"]
         tests = [n for n in self.nodes if n.kind == "test"]
         mode = "full" if self.full else "incremental"
@@ -253,8 +267,15 @@ def build_marts(
         TrendBuildFailed: a model or test failed; what was built before it stays.
     """
     started = time.perf_counter()
-    # The frequent incremental builds leave out the tests that scan a minute-grain table.
-    command = ["build", "--full-refresh"] if full else ["build", "--exclude", "tag:full_scan"]
+    if not full and _up_to_date(warehouse):
+        return BuildReport(full, time.perf_counter() - started, up_to_date=True)
+    # The frequent incremental builds run the models and the every_build tests (the keys of
+    # the incremental models); a full build runs every test (sql/dbt_project.yml).
+    command = (
+        ["build", "--full-refresh"]
+        if full
+        else ["build", "--select", "resource_type:model", "tag:every_build"]
+    )
     result = invoke(warehouse, settings, command, progress)
     if result.exception is not None:
         raise WarehouseError(f"dbt could not run the trend build: {result.exception}")
@@ -284,6 +305,22 @@ def generate_docs(warehouse: Warehouse, settings: Settings, docs_dir: Path) -> P
     return docs_dir / "index.html"
 
 
+def _up_to_date(warehouse: Warehouse) -> bool:
+    """Nothing in the load log, and every mart built: the last build took everything in.
+
+    The log's entries are deleted only when a build succeeded in full
+    (sql/macros/take_in_load_log.sql), so an empty log means nothing is left to rebuild.
+    """
+    if warehouse.query("select count(*) from RAW.LOAD_LOG")[0][0]:
+        return False
+    marts = ", ".join(f"'{name}'" for name in MARTS)
+    built = warehouse.query(
+        "select count(*) from information_schema.tables "
+        f"where table_schema = 'MARTS' and table_name in ({marts})"
+    )[0][0]
+    return built == len(MARTS)
+
+
 def _node_results(execution: Any) -> list[NodeResult]:
     return [
         NodeResult(
@@ -294,6 +331,8 @@ def _node_results(execution: Any) -> list[NodeResult]:
             message=str(result.message or ""),
         )
         for result in getattr(execution, "results", None) or []
+        # on-run-end hooks are results too; they are not models.
+        if str(result.node.resource_type) in ("model", "test")
     ]
 
 
@@ -301,7 +340,7 @@ def _finished_node(data: Any) -> NodeResult:
     """A NodeResult of a NodeFinished event's data (dbt's protobuf message)."""
     return NodeResult(
         name=data.node_info.node_name,
-        kind="test" if data.node_info.unique_id.startswith("test.") else "model",
+        kind=data.node_info.unique_id.split(".")[0],  # model, test, operation (a hook)
         status=str(data.run_result.status or data.node_info.node_status),
         seconds=float(data.run_result.execution_time or 0),
         message=str(data.run_result.message or ""),

@@ -258,6 +258,8 @@ def test_incremental_build_rebuilds_only_the_sessions_the_load_log_names(
     assert new["symbol"].tolist() == ["AAPL"] and new["bar_count"].tolist() == [60]
     assert_daily_bars_match(warehouse, pd.concat([past, today]))
     assert warehouse.query("select count(*) from RAW.LOAD_LOG") == [(0,)]
+    # Nothing new: dbt is not even started.
+    assert build_marts(warehouse).up_to_date
 
     # Minute moving averages across the rebuilt session's start equal a full computation.
     minute = warehouse.query_frame(
@@ -307,6 +309,28 @@ def test_a_commit_landing_while_a_build_runs_is_built_next_time(warehouse: Wareh
     # ... and the next build took it in.
     assert_daily_bars_match(warehouse, pd.concat([first, during]))
     assert warehouse.query("select count(*) from RAW.LOAD_LOG") == [(0,)]
+
+
+def test_a_failed_build_keeps_the_load_log_for_the_next(warehouse: Warehouse) -> None:
+    from stockpipe.trends import TrendBuildFailed
+
+    market = SimulatedMarket(seed=13)
+    day = mc.session("2025-11-18")
+    bars = market.fetch(["AAPL"], day.open, day.close)
+    load(warehouse, bars)
+    # A 5-minute bar in RAW breaks the source's test: the full build fails ...
+    warehouse.execute(
+        "insert into RAW.STOCK_PRICES select * replace ('5m' as bar_interval) "
+        "from RAW.STOCK_PRICES limit 1"
+    )
+    with pytest.raises(TrendBuildFailed, match="accepted_values_raw_stock_prices_bar_interval"):
+        build_marts(warehouse, full=True)
+    # ... and the commit it could not take in is still logged.
+    assert warehouse.query("select count(*) from RAW.LOAD_LOG") == [(1,)]
+    warehouse.execute("delete from RAW.STOCK_PRICES where bar_interval = '5m'")
+    assert not build_marts(warehouse).up_to_date
+    assert warehouse.query("select count(*) from RAW.LOAD_LOG") == [(0,)]
+    assert_daily_bars_match(warehouse, bars)
 
 
 def build_marts_with_progress(warehouse: Warehouse, progress) -> None:

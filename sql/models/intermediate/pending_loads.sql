@@ -1,6 +1,7 @@
 -- The load log's entries at the start of this build: a snapshot, so the entries deleted
--- at the end (daily_bars' post-hook) are exactly those this build took in. A commit that
--- lands during the build stays in the log for the next one.
+-- at its end (macros/take_in_load_log.sql, when every model and test succeeded) are
+-- exactly those this build took in. A commit that lands during the build stays in the log
+-- for the next one.
 with
 
 load_log as (

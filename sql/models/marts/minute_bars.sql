@@ -11,16 +11,12 @@
 -- keeps a full build, and every read of it, small.
 -- Incremental: each symbol with pending load-log entries is rebuilt from its first pending
 -- session on; the windows see the 19 bars before it, taken from this table.
--- Its post-hook deletes the load-log entries this build took in: it runs after
--- daily_bars and this model, the two that read them, are built.
 {{
     config(
         materialized="incremental",
         incremental_strategy="replace_from_pending",
         post_hook=[
             "delete from {{ this }} where session_date < {{ minute_bars_first_session() }}",
-            "delete from {{ source('raw', 'load_log') }}
-             where load_id in (select load_id from {{ ref('pending_loads') }})",
         ],
     )
 }}

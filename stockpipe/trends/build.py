@@ -274,7 +274,14 @@ def build_marts(
     command = (
         ["build", "--full-refresh"]
         if full
-        else ["build", "--select", "resource_type:model", "tag:every_build"]
+        else [
+            "build",
+            "--select",
+            "resource_type:model",
+            "tag:every_build",
+            "--indirect-selection",
+            "empty",
+        ]
     )
     result = invoke(warehouse, settings, command, progress)
     if result.exception is not None:

@@ -16,12 +16,38 @@ import pandas as pd
 from stockpipe.settings import EXCHANGE_TZ
 
 EXCHANGE = "XNYS"
+# Every session the data may hold, set explicitly: exchange-calendars' default range is
+# today minus 20 years to today plus one, which refused a 2004 session. From 1990 (before
+# any history a provider serves at minute or daily grain for the watchlist) to the end of
+# the fifth year ahead.
+FIRST_DAY = date(1990, 1, 1)
+YEARS_AHEAD = 5
 
 
 @lru_cache(maxsize=1)
 def nyse() -> xcals.ExchangeCalendar:
-    """The NYSE calendar (loaded once per process; about 0.3 s)."""
-    return xcals.get_calendar(EXCHANGE)
+    """The NYSE calendar from :data:`FIRST_DAY` to :data:`YEARS_AHEAD` years ahead (loaded
+    once per process; about 0.4 s)."""
+    return xcals.get_calendar(EXCHANGE, start=FIRST_DAY.isoformat(), end=_last_day().isoformat())
+
+
+def _last_day() -> date:
+    return date(date.today().year + YEARS_AHEAD, 12, 31)
+
+
+def _label(day: date | str) -> pd.Timestamp:
+    """``day`` as the calendar's session label, checked against the calendar's range.
+
+    Raises:
+        ValueError: ``day`` is not a date, or lies outside the range the calendar covers.
+    """
+    label = pd.Timestamp(day)
+    if not FIRST_DAY <= label.date() <= _last_day():
+        raise ValueError(
+            f"{label.date()} is outside the NYSE calendar stockpipe covers "
+            f"({FIRST_DAY} to {_last_day()})"
+        )
+    return label
 
 
 @dataclass(frozen=True)
@@ -56,7 +82,7 @@ def session(day: date | str) -> Session:
         ValueError: when ``day`` is not a trading day (weekend or NYSE holiday).
     """
     cal = nyse()
-    label = pd.Timestamp(day)
+    label = _label(day)
     if not cal.is_session(label):
         raise ValueError(f"{label.date()} is not an NYSE trading day")
     return Session(
@@ -67,7 +93,7 @@ def session(day: date | str) -> Session:
 
 
 def is_trading_day(day: date | str) -> bool:
-    return bool(nyse().is_session(pd.Timestamp(day)))
+    return bool(nyse().is_session(_label(day)))
 
 
 def is_market_open(moment: datetime | None = None) -> bool:
@@ -97,15 +123,20 @@ def latest_closed_session(moment: datetime | None = None) -> Session:
 
 def previous_session(day: date | str) -> Session:
     return session(
-        nyse().date_to_session(pd.Timestamp(day), "previous")
+        nyse().date_to_session(_label(day), "previous")
         if not is_trading_day(day)
-        else nyse().previous_session(pd.Timestamp(day))
+        else nyse().previous_session(_label(day))
     )
 
 
 def sessions_between(start: date | str, end: date | str) -> list[Session]:
     """Every session from ``start`` to ``end`` inclusive."""
-    labels = nyse().sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))
+    cal = nyse()
+    # The calendar's range is checked on the dates asked; its sessions start on the first
+    # trading day in it.
+    first = max(_label(start), cal.first_session)
+    last = min(_label(end), cal.last_session)
+    labels = cal.sessions_in_range(first, last) if first <= last else []
     return [session(label) for label in labels]
 
 

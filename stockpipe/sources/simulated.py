@@ -28,7 +28,7 @@ from stockpipe.sources import BAR_COLUMNS, empty_bars
 TRADING_DAYS_PER_YEAR = 252
 MINUTES_PER_SESSION = 390
 # Each symbol's profile price is its close on this session; the walk runs both ways from it,
-# so prices stay plausible over the calendar's twenty years instead of drifting from 2006.
+# so prices stay plausible over the calendar's decades instead of drifting from its start.
 ANCHOR_SESSION = pd.Timestamp("2024-01-02")
 
 

@@ -26,6 +26,27 @@ def test_thanksgiving_is_not_a_session_and_the_day_after_closes_early() -> None:
     assert len(friday.minutes) == 210
 
 
+def test_the_calendar_covers_1990_to_years_ahead_and_names_its_range_beyond() -> None:
+    # More than twenty years back (exchange-calendars' default stops there).
+    ipo_day = mc.session("2004-08-19")
+    assert ipo_day.open == datetime(2004, 8, 19, 13, 30, tzinfo=UTC)  # 09:30 EDT
+    assert [s.day for s in mc.sessions_between("1990-01-01", "1990-01-05")] == [
+        date(1990, 1, 2),
+        date(1990, 1, 3),
+        date(1990, 1, 4),
+        date(1990, 1, 5),
+    ]
+    # Markets closed for Hurricane Sandy, then September 11th's week: in the calendar.
+    assert not mc.is_trading_day("2012-10-29") and not mc.is_trading_day("2001-09-11")
+    ahead = date.today().year + 4
+    assert not mc.is_trading_day(f"{ahead}-12-25")
+    assert len(mc.sessions_between(f"{ahead}-01-01", f"{ahead}-12-31")) >= 250
+    with pytest.raises(ValueError, match=r"1989-12-29 is outside .* \(1990-01-01 to "):
+        mc.session("1989-12-29")
+    with pytest.raises(ValueError, match="outside the NYSE calendar"):
+        mc.sessions_between("1985-01-01", "1990-01-05")
+
+
 def test_dst_moves_the_open_in_utc_not_in_new_york() -> None:
     before = mc.session("2025-03-07")  # EST
     after = mc.session("2025-03-10")  # EDT

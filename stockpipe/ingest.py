@@ -23,7 +23,7 @@ from stockpipe.contracts import (
     describe_reasons,
     validate_quote,
 )
-from stockpipe.settings import Settings
+from stockpipe.settings import EXCHANGE_TZ, Settings
 from stockpipe.sources import QuoteSource, make_source
 from stockpipe.streaming.producer import PublishReport, QuoteProducer
 
@@ -107,14 +107,16 @@ def check_bars(bars: pd.DataFrame, source: str, fetched_at: datetime | None = No
 
 
 class PublishedBars:
-    """What ingest last published per symbol, so a schedule that refetches the whole day
-    every minute publishes only the bars that are new or changed since.
+    """What ingest last published per symbol and session, so a schedule that refetches the
+    whole day every minute publishes only the bars that are new or changed since, and any
+    other session (an earlier one, a backfill) can still be published.
 
-    Kept per symbol: the newest bar's start and a fingerprint of its values (the newest
-    bar is still forming, so it may change). Bars older than that are not republished,
-    even if the source revised them: the warehouse keeps the first fetch of those.
-    Stored as JSON under ``STOCKPIPE_HOME/ingest/``; losing the file only means one
-    fetch is republished in full, which the drain absorbs without duplicates.
+    Kept per (symbol, New York session date): the newest bar's start and a fingerprint of
+    its values (the newest bar may still be forming, so it may change). Bars of that
+    session older than it are not republished, even if the source revised them: the
+    warehouse keeps the first fetch of those. Stored as JSON under ``STOCKPIPE_HOME/ingest/``;
+    losing the file only means one fetch is republished in full, which the drain absorbs
+    without duplicates.
     """
 
     def __init__(self, path: Path):
@@ -122,9 +124,15 @@ class PublishedBars:
         self._last: dict[str, tuple[str, str]] = {}
         if path.exists():
             try:
-                self._last = {k: tuple(v) for k, v in json.loads(path.read_text()).items()}
+                stored = {k: tuple(v) for k, v in json.loads(path.read_text()).items()}
             except (ValueError, TypeError):
                 log.warning("ignoring unreadable ingest state %s; republishing once", path)
+                stored = {}
+            for key, (ts, fingerprint) in stored.items():
+                # Before 2026-12 the key was the symbol alone: it names the newest session.
+                if "|" not in key:
+                    key = _key(key, datetime.fromisoformat(ts))
+                self._last[key] = (ts, fingerprint)
 
     @staticmethod
     def _fingerprint(quote: Quote) -> str:
@@ -134,7 +142,7 @@ class PublishedBars:
         fresh = []
         for quote in quotes:
             ts = quote.ts.isoformat()
-            last = self._last.get(quote.symbol)
+            last = self._last.get(_key(quote.symbol, quote.ts))
             if (
                 last is None
                 or ts > last[0]
@@ -147,13 +155,19 @@ class PublishedBars:
         """Record ``quotes`` as published (call only after every delivery was confirmed)."""
         for quote in quotes:
             ts = quote.ts.isoformat()
-            last = self._last.get(quote.symbol)
+            key = _key(quote.symbol, quote.ts)
+            last = self._last.get(key)
             if last is None or ts >= last[0]:
-                self._last[quote.symbol] = (ts, self._fingerprint(quote))
+                self._last[key] = (ts, self._fingerprint(quote))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(".partial")
         partial.write_text(json.dumps(self._last, sort_keys=True))
         partial.replace(self.path)
+
+
+def _key(symbol: str, ts: datetime) -> str:
+    """``symbol|session date``: the New York date of the bar ``ts`` starts."""
+    return f"{symbol}|{ts.astimezone(EXCHANGE_TZ).date().isoformat()}"
 
 
 def published_bars(settings: Settings) -> PublishedBars:

@@ -57,3 +57,35 @@ def test_a_changed_latest_bar_is_published_again(env_settings: Settings, tmp_pat
         env_settings, SESSION.open, SESSION.close, source=ReplaySource(path), symbols=["AAPL"]
     )
     assert (again.published, again.unchanged) == (1, 4)
+
+
+def test_an_earlier_session_is_published_after_a_later_one(env_settings: Settings) -> None:
+    # A backfill: the session before the one already published goes out in full, once.
+    market = SimulatedMarket()
+    earlier = mc.previous_session(SESSION.day)
+    later = ingest_window(env_settings, SESSION.open, SESSION.close, ["AAPL"], source=market)
+    assert later.published == 390
+    first = ingest_window(env_settings, earlier.open, earlier.close, ["AAPL"], source=market)
+    assert (first.published, first.unchanged) == (390, 0)
+    again = ingest_window(env_settings, earlier.open, SESSION.close, ["AAPL"], source=market)
+    assert (again.published, again.unchanged) == (0, 780)
+    published = topic_messages(env_settings)
+    assert len({(m["symbol"], m["ts"]) for m in published}) == len(published) == 780
+
+
+def test_state_written_before_sessions_were_kept_apart_still_counts(
+    env_settings: Settings,
+) -> None:
+    # The file as ingest wrote it before: one entry per symbol, the newest bar published.
+    market = SimulatedMarket()
+    bars = market.fetch(["AAPL"], SESSION.open, SESSION.minutes[10])
+    newest = bars.iloc[-1]
+    state = env_settings.home_dir / "ingest" / "published.json"
+    state.parent.mkdir(parents=True, exist_ok=True)
+    fingerprint = (
+        "|".join(str(float(newest[c])) for c in ("open", "high", "low", "close"))
+        + f"|{int(newest['volume'])}"
+    )
+    state.write_text(json.dumps({"AAPL": [newest["ts"].isoformat(), fingerprint]}))
+    report = ingest_window(env_settings, SESSION.open, SESSION.minutes[15], ["AAPL"], source=market)
+    assert (report.published, report.unchanged) == (5, 10)

@@ -265,9 +265,7 @@ def cmd_trends(args: argparse.Namespace) -> int:
         report = trends.build_marts(warehouse, settings, full=args.full, progress=_print_node)
         console.print(report.summary())
         if args.docs:
-            index = trends.generate_docs(
-                warehouse, settings, settings.home_dir / "data-docs" / "dbt"
-            )
+            index = trends.generate_docs(warehouse, settings, settings.dbt_docs_dir)
             console.print(f"dbt docs (models, tests, lineage): {index}")
         console.print(latest_table(trends.latest_quotes(warehouse)))
         movers = trends.top_movers(warehouse)

@@ -54,12 +54,12 @@ def set_up_warehouse(settings: Settings) -> list[str]:
         return setup_warehouse(warehouse, settings)
 
 
-def build_marts(warehouse: Warehouse, full: bool = False):
+def build_marts(warehouse: Warehouse, full: bool = False, progress=None):
     """``stockpipe trends [--full]``'s build, on ``warehouse`` with the test's settings."""
     from stockpipe.settings import load_settings
     from stockpipe.trends import build_marts as build
 
-    return build(warehouse, load_settings(), full=full)
+    return build(warehouse, load_settings(), full=full, progress=progress)
 
 
 def warehouse_state(settings: Settings) -> tuple[int, int, int]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import shutil
 import sys
@@ -27,8 +26,6 @@ import yaml
 
 from stockpipe.settings import Settings
 from stockpipe.warehouse import Warehouse, WarehouseError
-
-log = logging.getLogger(__name__)
 
 # The project's sql/ (stockpipe/sql links to it in a checkout; package data when installed).
 PROJECT_DIR = Path(str(resources.files("stockpipe") / "sql"))
@@ -101,11 +98,6 @@ class BuildReport:
         return text
 
 
-def state_dir(settings: Settings) -> Path:
-    """Where dbt writes its profile, target (manifest, docs) and logs: never the project."""
-    return settings.dbt_dir
-
-
 def dbt_profile(settings: Settings) -> dict[str, Any]:
     """profiles.yml for the warehouse the settings name (secrets as env_var references)."""
     wh = settings.warehouse
@@ -171,7 +163,7 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 def dbt_args(settings: Settings, command: list[str]) -> list[str]:
     """``command`` with the project, profile, target and variables this installation uses."""
-    state = state_dir(settings)
+    state = settings.dbt_dir
     variables = {"reader_role": settings.warehouse.reader_role}
     return [
         *command,
@@ -191,7 +183,7 @@ def dbt_args(settings: Settings, command: list[str]) -> list[str]:
 @contextlib.contextmanager
 def dbt_session(warehouse: Warehouse, settings: Settings) -> Iterator[None]:
     """Within the block, dbt invocations reach ``warehouse`` as the settings say."""
-    state = state_dir(settings)
+    state = settings.dbt_dir
     state.mkdir(parents=True, exist_ok=True)
     profile = state / "profiles.yml"
     text = yaml.safe_dump(dbt_profile(settings), sort_keys=False)
@@ -219,7 +211,7 @@ def invoke(
         if _in_flow_run():
             from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
-            state = state_dir(settings)
+            state = settings.dbt_dir
             runner = PrefectDbtRunner(
                 settings=PrefectDbtSettings(
                     project_dir=PROJECT_DIR, profiles_dir=state, target_path=state / "target"
@@ -305,7 +297,7 @@ def generate_docs(warehouse: Warehouse, settings: Settings, docs_dir: Path) -> P
     result = invoke(warehouse, settings, ["docs", "generate"])
     if result.exception is not None or not result.success:
         raise WarehouseError(f"dbt docs generate failed: {result.exception or result.result}")
-    target = state_dir(settings) / "target"
+    target = settings.dbt_dir / "target"
     docs_dir.mkdir(parents=True, exist_ok=True)
     for name in DOCS_FILES:
         shutil.copyfile(target / name, docs_dir / name)
@@ -332,7 +324,7 @@ def _node_results(execution: Any) -> list[NodeResult]:
     return [
         NodeResult(
             name=result.node.name,
-            kind="test" if str(result.node.resource_type) == "test" else "model",
+            kind=str(result.node.resource_type),
             status=str(result.status),
             seconds=float(result.execution_time or 0),
             message=str(result.message or ""),

@@ -301,7 +301,7 @@ def test_a_commit_landing_while_a_build_runs_is_built_next_time(warehouse: Wareh
                 drain_session.close()
             landed.append(node.name)
 
-    build_marts_with_progress(warehouse, commit_once_the_log_is_read)
+    build_marts(warehouse, progress=commit_once_the_log_is_read)
     assert landed == ["pending_loads"]
     # The commit's entry outlived the build that could not see all of it ...
     assert warehouse.query("select count(*) from RAW.LOAD_LOG")[0][0] == 2
@@ -331,13 +331,6 @@ def test_a_failed_build_keeps_the_load_log_for_the_next(warehouse: Warehouse) ->
     assert not build_marts(warehouse).up_to_date
     assert warehouse.query("select count(*) from RAW.LOAD_LOG") == [(0,)]
     assert_daily_bars_match(warehouse, bars)
-
-
-def build_marts_with_progress(warehouse: Warehouse, progress) -> None:
-    from stockpipe.settings import load_settings
-    from stockpipe.trends import build_marts as build
-
-    build(warehouse, load_settings(), progress=progress)
 
 
 def test_deleted_bars_leave_the_marts_at_the_next_build(warehouse: Warehouse) -> None:

@@ -28,18 +28,14 @@ _GRANT_IN_SCHEMA = re.compile(
     r"(?P<schema>\S+) to role (?P<role>\w+)$",
     re.IGNORECASE | re.DOTALL,
 )
+# What the set-up creates, and what a role may create (and then owns): dbt's models.
 _CREATE = re.compile(
-    r"^create (?:or replace )?(?:transient )?(?P<kind>table|view|stage) (?:if not exists )?"
-    r"(?P<name>[\w.]+)",
-    re.IGNORECASE,
-)
-_STAGE = re.compile(r"@([\w.]+)")
-# DDL a role may run on what it owns (the objects it created): dbt's models.
-_CREATE_MODEL = re.compile(
-    r"^create (?:or replace )?(?P<temporary>temporary )?(?:transient )?(?P<kind>table|view) "
+    r"^create (?:or replace )?(?:temporary )?(?:transient )?(?P<kind>table|view|stage) "
     r"(?:if not exists )?(?P<name>[\w.]+)",
     re.IGNORECASE,
 )
+_STAGE = re.compile(r"@([\w.]+)")
+# DDL a role may run on what it owns (the objects it created).
 _ON_OWNED = re.compile(
     r"^(?:drop (?:table|view) (?:if exists )?(?P<dropped>[\w.]+)"
     r"|alter (?:table|view) (?P<altered>[\w.]+)"
@@ -118,7 +114,7 @@ def required(
     text = _plain(sql)
     if re.match(r"^(begin|commit|rollback|use)\b", text, re.IGNORECASE) or _METADATA.match(text):
         return set()
-    if found := _CREATE_MODEL.match(text):
+    if found := _CREATE.match(text):
         name = _qualified(found["name"], database, schema)
         create = sqlglot.parse_one(text.rstrip("; "), read="snowflake")
         query = create.expression if isinstance(create, exp.Create) else None

@@ -22,6 +22,8 @@
 }}
 
 -- depends_on: {{ ref("pending_symbols") }}
+-- depends_on: {{ ref("daily_bars") }}
+{%- set first_kept_session = minute_bars_first_session() %}
 
 with
 
@@ -30,9 +32,8 @@ valid_bars as (
     where bar_interval = '1m' and symbol is not null
 ),
 
--- depends_on: {{ ref("daily_bars") }}
 recent as (
-    select {{ minute_bars_first_session() }} as first_session
+    select {{ first_kept_session }} as first_session
 ),
 
 {% if is_incremental() %}
@@ -89,7 +90,7 @@ recent as (
         inner join recent
             on valid_bars.session_date >= recent.first_session
         -- A literal bound on ts (one day early, in UTC) reaches RAW; the join is exact.
-        where valid_bars.ts >= dateadd('day', -1, {{ minute_bars_first_session() }})
+        where valid_bars.ts >= dateadd('day', -1, {{ first_kept_session }})
     ),
 
 {% endif %}

@@ -4,9 +4,10 @@
     stockpipe kafka install|up|down|status   the local KRaft broker
     stockpipe monitoring up|down|status      local Prometheus, Pushgateway, node exporter
     stockpipe ingest [--session DATE]   fetch and publish bars
+    stockpipe backfill --from DATE [--to DATE] [--interval 1d|1m]   publish history
     stockpipe drain [--follow]          Kafka -> warehouse, exactly once
     stockpipe warehouse setup [--plan]  create or update the warehouse objects (once, as admin)
-    stockpipe warehouse backfill        load the raw zone's files into RAW
+    stockpipe warehouse backfill        reload the raw zone's Parquet files into RAW
     stockpipe trends                    the latest figures per symbol
     stockpipe validate [--session DATE] Great Expectations checks; exit 1 on failure
     stockpipe config                    the effective settings (secrets masked)
@@ -163,6 +164,63 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     report = ingest_window(settings, session.open, session.close, symbols=args.symbols)
     console.print(report.summary())
     return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Publish history with a progress bar; the drain and trends take it from there."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from stockpipe.backfill import BackfillPlan, BackfillReport, BackfillWindow, backfill
+
+    settings = _settings(args)
+    first = _date("--from", args.first)
+    last = _date("--to", args.last) if args.last else market_calendar.latest_closed_session().day
+    with Progress(
+        TextColumn("backfill {task.fields[interval]} {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("sessions · published {task.fields[published]:,}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    ) as progress:
+        bar = progress.add_task(f"{first}..{last}", total=None, interval=args.interval, published=0)
+
+        def on_window(plan: BackfillPlan, window: BackfillWindow, report: BackfillReport) -> None:
+            progress.update(
+                bar,
+                total=plan.sessions,
+                advance=window.sessions,
+                description=f"to {window.last}",
+                published=report.published,
+            )
+            if not err.is_terminal:  # a log file: a line per window instead of a bar
+                err.print(
+                    f"backfill {args.interval}: window {report.windows}/{len(plan.windows)} "
+                    f"({window.first}..{window.last}) published {report.published:,} so far",
+                    soft_wrap=True,
+                )
+
+        report = backfill(
+            settings, first, last, args.interval, symbols=args.symbols, on_window=on_window
+        )
+    for note in report.notes:
+        err.print(f"note: {note}", soft_wrap=True)
+    console.print(report.summary(), soft_wrap=True)
+    if report.published:
+        console.print(
+            "next: 'stockpipe drain' loads it, then 'stockpipe trends' rebuilds the marts"
+        )
+    return 0
+
+
+def _date(option: str, value: str) -> date:
+    try:
+        day = date.fromisoformat(value)
+        market_calendar.schedule(day, day)  # inside the calendar's range
+        return day
+    except ValueError as exc:
+        raise SystemExit(f"{option} {value}: {exc}") from None
 
 
 def cmd_drain(args: argparse.Namespace) -> int:
@@ -432,6 +490,19 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--session", help="session date YYYY-MM-DD (default: latest closed)")
     ingest.add_argument("--symbols", nargs="+", help="tickers (default: the watchlist)")
     ingest.set_defaults(func=cmd_ingest)
+
+    history = sub.add_parser(
+        "backfill",
+        help="publish history (daily or 1-minute bars) for the watchlist",
+        description="Publish the bars of the closed sessions --from..--to to the prices topic "
+        "(re-running publishes nothing new). Daily bars go back as far as the source serves; "
+        "yfinance serves 1-minute bars of the last 30 days.",
+    )
+    history.add_argument("--from", dest="first", required=True, help="first date YYYY-MM-DD")
+    history.add_argument("--to", dest="last", help="last date (default: latest closed session)")
+    history.add_argument("--interval", choices=["1d", "1m"], default="1d", help="default 1d")
+    history.add_argument("--symbols", nargs="+", help="tickers (default: the watchlist)")
+    history.set_defaults(func=cmd_backfill)
 
     drain = sub.add_parser("drain", help="load the prices topic into the warehouse")
     drain.add_argument("--max-records", type=int, help="records per warehouse commit")

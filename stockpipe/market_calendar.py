@@ -140,6 +140,19 @@ def sessions_between(start: date | str, end: date | str) -> list[Session]:
     return [session(label) for label in labels]
 
 
+def schedule(start: date | str, end: date | str) -> pd.DataFrame:
+    """``open`` and ``close`` (UTC) of every session from ``start`` to ``end`` inclusive,
+    indexed by session label: one vectorised lookup for many sessions."""
+    return nyse().schedule.loc[_label(start) : _label(end), ["open", "close"]]
+
+
+def session_opens(start: date | str, end: date | str) -> pd.Series:
+    """The open (UTC) of every session from ``start`` to ``end`` inclusive, indexed by the
+    session's date (a daily bar's ``ts``)."""
+    opens = schedule(start, end)["open"]
+    return pd.Series(opens.to_numpy(), index=opens.index.date, name="open")
+
+
 @dataclass(frozen=True)
 class GuardDecision:
     """Whether a scheduled run should do its work, and why not when it should not."""

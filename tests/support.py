@@ -84,7 +84,9 @@ def warehouse_state_of(warehouse: Warehouse, topic: str) -> tuple[int, int, int]
     return int(rows), int(distinct), int(offsets)
 
 
-def raw_rows_from_bars(bars, fetched_at: datetime, first_offset: int = 0, loaded_at=None):
+def raw_rows_from_bars(
+    bars, fetched_at: datetime, first_offset: int = 0, loaded_at=None, interval: str = "1m"
+):
     """RAW.STOCK_PRICES rows for source bars (columns of stockpipe.sources.BAR_COLUMNS)."""
     import pandas as pd
 
@@ -95,7 +97,7 @@ def raw_rows_from_bars(bars, fetched_at: datetime, first_offset: int = 0, loaded
         {
             "SYMBOL": bars["symbol"].to_numpy(),
             "TS": bars["ts"].dt.tz_localize(None).to_numpy(),
-            "BAR_INTERVAL": "1m",
+            "BAR_INTERVAL": interval,
             "OPEN": bars["open"].to_numpy(),
             "HIGH": bars["high"].to_numpy(),
             "LOW": bars["low"].to_numpy(),

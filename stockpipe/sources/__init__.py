@@ -1,21 +1,27 @@
 """Quote sources behind one interface.
 
-A source returns 1-minute bars as a DataFrame with :data:`BAR_COLUMNS` (``ts`` is the bar's
-start, tz-aware UTC). It does not validate them against the message contract: that is the
-ingest step's job, so that every source's bad rows are counted and reported the same way.
+A source returns bars of one interval as a DataFrame with :data:`BAR_COLUMNS` (``ts`` is
+the bar's start, tz-aware UTC): 1-minute bars, or daily bars whose ``ts`` is their
+session's open (so a daily bar and its session's first minute bar differ only in the
+interval, and both fall on the session's New York date). A source does not validate bars
+against the message contract: that is the ingest step's job, so that every source's bad
+rows are counted and reported the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 import pandas as pd
 
 from stockpipe.settings import SourceSettings
 
 BAR_COLUMNS = ("symbol", "ts", "open", "high", "low", "close", "volume")
+Interval = Literal["1m", "1d"]
+INTERVALS: tuple[Interval, ...] = ("1m", "1d")
 
 
 class QuoteSource(Protocol):
@@ -23,9 +29,43 @@ class QuoteSource(Protocol):
 
     name: str
 
-    def fetch(self, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
-        """Bars with ``start <= ts < end`` for ``symbols``, columns :data:`BAR_COLUMNS`."""
+    def fetch(
+        self, symbols: Sequence[str], start: datetime, end: datetime, interval: Interval = "1m"
+    ) -> pd.DataFrame:
+        """Bars of ``interval`` with ``start <= ts < end`` for ``symbols``, columns
+        :data:`BAR_COLUMNS`."""
         ...
+
+    def history_limit(self, interval: Interval) -> HistoryLimit:
+        """How far back, and how much per request, the source serves ``interval`` bars."""
+        ...
+
+
+@dataclass(frozen=True)
+class HistoryLimit:
+    """What a provider serves of one interval.
+
+    Attributes:
+        max_age_days: bars older than this many days are not served (None: no limit).
+        days_per_request: the longest window one request may ask for (None: no limit).
+    """
+
+    max_age_days: int | None = None
+    days_per_request: int | None = None
+
+
+def daily_bar_ts(days: pd.Series | pd.DatetimeIndex) -> pd.Series:
+    """The ``ts`` of daily bars for the given dates: their session's open (UTC).
+
+    A date that is not an NYSE session maps to NaT (the contract then rejects that bar).
+    """
+    from stockpipe import market_calendar
+
+    dates = pd.Series(pd.to_datetime(days)).dt.date
+    if dates.empty:
+        return pd.Series([], dtype="datetime64[ns, UTC]")
+    opens = market_calendar.session_opens(min(dates), max(dates))
+    return pd.Series(dates.map(opens).to_numpy(), dtype="datetime64[ns, UTC]")
 
 
 def empty_bars() -> pd.DataFrame:

@@ -1,7 +1,11 @@
 """Replay recorded bars from CSV or Parquet files.
 
 A file has one row per bar with the columns ``symbol``, ``timestamp`` (or ``ts``), ``open``,
-``high``, ``low``, ``close`` and ``volume``. Timestamps without a zone are taken as UTC.
+``high``, ``low``, ``close`` and ``volume``, and optionally ``interval`` (``1m`` or ``1d``).
+Timestamps without a zone are taken as UTC. Without an ``interval`` column, a file whose
+timestamps are all dates (midnight) holds daily bars, any other file 1-minute bars. A daily
+bar's timestamp names its session (the date as written, or the New York date of a time);
+it is served with ``ts`` at that session's open, like every source's daily bars.
 A directory is read file by file (``*.csv``, ``*.parquet``) in name order.
 """
 
@@ -13,7 +17,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from stockpipe.sources import BAR_COLUMNS, empty_bars
+from stockpipe.settings import EXCHANGE_TZ
+from stockpipe.sources import (
+    BAR_COLUMNS,
+    INTERVALS,
+    HistoryLimit,
+    Interval,
+    daily_bar_ts,
+    empty_bars,
+)
 
 NUMERIC_COLUMNS = ("open", "high", "low", "close", "volume")
 SUFFIXES = (".csv", ".parquet", ".pq")
@@ -45,18 +57,29 @@ class ReplaySource:
         return [self.path]
 
     def load(self) -> pd.DataFrame:
-        """Every bar in the files, validated for shape (not for the contract)."""
+        """Every bar in the files with its ``interval``, validated for shape (not for the
+        contract)."""
         if self._bars is None:
             frames = [read_bars_file(path) for path in self.files()]
-            self._bars = pd.concat(frames, ignore_index=True) if frames else empty_bars()
+            self._bars = (
+                pd.concat(frames, ignore_index=True)
+                if frames
+                else empty_bars().assign(interval=pd.Series([], dtype="string"))
+            )
         return self._bars
 
-    def fetch(self, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
+    def history_limit(self, interval: Interval) -> HistoryLimit:
+        # Files in memory: windows bounded only to keep each publish batch's memory small.
+        return HistoryLimit(days_per_request=7 if interval == "1m" else 366)
+
+    def fetch(
+        self, symbols: Sequence[str], start: datetime, end: datetime, interval: Interval = "1m"
+    ) -> pd.DataFrame:
         bars = self.load()
         lo, hi = pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
-        wanted = bars["symbol"].isin({s.upper() for s in symbols})
+        wanted = bars["symbol"].isin({s.upper() for s in symbols}) & (bars["interval"] == interval)
         in_range = (bars["ts"] >= lo) & (bars["ts"] < hi)
-        return bars[wanted & in_range].reset_index(drop=True)
+        return bars.loc[wanted & in_range, list(BAR_COLUMNS)].reset_index(drop=True)
 
 
 def read_bars_file(path: Path) -> pd.DataFrame:
@@ -90,7 +113,43 @@ def read_bars_file(path: Path) -> pd.DataFrame:
         values = pd.to_numeric(raw[column], errors="coerce")
         _fail_on_unparsed(path, column, raw[column], values)
         bars[column] = values
-    return bars[list(BAR_COLUMNS)]
+    bars["interval"] = _intervals(path, raw, ts)
+    daily = bars["interval"] == "1d"
+    if daily.any():
+        opens = _session_opens(ts[daily]).set_axis(ts[daily].index)
+        if opens.isna().any():
+            row = int(opens.isna().idxmax())
+            where = f"line {row + 2}" if path.suffix.lower() == ".csv" else f"row {row}"
+            raise ReplayFileError(
+                f"{path}: daily bar at {where} is dated {raw['ts'][row]!r}, not an NYSE session"
+            )
+        bars.loc[daily, "ts"] = opens
+    return bars[[*BAR_COLUMNS, "interval"]]
+
+
+def _intervals(path: Path, raw: pd.DataFrame, ts: pd.Series) -> pd.Series:
+    """Each row's interval: the ``interval`` column, or the file's kind from its timestamps."""
+    if "interval" in raw.columns:
+        intervals = raw["interval"].astype("string").str.strip()
+        bad = ~intervals.isin(INTERVALS)
+        if bad.any():
+            row = int(bad.idxmax())
+            where = f"line {row + 2}" if path.suffix.lower() == ".csv" else f"row {row}"
+            raise ReplayFileError(
+                f"{path}: column 'interval' has {raw['interval'][row]!r} at {where}; "
+                f"expected one of {', '.join(INTERVALS)}"
+            )
+        return intervals
+    all_dates = bool(len(ts)) and bool((ts == ts.dt.normalize()).all())
+    return pd.Series("1d" if all_dates else "1m", index=raw.index, dtype="string")
+
+
+def _session_opens(ts: pd.Series) -> pd.Series:
+    """A daily bar's session open, from a date (midnight as written) or a New York time."""
+    at_midnight = ts == ts.dt.normalize()
+    days = ts.dt.tz_convert(EXCHANGE_TZ).dt.tz_localize(None).dt.normalize()
+    days = days.where(~at_midnight, ts.dt.tz_localize(None))
+    return daily_bar_ts(days)
 
 
 def _fail_on_unparsed(path: Path, column: str, raw: pd.Series, parsed: pd.Series) -> None:

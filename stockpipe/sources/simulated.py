@@ -4,7 +4,8 @@ Each symbol gets a stable profile (price level, annual volatility, volume level)
 seed and its ticker. Session closes follow a daily geometric random walk over every NYSE
 session in the calendar; inside a session the price follows a Brownian bridge from the
 open (previous close plus an overnight gap) to that session's close, so minute bars and
-daily bars agree. Volume is U-shaped over the session (busy at the open and the close).
+daily bars agree (a daily bar is exactly the aggregate of its session's minute bars).
+Volume is U-shaped over the session (busy at the open and the close).
 Bars satisfy high >= max(open, close) and low <= min(open, close) by construction.
 
 Everything is computed, not slept: a whole session for ten symbols takes milliseconds, so
@@ -16,14 +17,14 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
 from stockpipe import market_calendar
-from stockpipe.sources import BAR_COLUMNS, empty_bars
+from stockpipe.sources import BAR_COLUMNS, HistoryLimit, Interval, empty_bars
 
 TRADING_DAYS_PER_YEAR = 252
 MINUTES_PER_SESSION = 390
@@ -77,11 +78,10 @@ class SimulatedMarket:
         opens = previous * np.exp(gaps)
         return opens, closes
 
-    def session_bars(self, symbol: str, session: market_calendar.Session) -> pd.DataFrame:
-        """Every 1-minute bar of ``symbol`` in ``session``."""
-        index = self._session_index[session.day]
-        minutes = session.minutes
-        n = len(minutes)
+    def _session_arrays(
+        self, symbol: str, index: int, n: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(open, high, low, close, volume) of the ``n`` minutes of session number ``index``."""
         profile = self.profile(symbol)
         opens_daily, closes_daily = self._daily_path(symbol)
         day_open, day_close = opens_daily[index], closes_daily[index]
@@ -111,6 +111,14 @@ class SimulatedMarket:
         # Rounding must not break high >= max(open, close) >= min(open, close) >= low.
         highs = np.maximum(np.round(highs, 4), np.maximum(opens, closes))
         lows = np.minimum(np.round(lows, 4), np.minimum(opens, closes))
+        return opens, highs, lows, closes, volume
+
+    def session_bars(self, symbol: str, session: market_calendar.Session) -> pd.DataFrame:
+        """Every 1-minute bar of ``symbol`` in ``session``."""
+        minutes = session.minutes
+        opens, highs, lows, closes, volume = self._session_arrays(
+            symbol, self._session_index[session.day], len(minutes)
+        )
         return pd.DataFrame(
             {
                 "symbol": symbol,
@@ -124,11 +132,51 @@ class SimulatedMarket:
             columns=list(BAR_COLUMNS),
         )
 
-    def fetch(self, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
+    def daily_bars(self, symbols: Sequence[str], first: date, last: date) -> pd.DataFrame:
+        """One bar per symbol and session from ``first`` to ``last``: exactly the aggregate of
+        that session's minute bars (first open, max high, min low, last close, summed
+        volume), with ``ts`` at the session's open."""
+        schedule = market_calendar.nyse().schedule.loc[
+            pd.Timestamp(first) : pd.Timestamp(last), ["open", "close"]
+        ]
+        if schedule.empty or not symbols:
+            return empty_bars()
+        minutes = ((schedule["close"] - schedule["open"]) // pd.Timedelta(minutes=1)).to_numpy()
+        indexes = [self._session_index[label.date()] for label in schedule.index]
+        rows = []
+        for symbol in symbols:
+            for index, n in zip(indexes, minutes, strict=True):
+                o, h, lo, c, v = self._session_arrays(symbol, index, int(n))
+                rows.append((o[0], h.max(), lo.min(), c[-1], v.sum()))
+        values = np.array(rows, dtype=float).reshape(-1, 5)
+        return pd.DataFrame(
+            {
+                "symbol": np.repeat(list(symbols), len(schedule)),
+                "ts": np.tile(schedule["open"].to_numpy(), len(symbols)),
+                "open": values[:, 0],
+                "high": values[:, 1],
+                "low": values[:, 2],
+                "close": values[:, 3],
+                "volume": values[:, 4].astype(np.int64),
+            },
+            columns=list(BAR_COLUMNS),
+        )
+
+    def history_limit(self, interval: Interval) -> HistoryLimit:
+        # Any session of the calendar, computed: no provider limits; windows bounded only
+        # to keep each fetch's memory small.
+        return HistoryLimit(days_per_request=7 if interval == "1m" else 366)
+
+    def fetch(
+        self, symbols: Sequence[str], start: datetime, end: datetime, interval: Interval = "1m"
+    ) -> pd.DataFrame:
         """Bars with ``start <= ts < end`` for ``symbols`` over every session in the range."""
         lo, hi = pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
         if hi <= lo:
             return empty_bars()
+        if interval == "1d":
+            bars = self.daily_bars(symbols, lo.date(), hi.date())
+            return bars[(bars["ts"] >= lo) & (bars["ts"] < hi)].reset_index(drop=True)
         sessions = market_calendar.sessions_between(lo.date(), hi.date())
         frames = []
         for session in sessions:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pandas as pd
 
 from stockpipe import metrics
 from stockpipe.retry import retry_call
-from stockpipe.sources import BAR_COLUMNS, empty_bars
+from stockpipe.settings import EXCHANGE_TZ
+from stockpipe.sources import BAR_COLUMNS, HistoryLimit, Interval, daily_bar_ts, empty_bars
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,12 @@ YF_PRICE_COLUMNS = {
     "Low": "low",
     "Close": "close",
     "Volume": "volume",
+}
+# Yahoo serves 1-minute bars of the last 30 days only, at most 8 days per request; daily
+# bars back to each listing (a decade per request keeps each response small).
+HISTORY_LIMITS: dict[str, HistoryLimit] = {
+    "1m": HistoryLimit(max_age_days=30, days_per_request=7),
+    "1d": HistoryLimit(days_per_request=3650),
 }
 _TRANSIENT_MARKERS = ("rate limit", "too many requests", "timed out", "timeout", "connection")
 
@@ -52,7 +59,7 @@ def _default_download() -> Callable[..., pd.DataFrame]:
 
 
 class YahooFinanceSource:
-    """1-minute bars from Yahoo Finance.
+    """1-minute and daily bars from Yahoo Finance.
 
     Args:
         download: the ``yfinance.download`` function (tests pass a fake of the same shape).
@@ -77,7 +84,12 @@ class YahooFinanceSource:
         self._sleep = sleep
         self.missing: list[str] = []
 
-    def fetch(self, symbols: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
+    def history_limit(self, interval: Interval) -> HistoryLimit:
+        return HISTORY_LIMITS[interval]
+
+    def fetch(
+        self, symbols: Sequence[str], start: datetime, end: datetime, interval: Interval = "1m"
+    ) -> pd.DataFrame:
         frames = []
         self.missing = []
         symbols = list(dict.fromkeys(s.upper() for s in symbols))
@@ -85,7 +97,7 @@ class YahooFinanceSource:
             chunk = symbols[i : i + self.chunk_size]
             kwargs = {"sleep": self._sleep} if self._sleep else {}
             raw = retry_call(
-                lambda chunk=chunk: self._download_chunk(chunk, start, end),
+                lambda chunk=chunk: self._download_chunk(chunk, start, end, interval),
                 retry_on=(YahooUnavailable,),
                 max_retries=self.max_retries,
                 base_seconds=self.backoff_base_seconds,
@@ -93,14 +105,24 @@ class YahooFinanceSource:
                 what=f"yfinance download of {len(chunk)} tickers",
                 **kwargs,
             )
-            bars = bars_from_download(raw, chunk)
+            bars = bars_from_download(raw, chunk, interval)
+            if interval == "1d":
+                # Asked by date; keep the sessions that open inside the window.
+                in_window = (bars["ts"] >= start) & (bars["ts"] < end) | bars["ts"].isna()
+                bars = bars[in_window].reset_index(drop=True)
             self.missing += [s for s in chunk if s not in set(bars["symbol"])]
             frames.append(bars)
         if self.missing:
             log.warning("yfinance returned no bars for: %s", ", ".join(self.missing))
         return pd.concat(frames, ignore_index=True) if frames else empty_bars()
 
-    def _download_chunk(self, chunk: list[str], start: datetime, end: datetime) -> pd.DataFrame:
+    def _download_chunk(
+        self, chunk: list[str], start: datetime, end: datetime, interval: Interval
+    ) -> pd.DataFrame:
+        if interval == "1d":
+            # Daily bars are asked for by New York date (the end date is exclusive).
+            start = start.astimezone(EXCHANGE_TZ).date()
+            end = end.astimezone(EXCHANGE_TZ).date() + timedelta(days=1)
         capture = _ErrorCapture()
         yf_logger = logging.getLogger("yfinance")
         yf_logger.addHandler(capture)
@@ -109,7 +131,7 @@ class YahooFinanceSource:
                 tickers=chunk,
                 start=start,
                 end=end,
-                interval="1m",
+                interval=interval,
                 group_by="column",
                 auto_adjust=False,
                 actions=False,
@@ -138,11 +160,15 @@ def _is_transient(message: str) -> bool:
     return any(marker in lowered for marker in _TRANSIENT_MARKERS)
 
 
-def bars_from_download(frame: pd.DataFrame, tickers: Sequence[str]) -> pd.DataFrame:
+def bars_from_download(
+    frame: pd.DataFrame, tickers: Sequence[str], interval: Interval = "1m"
+) -> pd.DataFrame:
     """Map yfinance's (Price, Ticker) multi-index frame to :data:`BAR_COLUMNS` rows.
 
     Rows where any price or the volume is NaN (minutes a ticker did not trade, filled in by
-    yfinance's reindexing across tickers) are dropped.
+    yfinance's reindexing across tickers) are dropped. Daily rows are indexed by their
+    session's date (midnight New York); their ``ts`` becomes the session's open (NaT for a
+    date that is not a session, which the contract then rejects).
     """
     if frame is None or frame.empty:
         return empty_bars()
@@ -164,7 +190,15 @@ def bars_from_download(frame: pd.DataFrame, tickers: Sequence[str]) -> pd.DataFr
         if sub.empty:
             continue
         index = pd.DatetimeIndex(sub.index)
-        ts = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+        if interval == "1d":
+            days = (
+                index.tz_localize(None)
+                if index.tz is None
+                else index.tz_convert(EXCHANGE_TZ).tz_localize(None)
+            )
+            ts = pd.DatetimeIndex(daily_bar_ts(days.normalize()))
+        else:
+            ts = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
         bars = sub.reset_index(drop=True)
         bars.insert(0, "ts", ts)
         bars.insert(0, "symbol", str(ticker).upper())

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from prefect.server.schemas.schedules import CronSchedule
 
+from deployments.serve import load_deployment_specs
 from stockpipe import market_calendar as mc
 from stockpipe.processes import free_port
 from stockpipe.settings import Settings
@@ -96,10 +97,16 @@ def test_deploy_all_creates_every_deployment_with_market_hours_schedules(prefect
         "build-trends/after-close",
         "validate-session/after-close",
         "validate-session/freshness",
+        "backfill-history/history",
     }
     for name, deployment in by_name.items():
         assert deployment["work_pool_name"] == "stockpipe", name
         assert deployment["enforce_parameter_schema"] is True, name
+    # History is backfilled on demand; everything else runs on market-hours schedules.
+    on_demand = by_name.pop("backfill-history/history")
+    assert not on_demand["schedules"]
+    assert on_demand["parameter_openapi_schema"]["required"] == ["first"]
+    for name, deployment in by_name.items():
         assert deployment["parameters"]["market_hours"] in ("in_session", "after_close")
         assert deployment["schedules"], name
 
@@ -203,7 +210,7 @@ def test_a_deployment_runs_through_a_worker_and_a_guarded_run_is_skipped(
 def test_serve_registers_every_deployment_of_prefect_yaml(tmp_path: Path) -> None:
     with running_prefect_server(tmp_path / "prefect-home") as env:
         served = serve_briefly(env)
-    assert len(served) == 7, list(served)
+    assert len(served) == len(load_deployment_specs()) == 8, list(served)
     ingest = served["ingest-quotes/market-minutes"]
     assert ingest["parameters"] == {"market_hours": "in_session"}
     crons = sorted(s["schedule"]["cron"] for s in ingest["schedules"])
@@ -223,7 +230,7 @@ def serve_briefly(env: dict) -> dict:
     try:
         deadline = time.monotonic() + 90
         served: dict = {}
-        while time.monotonic() < deadline and len(served) < 7:
+        while time.monotonic() < deadline and len(served) < len(load_deployment_specs()):
             time.sleep(1)
             flows = {f["id"]: f["name"] for f in httpx.post(f"{api}/flows/filter", json={}).json()}
             served = {

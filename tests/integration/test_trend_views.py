@@ -353,3 +353,57 @@ def test_deleted_bars_leave_the_marts_at_the_next_build(warehouse: Warehouse) ->
         "2025-11-17",
         "2025-11-18",
     ]
+
+
+def test_a_sessions_daily_bar_wins_over_its_minute_bars_and_fills_sessions_without(
+    warehouse: Warehouse,
+) -> None:
+    market = SimulatedMarket(seed=14)
+    days = mc.sessions_between("2025-11-17", "2025-11-19")
+    # Minute bars for the last two sessions; daily bars (a backfill) for the first two,
+    # whose figures differ from the minute bars' aggregate as a provider's official daily
+    # bar does (closing auction, every venue's volume).
+    minutes = market.fetch(["AAPL"], days[1].open, days[2].close)
+    daily = market.fetch(["AAPL"], days[0].open, days[1].close, "1d")
+    daily["close"] = daily["close"] * 1.001
+    daily["high"] = daily[["high", "close"]].max(axis=1)
+    daily["volume"] += 12_345
+    # MSFT is known from daily bars only.
+    msft = market.fetch(["MSFT"], days[0].open, days[2].close, "1d")
+    load(warehouse, minutes)
+    daily_rows = raw_rows_from_bars(
+        pd.concat([daily, msft]), FETCHED, first_offset=len(minutes), interval="1d"
+    )
+    load_batch(warehouse, daily_rows, {("prices", 0): len(minutes) + len(daily_rows)}, None)
+    build_marts(warehouse)
+
+    everything = warehouse.query_frame("select * from MARTS.DAILY_BARS")
+    got = everything[everything["symbol"] == "AAPL"].set_index("session_date")
+    got.index = got.index.astype(str)
+    only_daily, both, only_minutes = (got.loc[str(d.day)] for d in days)
+    d0, d1 = daily.iloc[0], daily.iloc[1]
+    assert only_daily["figures_from"] == "1d" and only_daily["bar_count"] == 0
+    assert only_daily["close"] == pytest.approx(d0["close"]) and pd.isna(only_daily["vwap"])
+    assert both["figures_from"] == "1d" and both["bar_count"] == 390
+    assert both["close"] == pytest.approx(d1["close"]) and both["volume"] == d1["volume"]
+    session_minutes = minutes[minutes["ts"] < days[1].close]
+    typical = (session_minutes["high"] + session_minutes["low"] + session_minutes["close"]) / 3
+    vwap = (typical * session_minutes["volume"]).sum() / session_minutes["volume"].sum()
+    assert both["vwap"] == pytest.approx(vwap, rel=RTOL)
+    assert only_minutes["figures_from"] == "1m" and only_minutes["bar_count"] == 390
+    assert (everything.loc[everything["symbol"] == "MSFT", "figures_from"] == "1d").all()
+    # The next session's change is measured from the daily bar's close.
+    trends = warehouse.query_frame(
+        "select session_date, change_pct from MARTS.DAILY_TRENDS where symbol = 'AAPL' "
+        "order by session_date"
+    )
+    assert trends["change_pct"].iloc[1] == pytest.approx(
+        (d1["close"] / d0["close"] - 1) * 100, rel=RTOL
+    )
+    # A symbol whose latest session has no minute bars still has its watchlist row.
+    latest = warehouse.query_frame(
+        "select symbol, last_close, bar_count, ma5 from MARTS.LATEST_QUOTE order by symbol"
+    ).set_index("symbol")
+    assert latest.loc["AAPL", "bar_count"] == 390
+    assert latest.loc["MSFT", "bar_count"] == 0 and pd.isna(latest.loc["MSFT", "ma5"])
+    assert latest.loc["MSFT", "last_close"] == pytest.approx(msft["close"].iloc[-1])

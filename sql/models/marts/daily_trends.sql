@@ -57,6 +57,7 @@ final as (
         windows.volume,
         windows.vwap,
         windows.bar_count,
+        windows.figures_from,
         windows.first_bar_ts,
         windows.last_bar_ts,
         windows.previous_close,

@@ -1,5 +1,7 @@
 -- The latest bar per symbol with its session's figures: what a watchlist screen shows.
---   last_close          the latest minute bar's close; ma5 / ma20 as in minute_bars
+--   last_close          the latest minute bar's close; ma5 / ma20 as in minute_bars; for a
+--                       session known only from its daily bar (backfill): its close, ts its
+--                       open, no ma5 / ma20
 --   change_on_day_pct   (last close / previous session's close - 1) * 100
 --   change_vs_open_pct  (last close / session open - 1) * 100
 with
@@ -22,12 +24,18 @@ latest_sessions as (
 ),
 
 latest_bars as (
-    select minute_bars.*
-    from minute_bars
-    inner join latest_sessions
+    select
+        latest_sessions.symbol,
+        latest_sessions.session_date,
+        latest_sessions.last_bar_ts as ts,
+        minute_bars.close,
+        minute_bars.ma5,
+        minute_bars.ma20
+    from latest_sessions
+    left join minute_bars
         on
-            minute_bars.symbol = latest_sessions.symbol
-            and minute_bars.ts = latest_sessions.last_bar_ts
+            latest_sessions.symbol = minute_bars.symbol
+            and latest_sessions.last_bar_ts = minute_bars.ts
 ),
 
 final as (
@@ -35,7 +43,6 @@ final as (
         latest_bars.symbol,
         latest_bars.ts,
         latest_bars.session_date,
-        latest_bars.close as last_close,
         latest_bars.ma5,
         latest_bars.ma20,
         sessions.open as session_open,
@@ -45,7 +52,9 @@ final as (
         sessions.vwap as session_vwap,
         sessions.bar_count,
         sessions.change_pct as change_on_day_pct,
-        (latest_bars.close / sessions.open - 1) * 100 as change_vs_open_pct
+        coalesce(latest_bars.close, sessions.close) as last_close,
+        (coalesce(latest_bars.close, sessions.close) / sessions.open - 1) * 100
+            as change_vs_open_pct
     from latest_bars
     inner join daily_trends as sessions
         on

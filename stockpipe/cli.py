@@ -9,6 +9,7 @@
     stockpipe warehouse setup [--plan]  create or update the warehouse objects (once, as admin)
     stockpipe warehouse backfill        reload the raw zone's Parquet files into RAW
     stockpipe trends                    the latest figures per symbol
+    stockpipe dashboard [--port N]      the trends in the browser (Streamlit)
     stockpipe validate [--session DATE] Great Expectations checks; exit 1 on failure
     stockpipe config                    the effective settings (secrets masked)
 
@@ -221,6 +222,39 @@ def _date(option: str, value: str) -> date:
         return day
     except ValueError as exc:
         raise SystemExit(f"{option} {value}: {exc}") from None
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Serve the Streamlit dashboard until Ctrl-C."""
+    import subprocess
+
+    from stockpipe.dashboard import APP
+
+    settings = _settings(args)
+    port = args.port or settings.dashboard.port
+    address = settings.dashboard.address
+    console.print(f"dashboard: http://{address}:{port} (Ctrl-C to stop)")
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.address",
+        address,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        # No usage statistics to Streamlit's servers: nothing here needs the internet.
+        "--browser.gatherUsageStats",
+        "false",
+        "--global.developmentMode",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
+    ]
+    return subprocess.call(command)
 
 
 def cmd_drain(args: argparse.Namespace) -> int:
@@ -503,6 +537,10 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--interval", choices=["1d", "1m"], default="1d", help="default 1d")
     history.add_argument("--symbols", nargs="+", help="tickers (default: the watchlist)")
     history.set_defaults(func=cmd_backfill)
+
+    dashboard = sub.add_parser("dashboard", help="the trends in the browser (Streamlit)")
+    dashboard.add_argument("--port", type=int, help="default STOCKPIPE_DASHBOARD__PORT (8501)")
+    dashboard.set_defaults(func=cmd_dashboard)
 
     drain = sub.add_parser("drain", help="load the prices topic into the warehouse")
     drain.add_argument("--max-records", type=int, help="records per warehouse commit")

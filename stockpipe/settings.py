@@ -365,6 +365,25 @@ class ValidationSettings(BaseModel):
     data_docs_s3_prefix: str = "data-docs"
 
 
+class DashboardSettings(BaseModel):
+    """The Streamlit dashboard (``stockpipe dashboard``) and the static HTML report."""
+
+    address: str = Field("127.0.0.1", description="address the dashboard listens on")
+    port: int = Field(8501, ge=1, le=65535)
+    refresh_seconds: int = Field(
+        60, ge=5, description="while the market is open, the page re-reads the marts this often"
+    )
+    cache_seconds: int = Field(
+        300,
+        ge=0,
+        # Each Snowflake query after the cache expires may resume the warehouse, and a resume
+        # bills at least 60 s; the trends build changes the marts every 10 minutes anyway.
+        description="Snowflake: how long query results are reused across page views (the "
+        "embedded warehouse's snapshot is re-read as soon as a build replaces it)",
+    )
+    history_days: int = Field(365, ge=7, description="the date range shown at first")
+
+
 class MetricsSettings(BaseModel):
     """Where pipeline metrics go."""
 
@@ -405,6 +424,7 @@ class Settings(BaseSettings):
     trends: TrendSettings = Field(default_factory=TrendSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
 
     @model_validator(mode="after")
     def _local_bootstrap_follows_port(self) -> Settings:
@@ -442,6 +462,16 @@ class Settings(BaseSettings):
     def dbt_docs_dir(self) -> Path:
         """dbt's docs site, beside the Great Expectations Data Docs."""
         return self.home_dir / "data-docs" / "dbt"
+
+    @property
+    def marts_snapshot_dir(self) -> Path:
+        """The embedded warehouse's read-only copy of the marts (dashboard, report)."""
+        return self.home_dir / "marts-snapshot"
+
+    @property
+    def validation_record(self) -> Path:
+        """The latest validation's outcome as JSON, beside its Data Docs."""
+        return self.home_dir / "data-docs" / "validation.json"
 
     @property
     def dbt_dir(self) -> Path:

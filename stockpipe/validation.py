@@ -255,7 +255,36 @@ def validate_session(
     if docs_dir is not None:
         report.docs_dir = docs_dir / "index.html"
         report.docs_url = publish_docs_to_s3(settings, docs_dir)
+    record_outcome(report, settings.validation_record, now)
     return report
+
+
+def record_outcome(report: ValidationReport, path: Path, now: datetime) -> None:
+    """Keep the latest validation's outcome where the dashboard and the report read it
+    (validation reads the warehouse as READER and writes nothing there)."""
+    checked = [o for o in report.outcomes if o.success is not None]
+    record = {
+        "session": report.session.isoformat(),
+        "validated_at": now.isoformat(),
+        "success": report.success,
+        "passed": len(checked) - len(report.failed),
+        "checked": len(checked),
+        "failed": [o.name for o in report.failed],
+        "summary": report.summary(),
+        "docs": str(report.docs_url or report.docs_dir or ""),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(record, indent=2))
+    partial.replace(path)
+
+
+def latest_outcome(path: Path) -> dict | None:
+    """What :func:`record_outcome` kept, or None before the first validation."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _data_docs_sites(docs_dir: Path | None) -> dict[str, dict]:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-time (and re-runnable) set-up of this machine for stockpipe, with no cloud account:
 #   * Java 17 and Maven (the local Kafka broker's runtime and installer), Prometheus and
-#     its Pushgateway, from Debian packages, when missing;
+#     its Pushgateway, Chromium (the dashboard's browser test), from Debian packages, when
+#     missing;
 #   * a virtualenv in .venv with the project and its dev extra (editable);
 #   * Apache Kafka's jars from Maven Central into ~/.cache/stockpipe/kafka.
 # Safe to run again: each step is skipped when already done.
@@ -28,6 +29,8 @@ command -v mvn >/dev/null || missing+=(maven)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
 command -v prometheus-node-exporter >/dev/null || missing+=(prometheus-node-exporter)
+# A headless browser for the dashboard's browser test.
+command -v chromium >/dev/null || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
 
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then

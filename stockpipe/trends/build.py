@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from stockpipe.settings import Settings
+from stockpipe.trends.snapshot import current_snapshot, write_snapshot
 from stockpipe.warehouse import Warehouse, WarehouseError
 
 # The project's sql/ (stockpipe/sql links to it in a checkout; package data when installed).
@@ -260,6 +261,7 @@ def build_marts(
     """
     started = time.perf_counter()
     if not full and _up_to_date(warehouse):
+        _snapshot_for_readers(warehouse, settings, missing_only=True)
         return BuildReport(full, time.perf_counter() - started, up_to_date=True)
     # The frequent incremental builds run the models and the every_build tests (the keys of
     # the incremental models); a full build runs every test (sql/dbt_project.yml).
@@ -278,10 +280,23 @@ def build_marts(
     result = invoke(warehouse, settings, command, progress)
     if result.exception is not None:
         raise WarehouseError(f"dbt could not run the trend build: {result.exception}")
-    report = BuildReport(full, time.perf_counter() - started, _node_results(result.result))
-    if not report.ok:
-        raise TrendBuildFailed(report)
-    return report
+    nodes = _node_results(result.result)
+    if any(n.failed for n in nodes):
+        raise TrendBuildFailed(BuildReport(full, time.perf_counter() - started, nodes))
+    _snapshot_for_readers(warehouse, settings)
+    return BuildReport(full, time.perf_counter() - started, nodes)
+
+
+def _snapshot_for_readers(
+    warehouse: Warehouse, settings: Settings, missing_only: bool = False
+) -> None:
+    """On the embedded warehouse, leave the marts where readers can reach them while a
+    drain holds the file (:mod:`stockpipe.trends.snapshot`)."""
+    if warehouse.backend != "embedded":
+        return
+    if missing_only and current_snapshot(settings.marts_snapshot_dir) is not None:
+        return
+    write_snapshot(warehouse, settings.marts_snapshot_dir)
 
 
 DOCS_FILES = ("index.html", "manifest.json", "catalog.json")

@@ -1,0 +1,85 @@
+"""The running dashboard in a real headless Chromium (Debian's ``chromium``): the page opens,
+the charts draw, and a screenshot is kept as a test artifact."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stockpipe.processes import free_port
+from stockpipe.settings import Settings
+
+PROJECT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("STOCKPIPE_TEST_ARTIFACTS", PROJECT / "test-artifacts"))
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Debian's chromium (deployments/local/setup.sh installs it)"
+)
+
+
+@pytest.fixture
+def dashboard(history_settings: Settings) -> Iterator[str]:
+    """``stockpipe dashboard`` serving the warehouse with history, until the test ends."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "stockpipe.cli", "dashboard", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert server.poll() is None, server.stdout.read() if server.stdout else ""
+            try:
+                if httpx.get(f"{url}/_stcore/health", timeout=2).text == "ok":
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        else:
+            pytest.fail("the dashboard did not answer its health check within 120 s")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def test_the_dashboard_draws_its_charts_in_chromium(dashboard: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "dashboard.png"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2200})
+            page.goto(dashboard)
+            # Plotly draws each chart into an SVG; wait for the candlesticks and the last chart.
+            page.wait_for_selector(".js-plotly-plot .main-svg", timeout=120_000)
+            page.wait_for_function(
+                "document.querySelectorAll('.js-plotly-plot .main-svg').length >= 10",
+                timeout=120_000,
+            )
+            page.wait_for_selector("text=Watchlist", timeout=60_000)
+            # Plotly draws candlesticks as box traces: a year of them in one trace.
+            assert page.locator(".boxlayer .trace path").count() >= 200
+            titles = page.locator(".gtitle").all_text_contents()
+            assert "AAPL: daily bars, SMA 5/20/50" in titles
+            assert "AAPL: RSI(14), Wilder" in titles
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 50_000

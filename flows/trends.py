@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
@@ -47,9 +47,28 @@ def send_alerts() -> list[str]:
         return [a.message for a in alerts.publish_new_alerts(settings, warehouse, found)]
 
 
+@task(retries=2, retry_delay_seconds=[5, 20], retry_jitter_factor=0.5, cache_policy=NO_CACHE)
+def write_report() -> None:
+    """The static HTML report with the dashboard's charts, linked from an artifact."""
+    from stockpipe.dashboard.report import write_report as write  # Plotly: only when asked
+
+    result = write(load_settings())
+    target = result.url or result.path.as_uri()
+    create_link_artifact(
+        key="trends-report",
+        link=target,
+        link_text=f"Trends report ({result.symbols} symbols)",
+        description="The dashboard's charts as one offline HTML page",
+    )
+    get_run_logger().info("trends report: %s", target)
+
+
 @flow(name="build-trends")
 def build_trends(
-    market_hours: MarketHours = "ignore", full_refresh: bool = False, docs: bool = False
+    market_hours: MarketHours = "ignore",
+    full_refresh: bool = False,
+    docs: bool = False,
+    report: bool = False,
 ) -> list[dict] | State:
     """Build the trend marts, publish the latest figures and movers, send new alerts.
 
@@ -59,6 +78,8 @@ def build_trends(
             and sessions the load log names, and run every test.
         docs: also write dbt's docs site (models, tests, the lineage graph) beside the Great
             Expectations Data Docs.
+        report: also write the static HTML report (the dashboard's charts) beside them, and
+            to S3 when the Data Docs go there.
     """
     if (skipped := skip_outside_market_hours(market_hours)) is not None:
         return skipped
@@ -73,6 +94,8 @@ def build_trends(
         create_table_artifact(
             key="top-movers", table=movers, description="Biggest moves of the latest session"
         )
+        if report:
+            write_report()
         for message in send_alerts():
             get_run_logger().info("alert: %s", message)
         return latest

@@ -25,7 +25,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 
 import pandas as pd
@@ -37,6 +37,8 @@ from stockpipe.settings import ConfigError, Settings, load_settings
 
 console = Console()
 err = Console(stderr=True)
+# The demo's daily history before its session: enough for SMA 50, RSI and the 52-week range.
+DEMO_HISTORY_DAYS = 365
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -94,6 +96,44 @@ def latest_table(frame: pd.DataFrame) -> Table:
             fmt(row.ma5),
             fmt(row.ma20),
             fmt(row.session_vwap),
+        )
+    return table
+
+
+def trends_table(frame: pd.DataFrame) -> Table:
+    """Daily indicators per symbol from MARTS.DAILY_TRENDS' latest session."""
+    table = Table(title="Daily trends (latest session per symbol)")
+    for column in (
+        "symbol",
+        "session",
+        "close",
+        "day chg %",
+        "SMA 20",
+        "SMA 50",
+        "RSI 14",
+        "vol 30 %",
+        "vs 52w high %",
+    ):
+        table.add_column(column, justify="left" if column in ("symbol", "session") else "right")
+
+    def fmt(value: float | None, spec: str = ",.2f") -> str:
+        return "-" if value is None or value != value else format(value, spec)
+
+    for row in frame.itertuples():
+        table.add_row(
+            row.symbol,
+            str(row.session_date),
+            fmt(row.close),
+            fmt(row.change_pct, "+.2f"),
+            fmt(row.sma_20),
+            fmt(row.sma_50),
+            fmt(row.rsi_14, ".1f"),
+            fmt(None if row.volatility_30 is None else row.volatility_30 * 100, ".1f"),
+            fmt(row.pct_from_52w_high, "+.1f"),
+        )
+    if len(frame) and frame["sma_50"].isna().all():
+        table.caption = (
+            "SMA 50 needs 50 sessions, RSI 15: load history with 'stockpipe backfill --from DATE'"
         )
     return table
 
@@ -360,7 +400,13 @@ def cmd_trends(args: argparse.Namespace) -> int:
             index = trends.generate_docs(warehouse, settings, settings.dbt_docs_dir)
             console.print(f"dbt docs (models, tests, lineage): {index}")
         console.print(latest_table(trends.latest_quotes(warehouse)))
+        console.print(trends_table(trends.latest_trends(warehouse)))
         movers = trends.top_movers(warehouse)
+    if args.report:
+        from stockpipe.dashboard.report import write_report
+
+        written = write_report(settings)
+        console.print(f"trends report: {written.url or written.path}")
     table = Table(title="Top movers")
     for column in ("#", "symbol", "session", "close", "day chg %"):
         table.add_column(column, justify="left" if column in ("symbol", "session") else "right")
@@ -408,8 +454,9 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Start Kafka, simulate a session, run ingest -> drain -> trends -> validation as
-    Prefect flows, print the summary."""
+    """Start Kafka, simulate a session after a year of daily history, run backfill -> ingest
+    -> drain -> trends -> validation as Prefect flows, print the summary."""
+    from flows.backfill import backfill_history
     from flows.drain import drain_to_warehouse
     from flows.ingest import ingest_quotes
     from flows.trends import build_trends
@@ -439,8 +486,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"warehouse set-up: {len(applied)} SQL files applied" if applied else "warehouse set up"
     )
 
-    # The previous session first, in one go, so "change on the day" has a previous close.
+    # A year of daily bars before the previous session (a backfill), so the moving averages,
+    # RSI, volatility and 52-week range have their history.
     previous = market_calendar.previous_session(session.day)
+    history_end = market_calendar.previous_session(previous.day).day
+    history_start = history_end - timedelta(days=DEMO_HISTORY_DAYS)
+    history = backfill_history(first=history_start, last=history_end, interval="1d")
+    console.print(
+        f"backfill daily bars {history_start}..{history_end}: published "
+        f"{history['published']}, already published {history['unchanged']}"
+    )
+
+    # The previous session's minute bars in one go, so "change on the day" has a previous
+    # close.
     windows = [(previous.open, previous.close, f"previous session {previous.day}")]
     minutes = session.minutes
     slices = max(1, min(args.slices, len(minutes)))
@@ -464,14 +522,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{drained['replaced']} updated, "
         f"{sum(drained['dead_lettered'].values())} dead-lettered"
     )
-    build_trends(docs=True)
+    build_trends(docs=True, report=True)
     validated = validate_session(session=session.day, return_state=True)
 
     with Warehouse.connect(settings) as warehouse:
         latest = trends.latest_quotes(warehouse)
+        daily = trends.latest_trends(warehouse)
         counts = trends.row_counts(warehouse)
         location = warehouse.location
     console.print(latest_table(latest))
+    console.print(trends_table(daily))
     console.print(
         f"published this run: {published}; warehouse rows: "
         + ", ".join(f"{k} {v}" for k, v in counts.items())
@@ -480,6 +540,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     console.print(f"data docs: {settings.home_dir / 'data-docs' / 'index.html'}")
     console.print(
         f"dbt docs (models, tests, lineage graph): {settings.dbt_docs_dir / 'index.html'}"
+    )
+    console.print(f"trends report (offline HTML): {settings.report_dir / 'index.html'}")
+    console.print(
+        "dashboard: run 'stockpipe dashboard', then open "
+        f"http://{settings.dashboard.address}:{settings.dashboard.port}"
     )
     console.print(f"warehouse: {location}")
     console.print(
@@ -582,6 +647,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--docs",
         action="store_true",
         help="also write dbt's docs site (lineage graph) to <home>/data-docs/dbt",
+    )
+    trends_cmd.add_argument(
+        "--report",
+        action="store_true",
+        help="also write the static HTML report (the dashboard's charts) to "
+        "<home>/data-docs/report",
     )
     trends_cmd.set_defaults(func=cmd_trends)
     validate = sub.add_parser("validate", help="Great Expectations checks of a session")

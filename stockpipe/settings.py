@@ -469,6 +469,11 @@ class Settings(BaseSettings):
         return self.home_dir / "marts-snapshot"
 
     @property
+    def report_dir(self) -> Path:
+        """The static HTML report with the dashboard's charts, beside the Data Docs."""
+        return self.home_dir / "data-docs" / "report"
+
+    @property
     def validation_record(self) -> Path:
         """The latest validation's outcome as JSON, beside its Data Docs."""
         return self.home_dir / "data-docs" / "validation.json"

@@ -2,7 +2,13 @@
 :mod:`.marts`."""
 
 from stockpipe.trends.build import BuildReport, TrendBuildFailed, build_marts, generate_docs
-from stockpipe.trends.marts import LATEST_COLUMNS, latest_quotes, row_counts, top_movers
+from stockpipe.trends.marts import (
+    LATEST_COLUMNS,
+    latest_quotes,
+    latest_trends,
+    row_counts,
+    top_movers,
+)
 
 __all__ = [
     "LATEST_COLUMNS",
@@ -11,6 +17,7 @@ __all__ = [
     "build_marts",
     "generate_docs",
     "latest_quotes",
+    "latest_trends",
     "row_counts",
     "top_movers",
 ]

@@ -26,6 +26,17 @@ def latest_quotes(warehouse: Warehouse) -> pd.DataFrame:
     )
 
 
+def latest_trends(warehouse: Warehouse) -> pd.DataFrame:
+    """One row per symbol: its latest session's daily indicators (SMA, RSI, volatility,
+    52-week range)."""
+    return warehouse.query_frame(
+        "select symbol, session_date, close, change_pct, sma_20, sma_50, rsi_14, "
+        "volatility_30, pct_from_52w_high from MARTS.DAILY_TRENDS "
+        "qualify row_number() over (partition by symbol order by session_date desc) = 1 "
+        "order by symbol"
+    )
+
+
 def top_movers(warehouse: Warehouse, limit: int = 10) -> pd.DataFrame:
     """The biggest moves of the latest session, largest first."""
     return warehouse.query_frame(

@@ -83,3 +83,32 @@ def test_the_dashboard_draws_its_charts_in_chromium(dashboard: str) -> None:
         finally:
             browser.close()
     assert shot.stat().st_size > 50_000
+
+
+def test_the_report_draws_offline_in_chromium(history_settings: Settings) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from stockpipe.dashboard.report import write_report
+
+    page_file = write_report(history_settings).path
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1300, "height": 1600})
+            # Offline: any request off the file fails the test.
+            requests: list[str] = []
+            context.on("request", lambda r: requests.append(r.url))
+            page = context.new_page()
+            page.goto(page_file.as_uri())
+            page.wait_for_function(
+                "document.querySelectorAll('.js-plotly-plot .main-svg').length >= 13",
+                timeout=120_000,
+            )
+            assert "AAPL: daily bars, SMA 5/20/50" in page.locator(".gtitle").all_text_contents()
+            page.screenshot(path=str(ARTIFACTS / "report.png"))
+        finally:
+            browser.close()
+    assert [url for url in requests if not url.startswith("file://")] == []

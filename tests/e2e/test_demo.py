@@ -49,6 +49,9 @@ def test_demo_runs_the_pipeline_and_a_rerun_does_not_duplicate(tmp_path: Path) -
         first = run_demo(env)
         assert first.returncode == 0, first.stdout + first.stderr
         assert "Latest per symbol (session 2025-11-28)" in first.stdout
+        assert "Daily trends (latest session per symbol)" in first.stdout
+        assert "stockpipe dashboard" in first.stdout
+        assert (tmp_path / "home" / "data-docs" / "report" / "index.html").exists()
         for symbol in WATCHLIST:
             assert f"│ {symbol}" in first.stdout
         assert "warehouse:" in first.stdout and "STOCKS.db" in first.stdout
@@ -79,12 +82,18 @@ def test_demo_runs_the_pipeline_and_a_rerun_does_not_duplicate(tmp_path: Path) -
     os.environ["STOCKPIPE_HOME"] = env["STOCKPIPE_HOME"]
     with Warehouse.connect(load_settings()) as warehouse:
         raw = warehouse.query_frame(
-            "select symbol, ts, open, high, low, close, volume from RAW.STOCK_PRICES"
+            "select symbol, ts, open, high, low, close, volume from RAW.STOCK_PRICES "
+            "where bar_interval = '1m'"
         )
+        history = warehouse.query("select count(*) from RAW.STOCK_PRICES where bar_interval = '1d'")
         daily = warehouse.query_frame(
-            "select symbol, session_date, bar_count, close, change_pct from MARTS.DAILY_TRENDS"
+            "select symbol, session_date, bar_count, close, change_pct, sma_50, rsi_14, "
+            "high_52w from MARTS.DAILY_TRENDS"
         )
     assert len(raw) == len(expected)  # every bar once, after two runs
+    # A year of daily bars before the previous session, once.
+    year = mc.sessions_between("2024-11-25", "2025-11-25")
+    assert history == [(len(WATCHLIST) * len(year),)]
     raw["ts"] = pd.to_datetime(raw["ts"]).dt.tz_localize("UTC")
     merged = expected.merge(raw, on=["symbol", "ts"], suffixes=("", "_wh"), validate="1:1")
     assert len(merged) == len(expected)
@@ -94,3 +103,5 @@ def test_demo_runs_the_pipeline_and_a_rerun_does_not_duplicate(tmp_path: Path) -
     half_day = daily[daily["session_date"].astype(str) == SESSION]
     assert sorted(half_day["bar_count"]) == [210] * len(WATCHLIST)
     assert half_day["change_pct"].notna().all()  # the previous session gives the day change
+    # The history fills the trend figures of the demo's session.
+    assert half_day[["sma_50", "rsi_14", "high_52w"]].notna().all().all()

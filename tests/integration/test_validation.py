@@ -11,7 +11,7 @@ from stockpipe import market_calendar as mc
 from stockpipe.drain.loader import load_batch
 from stockpipe.settings import load_settings
 from stockpipe.sources.simulated import SimulatedMarket
-from stockpipe.validation import validate_session
+from stockpipe.validation import latest_outcome, validate_session
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
 from tests.integration.test_raw_zone import s3  # noqa: F401 - the moto S3 server fixture
@@ -130,6 +130,10 @@ def test_data_docs_are_built_locally_and_on_s3(
     )
     assert report.docs_dir.exists()
     assert report.docs_url == "s3://stockpipe-docs/data-docs/index.html"
+    # The outcome is kept for the dashboard and the report.
+    kept = latest_outcome(load_settings().validation_record)
+    assert kept["session"] == str(SESSION.day) and kept["success"] == report.success
+    assert kept["docs"] == report.docs_url
     pages = [p.name for p in (tmp_path / "docs" / "validations").rglob("*.html")]
     assert len(pages) == 3  # one validation page per suite
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="stockpipe-docs")["Contents"]]

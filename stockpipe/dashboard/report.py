@@ -1,0 +1,145 @@
+"""The static HTML report: the dashboard's charts in one self-contained page.
+
+For the VM, where Streamlit does not fit in 1 GiB beside Kafka: the trends flow writes it
+beside the Data Docs (and to S3 when the Data Docs go there). Plotly's JavaScript is inlined
+once, so the page works offline, from a file or a bucket.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from stockpipe.dashboard import charts, data
+from stockpipe.settings import Settings
+from stockpipe.validation import latest_outcome
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 1200px; color: #222; }
+h1 { margin-bottom: 0.2rem; } .meta { color: #666; margin-bottom: 1.5rem; }
+table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; font-size: 0.9rem; }
+th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid #ddd; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+.ok { color: #1b7e3c; } .failed { color: #b3261e; }
+nav a { margin-right: 0.8rem; } section { margin-top: 2rem; }
+"""
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    path: Path
+    symbols: int
+    url: str | None = None  # the S3 copy, when configured
+
+
+def render_report(reader: data.MartsReader, settings: Settings, now: datetime | None = None) -> str:
+    """The report's HTML: status, watchlist, movers, then each symbol's charts.
+
+    Raises:
+        NoMartsYet: no trend build has run yet.
+    """
+    now = now or datetime.now(UTC)
+    reader.version()
+    symbols = data.symbols(reader)
+    figures: list[str] = []
+
+    def embed(figure: go.Figure) -> str:
+        # Plotly's JavaScript once, inline, with the first chart.
+        figures.append(
+            figure.to_html(full_html=False, include_plotlyjs="inline" if not figures else False)
+        )
+        return figures[-1]
+
+    fresh = data.freshness(reader)
+    parts = [
+        "<h1>stockpipe: trends</h1>",
+        f'<div class="meta">{_status(fresh, settings, now)}</div>',
+        "<nav>" + "".join(f'<a href="#{s}">{html.escape(s)}</a>' for s in symbols) + "</nav>",
+        "<h2>Watchlist</h2>",
+        _table(data.watchlist(reader)),
+    ]
+    movers = data.movers(reader)
+    if not movers.empty:
+        parts.append(embed(charts.movers_chart(movers)))
+    for symbol in symbols:
+        span = data.session_range(reader, symbol)
+        if span is None:
+            continue
+        first = max(span[0], span[1] - timedelta(days=settings.dashboard.history_days))
+        history = data.daily_history(reader, symbol, first, span[1])
+        parts.append(f'<section id="{html.escape(symbol)}"><h2>{html.escape(symbol)}</h2>')
+        parts.append(embed(charts.price_chart(history, symbol)))
+        parts.append(embed(charts.rsi_chart(history, symbol)))
+        parts.append(embed(charts.volatility_chart(history, symbol)))
+        latest = history.iloc[-1]
+        if not pd.isna(latest["high_52w"]):
+            parts.append(embed(charts.range_52w_chart(latest, symbol)))
+        parts.append("</section>")
+    body = "\n".join(parts)
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>stockpipe trends {fresh.latest_session or ''}</title>"
+        f"<style>{STYLE}</style></head><body>{body}</body></html>"
+    )
+
+
+def write_report(settings: Settings, directory: Path | None = None) -> ReportResult:
+    """Write the report to ``directory`` (default: beside the Data Docs) and, when
+    ``STOCKPIPE_VALIDATION__DATA_DOCS_S3_BUCKET`` is set, copy it to S3 beside them."""
+    directory = directory or settings.report_dir
+    reader = data.open_reader(settings)
+    try:
+        page = render_report(reader, settings)
+        symbols = len(data.symbols(reader))
+    finally:
+        reader.close()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "index.html"
+    partial = path.with_suffix(".partial")
+    partial.write_text(page, encoding="utf-8")
+    partial.replace(path)
+    return ReportResult(path, symbols, _publish_to_s3(settings, directory))
+
+
+def _publish_to_s3(settings: Settings, directory: Path) -> str | None:
+    bucket = settings.validation.data_docs_s3_bucket
+    if not bucket:
+        return None
+    from stockpipe.object_store import s3_bucket
+
+    prefix = f"{settings.validation.data_docs_s3_prefix}/report"
+    s3_bucket(settings, bucket).upload_from_folder(str(directory), prefix)
+    return f"s3://{bucket}/{prefix}/index.html"
+
+
+def _status(fresh: data.Freshness, settings: Settings, now: datetime) -> str:
+    text = f"Written {now:%Y-%m-%d %H:%M} UTC."
+    if fresh.latest_bar is not None:
+        text += (
+            f" Latest bar {fresh.latest_bar:%Y-%m-%d %H:%M} UTC, session {fresh.latest_session}."
+        )
+    outcome = latest_outcome(settings.validation_record)
+    if outcome is not None:
+        css = "ok" if outcome["success"] else "failed"
+        verdict = (
+            f"{outcome['passed']}/{outcome['checked']} expectations passed"
+            if outcome["success"]
+            else "failed: " + ", ".join(outcome["failed"])
+        )
+        text += (
+            f' <span class="{css}">Validation of {outcome["session"]}: '
+            f"{html.escape(verdict)}</span>"
+        )
+    return text
+
+
+def _table(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "<p>No quotes yet.</p>"
+    shown = frame.drop(columns=["ts"], errors="ignore")
+    return shown.to_html(index=False, float_format=lambda v: f"{v:,.2f}", na_rep="-", border=0)

@@ -74,7 +74,7 @@ def test_ingest_drain_trends_flows_with_dead_letters_in_the_summary(
     assert {r["reason"]: r["messages"] for r in rows} == {"invalid_json": 1, "missing_ts": 1}
     assert "2 to the dead-letter topic" in artifact("drain-summary").data
 
-    trends_run = build_trends(return_state=True)
+    trends_run = build_trends(report=True, return_state=True)
     latest = trends_run.result()
     assert {row["symbol"] for row in latest} == {"AAPL", "MSFT"}
     # Each dbt model and test ran as a task of its own (what the Prefect UI shows).
@@ -85,6 +85,9 @@ def test_ingest_drain_trends_flows_with_dead_letters_in_the_summary(
     assert all(row["bar_count"] == 390 for row in latest)
     assert artifact("latest-trends")
     assert artifact("top-movers")
+    report = artifact("trends-report")
+    assert report.type == "markdown" and "Trends report (2 symbols)" in report.data
+    assert (load_settings().report_dir / "index.html").as_uri() in report.data
 
     state = validate_session(session=SESSION.day, return_state=True)
     assert state.is_completed(), state.message

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from stockpipe import alerts
+from stockpipe.dashboard import data
 from stockpipe.settings import Settings, load_settings
 from stockpipe.warehouse import Warehouse
 from tests.snowflake.conftest import SnowflakeServer
@@ -52,7 +53,7 @@ def test_the_readme_sequence_runs_with_least_privilege(
         ("warehouse", "setup"),
         ("ingest", "--session", SESSION),
         ("drain",),
-        ("trends",),
+        ("trends", "--report"),
         ("validate", "--session", SESSION),
     ]
     for step in steps:
@@ -64,6 +65,15 @@ def test_the_readme_sequence_runs_with_least_privilege(
     with Warehouse.connect(settings, "read") as warehouse:
         assert warehouse.query("select count(*) from RAW.STOCK_PRICES") == [(3 * 390,)]
         assert warehouse.query("select count(*) from MARTS.DAILY_BARS") == [(3,)]
+    # The report read the marts as READER; so does the dashboard.
+    assert "AAPL: RSI(14)" in (settings.report_dir / "index.html").read_text()
+    reader = data.open_reader(settings)
+    try:
+        assert data.symbols(reader) == ["AAPL", "MSFT", "NVDA"]
+        assert len(data.intraday(reader, "AAPL")) == 390
+        assert data.freshness(reader).latest_session.isoformat() == SESSION
+    finally:
+        reader.close()
 
     statements = snowflake_server.statements(snowflake_env)
     grants = granted(settings)

@@ -9,6 +9,7 @@ marts every ``STOCKPIPE_DASHBOARD__REFRESH_SECONDS``.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
@@ -213,6 +214,7 @@ def pick_range(settings: Settings, span: tuple[date, date]) -> tuple[date, date]
 
 
 def main() -> None:
+    started = time.perf_counter()
     st.set_page_config(page_title="stockpipe", page_icon="📈", layout="wide")
     st.title("stockpipe: trends")
     try:
@@ -242,6 +244,9 @@ def main() -> None:
         else "The market is closed: reload the page for new data."
     )
     st.fragment(run_every=refresh)(content)(symbol, first, last)
+    # The server's time for this page (what bench_dashboard reports).
+    st.session_state["render_seconds"] = time.perf_counter() - started
+    st.sidebar.caption(f"Page built in {st.session_state['render_seconds']:.2f} s.")
 
 
 main()

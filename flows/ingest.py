@@ -29,7 +29,7 @@ def check_bars(bars: pd.DataFrame, source: str) -> ingest.QuoteCheck:
 
 @task(retries=2, retry_delay_seconds=10, retry_jitter_factor=0.5, cache_policy=NO_CACHE)
 def publish_quotes(check: ingest.QuoteCheck) -> PublishReport:
-    return ingest.publish_quotes(load_settings(), check.quotes)
+    return ingest.publish_quotes(load_settings(), check)
 
 
 @flow(name="ingest-quotes")

@@ -186,7 +186,7 @@ def backfill(
     for window in plan.windows:
         bars = fetch_bars(source, symbols, window.start, window.end, interval)
         check = check_bars(bars, source.name, interval=interval)
-        published = publish_quotes(settings, check.quotes)
+        published = publish_quotes(settings, check)
         report.windows += 1
         report.fetched += len(bars)
         report.published += published.published

@@ -7,14 +7,16 @@ the drain rejects anything else to the dead-letter topic.
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -23,6 +25,10 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from stockpipe.settings import SYMBOL_PATTERN
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 SCHEMA_VERSION = 1
 # A bar stamped more than this far ahead of the clock is a bug upstream, not the future.
@@ -197,3 +203,95 @@ def describe_reasons(counts: dict[str, int]) -> str:
     if not counts:
         return ""
     return " (" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + ")"
+
+
+# -- many bars at once ----------------------------------------------------------------------
+# Ingest checks and serialises whole windows of bars (a backfill is millions); these do what
+# validate_quote and Quote.to_json do, column-wise. tests/unit/test_contracts.py holds them
+# to the per-record functions.
+BAR_FIELDS = ("symbol", "ts", "open", "high", "low", "close", "volume")
+
+
+def conforming(bars: pd.DataFrame, source: str, fetched_at: datetime) -> np.ndarray:
+    """The rows of ``bars`` (columns :data:`BAR_FIELDS`) that certainly pass the contract.
+
+    A row left out may still be valid (say, a volume given as a whole float in a text
+    column): check those one by one with :func:`validate_quote`.
+    """
+    import numpy as np
+    import pandas as pd
+
+    now = datetime.now(UTC)
+    if not re.match(SOURCE_PATTERN, source) or not EPOCH <= fetched_at <= now + MAX_CLOCK_SKEW:
+        return np.zeros(len(bars), dtype=bool)
+    symbol = bars["symbol"]
+    if pd.api.types.infer_dtype(symbol, skipna=False) == "string":
+        ok = np.ones(len(bars), dtype=bool)
+    else:
+        ok = np.array(symbol.map(lambda s: isinstance(s, str)), dtype=bool)
+    ok &= np.array(
+        symbol.astype("string").str.fullmatch(SYMBOL_PATTERN[1:-1]).fillna(False), dtype=bool
+    )
+    ts = bars["ts"]
+    if not isinstance(ts.dtype, pd.DatetimeTZDtype):
+        return np.zeros(len(bars), dtype=bool)
+    ok &= np.array(ts >= pd.Timestamp(EPOCH), dtype=bool)
+    ok &= np.array(ts <= pd.Timestamp(now + MAX_CLOCK_SKEW), dtype=bool)
+    prices = {}
+    for column in ("open", "high", "low", "close", "volume"):
+        values = np.array(pd.to_numeric(bars[column], errors="coerce"), dtype=float)
+        ok &= np.isfinite(values)
+        prices[column] = values
+    with np.errstate(invalid="ignore"):
+        for column in ("open", "high", "low", "close"):
+            ok &= prices[column] > 0
+        volume = prices["volume"]
+        # Below 2**53 a float64 holds every whole number exactly; the BIGINT bound is above.
+        ok &= (volume >= 0) & (volume < 2.0**53) & (volume == np.floor(volume))
+        high, low = prices["high"], prices["low"]
+        body_high = np.maximum(prices["open"], prices["close"])
+        body_low = np.minimum(prices["open"], prices["close"])
+        ok &= (high >= low) & (high >= body_high) & (low <= body_low)
+    return ok
+
+
+def contract_messages(
+    bars: pd.DataFrame, interval: str, source: str, fetched_at: datetime
+) -> list[str]:
+    """The contract's JSON for each row of conforming ``bars``, as :meth:`Quote.to_json`
+    writes it (same fields, order and values; the same text except for numbers of 1e16 and
+    more, written out in full), built column-wise."""
+    import duckdb
+
+    if bars.empty:
+        return []
+    frame = bars[list(BAR_FIELDS)].assign(
+        open=bars["open"].astype("float64"),
+        high=bars["high"].astype("float64"),
+        low=bars["low"].astype("float64"),
+        close=bars["close"].astype("float64"),
+        volume=bars["volume"].astype("int64"),
+    )
+    # pydantic writes whole seconds without a fraction, others with microseconds.
+    whole = bool((frame["ts"].dt.microsecond == 0).all() and (frame["ts"].dt.nanosecond == 0).all())
+    ts_format = "%Y-%m-%dT%H:%M:%SZ" if whole else "%Y-%m-%dT%H:%M:%S.%fZ"
+    fetched = TypeAdapter(datetime).dump_python(fetched_at.astimezone(UTC), mode="json")
+    connection = duckdb.connect(":memory:")
+    try:
+        connection.execute("set TimeZone = 'UTC'")
+        connection.register("bars", frame)
+        rows = connection.execute(
+            "select to_json({symbol: symbol, ts: strftime(ts, $ts_format), open: open, "
+            "high: high, low: low, close: close, volume: volume, interval: $interval, "
+            "source: $source, fetched_at: $fetched_at, schema_version: $version}) from bars",
+            {
+                "ts_format": ts_format,
+                "interval": interval,
+                "source": source,
+                "fetched_at": fetched,
+                "version": SCHEMA_VERSION,
+            },
+        ).fetchnumpy()
+    finally:
+        connection.close()
+    return list(next(iter(rows.values())))

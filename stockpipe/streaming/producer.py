@@ -58,7 +58,9 @@ class QuoteProducer:
 
     def publish_raw(
         self,
-        messages: Iterable[tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]],
+        messages: Iterable[
+            tuple[bytes | str | None, bytes | str | None, list[tuple[str, bytes]] | None]
+        ],
         topic: str | None = None,
         flush_timeout: float = 150.0,
         before_flush: Callable[[], None] | None = None,

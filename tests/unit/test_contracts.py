@@ -6,8 +6,17 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from stockpipe.contracts import Quote, QuoteRejected, validate_quote
+from stockpipe.contracts import (
+    BAR_FIELDS,
+    Quote,
+    QuoteRejected,
+    conforming,
+    contract_messages,
+    validate_quote,
+)
 from tests.support import VALID_QUOTE
 
 GOOD = VALID_QUOTE
@@ -66,3 +75,84 @@ def test_missing_field_is_named() -> None:
         validate_quote(record)
     assert caught.value.reason == "missing_close"
     assert "close" in caught.value.message
+
+
+# -- many bars at once: held to the per-record contract ------------------------------------
+FETCHED = datetime(2025, 11, 28, 21, 5, 7, 123456, tzinfo=UTC)
+NUMBERS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=64),
+    st.floats(min_value=1e-6, max_value=1e7),
+    st.integers(min_value=-5, max_value=10**6).map(float),
+)
+ROWS = st.lists(
+    st.fixed_dictionaries(
+        {
+            "symbol": st.one_of(
+                st.sampled_from(["AAPL", "BRK.B", "^GSPC", "aapl", "", "X" * 16, "EUR=X"]),
+                st.text(max_size=4),
+            ),
+            "ts": st.datetimes(
+                min_value=datetime(1969, 12, 31), max_value=datetime(2030, 1, 1)
+            ).map(lambda d: d.replace(tzinfo=UTC)),
+            "open": NUMBERS,
+            "high": NUMBERS,
+            "low": NUMBERS,
+            "close": NUMBERS,
+            "volume": st.one_of(
+                st.integers(min_value=-3, max_value=2**62),
+                st.floats(min_value=-2, max_value=1e12),
+            ),
+        }
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=ROWS)
+def test_column_wise_checks_pass_only_what_the_contract_accepts(rows: list[dict]) -> None:
+    import pandas as pd
+
+    from stockpipe.ingest import check_bars
+
+    bars = pd.DataFrame(rows, columns=list(BAR_FIELDS))
+    bars["ts"] = pd.to_datetime(bars["ts"], utc=True)
+    passed = conforming(bars, "replay", FETCHED)
+    meta = {"interval": "1d", "source": "replay", "fetched_at": FETCHED}
+    accepted = []
+    for record, fast in zip(bars.to_dict("records"), passed, strict=True):
+        try:
+            accepted.append(validate_quote(record | meta))
+        except QuoteRejected:
+            assert not fast, f"passed column-wise, refused one by one: {record}"
+    # The ingest check keeps exactly what the contract accepts, with the same values (past
+    # 1e16 a number may be written 10000000000000000.0 instead of 1e+16: the same double).
+    check = check_bars(bars, "replay", fetched_at=FETCHED, interval="1d")
+
+    def parsed(values) -> list[str]:
+        return sorted(json.dumps(json.loads(v), sort_keys=True) for v in values)
+
+    assert parsed(v for _, v in check.messages()) == parsed(q.to_json() for q in accepted)
+
+
+def test_contract_messages_are_byte_for_byte_the_models_json() -> None:
+    import pandas as pd
+
+    bars = pd.DataFrame(
+        {
+            "symbol": ["AAPL", "MSFT", "BRK.B"],
+            "ts": pd.to_datetime(
+                ["2025-11-28T14:30:00Z", "2001-02-03T04:05:06Z", "1999-12-31T23:59:00Z"]
+            ),
+            "open": [0.1 + 0.2, 100.0, 1e-7],
+            "high": [1.0, 123456789.123, 2e-7],
+            "low": [0.1, 99.5, 1e-7],
+            "close": [0.5, 100.25, 1.5e-7],
+            "volume": [5, 0, 2**62],
+        }
+    )
+    messages = contract_messages(bars, "1m", "yfinance", FETCHED)
+    meta = {"interval": "1m", "source": "yfinance", "fetched_at": FETCHED}
+    expected = [validate_quote(r | meta).to_json().decode() for r in bars.to_dict("records")]
+    assert messages == expected

@@ -506,7 +506,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for i, (start, end) in enumerate(pairwise([*edges, session.close]), start=1):
         windows.append((start, end, f"session {session.day} slice {i}/{slices}"))
 
-    published = 0
+    published = history["published"]
     for start, end, label in windows:
         result = ingest_quotes(start=start, end=end, symbols=settings.source.watchlist)
         published += result["published"]

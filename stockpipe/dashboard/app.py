@@ -91,12 +91,12 @@ def status_line(version: str) -> None:
         st.success(
             f"Validation of {outcome['session']}: {outcome['passed']}/{outcome['checked']} "
             "expectations passed",
-            icon="✅",
+            icon=":material/check_circle:",
         )
     else:
         st.error(
             f"Validation of {outcome['session']} failed: {', '.join(outcome['failed'])}",
-            icon="⚠️",
+            icon=":material/warning:",
         )
 
 

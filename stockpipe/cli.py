@@ -265,9 +265,8 @@ def _date(option: str, value: str) -> date:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    """Serve the Streamlit dashboard until Ctrl-C."""
-    import subprocess
-
+    """Serve the Streamlit dashboard until Ctrl-C: this process becomes Streamlit's server
+    (exec), so a signal sent to it (Ctrl-C, a service manager's SIGTERM) stops the server."""
     from stockpipe.dashboard import APP
 
     settings = _settings(args)
@@ -294,7 +293,10 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         "--client.toolbarMode",
         "minimal",
     ]
-    return subprocess.call(command)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, command)  # noqa: S606 - our interpreter, our arguments, no shell
+    return 0  # not reached
 
 
 def cmd_drain(args: argparse.Namespace) -> int:

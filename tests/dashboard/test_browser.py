@@ -53,6 +53,9 @@ def dashboard(history_settings: Settings) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(30)
+    # What a service manager's SIGTERM does: the server is gone, not orphaned.
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/_stcore/health", timeout=2)
 
 
 def test_the_dashboard_draws_its_charts_in_chromium(dashboard: str) -> None:

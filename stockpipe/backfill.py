@@ -192,7 +192,7 @@ def backfill(
         report.published += published.published
         report.unchanged += published.skipped_unchanged
         report.rejected.update(check.rejected)
-        seen |= set(bars["symbol"])
+        seen |= set(bars["symbol"].unique())
         report.missing = set(symbols) - seen
         if on_window is not None:
             on_window(plan, window, report)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from stockpipe import metrics
@@ -229,18 +230,31 @@ class PublishedBars:
         legacy.replace(legacy.with_suffix(".json.imported"))
 
     def _stored(self, keyed: pd.DataFrame, interval: str) -> pd.DataFrame:
-        """The stored entries for the sessions ``keyed``'s bars fall in."""
-        spans = keyed.groupby("symbol", sort=False)["session"].agg(["min", "max"])
-        rows = []
-        for symbol, first, last in spans.itertuples():
-            rows += self._db.execute(
-                "select symbol, session, last_ts, fingerprint from published "
-                "where symbol = ? and bar_interval = ? and session between ? and ?",
-                (symbol, interval, int(first), int(last)),
+        """The stored entries of ``keyed``'s symbols in the sessions its bars span."""
+        first, last = int(keyed["session"].min()), int(keyed["session"].max())
+        symbols = keyed["symbol"].unique().tolist()
+        columns: list[list] = [[], [], [], []]
+        # One query per few hundred symbols (SQLite's bound-variable limit), not per symbol.
+        for i in range(0, len(symbols), 500):
+            chunk = symbols[i : i + 500]
+            placeholders = ", ".join("?" * len(chunk))
+            rows = self._db.execute(
+                "select symbol, session, last_ts, fingerprint from published "  # noqa: S608 - placeholders only
+                "where bar_interval = ? and session between ? and ? "
+                f"and symbol in ({placeholders})",
+                (interval, first, last, *chunk),
             ).fetchall()
+            if rows:
+                for column, values in zip(columns, zip(*rows, strict=True), strict=True):
+                    column.extend(values)
         return pd.DataFrame(
-            rows, columns=["symbol", "session", "stored_ts", "stored_fingerprint"]
-        ).astype({"session": "int64", "stored_ts": "int64", "stored_fingerprint": "int64"})
+            {
+                "symbol": np.array(columns[0], dtype=object),
+                "session": np.array(columns[1], dtype="int64"),
+                "stored_ts": np.array(columns[2], dtype="int64"),
+                "stored_fingerprint": np.array(columns[3], dtype="int64"),
+            }
+        )
 
     def new_or_changed(self, bars: pd.DataFrame, interval: str) -> pd.Series:
         """A mask of ``bars`` (normalised contract rows) to publish."""

@@ -110,7 +110,8 @@ class YahooFinanceSource:
                 # Asked by date; keep the sessions that open inside the window.
                 in_window = (bars["ts"] >= start) & (bars["ts"] < end) | bars["ts"].isna()
                 bars = bars[in_window].reset_index(drop=True)
-            self.missing += [s for s in chunk if s not in set(bars["symbol"])]
+            returned = set(bars["symbol"].unique())
+            self.missing += [s for s in chunk if s not in returned]
             frames.append(bars)
         if self.missing:
             log.warning("yfinance returned no bars for: %s", ", ".join(self.missing))

@@ -119,7 +119,7 @@ def daily_history(reader: MartsReader, symbol: str, first: date, last: date) -> 
         (symbol, first, last),
     )
     frame["session_date"] = pd.to_datetime(frame["session_date"])
-    return frame
+    return _numbers(frame, "session_date", "figures_from")
 
 
 def watchlist(reader: MartsReader) -> pd.DataFrame:
@@ -130,21 +130,23 @@ def watchlist(reader: MartsReader) -> pd.DataFrame:
         "from MARTS.LATEST_QUOTE order by symbol"
     )
     frame["session_date"] = pd.to_datetime(frame["session_date"]).dt.date
-    return frame
+    return _numbers(frame, "symbol", "ts", "session_date")
 
 
 def movers(reader: MartsReader, limit: int = 10) -> pd.DataFrame:
-    return top_movers(reader, limit)  # type: ignore[arg-type] - any reader of the marts
+    frame = top_movers(reader, limit)  # type: ignore[arg-type] - any reader of the marts
+    return _numbers(frame, "symbol", "session_date", "direction")
 
 
 def intraday(reader: MartsReader, symbol: str) -> pd.DataFrame:
     """``symbol``'s minute bars of its latest session in MINUTE_BARS, with MA5/MA20."""
-    return reader.query_frame(
+    frame = reader.query_frame(
         "select ts, open, high, low, close, volume, ma5, ma20 from MARTS.MINUTE_BARS "
         "where symbol = %s and session_date = "
         "(select max(session_date) from MARTS.MINUTE_BARS where symbol = %s) order by ts",
         (symbol, symbol),
     )
+    return _numbers(frame, "ts")
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,15 @@ def freshness(reader: MartsReader) -> Freshness:
         latest_session=None if pd.isna(row["latest_session"]) else _date(row["latest_session"]),
         symbols=int(row["symbols"]),
     )
+
+
+def _numbers(frame: pd.DataFrame, *keep: str) -> pd.DataFrame:
+    """Every column but ``keep`` as floats with NaN for NULL: Snowflake's connector hands
+    over NUMBER as Decimal and an all-NULL column (a window not yet full) as None."""
+    for column in frame.columns:
+        if column not in keep:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    return frame
 
 
 def _date(value: Any) -> date:

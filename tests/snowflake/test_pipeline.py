@@ -10,9 +10,11 @@ import subprocess
 import sys
 
 import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
 
 from stockpipe import alerts
-from stockpipe.dashboard import data
+from stockpipe.dashboard import APP, data
 from stockpipe.settings import Settings, load_settings
 from stockpipe.warehouse import Warehouse
 from tests.snowflake.conftest import SnowflakeServer
@@ -39,6 +41,8 @@ def settings(
     env_settings: Settings, snowflake_env: str, monkeypatch: pytest.MonkeyPatch
 ) -> Settings:
     monkeypatch.setenv("STOCKPIPE_SOURCE__WATCHLIST", "AAPL,MSFT,NVDA")
+    # A day: two page views in a row never straddle the end of the dashboard's cache time.
+    monkeypatch.setenv("STOCKPIPE_DASHBOARD__CACHE_SECONDS", "86400")
     return load_settings()
 
 
@@ -74,6 +78,20 @@ def test_the_readme_sequence_runs_with_least_privilege(
         assert data.freshness(reader).latest_session.isoformat() == SESSION
     finally:
         reader.close()
+    # The dashboard on Snowflake: its page, then a second view within the cache's time
+    # reaches the warehouse not once (a resume bills at least 60 s).
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    page = AppTest.from_file(str(APP), default_timeout=120)
+    page.run()
+    assert not page.exception, [e.value for e in page.exception]
+    assert len(page.get("plotly_chart")) >= 4
+    sent = len(snowflake_server.statements(snowflake_env))
+    again = AppTest.from_file(str(APP), default_timeout=120)
+    again.run()
+    assert not again.exception and len(again.get("plotly_chart")) >= 4
+    assert len(snowflake_server.statements(snowflake_env)) == sent
+    st.cache_resource.clear()
 
     statements = snowflake_server.statements(snowflake_env)
     grants = granted(settings)

@@ -67,7 +67,6 @@ def ingest_quotes(
             published=published.published,
             unchanged=published.skipped_unchanged,
             rejected=dict(check.rejected),
-            partitions=dict(published.by_partition),
         )
         get_run_logger().info(report.summary())
         return {

@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from stockpipe import market_calendar
 from stockpipe.contracts import describe_reasons
-from stockpipe.ingest import check_bars, fetch_bars, publish_quotes
+from stockpipe.ingest import ingest_window
 from stockpipe.settings import Settings
 from stockpipe.sources import Interval, QuoteSource, make_source
 
@@ -184,15 +184,13 @@ def backfill(
         log.warning("backfill: %s", note)
     seen: set[str] = set()
     for window in plan.windows:
-        bars = fetch_bars(source, symbols, window.start, window.end, interval)
-        check = check_bars(bars, source.name, interval=interval)
-        published = publish_quotes(settings, check)
+        done = ingest_window(settings, window.start, window.end, symbols, source, interval)
         report.windows += 1
-        report.fetched += len(bars)
-        report.published += published.published
-        report.unchanged += published.skipped_unchanged
-        report.rejected.update(check.rejected)
-        seen |= set(bars["symbol"].unique())
+        report.fetched += done.fetched
+        report.published += done.published
+        report.unchanged += done.unchanged
+        report.rejected.update(done.rejected)
+        seen |= done.symbols_with_bars
         report.missing = set(symbols) - seen
         if on_window is not None:
             on_window(plan, window, report)

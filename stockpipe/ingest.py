@@ -54,11 +54,10 @@ class QuoteCheck:
     @property
     def quotes(self) -> list[Quote]:
         """The passed bars as contract objects (one by one: for small batches and tests)."""
-        return [validate_quote(record) for record in self._records(self.bars)]
-
-    def _records(self, bars: pd.DataFrame) -> list[dict]:
-        meta = {"interval": self.interval, "source": self.source, "fetched_at": self.fetched_at}
-        return [record | meta for record in bars.to_dict("records")]
+        return [
+            validate_quote(record)
+            for record in _records(self.bars, self.interval, self.source, self.fetched_at)
+        ]
 
     def messages(self, bars: pd.DataFrame | None = None) -> list[tuple[str, str]]:
         """(key, JSON value) of each passed bar (or of ``bars``, a subset), for the topic."""
@@ -76,7 +75,7 @@ class IngestReport:
     published: int
     unchanged: int
     rejected: dict[str, int]
-    partitions: dict[int, int]
+    symbols_with_bars: frozenset[str] = frozenset()
 
     def summary(self) -> str:
         text = (
@@ -115,21 +114,19 @@ def check_bars(
     goes through :func:`validate_quote`, which either accepts it or says why not.
     """
     fetched_at = fetched_at or datetime.now(UTC)
-    check = QuoteCheck(_empty_frame(), interval, source, fetched_at)
     bars = bars.reset_index(drop=True)
     passed = conforming(bars, source, fetched_at)
     good = [_normalised(bars[passed])]
-    rest = bars[~passed]
+    rejected: Counter = Counter()
+    examples: list[str] = []
     accepted = []
-    for record in check._records(rest):
+    for record in _records(bars[~passed], interval, source, fetched_at):
         try:
             accepted.append(validate_quote(record))
         except QuoteRejected as exc:
-            check.rejected[exc.reason] += 1
-            if len(check.examples) < MAX_EXAMPLES:
-                check.examples.append(
-                    f"{record.get('symbol')!s} {record.get('ts')!s}: {exc.message}"
-                )
+            rejected[exc.reason] += 1
+            if len(examples) < MAX_EXAMPLES:
+                examples.append(f"{record.get('symbol')!s} {record.get('ts')!s}: {exc.message}")
     if accepted:
         good.append(
             _normalised(
@@ -139,7 +136,14 @@ def check_bars(
                 )
             )
         )
-    check.bars = pd.concat(good, ignore_index=True) if len(good) > 1 else good[0]
+    check = QuoteCheck(
+        pd.concat(good, ignore_index=True) if len(good) > 1 else good[0],
+        interval,
+        source,
+        fetched_at,
+        rejected,
+        examples,
+    )
     for reason, count in check.rejected.items():
         metrics.QUOTES_REJECTED.labels(reason).inc(count)
     if check.rejected:
@@ -152,8 +156,12 @@ def check_bars(
     return check
 
 
-def _empty_frame() -> pd.DataFrame:
-    return _normalised(pd.DataFrame({column: [] for column in BAR_FIELDS}))
+def _records(
+    bars: pd.DataFrame, interval: Interval, source: str, fetched_at: datetime
+) -> list[dict]:
+    """Rows of ``bars`` as contract records (one dict each: for the few rows that need it)."""
+    meta = {"interval": interval, "source": source, "fetched_at": fetched_at}
+    return [record | meta for record in bars.to_dict("records")]
 
 
 def _normalised(bars: pd.DataFrame) -> pd.DataFrame:
@@ -226,7 +234,7 @@ class PublishedBars:
                 columns=["symbol", "ts", "open", "high", "low", "close", "volume"],
             )
             frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
-            self.remember(_normalised(frame), "1m")
+            self.remember(bar_keys(_normalised(frame)), "1m")
         legacy.replace(legacy.with_suffix(".json.imported"))
 
     def _stored(self, keyed: pd.DataFrame, interval: str) -> pd.DataFrame:
@@ -256,9 +264,8 @@ class PublishedBars:
             }
         )
 
-    def new_or_changed(self, bars: pd.DataFrame, interval: str) -> pd.Series:
-        """A mask of ``bars`` (normalised contract rows) to publish."""
-        keyed = _keyed(bars)
+    def new_or_changed(self, keyed: pd.DataFrame, interval: str) -> np.ndarray:
+        """A mask of the bars ``keyed`` (:func:`bar_keys`) describes: those to publish."""
         merged = keyed.merge(self._stored(keyed, interval), on=["symbol", "session"], how="left")
         stored_ts = merged["stored_ts"]
         fresh = (
@@ -269,13 +276,13 @@ class PublishedBars:
                 & (merged["fingerprint"] != merged["stored_fingerprint"])
             )
         )
-        return pd.Series(fresh.to_numpy(), index=bars.index)
+        return fresh.to_numpy()
 
-    def remember(self, bars: pd.DataFrame, interval: str) -> None:
-        """Record ``bars`` as published (call only after every delivery was confirmed)."""
-        if bars.empty:
+    def remember(self, keyed: pd.DataFrame, interval: str) -> None:
+        """Record the bars ``keyed`` (:func:`bar_keys`) describes as published (call only
+        after every delivery was confirmed)."""
+        if keyed.empty:
             return
-        keyed = _keyed(bars)
         # In key order: SQLite's B-tree takes sorted rows about twice as fast.
         newest = keyed.loc[keyed.groupby(["symbol", "session"], sort=True)["ts_us"].idxmax()]
         rows = zip(
@@ -300,7 +307,7 @@ class PublishedBars:
         self._db.close()
 
 
-def _keyed(bars: pd.DataFrame) -> pd.DataFrame:
+def bar_keys(bars: pd.DataFrame) -> pd.DataFrame:
     """symbol, session (New York date, days since 1970), ts_us, fingerprint of each bar."""
     local = bars["ts"].dt.tz_convert(EXCHANGE_TZ).dt.tz_localize(None).dt.normalize()
     values = bars[["open", "high", "low", "close", "volume"]]
@@ -339,17 +346,17 @@ def publish_quotes(settings: Settings, check: QuoteCheck) -> PublishReport:
     state = published_bars(settings)
     report = PublishReport()
     try:
-        fresh = check.bars[state.new_or_changed(check.bars, check.interval)]
-        report.skipped_unchanged = len(check.bars) - len(fresh)
-        if fresh.empty:
+        keyed = bar_keys(check.bars)
+        fresh = state.new_or_changed(keyed, check.interval)
+        report.skipped_unchanged = len(check.bars) - int(fresh.sum())
+        if not fresh.any():
             return report
+        bars, keyed = check.bars[fresh], keyed[fresh]
         producer = QuoteProducer(settings.kafka)
-        for start in range(0, len(fresh), PUBLISH_SLICE):
-            part = fresh.iloc[start : start + PUBLISH_SLICE]
-            done = producer.publish_raw((key, value, None) for key, value in check.messages(part))
-            report.published += done.published
-            report.by_partition.update(done.by_partition)
-            state.remember(part, check.interval)
+        for start in range(0, len(bars), PUBLISH_SLICE):
+            part = slice(start, start + PUBLISH_SLICE)
+            report.published += producer.publish_values(check.messages(bars.iloc[part]))
+            state.remember(keyed.iloc[part], check.interval)
     finally:
         state.close()
     return report
@@ -361,13 +368,14 @@ def ingest_window(
     end: datetime,
     symbols: list[str] | None = None,
     source: QuoteSource | None = None,
+    interval: Interval = "1m",
 ) -> IngestReport:
-    """Fetch, check and publish one window of bars (the CLI's ingest; the flow runs the same
-    three steps as tasks)."""
+    """Fetch, check and publish one window of ``interval`` bars (the CLI's ingest, each
+    window of a backfill; the flow runs the same three steps as tasks)."""
     source = source or make_source(settings.source)
     symbols = symbols or settings.source.watchlist
-    bars = fetch_bars(source, symbols, start, end)
-    check = check_bars(bars, source.name)
+    bars = fetch_bars(source, symbols, start, end, interval)
+    check = check_bars(bars, source.name, interval=interval)
     report = publish_quotes(settings, check)
     return IngestReport(
         start=start,
@@ -377,5 +385,5 @@ def ingest_window(
         published=report.published,
         unchanged=report.skipped_unchanged,
         rejected=dict(check.rejected),
-        partitions=dict(report.by_partition),
+        symbols_with_bars=frozenset(bars["symbol"].unique()),
     )

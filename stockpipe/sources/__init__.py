@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
+import numpy as np
 import pandas as pd
 
 from stockpipe.settings import SourceSettings
@@ -61,11 +62,17 @@ def daily_bar_ts(days: pd.Series | pd.DatetimeIndex) -> pd.Series:
     """
     from stockpipe import market_calendar
 
-    dates = pd.Series(pd.to_datetime(days)).dt.date
-    if dates.empty:
-        return pd.Series([], dtype="datetime64[ns, UTC]")
-    opens = market_calendar.session_opens(min(dates), max(dates))
-    return pd.Series(dates.map(opens).to_numpy(), dtype="datetime64[ns, UTC]")
+    # Midnight datetime64 values, looked up by position: a date object per bar costs
+    # seconds on millions of bars.
+    midnights = pd.DatetimeIndex(pd.to_datetime(days)).tz_localize(None).normalize()
+    if midnights.empty or midnights.isna().all():
+        return pd.Series(pd.NaT, index=range(len(midnights)), dtype="datetime64[ns, UTC]")
+    opens = market_calendar.session_opens(midnights.min().date(), midnights.max().date())
+    sessions = pd.DatetimeIndex(pd.to_datetime(opens.index))
+    where = sessions.get_indexer(midnights)
+    ts = np.full(len(midnights), np.datetime64("NaT"), dtype="datetime64[ns]")
+    ts[where >= 0] = opens.to_numpy(dtype="datetime64[ns]")[where[where >= 0]]
+    return pd.Series(ts, dtype="datetime64[ns]").dt.tz_localize("UTC")
 
 
 def empty_bars() -> pd.DataFrame:

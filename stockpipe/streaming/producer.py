@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -23,6 +23,10 @@ PRODUCER_DEFAULTS = {
     "linger.ms": 20,
     # Keep retrying through a broker restart for up to two minutes before giving up.
     "message.timeout.ms": 120_000,
+    # Failed deliveries are reported, every one (a success is any message not reported
+    # once the queue is flushed): a Python callback per delivered message cost a backfill
+    # of 2.5M bars ~4 s.
+    "delivery.report.only.error": True,
 }
 
 
@@ -33,7 +37,6 @@ class PublishError(RuntimeError):
 @dataclass
 class PublishReport:
     published: int = 0
-    by_partition: Counter = field(default_factory=Counter)
     skipped_unchanged: int = 0  # ingest: bars already published unchanged
 
 
@@ -56,6 +59,27 @@ class QuoteProducer:
             ((q.key(), q.to_json(), None) for q in quotes), topic=topic, flush_timeout=flush_timeout
         )
 
+    def publish_values(self, messages: Iterable[tuple[str, str]]) -> int:
+        """Publish (key, value) pairs to the prices topic and wait until each is
+        acknowledged; returns how many were (all, or it raises). The fast path of
+        :meth:`publish_raw`, for millions of bars.
+
+        Raises:
+            PublishError: when any message was not acknowledged (after librdkafka's retries).
+        """
+        failures = _Failures()
+        produce, topic, on_delivery = self._producer.produce, self.topic, failures.on_delivery
+        produced = 0
+        for key, value in messages:
+            try:
+                produce(topic, value, key, on_delivery=on_delivery)
+            except BufferError:
+                self._wait_for_room(partial(produce, topic, value, key, on_delivery=on_delivery))
+            produced += 1
+            if produced % 10_000 == 0:
+                self._producer.poll(0)
+        return self._confirm(topic, produced, failures, 150.0).published
+
     def publish_raw(
         self,
         messages: Iterable[
@@ -72,42 +96,66 @@ class QuoteProducer:
                 waiting for the delivery reports.
         """
         topic = topic or self.topic
-        report = PublishReport()
-        errors: list[KafkaError] = []
-
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            if err is not None:
-                errors.append(err)
-            else:
-                report.published += 1
-                report.by_partition[msg.partition()] += 1
-
+        failures = _Failures()
         produced = 0
         for key, value, headers in messages:
-            while True:
-                try:
-                    self._producer.produce(
-                        topic, key=key, value=value, headers=headers, on_delivery=on_delivery
-                    )
-                    break
-                except BufferError:
-                    # The local queue is full: serve delivery reports until there is room.
-                    self._producer.poll(0.5)
+            self._wait_for_room(
+                partial(
+                    self._producer.produce,
+                    topic,
+                    value,
+                    key,
+                    on_delivery=failures.on_delivery,
+                    headers=headers,
+                )
+            )
             produced += 1
             if produced % 10_000 == 0:
                 self._producer.poll(0)
         if before_flush is not None:
             before_flush()
+        return self._confirm(topic, produced, failures, flush_timeout)
+
+    def _wait_for_room(self, produce: Callable[[], None]) -> None:
+        """``produce()``, serving delivery reports while librdkafka's local queue is full."""
+        while True:
+            try:
+                produce()
+                return
+            except BufferError:
+                self._producer.poll(0.5)
+
+    def _confirm(
+        self, topic: str, produced: int, failures: _Failures, flush_timeout: float
+    ) -> PublishReport:
+        """Wait until every one of ``produced`` messages is acknowledged or reported failed.
+
+        Raises:
+            PublishError: some message was not acknowledged.
+        """
         remaining = self._producer.flush(flush_timeout)
-        metrics.MESSAGES_PRODUCED.labels(topic).inc(report.published)
-        if remaining or errors:
-            metrics.DELIVERY_FAILURES.labels(topic).inc(len(errors) + remaining)
-            first = "; ".join(sorted({str(e) for e in errors})[:3])
+        failed = len(failures.errors)
+        metrics.MESSAGES_PRODUCED.labels(topic).inc(produced - failed - remaining)
+        if remaining or failed:
+            metrics.DELIVERY_FAILURES.labels(topic).inc(failed + remaining)
+            first = "; ".join(sorted({str(e) for e in failures.errors})[:3])
             raise PublishError(
-                f"{len(errors) + remaining} of {produced} messages to {topic} were not "
+                f"{failed + remaining} of {produced} messages to {topic} were not "
                 f"acknowledged ({remaining} still queued){': ' + first if first else ''}"
             )
-        return report
+        return PublishReport(published=produced)
 
     def close(self) -> None:
         self._producer.flush(30)
+
+
+class _Failures:
+    """The delivery reports of failed messages (with ``delivery.report.only.error`` the
+    only reports librdkafka sends)."""
+
+    def __init__(self) -> None:
+        self.errors: list[KafkaError] = []
+
+    def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self.errors.append(err)

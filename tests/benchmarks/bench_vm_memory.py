@@ -85,6 +85,8 @@ def main() -> None:
         "STOCKPIPE_METRICS__NODE_EXPORTER_PORT": str(ports["node"]),
         "STOCKPIPE_METRICS__PUSHGATEWAY_URL": f"127.0.0.1:{ports['pushgateway']}",
         "STOCKPIPE_DRAIN__MAX_RECORDS": str(args.max_records),
+        # What 'auto' resolves to on the e2-micro's 1 GiB, not on this machine.
+        "STOCKPIPE_WAREHOUSE__EMBEDDED_MEMORY_LIMIT": "96MB",
         "PREFECT_HOME": str(work / "prefect"),
         "PREFECT_API_URL": f"http://127.0.0.1:{ports['prefect']}/api",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

@@ -91,3 +91,25 @@ def test_stop_and_start_keep_the_cluster_id(tmp_path) -> None:
     finally:
         broker.stop()
     assert broker.stop() is False  # already stopped
+
+
+def test_messages_the_broker_never_acknowledged_fail_the_publish_with_their_count() -> None:
+    # Only failed deliveries are reported (delivery.report.only.error): a publish that no
+    # broker took must still fail, counting every message, and report none as published.
+    from stockpipe.processes import free_port
+    from stockpipe.settings import KafkaSettings
+    from stockpipe.streaming.producer import PublishError
+
+    nowhere = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
+    producer = QuoteProducer(nowhere, **{"message.timeout.ms": 1000})
+    with pytest.raises(PublishError, match=r"^3 of 3 messages to stock_prices were not ackn"):
+        producer.publish_values([("AAPL", "{}")] * 3)
+    with pytest.raises(PublishError, match=r"^2 of 2 messages to elsewhere were not ackn"):
+        producer.publish_raw([("AAPL", "{}", None)] * 2, topic="elsewhere")
+
+
+def test_every_acknowledged_message_is_counted_published(env_settings: Settings) -> None:
+    ensure_topics(env_settings.kafka)
+    producer = QuoteProducer(env_settings.kafka)
+    assert producer.publish_values([("ZZZA", f'{{"n": {i}}}') for i in range(25_000)]) == 25_000
+    assert len(consume_all(env_settings, env_settings.kafka.prices_topic, 25_000)) == 25_000

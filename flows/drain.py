@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from typing import Literal
+from uuid import UUID
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
 from stockpipe import drain, metrics
-from stockpipe.processes import limit_malloc_arenas
 from stockpipe.scheduling import MarketHours, skip_outside_market_hours
 from stockpipe.settings import load_settings
-from stockpipe.warehouse import Warehouse, WarehouseNotSetUp
+from stockpipe.warehouse import WarehouseNotSetUp
 
 
 def _worth_retrying(task, task_run, state) -> bool:
@@ -38,25 +43,40 @@ def _worth_retrying(task, task_run, state) -> bool:
 def drain_batches(
     until_empty: bool, max_records: int | None, reset_offsets: str | None
 ) -> drain.DrainReport:
-    settings = load_settings()
     logger = get_run_logger()
-    limit_malloc_arenas()  # before the warehouse's and the consumer's threads start
-    with Warehouse.connect(settings, "load") as warehouse:
-        return drain.drain_to_warehouse(
-            settings,
-            warehouse,
-            until_empty=until_empty,
-            max_records=max_records,
-            reset_offsets=reset_offsets,  # type: ignore[arg-type]
-            on_batch=lambda r: logger.info(
-                "batch %d: %d messages so far, %d new bars, %d dead-lettered",
-                r.batches,
-                r.messages,
-                r.inserted,
-                r.rejected_total,
-            ),
-            on_progress=logger.info,
+    progress: dict[str, UUID] = {}
+
+    def on_batch(report: drain.DrainReport) -> None:
+        logger.info(
+            "batch %d: %d of %d messages, %d new bars, %d dead-lettered",
+            report.batches,
+            report.messages,
+            report.backlog,
+            report.inserted,
+            report.rejected_total,
         )
+        if not report.backlog:  # following the topic: no end to measure against
+            return
+        done = min(100.0, 100.0 * report.messages / report.backlog)
+        if "id" not in progress:
+            progress["id"] = create_progress_artifact(
+                done, key="drain-progress", description="messages drained of the backlog"
+            )
+        else:
+            update_progress_artifact(progress["id"], done)
+
+    report = drain.run_drain(
+        load_settings(),
+        until_empty=until_empty,
+        max_records=max_records,
+        reset_offsets=reset_offsets,
+        on_batch=on_batch,
+        on_progress=logger.info,
+    )
+    if report.interrupted is not None:  # cancelled: say what was committed, then stop
+        logger.warning(report.summary())
+        raise report.interrupted
+    return report
 
 
 @flow(name="drain-to-warehouse")

@@ -12,20 +12,11 @@ from prefect.states import Completed, Failed, State
 from stockpipe import metrics, validation
 from stockpipe.scheduling import MarketHours, scheduled_time, skip_outside_market_hours
 from stockpipe.settings import load_settings
-from stockpipe.warehouse import Warehouse
 
 
 @task(retries=2, retry_delay_seconds=[10, 30], retry_jitter_factor=0.5, cache_policy=NO_CACHE)
 def run_suites(session: date | None) -> validation.ValidationReport:
-    settings = load_settings()
-    with Warehouse.connect(settings, "read") as warehouse:
-        return validation.validate_session(
-            settings,
-            warehouse,
-            session,
-            now=scheduled_time(),
-            docs_dir=settings.home_dir / "data-docs",
-        )
+    return validation.run_validation(load_settings(), session, now=scheduled_time())
 
 
 @flow(name="validate-session")
@@ -55,10 +46,13 @@ def validate_session(session: date | None = None, market_hours: MarketHours = "i
             ],
             description=f"Great Expectations results for session {report.session}",
         )
-        validation.publish_outcome(settings, report)
-        get_run_logger().info(
+        alert = validation.publish_outcome(settings, report)
+        logger = get_run_logger()
+        logger.info(
             "%s; data docs: %s %s", report.summary(), report.docs_dir, report.docs_url or ""
         )
+        if alert is not None:
+            (logger.info if alert.sent else logger.warning)(alert.text)
     if report.success:
         return Completed(message=report.summary())
     return Failed(message=report.summary())

@@ -13,12 +13,15 @@ key (``symbol|session|rule``) lets consumers drop such a repeat.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 
 from stockpipe.settings import Settings
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
 
 _LATEST_WITH_PREVIOUS = """
 with trends as (
@@ -92,10 +95,47 @@ def find_alerts(warehouse: Warehouse, day_change_pct: float) -> list[Alert]:
     return alerts
 
 
+# Alerts ride along with a result; they must not hold it up for long (librdkafka's own
+# defaults retry for two minutes).
+ALERT_CONNECT_SECONDS = 5.0
+ALERT_DELIVERY_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What became of an alert: ``sent``, and in words (why not, when it was not)."""
+
+    sent: bool
+    text: str
+
+
+def send_best_effort(settings: Settings, messages: list[tuple[bytes, bytes, None]]) -> Delivery:
+    """Send ``messages`` (key, value, headers) to the alerts topic within a few seconds.
+
+    Returns:
+        sent or not, and why not (for the caller to report). Never raises for Kafka's sake:
+        an alert that cannot be sent does not change what it reports.
+    """
+    from stockpipe.streaming.clients import KafkaUnreachable
+    from stockpipe.streaming.producer import PublishError
+
+    topic = settings.kafka.alerts_topic
+    kafka = settings.kafka.model_copy(update={"connect_timeout_seconds": ALERT_CONNECT_SECONDS})
+    timeout_ms = int(ALERT_DELIVERY_SECONDS * 1000)
+    try:
+        QuoteProducer(kafka, **{"message.timeout.ms": timeout_ms}).publish_raw(
+            messages, topic=topic, flush_timeout=ALERT_DELIVERY_SECONDS + 5
+        )
+    except (KafkaUnreachable, PublishError) as exc:
+        return Delivery(False, f"alert not sent to {topic}: {exc}")
+    return Delivery(True, f"alert sent to {topic}")
+
+
 def publish_new_alerts(
     settings: Settings, warehouse: Warehouse, alerts: list[Alert]
 ) -> list[Alert]:
-    """Publish the alerts not sent before to the alerts topic; return those published."""
+    """Publish the alerts not sent before to the alerts topic; return those published
+    (none when Kafka cannot take them now: they go out with a later build)."""
     if not alerts:
         return []
     sent = {
@@ -107,9 +147,10 @@ def publish_new_alerts(
     new = [a for a in alerts if (a.symbol, str(a.session_date), a.rule) not in sent]
     if not new:
         return []
-    QuoteProducer(settings.kafka).publish_raw(
-        ((a.key(), a.to_json(), None) for a in new), topic=settings.kafka.alerts_topic
-    )
+    delivery = send_best_effort(settings, [(a.key(), a.to_json(), None) for a in new])
+    if not delivery.sent:
+        log.warning("%d trend alert(s) wait for the next build: %s", len(new), delivery.text)
+        return []
     now = datetime.now(UTC).replace(tzinfo=None)
     values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(new))
     params: list[object] = []

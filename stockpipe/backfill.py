@@ -22,6 +22,7 @@ from stockpipe.contracts import describe_reasons
 from stockpipe.ingest import ingest_window
 from stockpipe.settings import Settings
 from stockpipe.sources import Interval, QuoteSource, make_source
+from stockpipe.streaming.clients import require_reachable
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,7 @@ def backfill(
             published and remembered; re-running continues from there).
     """
     source = source or make_source(settings.source)
+    require_reachable(settings.kafka)  # before the source is asked for anything
     symbols = symbols or settings.source.watchlist
     plan = plan_backfill(source, interval, first, last, now)
     report = BackfillReport(

@@ -13,7 +13,13 @@
     stockpipe validate [--session DATE] Great Expectations checks; exit 1 on failure
     stockpipe config                    the effective settings (secrets masked)
 
-Exit codes: 0 success, 1 the pipeline failed, 2 bad configuration or usage.
+Exit codes:
+    0    success
+    1    the pipeline or the data failed (a broker or warehouse that cannot be reached, a
+         failed validation, a failed trend build)
+    2    bad usage or configuration (an invalid setting, date, ticker or replay file)
+    130  stopped by Ctrl-C (SIGINT), 143 stopped by SIGTERM; a drain first prints what it
+         committed
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
@@ -33,12 +41,26 @@ from rich.console import Console
 from rich.table import Table
 
 from stockpipe import market_calendar
-from stockpipe.settings import ConfigError, Settings, load_settings
+from stockpipe.processes import Terminated, raise_on_sigterm
+from stockpipe.settings import (
+    EXCHANGE_TZ,
+    SYMBOL_PATTERN,
+    ConfigError,
+    Settings,
+    load_settings,
+    unknown_variables,
+)
+from stockpipe.sources.replay import ReplayFileError
 
 console = Console()
 err = Console(stderr=True)
 # The demo's daily history before its session: enough for SMA 50, RSI and the 52-week range.
 DEMO_HISTORY_DAYS = 365
+SYMBOL = re.compile(SYMBOL_PATTERN)
+
+
+class UsageError(Exception):
+    """A command line the pipeline cannot act on (a date, a ticker): exit code 2."""
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -53,7 +75,22 @@ def _session(value: str | None) -> market_calendar.Session:
     try:
         return market_calendar.session(date.fromisoformat(value))
     except ValueError as exc:
-        raise SystemExit(f"--session {value}: {exc}") from None
+        raise UsageError(f"--session {value}: {_date_problem(exc)}") from None
+
+
+def _date_problem(exc: Exception) -> str:
+    """The first line of a date's error (exchange-calendars' errors run to a page)."""
+    return str(exc).splitlines()[0]
+
+
+def _ticker(value: str) -> str:
+    """A ``--symbols`` argument: a ticker the contract accepts (argparse exits 2 otherwise)."""
+    symbol = value.strip().upper()
+    if not SYMBOL.match(symbol):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a ticker (letters, digits and . - ^ =, up to 15 characters)"
+        )
+    return symbol
 
 
 def _ensure_local_kafka(settings: Settings) -> None:
@@ -97,6 +134,13 @@ def latest_table(frame: pd.DataFrame) -> Table:
             fmt(row.ma20),
             fmt(row.session_vwap),
         )
+    if not len(frame):
+        table.caption = "no bars in the warehouse yet: 'stockpipe ingest', then 'stockpipe drain'"
+    elif frame["change_on_day_pct"].isna().all():
+        table.caption = (
+            "day chg % needs the previous session's close: publish it with 'stockpipe ingest "
+            "--session DATE' or 'stockpipe backfill --from DATE', drain, and build again"
+        )
     return table
 
 
@@ -136,10 +180,6 @@ def trends_table(frame: pd.DataFrame) -> Table:
             "SMA 50 needs 50 sessions, RSI 15: load history with 'stockpipe backfill --from DATE'"
         )
     return table
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -202,8 +242,22 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     session = _session(args.session)
-    report = ingest_window(settings, session.open, session.close, symbols=args.symbols)
-    console.print(report.summary())
+    now = datetime.now(UTC)
+    if session.open > now:
+        raise UsageError(
+            f"--session {session.day}: the session opens at "
+            f"{session.open.astimezone(EXCHANGE_TZ):%H:%M} New York time; "
+            "there are no bars to fetch before then"
+        )
+    end = session.close
+    if end > now:  # in progress: the bars so far, not a session that has not happened
+        end = now.replace(second=0, microsecond=0)
+        err.print(f"note: session {session.day} is in progress; its bars until {end:%H:%M} UTC")
+    report = ingest_window(settings, session.open, end, symbols=args.symbols)
+    console.print(report.summary(), soft_wrap=True)
+    if report.fetched and report.rejected and not (report.published or report.unchanged):
+        err.print("error: the contract rejected every bar; nothing was published", soft_wrap=True)
+        return 1
     return 0
 
 
@@ -261,7 +315,7 @@ def _date(option: str, value: str) -> date:
         market_calendar.schedule(day, day)  # inside the calendar's range
         return day
     except ValueError as exc:
-        raise SystemExit(f"{option} {value}: {exc}") from None
+        raise UsageError(f"{option} {value}: {_date_problem(exc)}") from None
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -300,38 +354,62 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_drain(args: argparse.Namespace) -> int:
+    """Drain with a progress bar on a terminal (a line per batch otherwise); after Ctrl-C or
+    SIGTERM, print what was committed and exit 130 / 143."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     from stockpipe import metrics
-    from stockpipe.drain import drain_to_warehouse
-    from stockpipe.processes import limit_malloc_arenas
-    from stockpipe.warehouse import Warehouse
+    from stockpipe.drain import DrainReport, run_drain
+    from stockpipe.processes import Terminated
 
     settings = _settings(args)
-    limit_malloc_arenas()  # before the warehouse's and the consumer's threads start
-    if args.follow:
-        # systemd and Prefect stop a following drain with SIGTERM: leave like on Ctrl-C,
-        # rolling back an unfinished commit and closing the consumer.
-        signal.signal(signal.SIGTERM, _interrupt)
-        if settings.metrics.port:
-            metrics.serve(settings.metrics.port)
-    with (
-        metrics.pushed_at_end("drain-to-warehouse", settings.metrics.pushgateway_url),
-        Warehouse.connect(settings, "load") as warehouse,
-    ):
-        report = drain_to_warehouse(
-            settings,
-            warehouse,
-            until_empty=not args.follow,
-            max_records=args.max_records,
-            reset_offsets=args.reset_offsets,
-            on_batch=lambda r: console.print(
-                f"  batch {r.batches}: {r.messages} messages, {r.inserted} new bars, "
-                f"{sum(r.rejected.values())} dead-lettered"
-            ),
-            on_progress=lambda text: err.print(f"  {text}"),
-        )
-    console.print(report.summary())
+    if args.follow and settings.metrics.port:
+        metrics.serve(settings.metrics.port)
+    started = time.monotonic()
+    with Progress(
+        TextColumn("drain"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("messages · lag {task.fields[lag]:,} · {task.fields[rate]:,.0f} msg/s · ETA"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=args.follow or not err.is_terminal,
+    ) as progress:
+        bar = progress.add_task("drain", total=None, lag=0, rate=0.0)
+
+        def on_batch(report: DrainReport) -> None:
+            total = max(report.backlog, report.messages)
+            rate = report.messages / max(time.monotonic() - started, 1e-3)
+            progress.update(
+                bar, completed=report.messages, total=total, lag=total - report.messages, rate=rate
+            )
+            if args.follow or not err.is_terminal:
+                console.print(
+                    f"  batch {report.batches}: {report.messages:,} of {total:,} messages, "
+                    f"{report.inserted:,} new bars, {report.rejected_total} dead-lettered",
+                    soft_wrap=True,
+                )
+
+        with metrics.pushed_at_end("drain-to-warehouse", settings.metrics.pushgateway_url):
+            report = run_drain(
+                settings,
+                until_empty=not args.follow,
+                max_records=args.max_records,
+                reset_offsets=args.reset_offsets,
+                on_batch=on_batch,
+                on_progress=lambda text: err.print(f"  {text}", soft_wrap=True),
+            )
+    console.print(report.summary(), soft_wrap=True)
     for (topic, partition), offset in sorted(report.next_offsets.items()):
         console.print(f"  {topic}[{partition}] next offset {offset}")
+    if report.interrupted is not None:
+        return 143 if isinstance(report.interrupted, Terminated) else 130
     return 0
 
 
@@ -397,7 +475,7 @@ def cmd_trends(args: argparse.Namespace) -> int:
     settings = _settings(args)
     with Warehouse.connect(settings, "transform") as warehouse:
         report = trends.build_marts(warehouse, settings, full=args.full, progress=_print_node)
-        console.print(report.summary())
+        console.print(report.summary(), soft_wrap=True)
         if args.docs:
             index = trends.generate_docs(warehouse, settings, settings.dbt_docs_dir)
             console.print(f"dbt docs (models, tests, lineage): {index}")
@@ -420,20 +498,18 @@ def cmd_trends(args: argparse.Namespace) -> int:
             f"{row.close:,.2f}",
             f"{row.change_pct:+.2f}",
         )
+    if not len(movers):
+        table.caption = "none yet: a mover needs a change on the day, so two sessions of the symbol"
     console.print(table)
     return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from stockpipe import validation
-    from stockpipe.warehouse import Warehouse
 
     settings = _settings(args)
-    session = date.fromisoformat(args.session) if args.session else None
-    with Warehouse.connect(settings, "read") as warehouse:
-        report = validation.validate_session(
-            settings, warehouse, session, docs_dir=settings.home_dir / "data-docs"
-        )
+    session = _session(args.session).day if args.session else None
+    report = validation.run_validation(settings, session)
     table = Table(title=f"Validation of session {report.session}")
     for column in ("suite", "expectation", "result", "failing examples"):
         table.add_column(column)
@@ -441,11 +517,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
         result = "skipped" if o.success is None else ("pass" if o.success else "[red]FAIL[/red]")
         table.add_row(o.suite, o.expectation, result, ", ".join(o.examples[:3]))
     console.print(table)
-    console.print(report.summary())
+    console.print(report.summary(), soft_wrap=True)
     console.print(
         f"data docs: {report.docs_dir}" + (f" and {report.docs_url}" if report.docs_url else "")
     )
-    validation.publish_outcome(settings, report)
+    alert = validation.publish_outcome(settings, report)
+    if alert is not None:
+        (console if alert.sent else err).print(alert.text, soft_wrap=True)
     return 0 if report.success else 1
 
 
@@ -589,7 +667,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = sub.add_parser("ingest", help="fetch a session's bars and publish them")
     ingest.add_argument("--session", help="session date YYYY-MM-DD (default: latest closed)")
-    ingest.add_argument("--symbols", nargs="+", help="tickers (default: the watchlist)")
+    ingest.add_argument(
+        "--symbols", nargs="+", type=_ticker, help="tickers (default: the watchlist)"
+    )
     ingest.set_defaults(func=cmd_ingest)
 
     history = sub.add_parser(
@@ -602,7 +682,9 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--from", dest="first", required=True, help="first date YYYY-MM-DD")
     history.add_argument("--to", dest="last", help="last date (default: latest closed session)")
     history.add_argument("--interval", choices=["1d", "1m"], default="1d", help="default 1d")
-    history.add_argument("--symbols", nargs="+", help="tickers (default: the watchlist)")
+    history.add_argument(
+        "--symbols", nargs="+", type=_ticker, help="tickers (default: the watchlist)"
+    )
     history.set_defaults(func=cmd_backfill)
 
     dashboard = sub.add_parser("dashboard", help="the trends in the browser (Streamlit)")
@@ -670,24 +752,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     # taking ~30 s to start on a 2-core machine with the current Prefect 3.8 dependency set,
     # past its 20 s default; a user's own setting still wins.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    # No usage statistics from the ephemeral server: nothing here needs the internet, and
+    # offline each attempt logged an error.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     args = build_parser().parse_args(argv)
+    # snowflake-connector's vendored requests warns about the installed urllib3 at import;
+    # our pins are tested together (pyproject.toml), so the warning says nothing to act on.
+    warnings.filterwarnings("ignore", message=r"urllib3 \(.*doesn't match a supported version")
+    # The same for the Python processes started from here (Prefect's ephemeral server
+    # imports the connector when it registers prefect-snowflake's blocks).
+    os.environ.setdefault("PYTHONWARNINGS", "ignore:urllib3 (")
+    if not args.verbose:
+        # The CLI prints its own progress; Prefect's per-task lines still reach its API
+        # (the UI), only the terminal is spared them.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    level = logging.DEBUG if args.verbose else logging.WARNING
+    # The handler's level, not only the root logger's: libraries that set their own loggers
+    # to INFO (Prefect, Great Expectations) would otherwise print through it.
+    terminal = logging.StreamHandler()
+    terminal.setLevel(level)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=[terminal]
     )
+    previous_sigterm = raise_on_sigterm()
+    for line in unknown_variables():
+        err.print(f"[yellow]warning[/yellow]: {line}", soft_wrap=True)
     try:
         return args.func(args)
     except ConfigError as exc:
-        err.print(f"[red]configuration error[/red]: {exc}")
+        err.print(f"[red]configuration error[/red]: {exc}", soft_wrap=True)
         return 2
+    except (UsageError, ReplayFileError) as exc:
+        err.print(f"[red]error[/red]: {exc}", soft_wrap=True)
+        return 2
+    except Terminated:
+        err.print("stopped by SIGTERM")
+        return 143
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
     except Exception as exc:  # the CLI's last line: say what failed, not a traceback
         if args.verbose:
             raise
-        err.print(f"[red]error[/red]: {type(exc).__name__}: {exc}")
+        # Our own errors say what failed and what to do; others need their type to make sense.
+        ours = type(exc).__module__.startswith("stockpipe.")
+        err.print(
+            f"[red]error[/red]: {'' if ours else type(exc).__name__ + ': '}{exc}", soft_wrap=True
+        )
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from stockpipe.contracts import (
 )
 from stockpipe.settings import EXCHANGE_TZ, Settings
 from stockpipe.sources import Interval, QuoteSource, make_source
+from stockpipe.streaming.clients import require_reachable
 from stockpipe.streaming.producer import PublishReport, QuoteProducer
 
 log = logging.getLogger(__name__)
@@ -343,8 +344,10 @@ def publish_quotes(settings: Settings, check: QuoteCheck) -> PublishReport:
         PublishError: when any message was not acknowledged (the slices acknowledged before
             stay remembered; the rest is published again next time).
     """
-    state = published_bars(settings)
     report = PublishReport()
+    if check.bars.empty:
+        return report
+    state = published_bars(settings)
     try:
         keyed = bar_keys(check.bars)
         fresh = state.new_or_changed(keyed, check.interval)
@@ -373,6 +376,7 @@ def ingest_window(
     """Fetch, check and publish one window of ``interval`` bars (the CLI's ingest, each
     window of a backfill; the flow runs the same three steps as tasks)."""
     source = source or make_source(settings.source)
+    require_reachable(settings.kafka)  # before the source is asked for anything
     symbols = symbols or settings.source.watchlist
     bars = fetch_bars(source, symbols, start, end, interval)
     check = check_bars(bars, source.name, interval=interval)

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 
 def alive(pid: int) -> bool:
@@ -107,3 +108,21 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(_M_ARENA_MAX, arenas))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (a service manager, Prefect cancelling a run, ``kill``).
+
+    A KeyboardInterrupt, so that it unwinds like Ctrl-C: open transactions roll back, the
+    consumer leaves its group, and no ``except Exception`` on the way swallows it.
+    """
+
+
+def raise_on_sigterm() -> Any:
+    """From now on SIGTERM raises :class:`Terminated` in the main thread; returns the
+    handler it replaced (to put back with ``signal.signal``)."""
+
+    def _terminated(signum: int, frame: object) -> None:
+        raise Terminated
+
+    return signal.signal(signal.SIGTERM, _terminated)

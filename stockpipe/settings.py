@@ -15,8 +15,10 @@ Two profiles:
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -100,6 +102,14 @@ class KafkaSettings(BaseModel):
         le=1800,
         description="how long a drain that died keeps its partitions before the group "
         "hands them to the next drain",
+    )
+
+    connect_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="how long a command waits for a broker to answer before it fails "
+        "saying which address it could not reach",
     )
 
     @field_validator("prices_topic", "alerts_topic", "dlq_topic")
@@ -501,6 +511,40 @@ class Settings(BaseSettings):
 
 def _env_name(loc: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(part) for part in loc).upper()
+
+
+# STOCKPIPE_* variables that are not settings: prefect.yaml's pull step reads the first,
+# the browser test the second.
+NOT_SETTINGS = frozenset({"STOCKPIPE_PROJECT_DIR", "STOCKPIPE_TEST_ARTIFACTS"})
+
+
+def setting_names(model: type[BaseModel] | None = None, prefix: str = ENV_PREFIX) -> set[str]:
+    """Every environment variable a setting is read from (``STOCKPIPE_KAFKA__PRICES_TOPIC``)."""
+    model = model or Settings
+    names = set()
+    for field, info in model.model_fields.items():
+        name = prefix + field.upper()
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            names |= setting_names(kind, name + ENV_NESTED_DELIMITER)
+        else:
+            names.add(name)
+    return names
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A line for each ``STOCKPIPE_*`` variable that no setting reads (a misspelling is
+    otherwise silently ignored), with the nearest valid name."""
+    environ = os.environ if environ is None else environ
+    known = setting_names()
+    lines = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in known or name in NOT_SETTINGS:
+            continue
+        nearest = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {nearest[0]}?" if nearest else " ('stockpipe config' lists them)"
+        lines.append(f"{name} is not a setting and is ignored{hint}")
+    return lines
 
 
 def load_settings(**overrides: object) -> Settings:

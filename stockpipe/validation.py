@@ -19,12 +19,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from stockpipe import market_calendar
 from stockpipe.settings import Settings
-from stockpipe.warehouse import Warehouse
+from stockpipe.warehouse import Warehouse, WarehouseError
+
+if TYPE_CHECKING:
+    from stockpipe.alerts import Delivery
 
 log = logging.getLogger(__name__)
 # The project's expectations/, shipped as package data (a link in a checkout).
@@ -32,6 +36,11 @@ EXPECTATIONS_DIR = Path(str(resources.files("stockpipe") / "expectations"))
 SUITES = ("raw_stock_prices", "staging_stock_prices", "marts_daily_bars")
 # Completeness tolerance: a symbol may miss this share of a session's minutes (halts).
 MIN_BAR_SHARE = 0.98
+NO_BARS = "the session has bars"
+NO_BARS_WHY = (
+    "no bar of this session is in RAW.STOCK_PRICES, so there is nothing to check: ingest "
+    "it ('stockpipe ingest --session DATE') and drain ('stockpipe drain') first"
+)
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,8 @@ class ValidationReport:
         }
 
     def summary(self) -> str:
+        if any(o.expectation == NO_BARS and o.success is False for o in self.outcomes):
+            return f"validation of session {self.session} FAILED: {NO_BARS_WHY}"
         checked = [o for o in self.outcomes if o.success is not None]
         head = (
             f"validation of session {self.session}: {len(checked) - len(self.failed)}/"
@@ -112,10 +123,19 @@ def session_frames(
     raw["BODY_OUTSIDE_RANGE"] = (prices["HIGH"] >= prices["LOW"]) & (
         (body_high > prices["HIGH"]) | (body_low < prices["LOW"])
     )
-    staging = warehouse.query_frame(
-        "select symbol, ts, bar_interval from STAGING.VALID_BARS where ts >= %s and ts < %s",
-        bounds,
-    )
+    try:
+        staging = warehouse.query_frame(
+            "select symbol, ts, bar_interval from STAGING.VALID_BARS where ts >= %s and ts < %s",
+            bounds,
+        )
+    except Exception as exc:
+        # Snowflake: "does not exist or not authorized"; DuckDB: "... does not exist!"
+        if "does not exist" not in str(exc):
+            raise
+        raise WarehouseError(
+            f"the trend models are not built in {warehouse.location} yet (STAGING.VALID_BARS, "
+            "MARTS.DAILY_BARS): run 'stockpipe trends' once, then validate"
+        ) from None
     staging.columns = [c.upper() for c in staging.columns]
     # Seconds since 1970 (UTC): GX compares numbers reliably across pandas' time units.
     staging["TS_EPOCH"] = (
@@ -251,6 +271,9 @@ def validate_session(
                         + ")",
                     )
                 )
+    if frames["raw_stock_prices"].empty:
+        # Row-level expectations hold vacuously on no rows; a session without data fails.
+        outcomes.insert(0, Outcome(SUITES[0], NO_BARS, False, NO_BARS_WHY, ["0 rows"]))
     report = ValidationReport(session.day, market_open, outcomes)
     if docs_dir is not None:
         report.docs_dir = docs_dir / "index.html"
@@ -315,22 +338,39 @@ def publish_docs_to_s3(settings: Settings, docs_dir: Path) -> str | None:
     return f"s3://{bucket}/{prefix}/index.html"
 
 
-def publish_outcome(settings: Settings, report: ValidationReport) -> None:
-    """Set the validation metrics, and on failure send one message to the alerts topic."""
-    from stockpipe import metrics
-    from stockpipe.streaming.producer import QuoteProducer
+def run_validation(
+    settings: Settings, session_day: date | None = None, now: datetime | None = None
+) -> ValidationReport:
+    """A validation as ``stockpipe validate`` and the validate flow run it: a read session
+    on the warehouse, every suite, Data Docs in ``<home>/data-docs``."""
+    with Warehouse.connect(settings, "read") as warehouse:
+        return validate_session(
+            settings, warehouse, session_day, now=now, docs_dir=settings.home_dir / "data-docs"
+        )
+
+
+def publish_outcome(settings: Settings, report: ValidationReport) -> Delivery | None:
+    """Set the validation metrics, and on failure send one message to the alerts topic.
+
+    The alert is best effort, with short timeouts: a broker that is down delays the result
+    by seconds, not minutes, and never changes it.
+
+    Returns:
+        None when there is nothing to alert; else what became of the alert.
+    """
+    from stockpipe import alerts, metrics
 
     for suite, ok in report.suite_success().items():
         metrics.VALIDATION_SUCCESS.labels(suite).set(1 if ok else 0)
     if report.success:
-        return
+        return None
     message = {
         "kind": "validation",
         "session_date": str(report.session),
         "failed": [o.name for o in report.failed],
         "summary": report.summary()[:4000],
     }
-    QuoteProducer(settings.kafka).publish_raw(
+    return alerts.send_best_effort(
+        settings,
         [(f"validation|{report.session}".encode(), json.dumps(message).encode(), None)],
-        topic=settings.kafka.alerts_topic,
     )

@@ -15,13 +15,15 @@ commits.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -34,8 +36,10 @@ from stockpipe.drain.loader import LoadResult, load_batch, refused_rows
 from stockpipe.drain.offsets import PartitionOffsets, ResetChoice
 from stockpipe.drain.raw_zone import RawZone, raw_zone_from_settings
 from stockpipe.drain.report import DrainReport
+from stockpipe.processes import Terminated, limit_malloc_arenas
 from stockpipe.retry import retry_call
 from stockpipe.settings import DrainSettings, Settings
+from stockpipe.streaming.clients import client_config, require_reachable
 from stockpipe.streaming.consumer import Batch, BatchConsumer, group_members
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.warehouse import Warehouse
@@ -221,10 +225,12 @@ def drain_to_warehouse(
     """
     started = time.monotonic()
     limits = settings.drain
-    admin = AdminClient(settings.kafka.client_config())
+    require_reachable(settings.kafka)
+    admin = AdminClient(client_config(settings.kafka))
     offsets = PartitionOffsets(warehouse, admin, settings.kafka.prices_topic)
     report = DrainReport()
     report.reset = offsets.check(reset_offsets)
+    report.backlog = sum(offsets.lag().values())
     sink = WarehouseSink(
         settings,
         warehouse,
@@ -238,6 +244,7 @@ def drain_to_warehouse(
     with (
         warehouse.memory_limit(limits.embedded_memory_limit),
         BatchConsumer(settings.kafka, offsets.start_offsets) as consumer,
+        _stopped_by_signal(report),
     ):
         while True:
             batch = consumer.next_batch(
@@ -264,6 +271,29 @@ def drain_to_warehouse(
     report.seconds = time.monotonic() - started
     offsets.lag()
     return report
+
+
+def run_drain(settings: Settings, **options: Any) -> DrainReport:
+    """A drain run as ``stockpipe drain`` and the drain flow start one: fewer malloc arenas
+    (before the warehouse's and the consumer's threads start), a load session on the
+    warehouse, :func:`drain_to_warehouse` with ``options``."""
+    limit_malloc_arenas()
+    with Warehouse.connect(settings, "load") as warehouse:
+        return drain_to_warehouse(settings, warehouse, **options)
+
+
+@contextlib.contextmanager
+def _stopped_by_signal(report: DrainReport) -> Iterator[None]:
+    """A signal (Ctrl-C, SIGTERM as :class:`~stockpipe.processes.Terminated`) ends the
+    drain like reaching the end: the batch in flight rolls back, the report keeps what was
+    committed and says why it stopped (``report.interrupted``)."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        report.interrupted = exc
+        report.stopped_because = (
+            "SIGTERM" if isinstance(exc, Terminated) else "interrupted (SIGINT)"
+        ) + "; the batch in flight was rolled back and is drained next time"
 
 
 class _AssignmentWait:

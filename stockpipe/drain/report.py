@@ -29,6 +29,10 @@ class DrainReport:
     newest_bar: float = 0.0  # Unix time of the newest bar committed
     stopped_because: str = ""
     seconds: float = 0.0
+    backlog: int = 0  # messages waiting when the run started
+    # The signal that stopped the run (KeyboardInterrupt or processes.Terminated); what it
+    # reports is what was committed before it.
+    interrupted: KeyboardInterrupt | None = None
 
     def add(
         self, messages: int, rows: pa.Table, rejections: list[Rejection], result: LoadResult

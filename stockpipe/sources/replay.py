@@ -41,8 +41,10 @@ class ReplaySource:
     name = "replay"
 
     def __init__(self, path: Path | str):
+        """Raises ReplayFileError when ``path`` holds no replay file."""
         self.path = Path(path)
         self._bars: pd.DataFrame | None = None
+        self.files()  # a wrong path fails at start, before anything else is done
 
     def files(self) -> list[Path]:
         if self.path.is_dir():
@@ -51,7 +53,7 @@ class ReplaySource:
                 raise ReplayFileError(f"{self.path}: no .csv or .parquet files in this directory")
             return found
         if not self.path.exists():
-            raise ReplayFileError(f"{self.path}: no such file")
+            raise ReplayFileError(f"{self.path}: no such file (STOCKPIPE_SOURCE__REPLAY_PATH)")
         if self.path.suffix.lower() not in SUFFIXES:
             raise ReplayFileError(f"{self.path}: not a .csv or .parquet file")
         return [self.path]

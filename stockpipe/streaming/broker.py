@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
+from rich.console import Console
 
 from stockpipe.processes import (
     port_in_use,
@@ -31,6 +33,7 @@ from stockpipe.processes import (
     start_background,
     stop_background,
 )
+from stockpipe.streaming.clients import quiet
 
 DEFAULT_DIST_DIR = Path("~/.cache/stockpipe/kafka").expanduser()
 
@@ -294,7 +297,9 @@ class LocalBroker:
 
     def is_ready(self, timeout: float = 2.0) -> bool:
         try:
-            AdminClient({"bootstrap.servers": self.bootstrap_servers}).list_topics(timeout=timeout)
+            AdminClient(quiet({"bootstrap.servers": self.bootstrap_servers})).list_topics(
+                timeout=timeout
+            )
         except Exception:
             return False
         return True
@@ -339,15 +344,21 @@ class LocalBroker:
             )
         process = start_background(command, self.stdout_file, self.pid_file, self.home)
         deadline = time.monotonic() + self.start_timeout_seconds
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise BrokerError(
-                    f"Kafka exited with code {process.returncode} while starting:\n"
-                    + self._log_tail()
-                )
-            if self.is_ready(timeout=1.0):
-                return self.status()
-            time.sleep(0.3)
+        waiting = (
+            Console(stderr=True).status(f"waiting for Kafka to answer on {self.bootstrap_servers}")
+            if progress
+            else contextlib.nullcontext()
+        )
+        with waiting:
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    raise BrokerError(
+                        f"Kafka exited with code {process.returncode} while starting:\n"
+                        + self._log_tail()
+                    )
+                if self.is_ready(timeout=1.0):
+                    return self.status()
+                time.sleep(0.3)
         self.stop()
         raise BrokerError(
             f"Kafka did not answer on {self.bootstrap_servers} within "

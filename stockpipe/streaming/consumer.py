@@ -18,6 +18,7 @@ from confluent_kafka import TopicPartition as KafkaTopicPartition
 from confluent_kafka.admin import AdminClient
 
 from stockpipe.settings import KafkaSettings
+from stockpipe.streaming.clients import client_config
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class BatchConsumer:
     def __init__(self, kafka: KafkaSettings, start_offsets: StartOffsets, **overrides: object):
         self.topic = kafka.prices_topic
         self._start_offsets = start_offsets
-        config = kafka.client_config() | {
+        config = client_config(kafka) | {
             "group.id": kafka.consumer_group,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,

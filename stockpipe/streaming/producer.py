@@ -12,6 +12,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from stockpipe import metrics
 from stockpipe.contracts import Quote
 from stockpipe.settings import KafkaSettings
+from stockpipe.streaming.clients import client_config, require_reachable
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,15 @@ class PublishReport:
 
 
 class QuoteProducer:
-    """A Kafka producer for quotes (key = symbol, value = the contract's JSON)."""
+    """A Kafka producer for quotes (key = symbol, value = the contract's JSON).
+
+    Raises:
+        KafkaUnreachable: (on creation) no broker answered within the connect timeout.
+    """
 
     def __init__(self, kafka: KafkaSettings, **overrides: object):
-        self._producer = Producer(kafka.client_config() | PRODUCER_DEFAULTS | overrides)
+        require_reachable(kafka)
+        self._producer = Producer(client_config(kafka) | PRODUCER_DEFAULTS | overrides)
         self.topic = kafka.prices_topic
 
     def publish(

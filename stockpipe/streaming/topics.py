@@ -9,6 +9,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stockpipe.settings import KafkaSettings
+from stockpipe.streaming.clients import client_config, require_reachable
 
 log = logging.getLogger(__name__)
 SEVEN_DAYS_MS = str(7 * 24 * 3600 * 1000)
@@ -40,7 +41,8 @@ def ensure_topics(
     Returns:
         topic name -> "created" or "exists".
     """
-    admin = AdminClient(kafka.client_config())
+    require_reachable(kafka)
+    admin = AdminClient(client_config(kafka))
     specs = pipeline_topics(kafka)
     existing = admin.list_topics(timeout=timeout).topics
     outcome: dict[str, str] = {}

@@ -218,6 +218,10 @@ def _fakesnow_connection(
     from fakesnow.fakes import FakeSnowflakeConnection
     from fakesnow.transforms import show
 
+    # sqlglot warns of Snowflake properties DuckDB has no use for ("Unsupported property
+    # transientproperty" for every TRANSIENT table): true, expected, and nothing to act on.
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
     # fakesnow warns on every result that it copies Arrow data; not actionable for users.
     warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
     duck.execute("attach if not exists ':memory:' as _fs_global")

@@ -56,6 +56,12 @@ def test_demo_runs_the_pipeline_and_a_rerun_does_not_duplicate(tmp_path: Path) -
             assert f"│ {symbol}" in first.stdout
         assert "warehouse:" in first.stdout and "STOCKS.db" in first.stdout
         assert f"validation of session {SESSION}: 15/15 expectations passed" in first.stdout
+        # Quiet by default: the demo's own lines; no librdkafka retries, no telemetry
+        # attempt, no per-task Prefect lines on the terminal.
+        printed = first.stdout + first.stderr
+        for noise in ("%3|", "%4|", "telemetry", "Finished in state", "Unsupported property"):
+            assert noise not in printed, noise
+        assert len(first.stderr.strip().splitlines()) <= 5, first.stderr
         # dbt's docs site beside the Data Docs: the lineage graph a newcomer opens first.
         docs = tmp_path / "home" / "data-docs" / "dbt"
         assert f"dbt docs (models, tests, lineage graph): {docs / 'index.html'}" in " ".join(

@@ -1,0 +1,261 @@
+"""What a new user meets first: errors that name the fix, honest exit codes, little noise.
+
+Each case runs the ``stockpipe`` command as a user does (a process of its own, no terminal)
+and checks the message, the exit code and how much it printed. The broker cases use a port
+where nothing listens, or the session's real broker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from stockpipe import market_calendar as mc
+from stockpipe.cli import main
+from stockpipe.processes import free_port
+from stockpipe.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+# librdkafka wrote a line per connection attempt: hundreds, and minutes, before an error.
+MAX_ERROR_LINES = 5
+# The connect timeout is 10 s; the old behaviour was two minutes of retries.
+GIVES_UP_WITHIN_SECONDS = 60
+
+
+def stockpipe(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "stockpipe.cli", *args],
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def nowhere() -> dict[str, str]:
+    """Settings that point the commands at a port where no broker listens."""
+    return {"STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
+
+
+def assert_names_the_broker_and_the_fix(result: subprocess.CompletedProcess, env: dict) -> None:
+    servers = env["STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS"]
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"error: cannot reach Kafka at {servers} (STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS) within "
+        "10 s; start the local broker with 'stockpipe kafka up'"
+    ], result.stderr
+    assert "%3|" not in result.stdout + result.stderr  # no librdkafka line
+    assert result.returncode == 1
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["ingest", "--session", "2025-11-26"], ["backfill", "--from", "2025-11-03"], ["drain"]],
+    ids=["ingest", "backfill", "drain"],
+)
+def test_a_broker_nobody_runs_is_one_line_naming_address_setting_and_fix(
+    env_settings: Settings, command: list[str]
+) -> None:
+    env = nowhere()
+    if command == ["drain"]:  # the drain meets the warehouse first
+        assert stockpipe("warehouse", "setup").returncode == 0
+    started = time.monotonic()
+    result = stockpipe(*command, env=env)
+    assert time.monotonic() - started < GIVES_UP_WITHIN_SECONDS
+    assert_names_the_broker_and_the_fix(result, env)
+
+
+def test_a_failed_validation_with_the_broker_down_reports_both_apart(
+    env_settings: Settings,
+) -> None:
+    """An empty session fails validation (not "14/15 passed"); the alert that cannot go out
+    is reported on its own line and does not turn the result into something else."""
+    assert stockpipe("warehouse", "setup").returncode == 0
+    assert stockpipe("trends").returncode == 0
+    env = nowhere()
+    started = time.monotonic()
+    result = stockpipe("validate", "--session", "2025-11-26", env=env)
+    assert time.monotonic() - started < GIVES_UP_WITHIN_SECONDS
+    assert result.returncode == 1  # the data failed
+    assert (
+        "validation of session 2025-11-26 FAILED: no bar of this session is in RAW.STOCK_PRICES"
+        in result.stdout
+    )
+    assert "passed" not in result.stdout.splitlines()[-2]
+    stderr = result.stderr.strip().splitlines()
+    assert len(stderr) <= MAX_ERROR_LINES, result.stderr
+    assert any(
+        line.startswith("alert not sent to ") and "cannot reach Kafka at " in line
+        for line in stderr
+    ), result.stderr
+
+
+def test_validating_before_the_first_trend_build_says_to_build(env_settings: Settings) -> None:
+    assert stockpipe("warehouse", "setup").returncode == 0
+    result = stockpipe("validate", "--session", "2025-11-26")
+    assert result.returncode == 1
+    assert "the trend models are not built" in result.stderr
+    assert "run 'stockpipe trends' once" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["ingest", "--session", "2025-13-01"], "--session 2025-13-01: month must be in 1..12"),
+        (
+            ["ingest", "--session", "2025-11-29"],
+            "--session 2025-11-29: 2025-11-29 is not an NYSE trading day",
+        ),
+        (
+            ["validate", "--session", "2025-11-30"],
+            "--session 2025-11-30: 2025-11-30 is not an NYSE trading day",
+        ),
+        (
+            ["backfill", "--from", "1980-01-02"],
+            "--from 1980-01-02: 1980-01-02 is outside the NYSE calendar",
+        ),
+        (["ingest", "--symbols", "AAPL", "not a ticker"], "'not a ticker' is not a ticker"),
+    ],
+    ids=["bad-date", "weekend", "weekend-validate", "before-calendar", "bad-ticker"],
+)
+def test_bad_usage_exits_2_saying_what_was_wrong(
+    env_settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
+) -> None:
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's own usage errors
+        code = exit_.code
+    assert code == 2
+    assert message in capsys.readouterr().err.replace("\n", " ")
+
+
+def test_a_missing_replay_file_fails_at_start_naming_the_setting(
+    env_settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("STOCKPIPE_SOURCE__KIND", "replay")
+    monkeypatch.setenv("STOCKPIPE_SOURCE__REPLAY_PATH", str(tmp_path / "bars.csv"))
+    assert main(["ingest", "--session", "2025-11-26"]) == 2
+    err = capsys.readouterr().err.replace("\n", "")
+    assert f"{tmp_path / 'bars.csv'}: no such file (STOCKPIPE_SOURCE__REPLAY_PATH)" in err
+
+
+def test_a_session_that_has_not_opened_is_refused(
+    env_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    today = datetime.now(UTC).date()
+    upcoming = mc.sessions_between(today + timedelta(days=1), today + timedelta(days=10))[0]
+    assert main(["ingest", "--session", str(upcoming.day)]) == 2
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert f"--session {upcoming.day}: the session opens at 09:30 New York time" in err
+
+
+def test_a_misspelt_variable_is_named_with_the_nearest_setting(
+    env_settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    monkeypatch.setenv("STOCKPIPE_SOURCE__WATCHLST", "AAPL")
+    assert main(["config"]) == 0
+    assert (
+        "warning: STOCKPIPE_SOURCE__WATCHLST is not a setting and is ignored; did you mean "
+        "STOCKPIPE_SOURCE__WATCHLIST?"
+    ) in capsys.readouterr().err.replace("\n", "")
+
+
+def test_every_contract_reject_exits_1(
+    env_settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "bars.csv"
+    path.write_text(
+        "symbol,timestamp,open,high,low,close,volume\n"
+        "AAPL,2025-11-26T14:30:00Z,10,9,11,10,100\n"  # high below low
+    )
+    monkeypatch.setenv("STOCKPIPE_SOURCE__KIND", "replay")
+    monkeypatch.setenv("STOCKPIPE_SOURCE__REPLAY_PATH", str(path))
+    assert main(["ingest", "--session", "2025-11-26", "--symbols", "AAPL"]) == 1
+    captured = capsys.readouterr()
+    assert "published 0" in captured.out and "rejected 1" in captured.out
+    assert "the contract rejected every bar; nothing was published" in captured.err
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_a_following_drain_with_what_it_committed(
+    env_settings: Settings, sig: signal.Signals, code: int
+) -> None:
+    assert stockpipe("warehouse", "setup").returncode == 0
+    assert stockpipe("ingest", "--session", "2025-11-26").returncode == 0
+    drain = subprocess.Popen(
+        [sys.executable, "-m", "stockpipe.cli", "drain", "--follow", "--max-records", "500"],
+        env={**os.environ, "COLUMNS": "200"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert drain.stdout is not None
+        for line in drain.stdout:  # stop it once it has committed a batch
+            if line.strip().startswith("batch 1:"):
+                break
+        drain.send_signal(sig)
+        rest, errors = drain.communicate(timeout=120)
+    finally:
+        drain.kill()
+    assert drain.returncode == code, errors
+    summary = next(line for line in rest.splitlines() if line.startswith("drained "))
+    committed = int(summary.split()[1])
+    assert committed >= 500  # at least the batch it was stopped after
+    reason = "SIGTERM" if sig == signal.SIGTERM else "interrupted (SIGINT)"
+    assert f"stopped: {reason}; the batch in flight was rolled back" in summary
+    assert "next offset" in rest
+
+
+def test_kafka_up_prints_its_own_lines_only(tmp_path: Path) -> None:
+    env = {
+        "STOCKPIPE_HOME": str(tmp_path / "home"),
+        "STOCKPIPE_LOCAL_KAFKA__PORT": str(port := free_port()),
+        "STOCKPIPE_LOCAL_KAFKA__CONTROLLER_PORT": str(free_port()),
+        "STOCKPIPE_LOCAL_KAFKA__JMX_EXPORTER_PORT": str(free_port()),
+        "STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": f"localhost:{port}",
+    }
+    try:
+        result = stockpipe("kafka", "up", env=env)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.strip() == ""  # no librdkafka line while it waited
+        assert "running: pid" in result.stdout and "topic stock_prices: created" in result.stdout
+    finally:
+        stockpipe("kafka", "down", env=env)
+
+
+def test_blank_day_changes_and_no_movers_say_why() -> None:
+    import pandas as pd
+
+    from stockpipe.cli import latest_table
+
+    one_session = pd.DataFrame(
+        {
+            "symbol": ["AAPL"],
+            "session_date": [pd.Timestamp("2025-11-26").date()],
+            "bar_count": [390],
+            "last_close": [101.0],
+            "change_on_day_pct": [float("nan")],
+            "change_vs_open_pct": [0.5],
+            "ma5": [100.9],
+            "ma20": [100.7],
+            "session_vwap": [100.8],
+        }
+    )
+    assert "needs the previous session's close" in str(latest_table(one_session).caption)
+    assert "no bars in the warehouse yet" in str(latest_table(one_session.iloc[:0]).caption)
+    assert latest_table(one_session.assign(change_on_day_pct=1.2)).caption is None

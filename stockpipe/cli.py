@@ -296,9 +296,18 @@ def cmd_backfill(args: argparse.Namespace) -> int:
                     soft_wrap=True,
                 )
 
-        report = backfill(
-            settings, first, last, args.interval, symbols=args.symbols, on_window=on_window
-        )
+        try:
+            report = backfill(
+                settings, first, last, args.interval, symbols=args.symbols, on_window=on_window
+            )
+        except KeyboardInterrupt:
+            done = progress.tasks[0].fields["published"]
+            err.print(
+                f"backfill stopped: {done:,} bars published and acknowledged before it; "
+                "running the same command again publishes the rest",
+                soft_wrap=True,
+            )
+            raise
     for note in report.notes:
         err.print(f"note: {note}", soft_wrap=True)
     console.print(report.summary(), soft_wrap=True)

@@ -73,6 +73,8 @@ def test_ingest_drain_trends_flows_with_dead_letters_in_the_summary(
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     assert {r["reason"]: r["messages"] for r in rows} == {"invalid_json": 1, "missing_ts": 1}
     assert "2 to the dead-letter topic" in artifact("drain-summary").data
+    # The run showed its progress through the backlog while it ran; it ended at 100 %.
+    assert float(artifact("drain-progress").data) == 100.0
 
     trends_run = build_trends(report=True, return_state=True)
     latest = trends_run.result()

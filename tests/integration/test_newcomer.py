@@ -259,3 +259,37 @@ def test_blank_day_changes_and_no_movers_say_why() -> None:
     assert "needs the previous session's close" in str(latest_table(one_session).caption)
     assert "no bars in the warehouse yet" in str(latest_table(one_session.iloc[:0]).caption)
     assert latest_table(one_session.assign(change_on_day_pct=1.2)).caption is None
+
+
+def test_a_drain_through_a_backlog_shows_its_progress_on_a_terminal(
+    env_settings: Settings,
+) -> None:
+    import pty
+
+    assert stockpipe("warehouse", "setup").returncode == 0
+    assert stockpipe("ingest", "--session", "2025-11-26").returncode == 0
+    leader, follower = pty.openpty()  # stderr is a terminal: the bar is drawn there
+    drain = subprocess.Popen(
+        [sys.executable, "-m", "stockpipe.cli", "drain", "--max-records", "500"],
+        env={**os.environ, "COLUMNS": "200", "TERM": "xterm-256color"},
+        stdout=subprocess.PIPE,
+        stderr=follower,
+    )
+    os.close(follower)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the drain closed the terminal
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(leader)
+    out = drain.communicate(timeout=60)[0].decode()
+    assert drain.returncode == 0
+    assert out.startswith("drained 3900 messages")  # the summary; no per-batch lines
+    screen = drawn.decode(errors="replace")
+    assert "3900/3900" in screen
+    for column in ("messages", "lag 0", "msg/s", "ETA"):
+        assert column in screen, screen[-500:]

@@ -9,7 +9,10 @@ Reads the same STOCKPIPE_* settings as everything else and saves, where configur
   STOCKPIPE_WAREHOUSE__BACKEND=snowflake;
 * ``stockpipe-raw-zone``: a prefect-aws S3Bucket (credentials ``stockpipe-aws``), when
   STOCKPIPE_LAKE__S3_BUCKET is set;
-* ``stockpipe-kafka-sasl-password``: a Secret, when SASL credentials are set.
+* ``stockpipe-kafka-sasl-password``: a Secret, when SASL credentials are set;
+* ``stockpipe-finnhub-api-key`` / ``stockpipe-alphavantage-api-key``: Secrets, when the
+  provider's key is set (a worker then needs only
+  ``STOCKPIPE_SOURCE__FINNHUB_API_KEY_BLOCK=stockpipe-finnhub-api-key``).
 
 Idempotent (re-running overwrites with the same values). Prints block names and which
 settings went in, never a secret's value.
@@ -26,6 +29,10 @@ SNOWFLAKE_CREDENTIALS = "stockpipe-snowflake-credentials"
 AWS_CREDENTIALS = "stockpipe-aws"
 RAW_ZONE_BUCKET = "stockpipe-raw-zone"
 KAFKA_SASL_PASSWORD = "stockpipe-kafka-sasl-password"  # noqa: S105 - a block name
+PROVIDER_API_KEYS = {
+    "finnhub": "stockpipe-finnhub-api-key",
+    "alphavantage": "stockpipe-alphavantage-api-key",
+}
 
 
 def bootstrap_blocks(settings: Settings) -> dict[str, str]:
@@ -64,6 +71,11 @@ def bootstrap_blocks(settings: Settings) -> dict[str, str]:
     if kafka.sasl_password is not None:
         Secret(value=kafka.sasl_password).save(KAFKA_SASL_PASSWORD, overwrite=True)
         saved[KAFKA_SASL_PASSWORD] = f"SASL password of {kafka.sasl_username} (hidden)"
+    for provider, block in PROVIDER_API_KEYS.items():
+        key = getattr(settings.source, f"{provider}_api_key")
+        if key is not None and key.get_secret_value():
+            Secret(value=key).save(block, overwrite=True)
+            saved[block] = f"{provider} API key (hidden)"
     return saved
 
 

@@ -18,7 +18,8 @@ from stockpipe.streaming.producer import PublishReport
 
 @task(retries=3, retry_delay_seconds=[5, 20, 60], retry_jitter_factor=0.5, cache_policy=NO_CACHE)
 def fetch_bars(symbols: list[str], start: datetime, end: datetime) -> tuple[str, pd.DataFrame]:
-    source = make_source(load_settings().source)
+    settings = load_settings()
+    source = make_source(settings.source, settings.home_dir / "sources")
     return source.name, ingest.fetch_bars(source, symbols, start, end)
 
 

@@ -170,7 +170,7 @@ def backfill(
         PublishError: a window's messages were not acknowledged (the windows before it stay
             published and remembered; re-running continues from there).
     """
-    source = source or make_source(settings.source)
+    source = source or make_source(settings.source, settings.home_dir / "sources")
     require_reachable(settings.kafka)  # before the source is asked for anything
     symbols = symbols or settings.source.watchlist
     plan = plan_backfill(source, interval, first, last, now)

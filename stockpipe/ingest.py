@@ -77,6 +77,10 @@ class IngestReport:
     unchanged: int
     rejected: dict[str, int]
     symbols_with_bars: frozenset[str] = frozenset()
+    # Symbols a keyed provider was not asked for: its plan's calls for the day are spent.
+    unfetched: tuple[str, ...] = ()
+    # Symbols the source answered for with no bars (an unknown ticker, a halt).
+    without_bars: tuple[str, ...] = ()
 
     def summary(self) -> str:
         text = (
@@ -85,6 +89,13 @@ class IngestReport:
             f"rejected {sum(self.rejected.values())}"
         )
         text += describe_reasons(self.rejected)
+        if self.without_bars:
+            text += f"; no bars for {', '.join(self.without_bars)}"
+        if self.unfetched:
+            text += (
+                f"; not fetched, the provider's calls for the day are spent: "
+                f"{', '.join(self.unfetched)} (the next run fetches them)"
+            )
         return text
 
 
@@ -375,7 +386,7 @@ def ingest_window(
 ) -> IngestReport:
     """Fetch, check and publish one window of ``interval`` bars (the CLI's ingest, each
     window of a backfill; the flow runs the same three steps as tasks)."""
-    source = source or make_source(settings.source)
+    source = source or make_source(settings.source, settings.home_dir / "sources")
     require_reachable(settings.kafka)  # before the source is asked for anything
     symbols = symbols or settings.source.watchlist
     bars = fetch_bars(source, symbols, start, end, interval)
@@ -390,4 +401,6 @@ def ingest_window(
         unchanged=report.skipped_unchanged,
         rejected=dict(check.rejected),
         symbols_with_bars=frozenset(bars["symbol"].unique()),
+        unfetched=tuple(getattr(source, "unfetched", ())),
+        without_bars=tuple(getattr(source, "missing", ())),
     )

@@ -11,6 +11,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -70,3 +71,31 @@ def retry_call(
             if before_retry is not None:
                 before_retry()
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a source retries a call to its provider (``STOCKPIPE_SOURCE__MAX_RETRIES`` and
+    the backoff settings); ``sleep`` is replaceable so that tests do not wait."""
+
+    max_retries: int = 5
+    base_seconds: float = 1.0
+    max_seconds: float = 60.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def call(
+        self,
+        fn: Callable[[], T],
+        retry_on: tuple[type[BaseException], ...] | Callable[[BaseException], bool],
+        what: str,
+    ) -> T:
+        """:func:`retry_call` with this policy."""
+        return retry_call(
+            fn,
+            retry_on=retry_on,
+            max_retries=self.max_retries,
+            base_seconds=self.base_seconds,
+            max_seconds=self.max_seconds,
+            what=what,
+            sleep=self.sleep,
+        )

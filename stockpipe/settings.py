@@ -289,7 +289,7 @@ class LakeSettings(BaseModel):
 class SourceSettings(BaseModel):
     """Where quotes come from and for which symbols."""
 
-    kind: Literal["simulated", "replay", "yfinance"] = "simulated"
+    kind: Literal["simulated", "replay", "yfinance", "finnhub", "alphavantage"] = "simulated"
     watchlist: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_WATCHLIST),
         description="comma-separated tickers",
@@ -301,6 +301,36 @@ class SourceSettings(BaseModel):
     max_retries: int = Field(5, ge=0, le=20)
     backoff_base_seconds: float = Field(1.0, ge=0)
     backoff_max_seconds: float = Field(60.0, gt=0)
+    finnhub_api_key: SecretStr | None = Field(
+        None, description="Finnhub API key (kind=finnhub); never printed or logged"
+    )
+    finnhub_api_key_block: str | None = Field(
+        None, description="a Prefect Secret block holding the Finnhub key, instead of the key"
+    )
+    finnhub_url: str = Field(
+        "https://finnhub.io/api/v1", description="Finnhub's REST API (tests: a local server)"
+    )
+    finnhub_calls_per_minute: int = Field(
+        60, ge=1, description="the plan's REST budget (free plan: 60 calls a minute)"
+    )
+    alphavantage_api_key: SecretStr | None = Field(
+        None, description="Alpha Vantage API key (kind=alphavantage); never printed or logged"
+    )
+    alphavantage_api_key_block: str | None = Field(
+        None, description="a Prefect Secret block holding the Alpha Vantage key"
+    )
+    alphavantage_url: str = Field(
+        "https://www.alphavantage.co/query", description="Alpha Vantage's API (tests: local)"
+    )
+    alphavantage_calls_per_minute: int = Field(
+        5, ge=1, description="the plan's budget per minute (free plan: 5)"
+    )
+    alphavantage_calls_per_day: int = Field(
+        25, ge=1, description="the plan's budget per day (free plan: 25)"
+    )
+    request_timeout_seconds: float = Field(
+        30.0, gt=0, description="how long one HTTP request to a provider may take"
+    )
 
     @field_validator("watchlist", mode="before")
     @classmethod
@@ -322,6 +352,14 @@ class SourceSettings(BaseModel):
     def _replay_needs_path(self) -> SourceSettings:
         if self.kind == "replay" and self.replay_path is None:
             raise ValueError("kind=replay needs replay_path")
+        for kind in ("finnhub", "alphavantage"):
+            key, block = getattr(self, f"{kind}_api_key"), getattr(self, f"{kind}_api_key_block")
+            if self.kind == kind and not (key and key.get_secret_value()) and not block:
+                variable = f"{ENV_PREFIX}SOURCE{ENV_NESTED_DELIMITER}{kind.upper()}_API_KEY"
+                raise ValueError(
+                    f"kind={kind} needs an API key: set {variable} (or {variable}_BLOCK, "
+                    "the name of a Prefect Secret block holding it)"
+                )
         return self
 
 

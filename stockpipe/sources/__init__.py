@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
@@ -81,8 +82,13 @@ def empty_bars() -> pd.DataFrame:
     return frame
 
 
-def make_source(settings: SourceSettings) -> QuoteSource:
-    """The source the settings name (``STOCKPIPE_SOURCE__KIND``)."""
+def make_source(settings: SourceSettings, state_dir: Path | None = None) -> QuoteSource:
+    """The source the settings name (``STOCKPIPE_SOURCE__KIND``).
+
+    Args:
+        state_dir: where a keyed provider keeps the calls it spent today (shared by the
+            installation's processes: ``<home>/sources``); None keeps them in memory.
+    """
     if settings.kind == "simulated":
         from stockpipe.sources.simulated import SimulatedMarket
 
@@ -92,11 +98,63 @@ def make_source(settings: SourceSettings) -> QuoteSource:
 
         assert settings.replay_path is not None  # the settings validator guarantees it
         return ReplaySource(settings.replay_path)
+    from stockpipe.retry import RetryPolicy
+
+    retry = RetryPolicy(
+        settings.max_retries, settings.backoff_base_seconds, settings.backoff_max_seconds
+    )
+    if settings.kind in ("finnhub", "alphavantage"):
+        from stockpipe.sources.budget import CallBudget
+
+        key = api_key(settings, settings.kind)
+        if settings.kind == "finnhub":
+            from stockpipe.sources.finnhub import FinnhubSource
+
+            return FinnhubSource(
+                key,
+                settings.finnhub_url,
+                CallBudget(settings.finnhub_calls_per_minute),
+                timeout_seconds=settings.request_timeout_seconds,
+                retry=retry,
+            )
+        from stockpipe.sources.alphavantage import AlphaVantageSource
+
+        budget = CallBudget(
+            settings.alphavantage_calls_per_minute,
+            settings.alphavantage_calls_per_day,
+            state=state_dir / "alphavantage-calls.json" if state_dir else None,
+        )
+        return AlphaVantageSource(
+            key,
+            settings.alphavantage_url,
+            budget,
+            timeout_seconds=settings.request_timeout_seconds,
+            retry=retry,
+        )
     from stockpipe.sources.yahoo import YahooFinanceSource
 
-    return YahooFinanceSource(
-        chunk_size=settings.yfinance_chunk_size,
-        max_retries=settings.max_retries,
-        backoff_base_seconds=settings.backoff_base_seconds,
-        backoff_max_seconds=settings.backoff_max_seconds,
-    )
+    return YahooFinanceSource(chunk_size=settings.yfinance_chunk_size, retry=retry)
+
+
+def api_key(settings: SourceSettings, provider: str) -> str:
+    """The provider's API key: the setting, or the Prefect Secret block it names.
+
+    Raises:
+        ConfigError: the block cannot be read (the settings validator already made sure one
+            of the two is set).
+    """
+    from stockpipe.settings import ConfigError
+
+    key = getattr(settings, f"{provider}_api_key")
+    if key is not None and key.get_secret_value():
+        return key.get_secret_value()
+    block = getattr(settings, f"{provider}_api_key_block")
+    try:
+        from prefect.blocks.system import Secret
+
+        return str(Secret.load(block).get())
+    except Exception as exc:
+        raise ConfigError(
+            f"STOCKPIPE_SOURCE__{provider.upper()}_API_KEY_BLOCK={block}: the Prefect Secret "
+            f"block cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        ) from None

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from stockpipe import metrics
-from stockpipe.retry import retry_call
+from stockpipe.retry import RetryPolicy
 from stockpipe.settings import EXCHANGE_TZ
 from stockpipe.sources import BAR_COLUMNS, HistoryLimit, Interval, daily_bar_ts, empty_bars
 
@@ -70,18 +70,12 @@ class YahooFinanceSource:
     def __init__(
         self,
         chunk_size: int = 50,
-        max_retries: int = 5,
-        backoff_base_seconds: float = 1.0,
-        backoff_max_seconds: float = 60.0,
+        retry: RetryPolicy | None = None,
         download: Callable[..., pd.DataFrame] | None = None,
-        sleep: Callable[[float], None] | None = None,
     ):
         self.chunk_size = chunk_size
-        self.max_retries = max_retries
-        self.backoff_base_seconds = backoff_base_seconds
-        self.backoff_max_seconds = backoff_max_seconds
+        self.retry = retry or RetryPolicy()
         self._download = download or _default_download()
-        self._sleep = sleep
         self.missing: list[str] = []
 
     def history_limit(self, interval: Interval) -> HistoryLimit:
@@ -95,15 +89,10 @@ class YahooFinanceSource:
         symbols = list(dict.fromkeys(s.upper() for s in symbols))
         for i in range(0, len(symbols), self.chunk_size):
             chunk = symbols[i : i + self.chunk_size]
-            kwargs = {"sleep": self._sleep} if self._sleep else {}
-            raw = retry_call(
+            raw = self.retry.call(
                 lambda chunk=chunk: self._download_chunk(chunk, start, end, interval),
-                retry_on=(YahooUnavailable,),
-                max_retries=self.max_retries,
-                base_seconds=self.backoff_base_seconds,
-                max_seconds=self.backoff_max_seconds,
-                what=f"yfinance download of {len(chunk)} tickers",
-                **kwargs,
+                (YahooUnavailable,),
+                f"yfinance download of {len(chunk)} tickers",
             )
             bars = bars_from_download(raw, chunk, interval)
             if interval == "1d":

@@ -29,6 +29,7 @@ def test_blocks_are_saved_twice_without_change_and_never_print_secrets(
         "STOCKPIPE_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
         "STOCKPIPE_KAFKA__SASL_USERNAME": "drain",
         "STOCKPIPE_KAFKA__SASL_PASSWORD": PASSWORD + "-kafka",
+        "STOCKPIPE_SOURCE__FINNHUB_API_KEY": PASSWORD + "-finnhub",
     }.items():
         monkeypatch.setenv(name, value)
     blocks.main()
@@ -43,6 +44,16 @@ def test_blocks_are_saved_twice_without_change_and_never_print_secrets(
     assert connector.warehouse == "LOAD_WH" and connector.database == "STOCKS"
     assert S3Bucket.load(blocks.RAW_ZONE_BUCKET).bucket_name == "my-raw-zone"
     assert Secret.load(blocks.KAFKA_SASL_PASSWORD).get() == PASSWORD + "-kafka"
+    assert "saved block stockpipe-finnhub-api-key: finnhub API key (hidden)" in printed
+
+    # A worker holds the block's name, not the key: the source reads the key from it.
+    from stockpipe.settings import load_settings
+    from stockpipe.sources import api_key
+
+    monkeypatch.delenv("STOCKPIPE_SOURCE__FINNHUB_API_KEY")
+    monkeypatch.setenv("STOCKPIPE_SOURCE__KIND", "finnhub")
+    monkeypatch.setenv("STOCKPIPE_SOURCE__FINNHUB_API_KEY_BLOCK", "stockpipe-finnhub-api-key")
+    assert api_key(load_settings().source, "finnhub") == PASSWORD + "-finnhub"
 
 
 def test_local_profile_needs_no_blocks() -> None:

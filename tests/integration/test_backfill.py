@@ -15,6 +15,7 @@ from stockpipe import market_calendar as mc
 from stockpipe.backfill import backfill
 from stockpipe.cli import main
 from stockpipe.drain import drain_to_warehouse
+from stockpipe.retry import RetryPolicy
 from stockpipe.settings import Settings
 from stockpipe.sources.replay import ReplaySource
 from stockpipe.sources.simulated import SimulatedMarket
@@ -78,7 +79,7 @@ def test_a_year_of_daily_bars_fills_the_trend_figures_once(
         source = ReplaySource(replay_file(tmp_path))
     else:
         yahoo = RateLimitedYahoo(SimulatedMarket(seed=3))
-        source = YahooFinanceSource(download=yahoo, sleep=lambda _: None)
+        source = YahooFinanceSource(download=yahoo, retry=RetryPolicy(sleep=lambda _: None))
     sessions = len(mc.sessions_between(FIRST, LAST))
 
     first = backfill(env_settings, FIRST, LAST, "1d", SYMBOLS, source=source, now=NOW)

@@ -11,6 +11,7 @@ import pytest
 from stockpipe import market_calendar as mc
 from stockpipe.backfill import plan_backfill
 from stockpipe.ingest import check_bars
+from stockpipe.retry import RetryPolicy
 from stockpipe.sources.replay import ReplayFileError, ReplaySource
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.sources.yahoo import YahooFinanceSource, bars_from_download
@@ -25,7 +26,7 @@ def recorded_yahoo() -> tuple[YahooFinanceSource, list[dict]]:
         requests.append(kwargs)
         return pd.DataFrame()
 
-    return YahooFinanceSource(download=download, sleep=lambda _: None), requests
+    return YahooFinanceSource(download=download, retry=RetryPolicy(sleep=lambda _: None)), requests
 
 
 def test_minute_history_from_yahoo_is_cut_to_what_it_serves() -> None:

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from stockpipe.ingest import check_bars
+from stockpipe.retry import RetryPolicy
 from stockpipe.sources.yahoo import YahooFinanceSource, YahooUnavailable, bars_from_download
 
 START = datetime(2025, 11, 26, 14, 30, tzinfo=UTC)
@@ -67,7 +68,9 @@ class FakeDownload:
 
 def source(download: FakeDownload, chunk_size: int = 50) -> YahooFinanceSource:
     return YahooFinanceSource(
-        chunk_size=chunk_size, max_retries=3, download=download, sleep=lambda s: None
+        chunk_size=chunk_size,
+        retry=RetryPolicy(max_retries=3, sleep=lambda s: None),
+        download=download,
     )
 
 
@@ -94,11 +97,8 @@ def test_rate_limit_is_retried_with_backoff() -> None:
     fake = FakeDownload(["rate-limited", "rate-limited", "ok"])
     sleeps: list[float] = []
     src = YahooFinanceSource(
-        max_retries=3,
+        retry=RetryPolicy(max_retries=3, base_seconds=1.0, max_seconds=8.0, sleep=sleeps.append),
         download=fake,
-        sleep=sleeps.append,
-        backoff_base_seconds=1.0,
-        backoff_max_seconds=8.0,
     )
     bars = src.fetch(["AAPL"], START, END)
     assert len(fake.calls) == 3
@@ -127,7 +127,7 @@ def test_unknown_ticker_is_reported_not_fatal() -> None:
         logging.getLogger("yfinance").error("['DELISTED']: possibly delisted; no price data found")
         return frame
 
-    src = YahooFinanceSource(download=download, sleep=lambda s: None)
+    src = YahooFinanceSource(download=download, retry=RetryPolicy(sleep=lambda s: None))
     bars = src.fetch(["AAPL", "DELISTED"], START, END)
     assert set(bars["symbol"]) == {"AAPL"}
     assert src.missing == ["DELISTED"]

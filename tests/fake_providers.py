@@ -1,0 +1,198 @@
+"""Finnhub's and Alpha Vantage's HTTP APIs, served locally in their documented formats.
+
+Neither provider can be reached from here, so the tests stand them up at the network
+boundary: a real HTTP server the real clients (finnhub-python, requests) talk to, whose
+answers have the providers' shapes (field names, string-typed numbers, New York wall-clock
+keys, the rate-limit bodies) and whose prices come from the simulated market, so a test can
+compare what landed in the warehouse with an independent fetch of the same bars.
+
+``script`` queues answers to give before the normal ones (a 429, a rate-limit note); every
+request is recorded (``requests``) so that tests can count calls and check what was asked.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import pandas as pd
+
+from stockpipe import market_calendar as mc
+from stockpipe.settings import EXCHANGE_TZ
+from stockpipe.sources.simulated import SimulatedMarket
+
+FINNHUB_RATE_LIMIT = (
+    429,
+    {"error": "API limit reached. Please try again later. Remaining Limit: 0"},
+)
+FINNHUB_NO_ACCESS = (403, {"error": "You don't have access to this resource."})
+AV_MINUTE_NOTE = (
+    200,
+    {
+        "Note": "Thank you for using Alpha Vantage! Our standard API call frequency is 5 calls "
+        "per minute and 500 calls per day. Please visit https://www.alphavantage.co/premium/ "
+        "if you would like to target a higher API call frequency."
+    },
+)
+AV_DAY_INFORMATION = (
+    200,
+    {
+        "Information": "We have detected your API key as KEY and our standard API rate limit "
+        "is 25 requests per day. Please subscribe to any of the premium plans at "
+        "https://www.alphavantage.co/premium/ to instantly remove all daily rate limits."
+    },
+)
+AV_INVALID_CALL = {
+    "Error Message": "Invalid API call. Please retry or visit the documentation "
+    "(https://www.alphavantage.co/documentation/) for TIME_SERIES_INTRADAY."
+}
+
+
+@dataclass
+class FakeProviders:
+    """Args:
+    key: the API key both fakes accept (others: 401 / an "Invalid API call").
+    known: the symbols they have data for.
+    daily_from: the first date of Alpha Vantage's full daily series.
+    """
+
+    key: str = "test-key-5f2c9a"
+    known: frozenset[str] = frozenset({"AAPL", "MSFT", "NVDA", "JPM"})
+    daily_from: str = "2024-06-03"
+    seed: int = 42
+    requests: list[dict] = field(default_factory=list)
+    _script: deque = field(default_factory=deque)
+
+    def __post_init__(self) -> None:
+        self.market = SimulatedMarket(seed=self.seed)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> FakeProviders:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def script(self, *answers: tuple[int, dict]) -> None:
+        """Give these (status, body) answers first, one per request, whatever is asked."""
+        self._script.extend(answers)
+
+    # -- the APIs ---------------------------------------------------------------------
+    def answer(self, path: str, query: dict[str, str]) -> tuple[int, dict]:
+        self.requests.append({"path": path, **query})
+        if self._script:
+            return self._script.popleft()
+        if path.rstrip("/").endswith("/stock/candle"):
+            return self._finnhub_candles(query)
+        if path.rstrip("/").endswith("/query"):
+            return self._alphavantage(query)
+        return 404, {"error": f"no such path {path}"}
+
+    def _finnhub_candles(self, q: dict[str, str]) -> tuple[int, dict]:
+        if q.get("token") != self.key:
+            return 401, {"error": "Invalid API key"}
+        symbol = q["symbol"].upper()
+        start = datetime.fromtimestamp(int(q["from"]), UTC)
+        end = datetime.fromtimestamp(int(q["to"]) + 1, UTC)
+        if symbol not in self.known:
+            return 200, {"s": "no_data"}
+        interval = {"1": "1m", "D": "1d"}[q["resolution"]]
+        bars = self.market.fetch([symbol], start, end, interval)
+        if bars.empty:
+            return 200, {"s": "no_data"}
+        ts = bars["ts"]
+        if interval == "1d":  # Finnhub stamps a daily candle at 00:00 UTC of its date
+            ts = ts.dt.tz_convert(EXCHANGE_TZ).dt.tz_localize(None).dt.normalize()
+            seconds = ts.astype("int64") // 10**9
+        else:
+            seconds = ts.astype("int64") // 10**9
+        return 200, {
+            "c": bars["close"].round(4).tolist(),
+            "h": bars["high"].round(4).tolist(),
+            "l": bars["low"].round(4).tolist(),
+            "o": bars["open"].round(4).tolist(),
+            "s": "ok",
+            "t": seconds.tolist(),
+            "v": bars["volume"].astype(int).tolist(),
+        }
+
+    def _alphavantage(self, q: dict[str, str]) -> tuple[int, dict]:
+        if q.get("apikey") != self.key:
+            return 200, {
+                "Error Message": "the parameter apikey is invalid or missing. Please claim "
+                "your free API key on (https://www.alphavantage.co/support/#api-key)."
+            }
+        symbol = q.get("symbol", "").upper()
+        if symbol not in self.known:
+            return 200, AV_INVALID_CALL
+        if q["function"] == "TIME_SERIES_DAILY":
+            first = pd.Timestamp(self.daily_from)
+            last = mc.latest_closed_session(datetime.now(UTC)).day
+            days = mc.sessions_between(first.date(), last)
+            bars = self.market.fetch([symbol], days[0].open, days[-1].close, "1d")
+            keys = bars["ts"].dt.tz_convert(EXCHANGE_TZ).dt.strftime("%Y-%m-%d")
+            series_name, meta_zone = "Time Series (Daily)", "US/Eastern"
+        elif q["function"] == "TIME_SERIES_INTRADAY" and q.get("interval") == "1min":
+            month = pd.Period(q["month"], freq="M")
+            days = mc.sessions_between(month.start_time.date(), month.end_time.date())
+            days = [d for d in days if d.close <= datetime.now(UTC)]
+            if not days:
+                return 200, {"Meta Data": {}, "Time Series (1min)": {}}
+            bars = self.market.fetch([symbol], days[0].open, days[-1].close, "1m")
+            keys = bars["ts"].dt.tz_convert(EXCHANGE_TZ).dt.strftime("%Y-%m-%d %H:%M:%S")
+            series_name, meta_zone = "Time Series (1min)", "US/Eastern"
+        else:
+            return 200, AV_INVALID_CALL
+        series = {
+            key: {
+                "1. open": f"{row.open:.4f}",
+                "2. high": f"{row.high:.4f}",
+                "3. low": f"{row.low:.4f}",
+                "4. close": f"{row.close:.4f}",
+                "5. volume": str(int(row.volume)),
+            }
+            # Newest first, as Alpha Vantage lists them.
+            for key, row in zip(keys[::-1], bars.iloc[::-1].itertuples(), strict=True)
+        }
+        return 200, {
+            "Meta Data": {
+                "1. Information": "Intraday (1min) open, high, low, close prices and volume",
+                "2. Symbol": symbol,
+                "3. Last Refreshed": next(iter(series), ""),
+                "4. Output Size": "Full size",
+                "6. Time Zone": meta_zone,
+            },
+            series_name: series,
+        }
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                parsed = urlparse(self.path)
+                query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+                status, body = fake.answer(parsed.path, query)
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:  # no access log on stderr
+                pass
+
+        return Handler

@@ -14,7 +14,7 @@ from stockpipe.ingest import check_bars
 from stockpipe.settings import Settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.streaming.broker import LocalBroker
-from stockpipe.streaming.producer import QuoteProducer
+from stockpipe.streaming.producer import PublishError, QuoteProducer
 from stockpipe.streaming.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
@@ -93,19 +93,29 @@ def test_stop_and_start_keep_the_cluster_id(tmp_path) -> None:
     assert broker.stop() is False  # already stopped
 
 
-def test_messages_the_broker_never_acknowledged_fail_the_publish_with_their_count() -> None:
-    # Only failed deliveries are reported (delivery.report.only.error): a publish that no
-    # broker took must still fail, counting every message, and report none as published.
-    from stockpipe.processes import free_port
-    from stockpipe.settings import KafkaSettings
-    from stockpipe.streaming.producer import PublishError
-
-    nowhere = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
+def test_messages_the_broker_never_acknowledged_fail_the_publish_with_their_count(
+    env_settings: Settings,
+) -> None:
+    # Only failed deliveries are reported (delivery.report.only.error): a publish that the
+    # broker never took (here: to topics it does not have, and it creates none) must still
+    # fail, counting every message, and report none as published.
+    nowhere = env_settings.kafka.model_copy(update={"prices_topic": "no_such_prices"})
     producer = QuoteProducer(nowhere, **{"message.timeout.ms": 1000})
-    with pytest.raises(PublishError, match=r"^3 of 3 messages to stock_prices were not ackn"):
+    with pytest.raises(PublishError, match=r"^3 of 3 messages to no_such_prices were not ackn"):
         producer.publish_values([("AAPL", "{}")] * 3)
     with pytest.raises(PublishError, match=r"^2 of 2 messages to elsewhere were not ackn"):
         producer.publish_raw([("AAPL", "{}", None)] * 2, topic="elsewhere")
+
+
+def test_a_producer_with_no_broker_to_talk_to_fails_at_once_naming_it() -> None:
+    from stockpipe.processes import free_port
+    from stockpipe.settings import KafkaSettings
+    from stockpipe.streaming.clients import KafkaUnreachable
+
+    servers = f"127.0.0.1:{free_port()}"
+    kafka = KafkaSettings(bootstrap_servers=servers, connect_timeout_seconds=2)
+    with pytest.raises(KafkaUnreachable, match=rf"^cannot reach Kafka at {servers} \(STOCKPIPE_"):
+        QuoteProducer(kafka)
 
 
 def test_every_acknowledged_message_is_counted_published(env_settings: Settings) -> None:

@@ -46,6 +46,7 @@ def build_deployments(specs: list[dict[str, Any]]) -> list:
                 tags=spec.get("tags"),
                 parameters=spec.get("parameters") or {},
                 schedules=schedules,
+                paused=spec.get("paused"),
                 enforce_parameter_schema=spec.get("enforce_parameter_schema", True),
             )
         )

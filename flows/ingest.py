@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from uuid import UUID
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
-from stockpipe import ingest, market_calendar, metrics
+from stockpipe import ingest, live, market_calendar, metrics
 from stockpipe.scheduling import MarketHours, skip_outside_market_hours
 from stockpipe.settings import load_settings
 from stockpipe.sources import make_source
@@ -76,3 +78,41 @@ def ingest_quotes(
             "unchanged": report.unchanged,
             "rejected": report.rejected,
         }
+
+
+@flow(name="ingest-live-trades")
+def ingest_live_trades(market_hours: MarketHours = "ignore") -> dict | State:
+    """Finnhub's trades over its websocket as 1-minute bars, published as each minute (and
+    its grace) ends, until the session closes (STOCKPIPE_SOURCE__KIND=finnhub).
+
+    Args:
+        market_hours: "in_session" on its schedule (started at the open): a run on a
+            holiday or after the close is skipped.
+    """
+    if (skipped := skip_outside_market_hours(market_hours)) is not None:
+        return skipped
+    settings = load_settings()
+    logger = get_run_logger()
+    progress: dict[str, UUID] = {}
+    until = live.session_close_after(datetime.now(UTC))
+    opened = datetime.now(UTC)
+
+    def on_publish(report: live.LiveReport) -> None:
+        logger.info(report.summary())
+        done = min(100.0, 100.0 * (datetime.now(UTC) - opened) / (until - opened))
+        if "id" not in progress:
+            progress["id"] = create_progress_artifact(
+                done, key="live-ingest-progress", description=f"the session until {until:%H:%M} UTC"
+            )
+        else:
+            update_progress_artifact(progress["id"], done)
+
+    with metrics.pushed_at_end("ingest-live-trades", settings.metrics.pushgateway_url):
+        report = live.follow_trades(settings, until, on_publish=on_publish)
+        logger.info(report.summary())
+    return {
+        "trades": report.trades,
+        "bars_published": report.bars_published,
+        "late_trades": report.late_trades,
+        "reconnects": report.reconnects,
+    }

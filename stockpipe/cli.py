@@ -3,7 +3,7 @@
     stockpipe demo                      the whole pipeline on one simulated session
     stockpipe kafka install|up|down|status   the local KRaft broker
     stockpipe monitoring up|down|status      local Prometheus, Pushgateway, node exporter
-    stockpipe ingest [--session DATE]   fetch and publish bars
+    stockpipe ingest [--session DATE]   fetch and publish bars (--follow: Finnhub's live trades)
     stockpipe backfill --from DATE [--to DATE] [--interval 1d|1m]   publish history
     stockpipe drain [--follow]          Kafka -> warehouse, exactly once
     stockpipe warehouse setup [--plan]  create or update the warehouse objects (once, as admin)
@@ -241,6 +241,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from stockpipe.ingest import ingest_window
 
     settings = _settings(args)
+    if args.follow:
+        return _follow(settings)
     session = _session(args.session)
     now = datetime.now(UTC)
     if session.open > now:
@@ -258,6 +260,37 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if report.fetched and report.rejected and not (report.published or report.unchanged):
         err.print("error: the contract rejected every bar; nothing was published", soft_wrap=True)
         return 1
+    return 0
+
+
+def _follow(settings: Settings) -> int:
+    """``ingest --follow``: Finnhub's live trades as minute bars until the session closes."""
+    from stockpipe.live import LiveReport, follow_trades, session_close_after
+
+    if settings.source.kind != "finnhub":
+        raise UsageError(
+            "--follow takes live trades from Finnhub's websocket: set "
+            "STOCKPIPE_SOURCE__KIND=finnhub (and STOCKPIPE_SOURCE__FINNHUB_API_KEY)"
+        )
+    until = session_close_after()
+    console.print(
+        f"following the trades of {len(settings.source.watchlist)} symbols until "
+        f"{until:%Y-%m-%d %H:%M} UTC (the session's close); Ctrl-C stops",
+        soft_wrap=True,
+    )
+    last: list[LiveReport] = []
+
+    def on_publish(report: LiveReport) -> None:
+        last[:] = [report]
+        console.print(f"  {datetime.now(UTC):%H:%M:%S} {report.summary()}", soft_wrap=True)
+
+    try:
+        report = follow_trades(settings, until, on_publish=on_publish)
+    except KeyboardInterrupt:
+        if last:
+            console.print(last[0].summary(), soft_wrap=True)
+        raise
+    console.print(report.summary(), soft_wrap=True)
     return 0
 
 
@@ -678,6 +711,11 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--session", help="session date YYYY-MM-DD (default: latest closed)")
     ingest.add_argument(
         "--symbols", nargs="+", type=_ticker, help="tickers (default: the watchlist)"
+    )
+    ingest.add_argument(
+        "--follow",
+        action="store_true",
+        help="finnhub: live trades over the websocket as 1-minute bars until the close",
     )
     ingest.set_defaults(func=cmd_ingest)
 

@@ -310,6 +310,15 @@ class SourceSettings(BaseModel):
     finnhub_url: str = Field(
         "https://finnhub.io/api/v1", description="Finnhub's REST API (tests: a local server)"
     )
+    finnhub_ws_url: str = Field(
+        "wss://ws.finnhub.io", description="Finnhub's trades websocket (ingest --follow)"
+    )
+    live_grace_seconds: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="ingest --follow: how long after a minute ends its bar waits for late trades",
+    )
     finnhub_calls_per_minute: int = Field(
         60, ge=1, description="the plan's REST budget (free plan: 60 calls a minute)"
     )

@@ -12,6 +12,7 @@ request is recorded (``requests``) so that tests can count calls and check what 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import deque
@@ -196,3 +197,98 @@ class FakeProviders:
                 pass
 
         return Handler
+
+
+class FakeFinnhubSocket:
+    """Finnhub's trades websocket: checks the token, takes subscriptions, and replays a
+    session's trades (``{"type": "trade", "data": [{"s", "p", "t", "v", "c"}]}``) for the
+    subscribed symbols, a batch a message, in time order, as fast as the client reads.
+
+    Its clock (``clock``, seconds) stands at the first trade while the replay runs (the
+    client closes bars on the trades' own time then); once everything was sent it closes
+    the connection, and when the client comes back (so it has read everything) the clock
+    jumps past ``end_ms``: the session is over. ``drop_after`` closes the connection after
+    that many messages once (a dropped websocket); a reconnect resumes the replay.
+
+    Args:
+        trades: (symbol, price, volume, ts_ms) in time order.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        trades: list[tuple[str, float, float, int]],
+        end_ms: int,
+        batch: int = 5,
+        drop_after: int | None = None,
+    ):
+        from websockets.sync.server import serve
+
+        self.key = key
+        self.trades = trades
+        self.end_ms = end_ms
+        self.batch = batch
+        self.drop_after = drop_after
+        self.sent = 0  # trades sent so far (the replay's position)
+        self.connections = 0
+        self.subscriptions: list[str] = []
+        self._now_ms = trades[0][3] if trades else end_ms
+        self._server = serve(self._handle, "127.0.0.1", 0, process_request=self._authorize)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self._server.socket.getsockname()[1]}"
+
+    def clock(self) -> float:
+        return self._now_ms / 1000
+
+    def start(self) -> FakeFinnhubSocket:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+
+    def _authorize(self, connection, request):
+        query = parse_qs(urlparse(request.path).query)
+        if query.get("token", [""])[-1] != self.key:
+            return connection.respond(401, "Invalid API key\n")
+        return None
+
+    def _handle(self, ws) -> None:
+        self.connections += 1
+        subscribed: set[str] = set()
+        messages = 0
+        if self.sent >= len(self.trades):  # back after the replay: the session is over
+            self._now_ms = self.end_ms + 60_000
+            ws.send(json.dumps({"type": "ping"}))
+            with contextlib.suppress(Exception):  # the client closing ends the replay
+                ws.recv(timeout=30)  # hold the connection until the client leaves
+            return
+        expected = {symbol for symbol, *_ in self.trades}
+        while self.sent < len(self.trades):
+            try:
+                while True:  # take the subscriptions (the first batch waits for them all)
+                    request = json.loads(ws.recv(timeout=0 if expected <= subscribed else 5))
+                    if request.get("type") == "subscribe":
+                        subscribed.add(request["symbol"])
+                        self.subscriptions.append(request["symbol"])
+                    elif request.get("type") == "unsubscribe":
+                        subscribed.discard(request["symbol"])
+            except TimeoutError:
+                pass
+            chunk = self.trades[self.sent : self.sent + self.batch]
+            data = [
+                {"s": s, "p": p, "t": t, "v": v, "c": ["1"]}
+                for s, p, v, t in chunk
+                if s in subscribed
+            ]
+            if data:
+                ws.send(json.dumps({"type": "trade", "data": data}))
+            self.sent += len(chunk)
+            messages += 1
+            if self.drop_after is not None and messages >= self.drop_after:
+                self.drop_after = None
+                return  # the connection drops mid-session
+        # Everything sent: closing the connection (after what was sent) marks the end.

@@ -68,11 +68,13 @@ class MinuteBars:
     late: Counter = field(default_factory=Counter)  # trades too late for their bar, by symbol
     _open: dict[tuple[int, str], _Bar] = field(default_factory=dict)  # (minute, symbol)
     _closed_at: int = -1  # the clock of the last close: minutes ended a grace before are shut
+    newest_ms: int = -1  # the newest trade's time seen (a replay's clock, see close_due)
 
     def add(self, trade: Trade) -> bool:
         """Fold ``trade`` into its minute's bar; False (and counted) when that minute is
         already closed."""
         minute = trade.ts_ms - trade.ts_ms % MINUTE_MS
+        self.newest_ms = max(self.newest_ms, trade.ts_ms)
         if minute + MINUTE_MS + self.grace_ms <= self._closed_at:
             self.late[trade.symbol] += 1
             log.warning(

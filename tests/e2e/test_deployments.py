@@ -98,11 +98,15 @@ def test_deploy_all_creates_every_deployment_with_market_hours_schedules(prefect
         "validate-session/after-close",
         "validate-session/freshness",
         "backfill-history/history",
+        "ingest-live-trades/live-trades",
     }
     for name, deployment in by_name.items():
         assert deployment["work_pool_name"] == "stockpipe", name
         assert deployment["enforce_parameter_schema"] is True, name
     # History is backfilled on demand; everything else runs on market-hours schedules.
+    # Finnhub's live mode replaces market-minutes when chosen: it starts paused.
+    assert by_name["ingest-live-trades/live-trades"]["paused"] is True
+    assert by_name["ingest-quotes/market-minutes"]["paused"] is False
     on_demand = by_name.pop("backfill-history/history")
     assert not on_demand["schedules"]
     assert on_demand["parameter_openapi_schema"]["required"] == ["first"]

@@ -19,6 +19,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
+
+from stockpipe import metrics
 from stockpipe.ingest import check_bars, publish_quotes
 from stockpipe.processes import Terminated
 from stockpipe.retry import backoff_delays
@@ -42,6 +45,9 @@ class LiveReport:
     reconnects: int = 0
     symbols: list[str] = field(default_factory=list)
     stopped_because: str = ""
+    # Per published bar, seconds (of ``clock``) from the end of its minute's grace to its
+    # acknowledgement by the broker.
+    bar_delays: list[float] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
@@ -87,10 +93,18 @@ def follow_trades(
             return
         check = check_bars(due, "finnhub")
         done = publish_quotes(settings, check)
+        acknowledged = clock()
+        started = (due["ts"] - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+        closed = started + 60 + grace_ms / 1000
+        for delay in (acknowledged - closed).clip(lower=0):
+            report.bar_delays.append(float(delay))
+            metrics.LIVE_BAR_DELAY.observe(float(delay))
         report.bars_published += done.published
         report.bars_unchanged += done.skipped_unchanged
         report.rejected += check.rejected_total
-        report.late_trades = sum(bars.late.values())
+        late = sum(bars.late.values())
+        metrics.LIVE_LATE_TRADES.inc(late - report.late_trades)
+        report.late_trades = late
         if on_publish is not None:
             on_publish(report)
 

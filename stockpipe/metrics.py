@@ -61,6 +61,15 @@ LOAD_DURATION = Histogram(
     "Time of one warehouse commit (bulk load + transaction)",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+LIVE_BAR_DELAY = Histogram(
+    "stockpipe_live_bar_delay_seconds",
+    "ingest --follow: from the end of a minute's grace to its bar acknowledged in Kafka",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+LIVE_LATE_TRADES = Counter(
+    "stockpipe_live_late_trades_total",
+    "ingest --follow: trades that came after their minute's bar was closed",
+)
 CONSUMER_LAG = Gauge(
     "stockpipe_consumer_lag_messages",
     "Messages in the partition after the drain's committed offset",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -208,7 +209,9 @@ class FakeFinnhubSocket:
     client closes bars on the trades' own time then); once everything was sent it closes
     the connection, and when the client comes back (so it has read everything) the clock
     jumps past ``end_ms``: the session is over. ``drop_after`` closes the connection after
-    that many messages once (a dropped websocket); a reconnect resumes the replay.
+    that many messages once (a dropped websocket); a reconnect resumes the replay. With
+    ``speed``, trades are sent when a clock running ``speed`` times as fast as the wall
+    clock reaches them (the live-mode benchmark), and ``clock`` is that clock.
 
     Args:
         trades: (symbol, price, volume, ts_ms) in time order.
@@ -221,6 +224,7 @@ class FakeFinnhubSocket:
         end_ms: int,
         batch: int = 5,
         drop_after: int | None = None,
+        speed: float | None = None,
     ):
         from websockets.sync.server import serve
 
@@ -228,6 +232,8 @@ class FakeFinnhubSocket:
         self.trades = trades
         self.end_ms = end_ms
         self.batch = batch
+        self.speed = speed
+        self._started: float | None = None
         self.drop_after = drop_after
         self.sent = 0  # trades sent so far (the replay's position)
         self.connections = 0
@@ -241,6 +247,10 @@ class FakeFinnhubSocket:
         return f"ws://127.0.0.1:{self._server.socket.getsockname()[1]}"
 
     def clock(self) -> float:
+        if self.speed is not None and self._started is not None:
+            # Paced: the session's time runs ``speed`` times as fast as the wall clock.
+            elapsed = time.monotonic() - self._started
+            return (self.trades[0][3] + elapsed * self.speed * 1000) / 1000
         return self._now_ms / 1000
 
     def start(self) -> FakeFinnhubSocket:
@@ -264,7 +274,8 @@ class FakeFinnhubSocket:
             self._now_ms = self.end_ms + 60_000
             ws.send(json.dumps({"type": "ping"}))
             with contextlib.suppress(Exception):  # the client closing ends the replay
-                ws.recv(timeout=30)  # hold the connection until the client leaves
+                while True:  # hold the connection (taking subscriptions) until it leaves
+                    ws.recv(timeout=30)
             return
         expected = {symbol for symbol, *_ in self.trades}
         while self.sent < len(self.trades):
@@ -279,6 +290,12 @@ class FakeFinnhubSocket:
             except TimeoutError:
                 pass
             chunk = self.trades[self.sent : self.sent + self.batch]
+            if self.speed is not None:  # paced: send when the session's clock gets there
+                if self._started is None:
+                    self._started = time.monotonic()
+                wait = chunk[0][3] / 1000 - self.clock()
+                if wait > 0:
+                    time.sleep(wait / self.speed)
             data = [
                 {"s": s, "p": p, "t": t, "v": v, "c": ["1"]}
                 for s, p, v, t in chunk

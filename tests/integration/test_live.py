@@ -115,3 +115,35 @@ def test_follow_needs_the_finnhub_source(env_settings: Settings, capsys) -> None
 
     assert main(["ingest", "--follow"]) == 2
     assert "--follow takes live trades from Finnhub" in capsys.readouterr().err.replace("\n", "")
+
+
+def test_the_subscription_follows_the_watchlist(env_settings: Settings, monkeypatch) -> None:
+    import json
+
+    from stockpipe.live import _follow_watchlist
+
+    class Socket:
+        sent: list[dict] = []
+
+        def send(self, text: str) -> None:
+            self.sent.append(json.loads(text))
+
+    monkeypatch.setenv("STOCKPIPE_SOURCE__WATCHLIST", "AAPL,MSFT")
+    ws, subscribed = Socket(), set()
+    _follow_watchlist(ws, subscribed, env_settings, load_settings)
+    assert ws.sent == [
+        {"type": "subscribe", "symbol": "AAPL"},
+        {"type": "subscribe", "symbol": "MSFT"},
+    ]
+    ws.sent.clear()
+    monkeypatch.setenv("STOCKPIPE_SOURCE__WATCHLIST", "MSFT,NVDA")  # edited while following
+    settings = _follow_watchlist(ws, subscribed, env_settings, load_settings)
+    assert ws.sent == [
+        {"type": "subscribe", "symbol": "NVDA"},
+        {"type": "unsubscribe", "symbol": "AAPL"},
+    ]
+    assert subscribed == {"MSFT", "NVDA"} and settings.source.watchlist == ["MSFT", "NVDA"]
+    ws.sent.clear()
+    monkeypatch.setenv("STOCKPIPE_SOURCE__WATCHLIST", "not a ticker")  # a bad edit
+    _follow_watchlist(ws, subscribed, settings, load_settings)
+    assert ws.sent == [] and subscribed == {"MSFT", "NVDA"}  # the last good list stays

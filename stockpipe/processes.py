@@ -123,6 +123,20 @@ def raise_on_sigterm() -> Any:
     handler it replaced (to put back with ``signal.signal``)."""
 
     def _terminated(signum: int, frame: object) -> None:
+        _signals_received.add(signal.SIGTERM)
         raise Terminated
 
     return signal.signal(signal.SIGTERM, _terminated)
+
+
+_signals_received: set[int] = set()
+
+
+def as_interrupt(error: BaseException) -> KeyboardInterrupt | None:
+    """The signal behind ``error`` when it is DuckDB's "Query interrupted" (DuckDB turns a
+    signal that arrives during a query into its own error), else None."""
+    if isinstance(error, KeyboardInterrupt):
+        return error
+    if type(error).__name__ == "InterruptException" or str(error).startswith("Query interrupted"):
+        return Terminated() if signal.SIGTERM in _signals_received else KeyboardInterrupt()
+    return None

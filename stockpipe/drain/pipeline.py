@@ -36,7 +36,7 @@ from stockpipe.drain.loader import LoadResult, load_batch, refused_rows
 from stockpipe.drain.offsets import PartitionOffsets, ResetChoice
 from stockpipe.drain.raw_zone import RawZone, raw_zone_from_settings
 from stockpipe.drain.report import DrainReport
-from stockpipe.processes import Terminated, limit_malloc_arenas
+from stockpipe.processes import Terminated, as_interrupt, limit_malloc_arenas
 from stockpipe.retry import retry_call
 from stockpipe.settings import DrainSettings, Settings
 from stockpipe.streaming.clients import client_config, require_reachable
@@ -289,10 +289,13 @@ def _stopped_by_signal(report: DrainReport) -> Iterator[None]:
     committed and says why it stopped (``report.interrupted``)."""
     try:
         yield
-    except KeyboardInterrupt as exc:
-        report.interrupted = exc
+    except (KeyboardInterrupt, Exception) as error:
+        signal_ = as_interrupt(error)  # DuckDB reports a signal during a query as its error
+        if signal_ is None:
+            raise
+        report.interrupted = signal_
         report.stopped_because = (
-            "SIGTERM" if isinstance(exc, Terminated) else "interrupted (SIGINT)"
+            "SIGTERM" if isinstance(signal_, Terminated) else "interrupted (SIGINT)"
         ) + "; the batch in flight was rolled back and is drained next time"
 
 

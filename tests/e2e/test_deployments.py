@@ -214,7 +214,8 @@ def test_a_deployment_runs_through_a_worker_and_a_guarded_run_is_skipped(
 def test_serve_registers_every_deployment_of_prefect_yaml(tmp_path: Path) -> None:
     with running_prefect_server(tmp_path / "prefect-home") as env:
         served = serve_briefly(env)
-    assert len(served) == len(load_deployment_specs()) == 8, list(served)
+    assert len(served) == len(load_deployment_specs()) == 9, list(served)
+    assert served["ingest-live-trades/live-trades"]["paused"] is True
     ingest = served["ingest-quotes/market-minutes"]
     assert ingest["parameters"] == {"market_hours": "in_session"}
     crons = sorted(s["schedule"]["cron"] for s in ingest["schedules"])

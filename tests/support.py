@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
 
 from stockpipe.drain.offsets import read_offsets
+from stockpipe.processes import free_port
 from stockpipe.settings import Settings
 from stockpipe.warehouse import Warehouse
 
@@ -142,3 +152,47 @@ def read_topic(settings: Settings, topic: str) -> list:
         partitions = len(assignment) if assignment else None
     consumer.close()
     return messages
+
+
+@contextmanager
+def running_prefect_server(home: Path):
+    """`prefect server start` on a free port; yields the environment that points at it."""
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+    }
+    log = (home / "server.log").open("wb")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        server.terminate()
+        pytest.fail("prefect server did not start:\n" + (home / "server.log").read_text()[-3000:])
+    yield env
+    server.terminate()
+    server.wait(30)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -68,3 +70,58 @@ def run_playbook(
         report = {}
     tasks = [task for play in report.get("plays", []) for task in play.get("tasks", [])]
     return PlaybookRun(process.returncode, report.get("stats", {}), stdout + process.stderr, tasks)
+
+
+@dataclass
+class UnitCommand:
+    """What systemd would run for a rendered unit: ExecStart as User= in WorkingDirectory=
+    with the environment of EnvironmentFile= and Environment= (there is no systemd here)."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str | None
+    user: str | None
+    group: str | None
+
+    @classmethod
+    def of(cls, unit: Path) -> UnitCommand:
+        service: dict[str, list[str]] = {}
+        for line in unit.read_text().splitlines():
+            if "=" in line and not line.startswith("#"):
+                key, value = line.split("=", 1)
+                service.setdefault(key.strip(), []).append(value.strip())
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+        for env_file in service.get("EnvironmentFile", []):
+            for line in Path(env_file.lstrip("-")).read_text().splitlines():
+                if "=" in line and not line.lstrip().startswith("#"):
+                    key, value = line.split("=", 1)
+                    env[key.strip()] = value.strip()
+        for assignment in service.get("Environment", []):
+            for pair in shlex.split(assignment):
+                key, value = pair.split("=", 1)
+                env[key] = value
+        user = service.get("User", [None])[-1]
+        if user:
+            entry = pwd.getpwnam(user)
+            env |= {"USER": user, "LOGNAME": user, "HOME": entry.pw_dir}
+        return cls(
+            argv=shlex.split(service["ExecStart"][-1]),
+            env=env,
+            cwd=service.get("WorkingDirectory", [None])[-1],
+            user=user,
+            group=service.get("Group", [None])[-1],
+        )
+
+    def start(self, log: Path) -> subprocess.Popen:
+        with log.open("wb") as out:
+            return subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=self.cwd,
+                user=self.user,
+                group=self.group,
+                extra_groups=[] if self.user else None,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -21,9 +20,8 @@ from prefect.server.schemas.schedules import CronSchedule
 
 from deployments.serve import load_deployment_specs
 from stockpipe import market_calendar as mc
-from stockpipe.processes import free_port
 from stockpipe.settings import Settings
-from tests.support import set_up_warehouse
+from tests.support import running_prefect_server, set_up_warehouse
 
 pytestmark = pytest.mark.e2e
 PROJECT = Path(__file__).resolve().parents[2]
@@ -36,40 +34,6 @@ ONE_DAY = timedelta(days=1)
 def prefect_server(tmp_path_factory: pytest.TempPathFactory):
     with running_prefect_server(tmp_path_factory.mktemp("prefect-home")) as env:
         yield env
-
-
-@contextmanager
-def running_prefect_server(home: Path):
-    """`prefect server start` on a free port; yields the environment that points at it."""
-    home.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-    }
-    log = (home / "server.log").open("wb")
-    server = subprocess.Popen(
-        [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
-        server.terminate()
-        pytest.fail("prefect server did not start:\n" + (home / "server.log").read_text()[-3000:])
-    yield env
-    server.terminate()
-    server.wait(30)
 
 
 def prefect(env: dict, *args: str) -> subprocess.CompletedProcess:

@@ -1,0 +1,209 @@
+"""The prefect_worker role, run for real on this machine against a local `prefect server`
+standing in for Prefect Cloud.
+
+The role puts the committed code (git archive HEAD) in place, fills its virtualenv with uv,
+writes the root-only environment file, creates the work pool and registers the deployments
+of prefect.yaml. The test then starts the worker with the rendered unit's own ExecStart (as
+its User=, with its EnvironmentFile=; there is no systemd here), submits a flow run through
+the API and waits for that worker to run it: the bars it fetched are in the real broker.
+A second run of the role changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stockpipe import market_calendar as mc
+from stockpipe.settings import KafkaSettings, Settings
+from stockpipe.streaming.broker import LocalBroker
+from stockpipe.streaming.topics import ensure_topics
+from tests.ansible.playbook import ANSIBLE_DIR, UnitCommand, run_playbook
+from tests.support import read_topic, running_prefect_server
+
+PLAYBOOK = str(Path(__file__).parent / "playbooks" / "prefect_worker_local.yml")
+WORKER_USER = "stockpipe-worker-test"
+API_KEY = "pnu_worker-secret-7"
+TOPICS = {
+    "STOCKPIPE_KAFKA__PRICES_TOPIC": "prices_worker_role",
+    "STOCKPIPE_KAFKA__ALERTS_TOPIC": "alerts_worker_role",
+    "STOCKPIPE_KAFKA__DLQ_TOPIC": "dlq_worker_role",
+    "STOCKPIPE_KAFKA__CONSUMER_GROUP": "drain_worker_role",
+}
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the role creates a system user (root)"),
+]
+
+
+@pytest.fixture(scope="module")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory):
+    with running_prefect_server(tmp_path_factory.mktemp("prefect-server")) as env:
+        yield env["PREFECT_API_URL"]
+
+
+@pytest.fixture(scope="module")
+def role(prefect_api: str, kafka_broker: LocalBroker):
+    """The role run once on a fresh root (traversable by the worker's user, unlike pytest's
+    0700 temporary directories); yields (root, first run, arguments)."""
+    root = Path(tempfile.mkdtemp(prefix="stockpipe-vm-", dir="/var/tmp"))
+    root.chmod(0o755)
+    (root / "etc/systemd/system").mkdir(parents=True)
+    environment = {"STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers, **TOPICS}
+    variables = {
+        "prefect_worker_api_url": prefect_api,
+        "prefect_worker_api_key": API_KEY,
+        "prefect_worker_project_src": str(ANSIBLE_DIR.parent),
+        "prefect_worker_artifact_dir": str(root / "control"),
+        "prefect_worker_packages": [],
+        "prefect_worker_python": str(Path(sys.base_prefix) / "bin" / "python3"),
+        # The uv cache outlives the test, as on the VM: a later run installs in seconds.
+        "prefect_worker_uv_cache_dir": str(Path.home() / ".cache" / "uv"),
+        "prefect_worker_user": WORKER_USER,
+        "prefect_worker_home": str(root / "opt/stockpipe"),
+        "prefect_worker_env_file": str(root / "etc/stockpipe/worker.env"),
+        "prefect_worker_state_dir": str(root / "var/lib/stockpipe"),
+        "prefect_worker_systemd_dir": str(root / "etc/systemd/system"),
+        "prefect_worker_service_enabled": False,
+        "prefect_worker_environment": environment,
+    }
+    (root / "control").mkdir()
+    ensure_topics(_settings(environment).kafka)
+    args = ["-e", json.dumps(variables)]
+    first = run_playbook(PLAYBOOK, *args, timeout=1200)
+    assert first.returncode == 0, first.failures() or first.output[-4000:]
+    yield root, first, args
+    subprocess.run(["userdel", WORKER_USER], check=False, capture_output=True)
+    subprocess.run(["groupdel", WORKER_USER], check=False, capture_output=True)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _settings(environment: dict[str, str]) -> Settings:
+    return Settings(
+        kafka=KafkaSettings(
+            bootstrap_servers=environment["STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS"],
+            prices_topic=TOPICS["STOCKPIPE_KAFKA__PRICES_TOPIC"],
+            alerts_topic=TOPICS["STOCKPIPE_KAFKA__ALERTS_TOPIC"],
+            dlq_topic=TOPICS["STOCKPIPE_KAFKA__DLQ_TOPIC"],
+            consumer_group=TOPICS["STOCKPIPE_KAFKA__CONSUMER_GROUP"],
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def worker(role):
+    """The worker as the unit starts it."""
+    root, *_ = role
+    command = UnitCommand.of(root / "etc/systemd/system/stockpipe-worker.service")
+    process = command.start(root / "worker.out")
+    yield command, process
+    process.terminate()
+    process.wait(60)
+
+
+def test_the_code_its_environment_and_the_unit_are_in_place(role) -> None:
+    root, first, _ = role
+    home = root / "opt/stockpipe"
+    assert (home / "prefect.yaml").exists() and (home / "flows/ingest.py").exists()
+    version = subprocess.run(
+        [str(home / ".venv/bin/python"), "-c", "import stockpipe, prefect; print('ok')"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert version.stdout.strip() == "ok", version.stderr
+    assert home.stat().st_uid == 0  # the worker cannot change the code it runs
+
+    env_file = root / "etc/stockpipe/worker.env"
+    assert env_file.stat().st_uid == 0 and env_file.stat().st_mode & 0o777 == 0o600
+    env = env_file.read_text()
+    assert f"PREFECT_API_KEY={API_KEY}" in env
+    assert f"STOCKPIPE_HOME={root}/var/lib/stockpipe" in env
+    assert "STOCKPIPE_KAFKA__PRICES_TOPIC=prices_worker_role" in env
+    # No secret in what ansible-playbook printed (the JSON callback: every result in full).
+    assert API_KEY not in first.output
+
+    command = UnitCommand.of(root / "etc/systemd/system/stockpipe-worker.service")
+    assert command.argv[:3] == [str(home / ".venv/bin/prefect"), "worker", "start"]
+    assert "--limit" in command.argv and command.user == WORKER_USER
+    assert command.env["STOCKPIPE_PROJECT_DIR"] == str(home)
+
+
+def test_the_pool_and_every_deployment_of_prefect_yaml_are_registered(role, prefect_api) -> None:
+    pool = httpx.get(f"{prefect_api}/work_pools/stockpipe", timeout=10).json()
+    assert pool["type"] == "process"
+    deployments = httpx.post(f"{prefect_api}/deployments/filter", json={}, timeout=10).json()
+    from deployments.serve import load_deployment_specs
+
+    assert len(deployments) == len(load_deployment_specs()) == 9
+    assert {d["work_pool_name"] for d in deployments} == {"stockpipe"}
+
+
+def test_a_flow_run_submitted_through_the_api_is_run_by_that_worker(
+    role, worker, prefect_api, kafka_broker
+) -> None:
+    root, *_ = role
+    _command, process = worker
+    deployment = httpx.get(
+        f"{prefect_api}/deployments/name/ingest-quotes/market-minutes", timeout=10
+    ).json()
+    session = mc.session("2025-11-26")
+    run = httpx.post(
+        f"{prefect_api}/deployments/{deployment['id']}/create_flow_run",
+        json={
+            "parameters": {
+                "market_hours": "ignore",
+                "start": session.open.isoformat(),
+                "end": session.minutes[20].isoformat(),
+                "symbols": ["AAPL", "MSFT", "IBM"],
+            }
+        },
+        timeout=10,
+    ).json()
+
+    state = _wait_for_final_state(prefect_api, run["id"], process, root / "worker.out")
+
+    assert state["type"] == "COMPLETED", state
+    flow_run = httpx.get(f"{prefect_api}/flow_runs/{run['id']}", timeout=10).json()
+    assert flow_run["work_pool_name"] == "stockpipe"
+    messages = read_topic(
+        _settings({"STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers}),
+        TOPICS["STOCKPIPE_KAFKA__PRICES_TOPIC"],
+    )
+    assert len(messages) == 3 * 20
+    # The run wrote its state where the unit said, as the worker's user.
+    state_dir = root / "var/lib/stockpipe"
+    owned = {p.owner() for p in state_dir.rglob("*") if p.is_file()}
+    assert owned == {WORKER_USER}, owned
+
+
+def _wait_for_final_state(api: str, run_id: str, worker: subprocess.Popen, log: Path) -> dict:
+    """Until the run is final; fails at once when the worker dies (the run then never ends)."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        state = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()["state"]
+        if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return state
+        assert worker.poll() is None, "the worker exited:\n" + log.read_text()[-4000:]
+        time.sleep(1)
+    pytest.fail("the flow run did not finish; worker log:\n" + log.read_text()[-4000:])
+
+
+def test_a_second_run_of_the_role_changes_nothing(role) -> None:
+    _root, first, args = role
+    assert first.changed() > 0
+
+    again = run_playbook(PLAYBOOK, *args)
+
+    assert again.returncode == 0, again.failures()
+    assert again.changed() == 0, again.changed_tasks()

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -65,8 +64,8 @@ def role(prefect_api: str, kafka_broker: LocalBroker):
         "prefect_worker_api_key": API_KEY,
         "prefect_worker_project_src": str(ANSIBLE_DIR.parent),
         "prefect_worker_artifact_dir": str(root / "control"),
-        "prefect_worker_packages": [],
-        "prefect_worker_python": str(Path(sys.base_prefix) / "bin" / "python3"),
+        # The role's own python3-venv and git from apt and Debian's /usr/bin/python3, as on
+        # the VM (the test's interpreter may live where the worker's user cannot read it).
         # The uv cache outlives the test, as on the VM: a later run installs in seconds.
         "prefect_worker_uv_cache_dir": str(Path.home() / ".cache" / "uv"),
         "prefect_worker_user": WORKER_USER,

@@ -85,6 +85,21 @@ class KafkaSettings(BaseModel):
     alerts_topic: str = "stock_alerts"
     dlq_topic: str = "stock_prices_dlq"
     prices_partitions: int = Field(6, ge=1, le=256, description="partitions of the prices topic")
+    replication_factor: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="copies of each partition when stockpipe creates the topics: 1 on one "
+        "broker, 3 on a three-node cluster (kafka_nodes: 3)",
+    )
+    min_insync_replicas: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="copies that must have a write before it is acknowledged (producers use "
+        "acks=all): 2 with replication_factor 3, so one node may be down without losing a "
+        "write or stopping the producers",
+    )
     consumer_group: str = Field("stockpipe-drain", min_length=1)
     consumer_instance_id: str | None = Field(
         None,
@@ -127,6 +142,15 @@ class KafkaSettings(BaseModel):
             if not host or not port.isdigit():
                 raise ValueError(f"{server!r} is not host:port")
         return value
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> KafkaSettings:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"min_insync_replicas ({self.min_insync_replicas}) cannot exceed "
+                f"replication_factor ({self.replication_factor}): no write could be acknowledged"
+            )
+        return self
 
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> KafkaSettings:

@@ -1,6 +1,8 @@
-"""A real single-node Apache Kafka 4.x broker in KRaft combined mode, on this machine.
+"""Real Apache Kafka 4.x brokers in KRaft combined mode, on this machine.
 
-``stockpipe kafka up`` and the test fixtures both use :class:`LocalBroker`:
+``stockpipe kafka up`` and the test fixtures both use :class:`LocalBroker` (one node);
+:class:`LocalCluster` runs several of them on loopback as one cluster (one controller quorum
+over all nodes), the shape the VM takes with ``kafka_nodes: 3``. Each node:
 
 1. install: the broker's jars from Maven Central through the pom shipped in this package
    (Java 17 and Maven are all it needs), or an unpacked Apache tarball (``kafka_home``);
@@ -15,8 +17,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import os
 import shutil
+import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -28,6 +33,7 @@ from confluent_kafka.admin import AdminClient
 from rich.console import Console
 
 from stockpipe.processes import (
+    alive,
     port_in_use,
     running_pid,
     start_background,
@@ -65,6 +71,9 @@ def new_cluster_id() -> str:
 class LocalBroker:
     """One KRaft broker+controller with its state under ``home``.
 
+    Alone (``voters`` empty) it is its own quorum; in a :class:`LocalCluster` every node
+    gets the same ``voters`` and ``cluster_id``.
+
     Args:
         home: directory for config, data and logs of this broker.
         port: the PLAINTEXT client listener on localhost.
@@ -74,6 +83,9 @@ class LocalBroker:
         dist_dir: where installed jars are cached, shared by every broker of this user.
         heap: JVM heap (-Xms/-Xmx).
         jmx_exporter_port: serve the Prometheus JMX exporter's /metrics on this port.
+        node_id: this node's id in the cluster.
+        voters: (node id, controller port) of every controller of the cluster's quorum.
+        cluster_id: the cluster's id when formatting (a new one when None).
     """
 
     def __init__(
@@ -89,6 +101,9 @@ class LocalBroker:
         jmx_exporter_port: int | None = None,
         jvm_options: Sequence[str] = ("-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"),
         extra_properties: str = "",
+        node_id: int = 1,
+        voters: Sequence[tuple[int, int]] = (),
+        cluster_id: str | None = None,
     ):
         """``jvm_options`` follow -Xms/-Xmx (so an -Xms among them wins); ``extra_properties``
         are appended to server.properties (e.g. the Ansible role's small-machine tuning)."""
@@ -103,6 +118,10 @@ class LocalBroker:
         self.jmx_exporter_port = jmx_exporter_port
         self.jvm_options = tuple(jvm_options)
         self.extra_properties = extra_properties
+        self.node_id = node_id
+        self.voters = tuple(voters)
+        self.new_cluster_id = cluster_id
+        self._process: subprocess.Popen | None = None
 
     # -- paths ------------------------------------------------------------------------
     @property
@@ -220,13 +239,23 @@ class LocalBroker:
 
     # -- configure and format ------------------------------------------------------------
     def render_config(self) -> str:
+        # Internal topics are replicated like the pipeline's (three copies on three nodes, a
+        # write acknowledged by two); one node keeps one copy of everything.
+        replicas = min(3, max(1, len(self.voters)))
+        min_insync = 2 if replicas >= 3 else 1
+        if self.voters:
+            quorum = "controller.quorum.voters=" + ",".join(
+                f"{node}@localhost:{port}" for node, port in self.voters
+            )
+        else:
+            quorum = f"controller.quorum.bootstrap.servers=localhost:{self.controller_port}"
         return (
             "\n".join(
                 [
-                    "# Written by stockpipe: single-node KRaft, broker and controller in one JVM.",
+                    "# Written by stockpipe: KRaft, broker and controller in one JVM.",
                     "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.bootstrap.servers=localhost:{self.controller_port}",
+                    f"node.id={self.node_id}",
+                    quorum,
                     f"listeners=PLAINTEXT://localhost:{self.port},"
                     f"CONTROLLER://localhost:{self.controller_port}",
                     f"advertised.listeners=PLAINTEXT://localhost:{self.port}",
@@ -235,14 +264,15 @@ class LocalBroker:
                     "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
                     f"log.dirs={self.data_dir}",
                     "num.partitions=1",
-                    # One broker: every internal topic has one replica.
-                    "offsets.topic.replication.factor=1",
+                    f"default.replication.factor={replicas}",
+                    f"min.insync.replicas={min_insync}",
+                    f"offsets.topic.replication.factor={replicas}",
                     # 50 partitions (the default) take seconds to create on the first group join.
                     "offsets.topic.num.partitions=1",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
+                    f"transaction.state.log.replication.factor={replicas}",
+                    f"transaction.state.log.min.isr={min_insync}",
+                    f"share.coordinator.state.topic.replication.factor={replicas}",
+                    f"share.coordinator.state.topic.min.isr={min_insync}",
                     # A lone consumer should not wait 3 s for company before it gets partitions.
                     "group.initial.rebalance.delay.ms=0",
                     "auto.create.topics.enable=false",
@@ -269,7 +299,10 @@ class LocalBroker:
         existing = self.cluster_id()
         if existing:
             return existing
-        cluster_id = new_cluster_id()
+        cluster_id = self.new_cluster_id or new_cluster_id()
+        # A static quorum (controller.quorum.voters) is formatted as it is; a lone node
+        # bootstraps a dynamic quorum of itself.
+        quorum = [] if self.voters else ["--standalone"]
         result = subprocess.run(
             [
                 self._require_java(),
@@ -281,7 +314,7 @@ class LocalBroker:
                 cluster_id,
                 "-c",
                 str(self.config_file),
-                "--standalone",
+                *quorum,
             ],
             capture_output=True,
             text=True,
@@ -304,8 +337,12 @@ class LocalBroker:
             return False
         return True
 
-    def start(self, progress: bool = True) -> BrokerStatus:
-        """Install if needed, format once, start, and wait until the broker answers."""
+    def start(self, progress: bool = True, wait: bool = True) -> BrokerStatus:
+        """Install if needed, format once, start, and (``wait``) wait until it answers.
+
+        A node of a cluster answers only once a majority of the quorum runs: the cluster
+        starts every node with ``wait=False``, then waits for each (:meth:`wait_until_ready`).
+        """
         if self.pid() is not None and self.is_ready():
             return self.status()
         self.install(progress=progress)
@@ -342,7 +379,14 @@ class LocalBroker:
                 f"starting Kafka {self.version} (KRaft, cluster {cluster_id}) on "
                 f"{self.bootstrap_servers}; log {self.log_file}"
             )
-        process = start_background(command, self.stdout_file, self.pid_file, self.home)
+        self._process = start_background(command, self.stdout_file, self.pid_file, self.home)
+        if not wait:
+            return self.status()
+        return self.wait_until_ready(progress)
+
+    def wait_until_ready(self, progress: bool = False) -> BrokerStatus:
+        """Wait until the started broker answers a metadata request; fail with its log."""
+        process = self._process
         deadline = time.monotonic() + self.start_timeout_seconds
         waiting = (
             Console(stderr=True).status(f"waiting for Kafka to answer on {self.bootstrap_servers}")
@@ -351,7 +395,7 @@ class LocalBroker:
         )
         with waiting:
             while time.monotonic() < deadline:
-                if process.poll() is not None:
+                if process is not None and process.poll() is not None:
                     raise BrokerError(
                         f"Kafka exited with code {process.returncode} while starting:\n"
                         + self._log_tail()
@@ -368,6 +412,15 @@ class LocalBroker:
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop the broker cleanly; return False when it was not running."""
         return stop_background(self.pid_file, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed machine: no controlled shutdown, no flushed checkpoints."""
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            while alive(pid):
+                time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
 
     def status(self) -> BrokerStatus:
         pid = self.pid()
@@ -390,6 +443,70 @@ class LocalBroker:
             if path.exists():
                 chunks += path.read_text(errors="replace").splitlines()[-lines:]
         return "\n".join(chunks[-lines:]) or "(no log output)"
+
+
+class LocalCluster:
+    """``nodes`` LocalBrokers on loopback forming one cluster: every node is a broker and a
+    controller of one static quorum, internal topics replicated min(3, nodes) times.
+
+    Args:
+        home: each node's state goes to ``home/node-<id>``.
+        ports: each node's client port.
+        controller_ports: each node's controller port.
+        **options: passed to every :class:`LocalBroker` (version, heap, ...).
+    """
+
+    def __init__(
+        self, home: Path, ports: Sequence[int], controller_ports: Sequence[int], **options
+    ):
+        if len(ports) != len(controller_ports) or not ports:
+            raise ValueError("one client port and one controller port per node")
+        home = Path(home)
+        voters = [(i + 1, port) for i, port in enumerate(controller_ports)]
+        cluster_id = _existing_cluster_id(home) or new_cluster_id()
+        self.nodes = [
+            LocalBroker(
+                home=home / f"node-{node}",
+                port=port,
+                controller_port=controller_port,
+                node_id=node,
+                voters=voters,
+                cluster_id=cluster_id,
+                **options,
+            )
+            for (node, controller_port), port in zip(voters, ports, strict=True)
+        ]
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(node.bootstrap_servers for node in self.nodes)
+
+    def node(self, node_id: int) -> LocalBroker:
+        return self.nodes[node_id - 1]
+
+    def start(self, progress: bool = True) -> list[BrokerStatus]:
+        """Start every node, then wait for each (none answers before a majority runs)."""
+        for node in self.nodes:
+            node.start(progress=progress, wait=False)
+        return [node.wait_until_ready(progress) for node in self.nodes]
+
+    def stop(self) -> None:
+        """Stop every node at once: one at a time, each controlled shutdown waits for the
+        remaining quorum, and the last waits for a majority that has already gone."""
+        stoppers = [threading.Thread(target=node.stop) for node in self.nodes]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
+
+
+def _existing_cluster_id(home: Path) -> str | None:
+    """The id the cluster's nodes were formatted with, if any was."""
+    for meta in sorted(Path(home).glob("node-*/data/meta.properties")):
+        for line in meta.read_text().splitlines():
+            if line.startswith("cluster.id="):
+                return line.split("=", 1)[1].strip()
+    return None
 
 
 def broker_from_settings(settings) -> LocalBroker:

@@ -24,18 +24,17 @@ class TopicSpec:
 
 def pipeline_topics(kafka: KafkaSettings) -> list[TopicSpec]:
     """The three topics: prices (keyed by symbol, several partitions), alerts, dead letters."""
-    retention = {"retention.ms": SEVEN_DAYS_MS}
+    durability = {"min.insync.replicas": str(kafka.min_insync_replicas)}
+    retention = {"retention.ms": SEVEN_DAYS_MS} | durability
     return [
         TopicSpec(kafka.prices_topic, kafka.prices_partitions, retention),
         TopicSpec(kafka.alerts_topic, 1, retention),
         # Dead letters are kept four weeks: long enough for someone to look at them.
-        TopicSpec(kafka.dlq_topic, 1, {"retention.ms": str(28 * 24 * 3600 * 1000)}),
+        TopicSpec(kafka.dlq_topic, 1, {"retention.ms": str(28 * 24 * 3600 * 1000)} | durability),
     ]
 
 
-def ensure_topics(
-    kafka: KafkaSettings, replication_factor: int = 1, timeout: float = 30.0
-) -> dict[str, str]:
+def ensure_topics(kafka: KafkaSettings, timeout: float = 30.0) -> dict[str, str]:
     """Create missing topics; leave existing ones alone.
 
     Returns:
@@ -61,7 +60,7 @@ def ensure_topics(
                 )
         else:
             to_create.append(
-                NewTopic(spec.name, spec.partitions, replication_factor, config=spec.config)
+                NewTopic(spec.name, spec.partitions, kafka.replication_factor, config=spec.config)
             )
     if to_create:
         for name, future in admin.create_topics(to_create, operation_timeout=timeout).items():

@@ -1,0 +1,197 @@
+"""Kafka as a cluster: three KRaft nodes on loopback forming one quorum (the same
+LocalBroker code as the single broker), topics with three replicas and min.insync.replicas=2.
+
+A node is killed (SIGKILL, at a point chosen from the producer's progress) while bars are
+published and drained, and restarted later: the warehouse ends with every bar once and the
+topic holds every bar once. Two drains in one consumer group share the partitions led by
+different nodes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from stockpipe.drain import drain_to_warehouse
+from stockpipe.processes import free_port
+from stockpipe.settings import Settings, load_settings
+from stockpipe.streaming.broker import LocalCluster
+from stockpipe.streaming.producer import QuoteProducer
+from stockpipe.streaming.topics import ensure_topics
+from stockpipe.warehouse import Warehouse
+from stockpipe.warehouse.setup import setup_warehouse
+from tests.support import distinct_bar_messages, read_topic, warehouse_state_of
+
+pytestmark = pytest.mark.integration
+NODES = 3
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    cluster = LocalCluster(
+        tmp_path_factory.mktemp("cluster"),
+        ports=[free_port() for _ in range(NODES)],
+        controller_ports=[free_port() for _ in range(NODES)],
+        heap="256m",
+    )
+    cluster.start(progress=False)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def settings(cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
+    tag = tmp_path.name[-40:].replace("-", "_")
+    for name, value in {
+        "BOOTSTRAP_SERVERS": cluster.bootstrap_servers,
+        "PRICES_TOPIC": f"prices_{tag}",
+        "ALERTS_TOPIC": f"alerts_{tag}",
+        "DLQ_TOPIC": f"dlq_{tag}",
+        "CONSUMER_GROUP": f"drain_{tag}",
+        "PRICES_PARTITIONS": "6",
+        "REPLICATION_FACTOR": "3",
+        "MIN_INSYNC_REPLICAS": "2",
+    }.items():
+        monkeypatch.setenv(f"STOCKPIPE_KAFKA__{name}", value)
+    monkeypatch.setenv("STOCKPIPE_DRAIN__MAX_WAIT_SECONDS", "2")
+    settings = load_settings()
+    ensure_topics(settings.kafka)
+    return settings
+
+
+def _partitions(settings: Settings) -> dict[int, object]:
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    topic = admin.list_topics(settings.kafka.prices_topic, timeout=10).topics
+    return dict(topic[settings.kafka.prices_topic].partitions)
+
+
+def _wait_for_full_isr(settings: Settings) -> None:
+    """Until every partition has its three replicas in sync again (a restarted node
+    catching up); fails with the ISRs seen."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        partitions = _partitions(settings)
+        if all(len(p.isrs) == NODES for p in partitions.values()):
+            return
+        time.sleep(0.5)
+    pytest.fail(f"in-sync replicas did not recover: { {i: p.isrs for i, p in partitions.items()} }")
+
+
+def test_three_nodes_form_one_quorum_and_the_topics_have_three_replicas(
+    cluster: LocalCluster, settings: Settings
+) -> None:
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+    metadata = admin.list_topics(timeout=10)
+    assert sorted(metadata.brokers) == [1, 2, 3]
+    assert metadata.controller_id in (1, 2, 3)
+    # Each node answers alone with the same cluster (one quorum, not three clusters).
+    ids = set()
+    for node in cluster.nodes:
+        alone = AdminClient({"bootstrap.servers": node.bootstrap_servers})
+        ids.add(alone.describe_cluster().result(10).cluster_id)
+    assert len(ids) == 1
+
+    partitions = _partitions(settings)
+    assert len(partitions) == 6
+    assert all(sorted(p.replicas) == [1, 2, 3] for p in partitions.values())
+    leaders = {p.leader for p in partitions.values()}
+    assert len(leaders) > 1  # the load is spread over the nodes
+    resource = ConfigResource(ConfigResource.Type.TOPIC, settings.kafka.prices_topic)
+    config = admin.describe_configs([resource])[resource].result(10)
+    assert config["min.insync.replicas"].value == "2"
+
+
+def test_a_node_killed_and_restarted_while_bars_flow_loses_and_duplicates_nothing(
+    cluster: LocalCluster, settings: Settings
+) -> None:
+    chunks, chunk = 40, 1_000
+    total = chunks * chunk
+    published: list[int] = []
+    progress = threading.Condition()
+    errors: list[BaseException] = []
+
+    def produce() -> None:
+        producer = QuoteProducer(settings.kafka)
+        try:
+            for i in range(chunks):
+                messages = distinct_bar_messages(chunk, start=i * chunk)
+                report = producer.publish_raw((k, v, None) for k, v in messages)
+                with progress:
+                    published.append(report.published)
+                    progress.notify_all()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+            with progress:
+                progress.notify_all()
+
+    def wait_for_chunks(count: int) -> None:
+        with progress:
+            assert progress.wait_for(lambda: len(published) >= count or errors, timeout=300)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    with Warehouse.connect(settings, "setup") as warehouse:
+        setup_warehouse(warehouse, settings)
+        wait_for_chunks(8)
+        # The node leading the first partition: its clients must move to a new leader.
+        victim = cluster.node(_partitions(settings)[0].leader)
+        victim.kill()
+        drained = drain_to_warehouse(settings, warehouse)  # with one node down
+        wait_for_chunks(24)
+        victim.start(progress=False)
+        producer.join(300)
+        assert not errors, errors
+        assert sum(published) == total
+        while drained.inserted < total:  # each run drains what has arrived so far
+            run = drain_to_warehouse(settings, warehouse)
+            drained.inserted += run.inserted
+            assert run.messages or drained.inserted == total
+        rows, keys, _ = warehouse_state_of(warehouse, settings.kafka.prices_topic)
+
+    assert (rows, keys) == (total, total)
+    # The log itself holds each bar once (idempotent producer, acks=all, two in sync).
+    assert len(read_topic(settings, settings.kafka.prices_topic)) == total
+    _wait_for_full_isr(settings)
+
+
+def test_two_drains_in_one_group_share_the_partitions_across_the_nodes(
+    settings: Settings,
+) -> None:
+    total = 30_000
+    QuoteProducer(settings.kafka).publish_raw((k, v, None) for k, v in distinct_bar_messages(total))
+    reports: list = []
+    errors: list = []
+    first_batch = threading.Event()
+    with Warehouse.connect(settings, "setup") as first:
+        setup_warehouse(first, settings)
+        second = first.sibling()
+
+        def run(warehouse: Warehouse) -> None:
+            try:
+                reports.append(
+                    drain_to_warehouse(
+                        settings, warehouse, max_records=1000, on_batch=lambda _: first_batch.set()
+                    )
+                )
+            except Exception as exc:  # surfaced below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(wh,)) for wh in (first, second)]
+        threads[0].start()
+        first_batch.wait(120)  # the second joins while the first drains: a rebalance
+        threads[1].start()
+        for thread in threads:
+            thread.join(300)
+        second.close()
+        assert not errors, errors
+        assert warehouse_state_of(first, settings.kafka.prices_topic)[:2] == (total, total)
+
+    assert sum(r.inserted for r in reports) == total
+    assert all(r.inserted > 0 for r in reports), [r.inserted for r in reports]
+    partitions = _partitions(settings)
+    served = [{partitions[tp[1]].leader for tp in r.next_offsets} for r in reports]
+    assert len(set().union(*served)) > 1  # the drains read from more than one node

@@ -40,7 +40,7 @@ def render_prometheus_config(
     prometheus_target: str,
     node_exporter_target: str,
     pushgateway_target: str,
-    kafka_jmx_target: str,
+    kafka_jmx_targets: list[str],
     scrape_interval: str = "15s",
 ) -> str:
     """The project's prometheus.yml for these targets."""
@@ -52,7 +52,7 @@ def render_prometheus_config(
         prometheus_target=prometheus_target,
         node_exporter_target=node_exporter_target,
         pushgateway_target=pushgateway_target,
-        kafka_jmx_target=kafka_jmx_target,
+        kafka_jmx_targets=kafka_jmx_targets,
         scrape_interval=scrape_interval,
     )
 
@@ -118,7 +118,7 @@ class LocalMonitoring:
                 prometheus_target=f"127.0.0.1:{m.prometheus_port}",
                 node_exporter_target=f"127.0.0.1:{m.node_exporter_port}",
                 pushgateway_target=f"127.0.0.1:{m.pushgateway_port}",
-                kafka_jmx_target=f"127.0.0.1:{self.settings.local_kafka.jmx_exporter_port}",
+                kafka_jmx_targets=[f"127.0.0.1:{self.settings.local_kafka.jmx_exporter_port}"],
                 scrape_interval=m.scrape_interval,
             )
         )

@@ -90,7 +90,7 @@ class KafkaSettings(BaseModel):
         ge=1,
         le=16,
         description="copies of each partition when stockpipe creates the topics: 1 on one "
-        "broker, 3 on a three-node cluster (kafka_nodes: 3)",
+        "broker, 3 on a three-node cluster (gce_vm_nodes: 3)",
     )
     min_insync_replicas: int = Field(
         1,

@@ -2,7 +2,7 @@
 
 ``stockpipe kafka up`` and the test fixtures both use :class:`LocalBroker` (one node);
 :class:`LocalCluster` runs several of them on loopback as one cluster (one controller quorum
-over all nodes), the shape the VM takes with ``kafka_nodes: 3``. Each node:
+over all nodes), the shape the VMs take with ``gce_vm_nodes: 3``. Each node:
 
 1. install: the broker's jars from Maven Central through the pom shipped in this package
    (Java 17 and Maven are all it needs), or an unpacked Apache tarball (``kafka_home``);

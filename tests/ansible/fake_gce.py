@@ -257,6 +257,8 @@ class FakeGCE:
                 )
             instance = json.loads(json.dumps(body))
             for interface in instance.get("networkInterfaces", []):
+                # The API gives each VM an address of the network's subnet in its region.
+                interface["networkIP"] = f"10.142.0.{len(store) + 2}"
                 for access in interface.get("accessConfigs", []):
                     nat_ip = access.get("natIP")
                     address = next(

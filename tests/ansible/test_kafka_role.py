@@ -11,16 +11,12 @@ as the pipeline's users, as strangers and as unauthenticated clients.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
 import subprocess
-import tarfile
-import threading
 import time
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -30,9 +26,9 @@ from confluent_kafka.admin import AdminClient
 from stockpipe.drain import drain_to_warehouse
 from stockpipe.processes import free_port
 from stockpipe.settings import load_settings
-from stockpipe.streaming.broker import LocalBroker
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
+from tests.ansible.conftest import pipeline_acls
 from tests.ansible.playbook import ANSIBLE_DIR, run_playbook
 from tests.support import distinct_bar_messages, warehouse_state_of
 
@@ -46,64 +42,6 @@ PASSWORDS = {
 VERSION = "4.1.2"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the role creates a system user (root)")
-
-
-def _acls(topic: str, dlq: str, alerts: str, group: str) -> list[dict]:
-    return [
-        {
-            "principal": "stockpipe-producer",
-            "resource_type": "topic",
-            "name": topic,
-            "operations": ["Write", "Describe"],
-        },
-        {
-            "principal": "stockpipe-drain",
-            "resource_type": "topic",
-            "name": topic,
-            "operations": ["Read", "Describe"],
-        },
-        {
-            "principal": "stockpipe-drain",
-            "resource_type": "group",
-            "name": group,
-            "operations": ["Read", "Describe"],
-        },
-        {
-            "principal": "stockpipe-drain",
-            "resource_type": "topic",
-            "name": dlq,
-            "operations": ["Write", "Describe"],
-        },
-        {
-            "principal": "stockpipe-alerts",
-            "resource_type": "topic",
-            "name": alerts,
-            "operations": ["Write", "Describe"],
-        },
-    ]
-
-
-@pytest.fixture(scope="module")
-def mirror(tmp_path_factory: pytest.TempPathFactory):
-    """An HTTP mirror serving kafka_2.13-<version>.tgz in Apache's layout; yields (url, sha512)."""
-    libs = LocalBroker(home=tmp_path_factory.mktemp("unused")).libs_dir()
-    if not (libs / f"kafka_2.13-{VERSION}.jar").exists():
-        LocalBroker(home=tmp_path_factory.mktemp("unused")).install(progress=False)
-    root = tmp_path_factory.mktemp("mirror")
-    (root / VERSION).mkdir()
-    tarball = root / VERSION / f"kafka_2.13-{VERSION}.tgz"
-    with tarfile.open(tarball, "w:gz", compresslevel=1) as tar:
-        for jar in sorted(libs.glob("*.jar")):
-            if not jar.name.startswith("jmx_prometheus"):
-                tar.add(jar, arcname=f"kafka_2.13-{VERSION}/libs/{jar.name}")
-    sha512 = hashlib.sha512(tarball.read_bytes()).hexdigest()
-    server = ThreadingHTTPServer(
-        ("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(root))
-    )
-    server.RequestHandlerClass.log_message = lambda *a: None
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", sha512, libs
-    server.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +86,7 @@ def role(mirror, tmp_path_factory: pytest.TempPathFactory):
         "kafka_ca_fetch_dest": str(root / "control/kafka-ca.pem"),
         "kafka_keystore_password": "keystore-secret-0",
         "kafka_scram_users": [{"name": n, "password": p} for n, p in PASSWORDS.items()],
-        "kafka_acls": _acls(**names),
+        "kafka_acls": pipeline_acls(**names),
     }
     yield root, ports, names, ["-e", json.dumps(variables)]
     subprocess.run(["userdel", KAFKA_USER], check=False, capture_output=True)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
@@ -165,4 +166,44 @@ def test_provision_refuses_ssh_open_to_the_world_before_calling_any_api(gce):
 
     assert run.returncode != 0
     assert "not 0.0.0.0/0" in " ".join(run.failures())
+    assert fake.requests == []
+
+
+def test_three_nodes_make_a_cluster_open_only_to_each_other(gce, tmp_path):
+    fake, args, env = gce
+    three = ["-e", json.dumps(json.loads(args[1]) | {"gce_vm_nodes": 3})]
+
+    first = run_playbook("provision.yml", *three, env=env)
+
+    assert first.returncode == 0, first.failures() or first.output[-3000:]
+    vms = fake.resources["instances"]
+    assert sorted(name for _, name in vms) == ["stockpipe", "stockpipe-2", "stockpipe-3"]
+    internal = {name: vm["networkInterfaces"][0]["networkIP"] for (_, name), vm in vms.items()}
+    rule = fake.resources["firewalls"]["stockpipe-allow-cluster"]
+    assert sorted(rule["sourceRanges"]) == sorted(f"{ip}/32" for ip in internal.values())
+    assert rule["allowed"] == [{"IPProtocol": "tcp", "ports": ["9093", "9095", "7071"]}]
+    assert rule["targetTags"] == ["stockpipe"]
+
+    inventory = yaml.safe_load((tmp_path / "gcp.yml").read_text())
+    nodes = inventory["kafka"]["hosts"]
+    assert list(nodes) == ["stockpipe", "stockpipe-2", "stockpipe-3"]  # node ids 1, 2, 3
+    assert {n: v["kafka_internal_address"] for n, v in nodes.items()} == internal
+    assert list(inventory["stockpipe_vm"]["hosts"]) == ["stockpipe"]
+
+    again = run_playbook("provision.yml", *three, env=env)
+    assert again.returncode == 0 and again.changed() == 0, again.changed_tasks()
+
+    gone = run_playbook("teardown.yml", *three, "-e", "confirm=yes", env=env)
+    assert gone.returncode == 0, gone.failures()
+    assert all(not store for store in fake.resources.values())
+
+
+def test_a_two_node_cluster_is_refused_before_calling_any_api(gce):
+    fake, args, env = gce
+    two = json.loads(args[1]) | {"gce_vm_nodes": 2}
+
+    run = run_playbook("provision.yml", "-e", json.dumps(two), env=env)
+
+    assert run.returncode != 0
+    assert "gce_vm_nodes must be 1, 3 or 5" in " ".join(run.failures())
     assert fake.requests == []

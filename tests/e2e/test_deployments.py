@@ -197,14 +197,18 @@ def serve_briefly(env: dict) -> dict:
     )
     api = env["PREFECT_API_URL"]
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 300  # a bound for a broken setup
         served: dict = {}
         while time.monotonic() < deadline and len(served) < len(load_deployment_specs()):
             time.sleep(1)
-            flows = {f["id"]: f["name"] for f in httpx.post(f"{api}/flows/filter", json={}).json()}
+            # A busy machine's server answers slowly: generous timeouts, not a pace.
+            flows = {
+                f["id"]: f["name"]
+                for f in httpx.post(f"{api}/flows/filter", json={}, timeout=60).json()
+            }
             served = {
                 f"{flows[d['flow_id']]}/{d['name']}": d
-                for d in httpx.post(f"{api}/deployments/filter", json={}).json()
+                for d in httpx.post(f"{api}/deployments/filter", json={}, timeout=60).json()
                 if d["work_pool_name"] is None  # served by the process, not a work pool
             }
         assert server.poll() is None, server.stdout.read() if server.stdout else ""

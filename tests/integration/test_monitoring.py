@@ -53,7 +53,7 @@ def test_config_and_rules_pass_promtool(tmp_path: Path) -> None:
             prometheus_target="localhost:9090",
             node_exporter_target="localhost:9100",
             pushgateway_target="localhost:9091",
-            kafka_jmx_target="localhost:7071",
+            kafka_jmx_targets=["localhost:7071", "10.142.0.3:7071"],
         )
     )
     for command in (
@@ -121,6 +121,20 @@ def query(prometheus: str, expr: str) -> dict:
     return body["data"]
 
 
+def wait_for_sample(prometheus: str, expr: str, at_least: float) -> None:
+    """Until Prometheus has scraped a value of ``expr`` of at least ``at_least`` (its scrape
+    interval and a busy machine decide when; the bound is for a broken setup)."""
+    deadline = time.monotonic() + 180
+    seen = None
+    while time.monotonic() < deadline:
+        result = query(prometheus, expr)["result"]
+        seen = float(result[0]["value"][1]) if result else None
+        if seen is not None and seen >= at_least:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"{expr} reached {seen}, not {at_least}, in Prometheus")
+
+
 def test_every_panel_and_rule_evaluates_and_key_panels_show_data(stack) -> None:
     settings, prometheus = stack
     assert LocalMonitoring(settings).status() == {
@@ -129,7 +143,11 @@ def test_every_panel_and_rule_evaluates_and_key_panels_show_data(stack) -> None:
         "prometheus": True,
     }
     ensure_topics(settings.kafka)
-    for round_ in range(2):  # two runs a few seconds apart give the rates two samples
+    messages_in = (
+        "sum(kafka_server_brokertopicmetrics_messagesinpersec_total"
+        f'{{topic="{settings.kafka.prices_topic}"}})'
+    )
+    for round_ in range(2):  # two rounds, each scraped before the next: rates get two samples
         QuoteProducer(settings.kafka).publish_raw(
             (k, v, None) for k, v in distinct_bar_messages(5_000, start=round_ * 5_000)
         )
@@ -138,7 +156,8 @@ def test_every_panel_and_rule_evaluates_and_key_panels_show_data(stack) -> None:
             setup_warehouse(warehouse, settings)
             drain_to_warehouse(settings, warehouse)
         metrics.push("drain-to-warehouse", settings.metrics.pushgateway_url)
-        time.sleep(3)
+        wait_for_sample(prometheus, messages_in, at_least=5_000 * (round_ + 1))
+    wait_for_sample(prometheus, "sum(stockpipe_rows_loaded_total)", at_least=10_000)
 
     targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=10).json()["data"]
     health = {t["labels"]["job"]: t["health"] for t in targets["activeTargets"]}

@@ -48,6 +48,10 @@ ip:
   description: The VM's external IPv4 address.
   returned: when present
   type: str
+internal_ip:
+  description: The VM's internal IPv4 address in its VPC network (what cluster nodes use).
+  returned: when present
+  type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -62,6 +66,13 @@ from ansible_collections.stockpipe.gcp.plugins.module_utils.gcp_client import (
     to_dict,
     wait_for,
 )
+
+
+def _internal_ip(instance):
+    for interface in instance.network_interfaces:
+        if interface.network_i_p:
+            return interface.network_i_p
+    return ""
 
 
 def _external_ip(instance):
@@ -153,7 +164,12 @@ def main():
         op = client.insert(project=p["project"], zone=p["zone"], instance_resource=_resource(p))
         wait_for(module, op, f"creating VM {p['name']}")
         created = client.get(**key)
-        module.exit_json(changed=True, instance=to_dict(created), ip=_external_ip(created))
+        module.exit_json(
+            changed=True,
+            instance=to_dict(created),
+            ip=_external_ip(created),
+            internal_ip=_internal_ip(created),
+        )
 
     if short_name(current.machine_type) != p["machine_type"]:
         module.warn(
@@ -167,7 +183,12 @@ def main():
             tags = compute_v1.Tags(items=p["tags"], fingerprint=current.tags.fingerprint)
             wait_for(module, client.set_tags(tags_resource=tags, **key), f"tagging VM {p['name']}")
             current = client.get(**key)
-    module.exit_json(changed=changed, instance=to_dict(current), ip=_external_ip(current))
+    module.exit_json(
+        changed=changed,
+        instance=to_dict(current),
+        ip=_external_ip(current),
+        internal_ip=_internal_ip(current),
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,74 @@
+"""Fixtures shared by the tests that run the kafka role on this machine."""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from stockpipe.streaming.broker import LocalBroker
+
+KAFKA_VERSION = "4.1.2"
+
+
+def pipeline_acls(topic: str, dlq: str, alerts: str, group: str) -> list[dict]:
+    """The pipeline users' least-privilege ACLs (as group_vars/stockpipe_vm has them)."""
+    return [
+        {
+            "principal": "stockpipe-producer",
+            "resource_type": "topic",
+            "name": topic,
+            "operations": ["Write", "Describe"],
+        },
+        {
+            "principal": "stockpipe-drain",
+            "resource_type": "topic",
+            "name": topic,
+            "operations": ["Read", "Describe"],
+        },
+        {
+            "principal": "stockpipe-drain",
+            "resource_type": "group",
+            "name": group,
+            "operations": ["Read", "Describe"],
+        },
+        {
+            "principal": "stockpipe-drain",
+            "resource_type": "topic",
+            "name": dlq,
+            "operations": ["Write", "Describe"],
+        },
+        {
+            "principal": "stockpipe-alerts",
+            "resource_type": "topic",
+            "name": alerts,
+            "operations": ["Write", "Describe"],
+        },
+    ]
+
+
+@pytest.fixture(scope="session")
+def mirror(tmp_path_factory: pytest.TempPathFactory):
+    """An HTTP mirror serving kafka_2.13-<version>.tgz in Apache's layout; yields (url, sha512)."""
+    libs = LocalBroker(home=tmp_path_factory.mktemp("unused")).libs_dir()
+    if not (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
+        LocalBroker(home=tmp_path_factory.mktemp("unused")).install(progress=False)
+    root = tmp_path_factory.mktemp("mirror")
+    (root / KAFKA_VERSION).mkdir()
+    tarball = root / KAFKA_VERSION / f"kafka_2.13-{KAFKA_VERSION}.tgz"
+    with tarfile.open(tarball, "w:gz", compresslevel=1) as tar:
+        for jar in sorted(libs.glob("*.jar")):
+            if not jar.name.startswith("jmx_prometheus"):
+                tar.add(jar, arcname=f"kafka_2.13-{KAFKA_VERSION}/libs/{jar.name}")
+    sha512 = hashlib.sha512(tarball.read_bytes()).hexdigest()
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(root))
+    )
+    server.RequestHandlerClass.log_message = lambda *a: None
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", sha512, libs
+    server.shutdown()

@@ -1,0 +1,272 @@
+"""The kafka role with three hosts in its cluster group, run for real on this machine: three
+nodes, each with its own directories and ports on loopback (standing in for three VMs and
+their VPC addresses), one CA on the first node signing every node's certificate, one static
+controller quorum, replication and the controller quorum over SASL_SSL between the nodes.
+
+The test starts each broker from its unit's ExecStart (no systemd here) and runs the role
+again for the cluster's users, topics (three replicas, min.insync.replicas 2) and ACLs; the
+pipeline's users then produce and drain over SASL_SSL while a node is down.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from stockpipe.drain import drain_to_warehouse
+from stockpipe.processes import free_port
+from stockpipe.settings import KafkaSettings, Settings, load_settings
+from stockpipe.streaming.producer import QuoteProducer
+from stockpipe.warehouse import Warehouse
+from stockpipe.warehouse.setup import setup_warehouse
+from tests.ansible.conftest import pipeline_acls
+from tests.ansible.playbook import ANSIBLE_DIR, UnitCommand, run_playbook
+from tests.support import distinct_bar_messages, read_topic, warehouse_state_of
+
+PLAYBOOK = str(Path(__file__).parent / "playbooks" / "kafka_cluster_local.yml")
+PASSWORDS = {
+    "stockpipe-producer": "producer-secret-1",
+    "stockpipe-drain": "drain-secret-2",
+    "stockpipe-alerts": "alerts-secret-3",
+}
+NAMES = {
+    "topic": "stock_prices",
+    "dlq": "stock_prices_dlq",
+    "alerts": "stock_alerts",
+    "group": "stockpipe-drain",
+}
+NODES = ("kafka-1", "kafka-2", "kafka-3")
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the role creates a system user (root)")
+
+
+@pytest.fixture(scope="module")
+def inventory(mirror, tmp_path_factory: pytest.TempPathFactory):
+    """An inventory of three nodes on this machine; yields (root, ports by node, path)."""
+    url, sha512, libs = mirror
+    root = tmp_path_factory.mktemp("cluster")
+    ports = {
+        node: {name: free_port() for name in ("local", "controller", "external", "internal", "jmx")}
+        for node in NODES
+    }
+    hosts = {}
+    for node in NODES:
+        base = root / node
+        (base / "etc/systemd/system").mkdir(parents=True)
+        hosts[node] = {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": sys.executable,
+            # One system user per node: each has its own home (the data directory).
+            "kafka_user": f"stockpipe-{node}-test",
+            "kafka_group": f"stockpipe-{node}-test",
+            "kafka_install_dir": str(base / "opt"),
+            "kafka_config_dir": str(base / "etc/kafka"),
+            "kafka_tls_dir": str(base / "etc/kafka/tls"),
+            "kafka_data_dir": str(base / "var/lib/kafka/data"),
+            "kafka_log_dir": str(base / "var/log/kafka"),
+            "kafka_systemd_dir": str(base / "etc/systemd/system"),
+            "kafka_tls_ca_public_path": str(base / "etc/ssl/stockpipe-kafka-ca.pem"),
+            "kafka_internal_address": "127.0.0.1",
+            "kafka_local_port": ports[node]["local"],
+            "kafka_controller_port": ports[node]["controller"],
+            "kafka_external_port": ports[node]["external"],
+            "kafka_internal_port": ports[node]["internal"],
+            "kafka_jmx_exporter_port": ports[node]["jmx"],
+        }
+        (base / "etc/ssl").mkdir(parents=True)
+    group_vars = {
+        "kafka_mirror": url,
+        "kafka_checksum": f"sha512:{sha512}",
+        "kafka_jmx_exporter_url": f"file://{libs}/jmx_prometheus_javaagent-1.0.1.jar",
+        "kafka_jmx_exporter_config_src": str(
+            ANSIBLE_DIR.parent / "stockpipe/streaming/kafka/jmx_exporter.yml"
+        ),
+        "kafka_packages": [],
+        "kafka_service_enabled": False,
+        "kafka_heap_size": "256m",
+        "kafka_external_listen_address": "127.0.0.1",
+        "kafka_advertised_host": "localhost",
+        "kafka_ca_fetch_dest": str(root / "control/kafka-ca.pem"),
+        "kafka_keystore_password": "keystore-secret-0",
+        "kafka_inter_broker_password": "broker-secret-00",
+        "kafka_scram_users": [{"name": n, "password": p} for n, p in PASSWORDS.items()],
+        "kafka_acls": pipeline_acls(**NAMES),
+    }
+    path = root / "inventory.yml"
+    path.write_text(yaml.safe_dump({"kafka": {"hosts": hosts, "vars": group_vars}}))
+    yield root, ports, path
+    for node in NODES:
+        subprocess.run(["userdel", f"stockpipe-{node}-test"], check=False, capture_output=True)
+        subprocess.run(["groupdel", f"stockpipe-{node}-test"], check=False, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(inventory):
+    """Files from the role on every node, the three brokers started from their units, then
+    the cluster's users, topics and ACLs; yields (root, ports, first run, access run, nodes)."""
+    root, ports, path = inventory
+    args = ["-i", str(path)]
+    files = run_playbook(PLAYBOOK, *args, "--skip-tags", "kafka_service,kafka_access")
+    assert files.returncode == 0, files.failures() or files.output[-4000:]
+    nodes = {}
+    for node in NODES:
+        unit = root / node / "etc/systemd/system/kafka.service"
+        command = UnitCommand.of(unit)
+        command.user = command.group = None  # as root, like the single-node role test
+        nodes[node] = (command, command.start(root / f"{node}.out"))
+    for node in NODES:
+        _wait_for_node(ports[node]["local"], nodes[node][1], root / f"{node}.out")
+    access = run_playbook(PLAYBOOK, *args)
+    assert access.returncode == 0, access.failures() or access.output[-4000:]
+    yield root, ports, files, access, nodes, args
+    for _command, process in nodes.values():
+        process.terminate()
+    for _command, process in nodes.values():
+        process.wait(120)
+
+
+def _wait_for_node(port: int, process: subprocess.Popen, log: Path) -> None:
+    """Until the node answers on loopback with the whole cluster in its metadata."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()[-4000:]
+        try:
+            brokers = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"}).list_topics(timeout=2)
+            if len(brokers.brokers) == len(NODES):
+                return
+        except KafkaException:
+            pass
+        time.sleep(0.5)
+    pytest.fail("the node did not join the cluster:\n" + log.read_text()[-4000:])
+
+
+def _user_settings(monkeypatch, root: Path, ports, user: str, tmp_path: Path):
+    servers = ",".join(f"localhost:{ports[node]['external']}" for node in NODES)
+    env = {
+        "STOCKPIPE_HOME": str(tmp_path / "home"),
+        "STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": servers,
+        "STOCKPIPE_KAFKA__PRICES_TOPIC": NAMES["topic"],
+        "STOCKPIPE_KAFKA__DLQ_TOPIC": NAMES["dlq"],
+        "STOCKPIPE_KAFKA__ALERTS_TOPIC": NAMES["alerts"],
+        "STOCKPIPE_KAFKA__CONSUMER_GROUP": NAMES["group"],
+        "STOCKPIPE_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+        "STOCKPIPE_KAFKA__SASL_USERNAME": user,
+        "STOCKPIPE_KAFKA__SASL_PASSWORD": PASSWORDS[user],
+        "STOCKPIPE_KAFKA__SSL_CA_LOCATION": str(root / "control/kafka-ca.pem"),
+        "STOCKPIPE_DRAIN__MAX_WAIT_SECONDS": "2",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return load_settings()
+
+
+def test_one_ca_signs_every_node_and_one_quorum_holds_them(cluster) -> None:
+    root, _ports, files, access, *_ = cluster
+    ca = (root / "kafka-1/etc/kafka/tls/ca.crt").read_bytes()
+    assert (root / "control/kafka-ca.pem").read_bytes() == ca
+    for node in NODES:
+        assert (root / node / "etc/kafka/tls/ca.crt").read_bytes() == ca
+        assert (root / node / "etc/ssl/stockpipe-kafka-ca.pem").read_bytes() == ca
+        properties = (root / node / "etc/kafka/server.properties").read_text()
+        assert f"node.id={NODES.index(node) + 1}" in properties
+        assert "inter.broker.listener.name=INTERNAL" in properties
+        assert "CONTROLLER:SASL_SSL" in properties and "INTERNAL:SASL_SSL" in properties
+    assert not (root / "kafka-2/etc/kafka/tls/ca.key").exists()  # the CA key stays on node 1
+    voters = {
+        line
+        for node in NODES
+        for line in (root / node / "etc/kafka/server.properties").read_text().splitlines()
+        if line.startswith("controller.quorum.voters=")
+    }
+    assert len(voters) == 1  # the same quorum everywhere
+    cluster_ids = {
+        line
+        for node in NODES
+        for line in (root / node / "var/lib/kafka/data/meta.properties").read_text().splitlines()
+        if line.startswith("cluster.id=")
+    }
+    assert len(cluster_ids) == 1
+    leaks = [
+        line.strip() for line in (files.output + access.output).splitlines() if "-secret-" in line
+    ]
+    assert leaks == []
+
+
+def test_the_topics_have_three_replicas_two_of_them_in_sync_for_a_write(cluster) -> None:
+    _root, ports, *_ = cluster
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{ports['kafka-1']['local']}"})
+    topics = admin.list_topics(timeout=10).topics
+    for name in NAMES.values():
+        if name == NAMES["group"]:
+            continue
+        assert all(sorted(p.replicas) == [1, 2, 3] for p in topics[name].partitions.values())
+        resource = ConfigResource(ConfigResource.Type.TOPIC, name)
+        config = admin.describe_configs([resource])[resource].result(10)
+        assert config["min.insync.replicas"].value == "2", name
+
+
+def test_the_nodes_listener_refuses_clients_without_credentials(cluster) -> None:
+    root, ports, *_ = cluster
+    stranger = Producer(
+        {
+            "bootstrap.servers": f"127.0.0.1:{ports['kafka-2']['internal']}",
+            "security.protocol": "SSL",
+            "ssl.ca.location": str(root / "control/kafka-ca.pem"),
+            "socket.timeout.ms": 5000,
+        }
+    )
+    with pytest.raises(KafkaException):
+        stranger.list_topics(timeout=5)
+
+
+def test_the_pipeline_produces_and_drains_with_a_node_down(
+    cluster, monkeypatch, tmp_path: Path
+) -> None:
+    root, ports, _files, _access, nodes, _args = cluster
+    producer_settings = _user_settings(monkeypatch, root, ports, "stockpipe-producer", tmp_path)
+    QuoteProducer(producer_settings.kafka).publish_raw(
+        (k, v, None) for k, v in distinct_bar_messages(2_000, symbols=20)
+    )
+    # The node leading the first partition goes down (SIGKILL); the rest keep two in sync.
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{ports['kafka-1']['local']}"})
+    leader = admin.list_topics(NAMES["topic"], timeout=10).topics[NAMES["topic"]].partitions[0]
+    victim = NODES[leader.leader - 1]
+    command, process = nodes[victim]
+    process.kill()
+    process.wait()
+    QuoteProducer(producer_settings.kafka).publish_raw(
+        (k, v, None) for k, v in distinct_bar_messages(2_000, symbols=20, start=2_000)
+    )
+
+    drain_settings = _user_settings(monkeypatch, root, ports, "stockpipe-drain", tmp_path)
+    with Warehouse.connect(drain_settings, "setup") as warehouse:
+        setup_warehouse(warehouse, drain_settings)
+        drain_to_warehouse(drain_settings, warehouse)
+        rows, keys, _ = warehouse_state_of(warehouse, NAMES["topic"])
+    assert (rows, keys) == (4_000, 4_000)
+
+    nodes[victim] = (command, command.start(root / f"{victim}.restarted.out"))
+    _wait_for_node(ports[victim]["local"], nodes[victim][1], root / f"{victim}.restarted.out")
+    loopback = Settings(
+        kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{ports['kafka-1']['local']}")
+    )
+    assert len(read_topic(loopback, NAMES["topic"])) == 4_000  # each bar once in the log
+
+
+def test_a_second_run_of_the_role_changes_nothing(cluster) -> None:
+    *_, files, access, _nodes, args = cluster
+    assert all(files.changed(node) > 0 for node in NODES)
+    assert access.changed("kafka-1") > 0  # the cluster's users, topics, ACLs: from node 1
+
+    again = run_playbook(PLAYBOOK, *args)
+
+    assert again.returncode == 0, again.failures()
+    assert [again.changed(node) for node in NODES] == [0, 0, 0], again.changed_tasks()

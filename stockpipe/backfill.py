@@ -22,7 +22,7 @@ from stockpipe.contracts import describe_reasons
 from stockpipe.ingest import ingest_window
 from stockpipe.settings import Settings
 from stockpipe.sources import Interval, QuoteSource, make_source
-from stockpipe.streaming.clients import require_reachable
+from stockpipe.streaming.producer import QuoteProducer
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,9 @@ def backfill(
             published and remembered; re-running continues from there).
     """
     source = source or make_source(settings.source, settings.home_dir / "sources")
-    require_reachable(settings.kafka)  # before the source is asked for anything
+    # One producer for every window; made first, it checks the broker answers before the
+    # source is asked for anything.
+    producer = QuoteProducer(settings.kafka)
     symbols = symbols or settings.source.watchlist
     plan = plan_backfill(source, interval, first, last, now)
     report = BackfillReport(
@@ -186,7 +188,9 @@ def backfill(
         log.warning("backfill: %s", note)
     seen: set[str] = set()
     for window in plan.windows:
-        done = ingest_window(settings, window.start, window.end, symbols, source, interval)
+        done = ingest_window(
+            settings, window.start, window.end, symbols, source, interval, producer
+        )
         report.windows += 1
         report.fetched += done.fetched
         report.published += done.published

@@ -29,7 +29,6 @@ from stockpipe.contracts import (
 )
 from stockpipe.settings import EXCHANGE_TZ, Settings
 from stockpipe.sources import Interval, QuoteSource, make_source
-from stockpipe.streaming.clients import require_reachable
 from stockpipe.streaming.producer import PublishReport, QuoteProducer
 
 log = logging.getLogger(__name__)
@@ -347,9 +346,15 @@ def published_bars(settings: Settings) -> PublishedBars:
 PUBLISH_SLICE = 100_000
 
 
-def publish_quotes(settings: Settings, check: QuoteCheck) -> PublishReport:
+def publish_quotes(
+    settings: Settings, check: QuoteCheck, producer: QuoteProducer | None = None
+) -> PublishReport:
     """Publish the new or changed ones of the checked bars to the prices topic, and
     remember them.
+
+    Args:
+        producer: an open producer (a backfill's or a live run's, for all its publishes);
+            a new one when None.
 
     Raises:
         PublishError: when any message was not acknowledged (the slices acknowledged before
@@ -366,7 +371,7 @@ def publish_quotes(settings: Settings, check: QuoteCheck) -> PublishReport:
         if not fresh.any():
             return report
         bars, keyed = check.bars[fresh], keyed[fresh]
-        producer = QuoteProducer(settings.kafka)
+        producer = producer or QuoteProducer(settings.kafka)
         for start in range(0, len(bars), PUBLISH_SLICE):
             part = slice(start, start + PUBLISH_SLICE)
             report.published += producer.publish_values(check.messages(bars.iloc[part]))
@@ -383,15 +388,21 @@ def ingest_window(
     symbols: list[str] | None = None,
     source: QuoteSource | None = None,
     interval: Interval = "1m",
+    producer: QuoteProducer | None = None,
 ) -> IngestReport:
     """Fetch, check and publish one window of ``interval`` bars (the CLI's ingest, each
-    window of a backfill; the flow runs the same three steps as tasks)."""
+    window of a backfill; the flow runs the same three steps as tasks).
+
+    Args:
+        producer: an open producer (a backfill's, for all its windows); when None, one is
+            made here, which checks the broker answers before the source is asked.
+    """
     source = source or make_source(settings.source, settings.home_dir / "sources")
-    require_reachable(settings.kafka)  # before the source is asked for anything
+    producer = producer or QuoteProducer(settings.kafka)  # raises KafkaUnreachable
     symbols = symbols or settings.source.watchlist
     bars = fetch_bars(source, symbols, start, end, interval)
     check = check_bars(bars, source.name, interval=interval)
-    report = publish_quotes(settings, check)
+    report = publish_quotes(settings, check, producer)
     return IngestReport(
         start=start,
         end=end,

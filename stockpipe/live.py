@@ -29,7 +29,7 @@ from stockpipe.settings import Settings, load_settings
 from stockpipe.sources import api_key
 from stockpipe.sources.minute_bars import MinuteBars, Trade
 from stockpipe.sources.providers import scrubbed
-from stockpipe.streaming.clients import require_reachable
+from stockpipe.streaming.producer import QuoteProducer
 
 log = logging.getLogger(__name__)
 WATCHLIST_EVERY_SECONDS = 60.0
@@ -80,7 +80,7 @@ def follow_trades(
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
     from websockets.sync.client import connect
 
-    require_reachable(settings.kafka)
+    producer = QuoteProducer(settings.kafka)  # one for the session; raises KafkaUnreachable
     key = api_key(settings.source, "finnhub")
     grace_ms = int(settings.source.live_grace_seconds * 1000)
     bars = MinuteBars(grace_ms=grace_ms)
@@ -92,7 +92,7 @@ def follow_trades(
         if due.empty:
             return
         check = check_bars(due, "finnhub")
-        done = publish_quotes(settings, check)
+        done = publish_quotes(settings, check, producer)
         acknowledged = clock()
         started = (due["ts"] - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
         closed = started + 60 + grace_ms / 1000

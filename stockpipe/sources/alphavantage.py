@@ -211,9 +211,10 @@ def _requests_for(start: datetime, end: datetime, interval: Interval) -> list[di
 def _bars(
     symbol: str, series: list[pd.DataFrame], interval: Interval, start: datetime, end: datetime
 ) -> pd.DataFrame:
-    frame = pd.concat([s for s in series if not s.empty]) if any(len(s) for s in series) else None
-    if frame is None:
+    present = [part for part in series if not part.empty]
+    if not present:
         return empty_bars()
+    frame = pd.concat(present)
     frame = frame[~frame.index.duplicated()]
     index = pd.to_datetime(frame.index)
     starts = (

@@ -103,18 +103,15 @@ class QuoteProducer:
         """
         topic = topic or self.topic
         failures = _Failures()
+        produce, on_delivery = self._producer.produce, failures.on_delivery
         produced = 0
         for key, value, headers in messages:
-            self._wait_for_room(
-                partial(
-                    self._producer.produce,
-                    topic,
-                    value,
-                    key,
-                    on_delivery=failures.on_delivery,
-                    headers=headers,
+            try:
+                produce(topic, value, key, on_delivery=on_delivery, headers=headers)
+            except BufferError:
+                self._wait_for_room(
+                    partial(produce, topic, value, key, on_delivery=on_delivery, headers=headers)
                 )
-            )
             produced += 1
             if produced % 10_000 == 0:
                 self._producer.poll(0)

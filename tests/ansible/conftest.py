@@ -11,6 +11,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from stockpipe.streaming.broker import LocalBroker
+from tests.ansible.playbook import ANSIBLE_DIR
 
 KAFKA_VERSION = "4.1.2"
 
@@ -72,3 +73,18 @@ def mirror(tmp_path_factory: pytest.TempPathFactory):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}", sha512, libs
     server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def kafka_downloads(mirror) -> dict:
+    """The kafka role's download variables, pointed at the local mirror and jars."""
+    url, sha512, libs = mirror
+    return {
+        "kafka_mirror": url,
+        "kafka_checksum": f"sha512:{sha512}",
+        "kafka_jmx_exporter_url": f"file://{libs}/jmx_prometheus_javaagent-1.0.1.jar",
+        "kafka_jmx_exporter_config_src": str(
+            ANSIBLE_DIR.parent / "stockpipe/streaming/kafka/jmx_exporter.yml"
+        ),
+        "kafka_packages": [],
+    }

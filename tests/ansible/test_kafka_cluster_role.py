@@ -28,7 +28,7 @@ from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
 from tests.ansible.conftest import pipeline_acls
-from tests.ansible.playbook import ANSIBLE_DIR, UnitCommand, run_playbook
+from tests.ansible.playbook import UnitCommand, run_playbook
 from tests.support import distinct_bar_messages, read_topic, warehouse_state_of
 
 PLAYBOOK = str(Path(__file__).parent / "playbooks" / "kafka_cluster_local.yml")
@@ -49,9 +49,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the role creates a sy
 
 
 @pytest.fixture(scope="module")
-def inventory(mirror, tmp_path_factory: pytest.TempPathFactory):
+def inventory(kafka_downloads, tmp_path_factory: pytest.TempPathFactory):
     """An inventory of three nodes on this machine; yields (root, ports by node, path)."""
-    url, sha512, libs = mirror
     root = tmp_path_factory.mktemp("cluster")
     ports = {
         node: {name: free_port() for name in ("local", "controller", "external", "internal", "jmx")}
@@ -83,13 +82,7 @@ def inventory(mirror, tmp_path_factory: pytest.TempPathFactory):
         }
         (base / "etc/ssl").mkdir(parents=True)
     group_vars = {
-        "kafka_mirror": url,
-        "kafka_checksum": f"sha512:{sha512}",
-        "kafka_jmx_exporter_url": f"file://{libs}/jmx_prometheus_javaagent-1.0.1.jar",
-        "kafka_jmx_exporter_config_src": str(
-            ANSIBLE_DIR.parent / "stockpipe/streaming/kafka/jmx_exporter.yml"
-        ),
-        "kafka_packages": [],
+        **kafka_downloads,
         "kafka_service_enabled": False,
         "kafka_heap_size": "256m",
         "kafka_external_listen_address": "127.0.0.1",

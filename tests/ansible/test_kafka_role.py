@@ -29,7 +29,7 @@ from stockpipe.settings import load_settings
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
 from tests.ansible.conftest import pipeline_acls
-from tests.ansible.playbook import ANSIBLE_DIR, run_playbook
+from tests.ansible.playbook import run_playbook
 from tests.support import distinct_bar_messages, warehouse_state_of
 
 PLAYBOOK = str(Path(__file__).parent / "playbooks" / "kafka_local.yml")
@@ -45,8 +45,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the role creates a sy
 
 
 @pytest.fixture(scope="module")
-def role(mirror, tmp_path_factory: pytest.TempPathFactory):
-    url, sha512, libs = mirror
+def role(kafka_downloads, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("vm")
     (root / "etc/systemd/system").mkdir(parents=True)  # there on every Debian host
     ports = {
@@ -62,13 +61,7 @@ def role(mirror, tmp_path_factory: pytest.TempPathFactory):
         "group": "stockpipe-drain",
     }
     variables = {
-        "kafka_mirror": url,
-        "kafka_checksum": f"sha512:{sha512}",
-        "kafka_jmx_exporter_url": f"file://{libs}/jmx_prometheus_javaagent-1.0.1.jar",
-        "kafka_jmx_exporter_config_src": str(
-            ANSIBLE_DIR.parent / "stockpipe/streaming/kafka/jmx_exporter.yml"
-        ),
-        "kafka_packages": [],
+        **kafka_downloads,
         "kafka_user": KAFKA_USER,
         "kafka_group": KAFKA_USER,
         "kafka_install_dir": str(root / "opt"),

@@ -133,7 +133,7 @@ def test_the_code_its_environment_and_the_unit_are_in_place(role) -> None:
     assert API_KEY not in first.output
 
     command = UnitCommand.of(root / "etc/systemd/system/stockpipe-worker.service")
-    assert command.argv[:3] == [str(home / ".venv/bin/prefect"), "worker", "start"]
+    assert command.argv[:4] == [str(home / ".venv/bin/python"), "-m", "deployments.worker", "start"]
     assert "--limit" in command.argv and command.user == WORKER_USER
     assert command.env["STOCKPIPE_PROJECT_DIR"] == str(home)
 

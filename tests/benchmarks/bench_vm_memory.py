@@ -7,7 +7,8 @@ Starts, with the settings the Ansible roles give the VM:
     and the JMX exporter agent;
   * Prometheus (scraping every target at the role's 15 s), the Pushgateway and the node
     exporter (the Debian packages the prometheus role installs);
-  * a Prefect worker (`prefect worker start`, as the stockpipe-worker unit runs it) against a
+  * a Prefect worker (`python -m deployments.worker start`, as the stockpipe-worker unit runs
+    it) against a
     local `prefect server` that stands in for Prefect Cloud (the server is not counted: it
     does not run on the VM);
 then produces a backlog and runs the drain flow in its own process, as the worker would,
@@ -35,6 +36,7 @@ from stockpipe.settings import load_settings
 from stockpipe.streaming.broker import LocalBroker
 from stockpipe.streaming.topics import ensure_topics
 from tests.benchmarks.bench_drain import produce_backlog
+from tests.support import set_up_warehouse
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_DEFAULTS = REPO / "ansible/roles/kafka/defaults/main.yml"
@@ -131,10 +133,12 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
         wait_http(f"http://127.0.0.1:{ports['prefect']}/api/health")
+        # As the stockpipe-worker unit starts it (without Prefect's integrations).
         processes["prefect worker"] = subprocess.Popen(
             [
-                str(bin_dir / "prefect"),
-                "worker",
+                sys.executable,
+                "-m",
+                "deployments.worker",
                 "start",
                 "--pool",
                 "bench-vm",
@@ -151,6 +155,7 @@ def main() -> None:
         produce_backlog(
             settings.kafka.bootstrap_servers, settings.kafka.prices_topic, args.messages
         )
+        set_up_warehouse(settings)  # the admin's one-time set-up; the flow runs no DDL
         print(f"running the drain flow (max {args.max_records:,} records a batch) ...", flush=True)
         started = time.monotonic()
         flow = subprocess.Popen(
@@ -160,13 +165,14 @@ def main() -> None:
                 "from flows.drain import drain_to_warehouse; drain_to_warehouse()",
             ],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=(work / "flow.err").open("wb"),
         )
         _, status, usage = os.wait4(flow.pid, 0)
         flow.returncode = os.waitstatus_to_exitcode(status)
         flow_seconds = time.monotonic() - started
         if flow.returncode != 0:
-            raise SystemExit(f"the drain flow failed (exit {flow.returncode})")
+            tail = (work / "flow.err").read_text(errors="replace")[-3000:]
+            raise SystemExit(f"the drain flow failed (exit {flow.returncode}):\n{tail}")
         flow_peak = usage.ru_maxrss / 1024
         time.sleep(20)  # a Prometheus scrape or two of the new series
 

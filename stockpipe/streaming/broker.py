@@ -284,13 +284,7 @@ class LocalBroker:
         )
 
     def cluster_id(self) -> str | None:
-        meta = self.data_dir / "meta.properties"
-        if not meta.exists():
-            return None
-        for line in meta.read_text().splitlines():
-            if line.startswith("cluster.id="):
-                return line.split("=", 1)[1].strip()
-        return None
+        return _formatted_cluster_id(self.data_dir / "meta.properties")
 
     def format_storage(self) -> str:
         """Format the storage once; return the cluster id (the existing one if formatted)."""
@@ -503,9 +497,18 @@ class LocalCluster:
 def _existing_cluster_id(home: Path) -> str | None:
     """The id the cluster's nodes were formatted with, if any was."""
     for meta in sorted(Path(home).glob("node-*/data/meta.properties")):
-        for line in meta.read_text().splitlines():
-            if line.startswith("cluster.id="):
-                return line.split("=", 1)[1].strip()
+        if cluster_id := _formatted_cluster_id(meta):
+            return cluster_id
+    return None
+
+
+def _formatted_cluster_id(meta: Path) -> str | None:
+    """The cluster id a formatted storage directory keeps in its meta.properties."""
+    if not meta.exists():
+        return None
+    for line in meta.read_text().splitlines():
+        if line.startswith("cluster.id="):
+            return line.split("=", 1)[1].strip()
     return None
 
 

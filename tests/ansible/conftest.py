@@ -9,6 +9,7 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import yaml
 
 from stockpipe.streaming.broker import LocalBroker
 from tests.ansible.playbook import ANSIBLE_DIR
@@ -16,40 +17,11 @@ from tests.ansible.playbook import ANSIBLE_DIR
 KAFKA_VERSION = "4.1.2"
 
 
-def pipeline_acls(topic: str, dlq: str, alerts: str, group: str) -> list[dict]:
-    """The pipeline users' least-privilege ACLs (as group_vars/stockpipe_vm has them)."""
-    return [
-        {
-            "principal": "stockpipe-producer",
-            "resource_type": "topic",
-            "name": topic,
-            "operations": ["Write", "Describe"],
-        },
-        {
-            "principal": "stockpipe-drain",
-            "resource_type": "topic",
-            "name": topic,
-            "operations": ["Read", "Describe"],
-        },
-        {
-            "principal": "stockpipe-drain",
-            "resource_type": "group",
-            "name": group,
-            "operations": ["Read", "Describe"],
-        },
-        {
-            "principal": "stockpipe-drain",
-            "resource_type": "topic",
-            "name": dlq,
-            "operations": ["Write", "Describe"],
-        },
-        {
-            "principal": "stockpipe-alerts",
-            "resource_type": "topic",
-            "name": alerts,
-            "operations": ["Write", "Describe"],
-        },
-    ]
+def pipeline_acls() -> list[dict]:
+    """The pipeline users' least-privilege ACLs, as group_vars/kafka gives the VM (on the
+    topics and group the tests use: the VM's own names)."""
+    group_vars = yaml.safe_load((ANSIBLE_DIR / "group_vars/kafka/main.yml").read_text())
+    return group_vars["_kafka_pipeline_acls"]
 
 
 @pytest.fixture(scope="session")

@@ -91,7 +91,7 @@ def inventory(kafka_downloads, tmp_path_factory: pytest.TempPathFactory):
         "kafka_keystore_password": "keystore-secret-0",
         "kafka_inter_broker_password": "broker-secret-00",
         "kafka_scram_users": [{"name": n, "password": p} for n, p in PASSWORDS.items()],
-        "kafka_acls": pipeline_acls(**NAMES),
+        "kafka_acls": pipeline_acls(),
     }
     path = root / "inventory.yml"
     path.write_text(yaml.safe_dump({"kafka": {"hosts": hosts, "vars": group_vars}}))

@@ -79,7 +79,7 @@ def role(kafka_downloads, tmp_path_factory: pytest.TempPathFactory):
         "kafka_ca_fetch_dest": str(root / "control/kafka-ca.pem"),
         "kafka_keystore_password": "keystore-secret-0",
         "kafka_scram_users": [{"name": n, "password": p} for n, p in PASSWORDS.items()],
-        "kafka_acls": pipeline_acls(**names),
+        "kafka_acls": pipeline_acls(),
     }
     yield root, ports, names, ["-e", json.dumps(variables)]
     subprocess.run(["userdel", KAFKA_USER], check=False, capture_output=True)

@@ -251,6 +251,7 @@ def drain_to_warehouse(
                 max_records=max_records or limits.max_records,
                 max_bytes=limits.max_bytes,
                 max_wait_seconds=limits.max_wait_seconds,
+                wait_past_end=not until_empty,
             )
             got_messages = bool(len(batch))
             if got_messages:

@@ -108,15 +108,30 @@ class BatchConsumer:
             self._at_eof.discard((p.topic, p.partition))
 
     def next_batch(
-        self, max_records: int, max_bytes: int, max_wait_seconds: float, idle_seconds: float = 1.0
+        self,
+        max_records: int,
+        max_bytes: int,
+        max_wait_seconds: float,
+        idle_seconds: float = 1.0,
+        wait_past_end: bool = False,
     ) -> Batch:
-        """Collect messages until a threshold is reached or nothing came for ``idle_seconds``."""
+        """Collect messages until a threshold is reached or nothing came for ``idle_seconds``.
+
+        Args:
+            wait_past_end: a follower's batch: when every assigned partition has been read to
+                its end, still wait (up to ``idle_seconds``) for new messages instead of
+                returning an empty batch at once.
+        """
         batch = Batch()
         deadline = time.monotonic() + max_wait_seconds
         last_message = time.monotonic()
         while len(batch) < max_records and batch.payload_bytes < max_bytes:
             now = time.monotonic()
-            if now >= deadline or now - last_message >= idle_seconds or self.at_end():
+            if now >= deadline or now - last_message >= idle_seconds:
+                break
+            # A partition's end is reported once: a follower that stopped here, caught up,
+            # would never consume again (and would spin); it waits for the next message.
+            if self.at_end() and (len(batch) or not wait_past_end):
                 break
             wanted = min(max_records - len(batch), 10_000)
             messages = self._consumer.consume(wanted, timeout=min(0.5, deadline - now))

@@ -31,7 +31,9 @@ def test_an_unreachable_pushgateway_does_not_fail_the_run() -> None:
     assert metrics.push("probe", None, registry=registry) is False
 
 
-def test_the_following_drain_serves_metrics(env_settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_following_drain_loads_what_arrives_after_it_caught_up_and_serves_metrics(
+    env_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import os
     import subprocess
     import sys
@@ -40,9 +42,8 @@ def test_the_following_drain_serves_metrics(env_settings, monkeypatch: pytest.Mo
     from stockpipe.streaming.producer import QuoteProducer
     from tests.support import distinct_bar_messages, set_up_warehouse
 
-    QuoteProducer(env_settings.kafka).publish_raw(
-        (k, v, None) for k, v in distinct_bar_messages(2_000)
-    )
+    producer = QuoteProducer(env_settings.kafka)
+    producer.publish_raw((k, v, None) for k, v in distinct_bar_messages(2_000))
     set_up_warehouse(env_settings)
     port = free_port()
     monkeypatch.setenv("STOCKPIPE_METRICS__PORT", str(port))
@@ -52,10 +53,11 @@ def test_the_following_drain_serves_metrics(env_settings, monkeypatch: pytest.Mo
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    try:
-        loaded = 0.0
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and loaded < 2_000:
+
+    def wait_until_loaded(count: int) -> str:
+        loaded, text = 0.0, ""
+        deadline = time.monotonic() + 120  # a bound for a broken drain, not a pace
+        while time.monotonic() < deadline and loaded < count:
             time.sleep(0.5)
             try:
                 text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
@@ -66,8 +68,15 @@ def test_the_following_drain_serves_metrics(env_settings, monkeypatch: pytest.Mo
                 for line in text.splitlines()
                 if line.startswith("stockpipe_rows_loaded_total{") and 'kind="inserted"' in line
             )
-        assert loaded == 2_000
+        assert loaded == count
+        return text
+
+    try:
+        text = wait_until_loaded(2_000)
         assert "stockpipe_warehouse_sessions_total{" in text
+        # Caught up with every partition's end: what is published now is loaded too.
+        producer.publish_raw((k, v, None) for k, v in distinct_bar_messages(500, start=2_000))
+        wait_until_loaded(2_500)
         assert drain.poll() is None  # still following the topic
     finally:
         drain.terminate()

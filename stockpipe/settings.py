@@ -253,7 +253,9 @@ class WarehouseSettings(BaseModel):
     connector_block: str | None = Field(
         None,
         description="a saved prefect-snowflake SnowflakeConnector block to connect with "
-        "(python -m deployments.blocks saves 'stockpipe-snowflake'); wins over the fields above",
+        "(python -m deployments.blocks saves 'stockpipe-snowflake'): the login, database, "
+        "warehouse and schema come from it; roles, session parameters and host/port/protocol "
+        "from these settings",
     )
     embedded_memory_limit: str = Field(
         "auto",

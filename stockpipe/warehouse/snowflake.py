@@ -35,6 +35,8 @@ BATCH_STAGE = "RAW.STOCK_PRICES_STAGE"
 _TRANSIENT_SQLSTATE_CLASSES = {"08", "57"}
 # 22 data exception, 23 integrity constraint violation.
 _DATA_SQLSTATE_CLASSES = {"22", "23"}
+# What a session opened from a connector block takes from the settings, not from the block.
+_SESSION_PARAMETERS = {"role", "application", "session_parameters", "host", "port", "protocol"}
 
 
 def role_for(settings: Settings, purpose: Purpose) -> str:
@@ -83,7 +85,12 @@ class SnowflakeWarehouse(Warehouse):
     def __init__(self, settings: Settings, purpose: Purpose):
         database = validate_identifier(settings.warehouse.database)
         wh = settings.warehouse
-        where = wh.host or f"{wh.account}.snowflakecomputing.com"
+        if wh.host:
+            where = wh.host
+        elif wh.account:
+            where = f"{wh.account}.snowflakecomputing.com"
+        else:
+            where = f"(the account of connector block {wh.connector_block})"
         super().__init__(database, f"snowflake://{where}/{database}", purpose)
         self._settings = settings
         self._conn = self._open()
@@ -92,23 +99,42 @@ class SnowflakeWarehouse(Warehouse):
         import snowflake.connector
 
         wh = self._settings.warehouse
-        if wh.connector_block:
-            from prefect_snowflake import SnowflakeConnector
-
-            conn = SnowflakeConnector.load(wh.connector_block).get_connection()
-            # The block holds one login; each purpose still runs as its own role.
-            conn.cursor().execute(f"use role {role_for(self._settings, self.purpose)}")
-            return conn
+        params = connection_parameters(self._settings, self.purpose)
+        role = params["role"]
         try:
-            return snowflake.connector.connect(
-                **connection_parameters(self._settings, self.purpose)
-            )
+            if wh.connector_block:
+                return self._open_with_block(wh.connector_block, params)
+            return snowflake.connector.connect(**params)
         except snowflake.connector.errors.Error as exc:
             # The connector's message never contains the password; keep it that way.
+            login = (
+                f"with connector block {wh.connector_block}"
+                if wh.connector_block
+                else f"account {wh.account}"
+            )
             raise WarehouseError(
-                f"cannot connect to Snowflake account {wh.account} as role "
-                f"{role_for(self._settings, self.purpose)}: {exc}"
+                f"cannot connect to Snowflake {login} as role {role}: {exc}"
             ) from exc
+
+    def _open_with_block(self, block_name: str, params: dict[str, Any]) -> Any:
+        """A session from a saved SnowflakeConnector block (as the VM's worker connects).
+
+        The block holds the login, the database, the virtual warehouse and the schema; the
+        session still runs as this purpose's role, with the session parameters (query tag,
+        UTC, lock timeout) and, when set, the endpoint of the settings.
+        """
+        from prefect_snowflake import SnowflakeConnector
+
+        block = SnowflakeConnector.load(block_name)
+        if block.database.upper() != self.database.upper():
+            raise WarehouseError(
+                f"connector block {block_name} is for database {block.database}, but "
+                f"STOCKPIPE_WAREHOUSE__DATABASE is {self.database}: save the block again "
+                "(python -m deployments.blocks) or set the database to match"
+            )
+        return block.get_connection(
+            **{name: value for name, value in params.items() if name in _SESSION_PARAMETERS}
+        )
 
     def reconnect(self) -> None:
         try:

@@ -1,4 +1,6 @@
-"""Block bootstrap against a real Prefect API: idempotent, and secrets never printed."""
+"""Block bootstrap against a real Prefect API: idempotent, and secrets never printed; the
+drain flow connecting to Snowflake through the saved connector block, as the VM's worker
+does (the real connector over HTTP to the Snowflake tier's server)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,12 @@ from prefect_aws.s3 import S3Bucket
 from prefect_snowflake import SnowflakeConnector
 
 from deployments import blocks
+from flows.drain import drain_to_warehouse
+from stockpipe.settings import Settings, load_settings
+from stockpipe.streaming.producer import QuoteProducer
+from stockpipe.warehouse import Warehouse
+from tests.snowflake.conftest import SnowflakeServer
+from tests.support import distinct_bar_messages, set_up_warehouse
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "never-print-me-7f3a"
@@ -65,3 +73,48 @@ def test_local_profile_needs_no_blocks() -> None:
         check=False,
     )
     assert "nothing to save" in out.stdout, out.stderr
+
+
+def test_the_drain_flow_connects_through_the_connector_block_as_the_loader(
+    prefect_api,
+    env_settings: Settings,
+    snowflake_server: SnowflakeServer,
+    snowflake_env: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    set_up_warehouse(load_settings())  # the admin, with the admin's own login
+    blocks.main()  # the block holds the login (python -m deployments.blocks)
+    set_up = len(snowflake_server.statements(snowflake_env))
+    # The VM's worker environment (group_vars/stockpipe_vm): the block's name, no login.
+    for name in ("ACCOUNT", "USER", "PASSWORD"):
+        monkeypatch.delenv(f"STOCKPIPE_WAREHOUSE__{name}")
+    monkeypatch.setenv("STOCKPIPE_WAREHOUSE__CONNECTOR_BLOCK", blocks.SNOWFLAKE_CONNECTOR)
+    QuoteProducer(env_settings.kafka).publish_raw(
+        (k, v, None) for k, v in distinct_bar_messages(1_000)
+    )
+
+    drained = drain_to_warehouse()
+
+    assert drained["inserted"] == 1_000
+    with Warehouse.connect(load_settings(), "read") as warehouse:
+        assert warehouse.query("select count(*) from RAW.STOCK_PRICES")[0][0] == 1_000
+    runtime = snowflake_server.statements(snowflake_env)[set_up:]
+    # Each session logged in as its purpose's role (no "use role" after the block's login),
+    # not as whatever role the block's user defaults to.
+    assert {e["role"] for e in runtime} == {"STOCKPIPE_LOADER", "STOCKPIPE_READER"}
+    assert not [e["sql"] for e in runtime if e["sql"].lower().startswith("use role")]
+
+
+def test_a_block_for_another_database_is_refused_naming_both(
+    prefect_api,
+    snowflake_env: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from stockpipe.warehouse.base import WarehouseError
+
+    blocks.main()
+    monkeypatch.setenv("STOCKPIPE_WAREHOUSE__DATABASE", "OTHER_DB")
+    monkeypatch.setenv("STOCKPIPE_WAREHOUSE__CONNECTOR_BLOCK", blocks.SNOWFLAKE_CONNECTOR)
+    with pytest.raises(WarehouseError) as refused, Warehouse.connect(load_settings(), "load"):
+        pass
+    assert snowflake_env in str(refused.value) and "OTHER_DB" in str(refused.value)

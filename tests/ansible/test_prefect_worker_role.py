@@ -141,6 +141,10 @@ def test_the_code_its_environment_and_the_unit_are_in_place(role) -> None:
 def test_the_pool_and_every_deployment_of_prefect_yaml_are_registered(role, prefect_api) -> None:
     pool = httpx.get(f"{prefect_api}/work_pools/stockpipe", timeout=10).json()
     assert pool["type"] == "process"
+    # Flow runs start through the launcher that skips Prefect's integrations.
+    command = pool["base_job_template"]["variables"]["properties"]["command"]["default"]
+    root, *_ = role
+    assert command == f"{root}/opt/stockpipe/.venv/bin/python -m deployments.flow_run"
     deployments = httpx.post(f"{prefect_api}/deployments/filter", json={}, timeout=10).json()
     from deployments.serve import load_deployment_specs
 

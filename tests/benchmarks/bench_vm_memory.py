@@ -1,6 +1,7 @@
 """Benchmark: the e2-micro's memory budget, measured on this machine for what runs here.
 
     .venv/bin/python -m tests.benchmarks.bench_vm_memory [--messages 100000] [--max-records 5000]
+        [--warehouse embedded|snowflake]
 
 Starts, with the settings the Ansible roles give the VM:
   * Kafka with the kafka role's heap and JVM options (ansible/roles/kafka/defaults/main.yml)
@@ -12,8 +13,12 @@ Starts, with the settings the Ansible roles give the VM:
     local `prefect server` that stands in for Prefect Cloud (the server is not counted: it
     does not run on the VM);
 then produces a backlog and runs the drain flow in its own process, as the worker would,
-with STOCKPIPE_DRAIN__MAX_RECORDS as the VM sets it. Prints each process's resident memory
-(VmRSS now, VmHWM peak) and the flow run's peak, and the total against 1 GiB.
+with STOCKPIPE_DRAIN__MAX_RECORDS as the VM sets it. With ``--warehouse snowflake`` the run
+loads into the Snowflake tier's test server (tests/snowflake/server.py, not counted) through
+the saved ``stockpipe-snowflake`` connector block, as the VM's worker does
+(group_vars/stockpipe_vm); the default drains into the embedded warehouse. Prints each
+process's resident memory (VmRSS now, VmHWM peak) and the flow run's peak, and the total
+against 1 GiB.
 Grafana does not install here (apt.grafana.com cannot be reached): its line is an estimate.
 """
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -65,17 +71,38 @@ def wait_http(url: str, seconds: float = 120) -> None:
     raise SystemExit(f"{url} did not answer within {seconds:.0f}s")
 
 
+def wait_port(port: int, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit(f"nothing listened on port {port} within {seconds:.0f}s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--max-records", type=int, default=5_000)
+    parser.add_argument("--warehouse", choices=["embedded", "snowflake"], default="embedded")
     args = parser.parse_args()
 
     role = yaml.safe_load(KAFKA_DEFAULTS.read_text())
     work = Path(tempfile.mkdtemp(prefix="bench-vm-"))
     ports = {
         name: free_port()
-        for name in ("kafka", "controller", "jmx", "prometheus", "pushgateway", "node", "prefect")
+        for name in (
+            "kafka",
+            "controller",
+            "jmx",
+            "prometheus",
+            "pushgateway",
+            "node",
+            "prefect",
+            "snowflake",
+        )
     }
     env = {
         **os.environ,
@@ -155,7 +182,36 @@ def main() -> None:
         produce_backlog(
             settings.kafka.bootstrap_servers, settings.kafka.prices_topic, args.messages
         )
-        set_up_warehouse(settings)  # the admin's one-time set-up; the flow runs no DDL
+        if args.warehouse == "snowflake":
+            processes["snowflake test server (not on the VM)"] = subprocess.Popen(
+                [sys.executable, "-m", "tests.snowflake.server", "--port", str(ports["snowflake"])],
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            wait_port(ports["snowflake"])
+            snowflake = {
+                "STOCKPIPE_WAREHOUSE__BACKEND": "snowflake",
+                "STOCKPIPE_WAREHOUSE__ACCOUNT": "fakesnow",
+                "STOCKPIPE_WAREHOUSE__USER": "fake",
+                "STOCKPIPE_WAREHOUSE__PASSWORD": "snow",
+                "STOCKPIPE_WAREHOUSE__HOST": "127.0.0.1",
+                "STOCKPIPE_WAREHOUSE__PORT": str(ports["snowflake"]),
+                "STOCKPIPE_WAREHOUSE__PROTOCOL": "http",
+            }
+            os.environ.update(snowflake)
+            # Imported here: Prefect reads PREFECT_API_URL when it is first imported.
+            from deployments.blocks import SNOWFLAKE_CONNECTOR, bootstrap_blocks
+
+            settings = load_settings()
+            set_up_warehouse(settings)
+            bootstrap_blocks(settings)
+            # The worker's environment on the VM: the block's name, no login.
+            for name in ("ACCOUNT", "USER", "PASSWORD"):
+                del os.environ[f"STOCKPIPE_WAREHOUSE__{name}"]
+            os.environ["STOCKPIPE_WAREHOUSE__CONNECTOR_BLOCK"] = SNOWFLAKE_CONNECTOR
+        else:
+            set_up_warehouse(settings)  # the admin's one-time set-up; the flow runs no DDL
         print(f"running the drain flow (max {args.max_records:,} records a batch) ...", flush=True)
         started = time.monotonic()
         flow = subprocess.Popen(
@@ -184,7 +240,11 @@ def main() -> None:
             if pid_file.exists():
                 rows.append((component.name, *memory_mb(int(pid_file.read_text()))))
         rows.append(
-            (f"drain flow run ({args.messages:,} msgs, {flow_seconds:.0f}s)", 0.0, flow_peak)
+            (
+                f"drain flow run, {args.warehouse} ({args.messages:,} msgs, {flow_seconds:.0f}s)",
+                0.0,
+                flow_peak,
+            )
         )
 
         print(f"\n{'process':<44}{'RSS now MB':>12}{'peak MB':>10}")

@@ -44,9 +44,23 @@ def prefect(env: dict, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
+def work_pool(env: dict) -> str:
+    """The README's step: the process pool whose flow runs start as deployments.flow_run."""
+    result = subprocess.run(
+        [sys.executable, "-m", "deployments.work_pool", "--name", "stockpipe"],
+        env=env,
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
 def test_deploy_all_creates_every_deployment_with_market_hours_schedules(prefect_server) -> None:
     env = prefect_server
-    prefect(env, "work-pool", "create", "stockpipe", "--type", "process", "--overwrite")
+    work_pool(env)
     prefect(env, "--no-prompt", "deploy", "--all")
 
     api = env["PREFECT_API_URL"]
@@ -128,7 +142,7 @@ def test_a_deployment_runs_through_a_worker_and_a_guarded_run_is_skipped(
         "STOCKPIPE_PROJECT_DIR": str(PROJECT),
     }
     set_up_warehouse(env_settings)  # the admin's one-time step; flows run no DDL
-    prefect(env, "work-pool", "create", "stockpipe", "--type", "process", "--overwrite")
+    work_pool(env)
     prefect(
         env,
         "--no-prompt",

@@ -1,0 +1,69 @@
+"""Create (or bring up to date) the VM's process work pool.
+
+    .venv/bin/python -m deployments.work_pool [--name stockpipe]
+
+The pool is Prefect's process type with its own default job template, except that flow runs
+start as ``<this python> -m deployments.flow_run`` (Prefect's engine without its
+integrations) instead of ``python -m prefect.engine``. Prints ``created``, ``updated`` or
+``unchanged`` (the prefect_worker role reports a change from it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+FLOW_RUN_MODULE = "deployments.flow_run"
+
+
+def job_template(python: str = sys.executable) -> dict[str, Any]:
+    """Prefect's process job template, with flow runs started through ``FLOW_RUN_MODULE``."""
+    from prefect.utilities.processutils import command_to_string
+    from prefect.workers.process import ProcessWorker
+
+    template = ProcessWorker.get_default_base_job_template()
+    command = command_to_string([python, "-m", FLOW_RUN_MODULE])
+    template["variables"]["properties"]["command"]["default"] = command
+    return template
+
+
+def ensure_work_pool(name: str, python: str = sys.executable) -> str:
+    """Make pool ``name`` a process pool with :func:`job_template`.
+
+    Returns:
+        "created", "updated" (its job template differed) or "unchanged".
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+    from prefect.exceptions import ObjectNotFound
+
+    template = job_template(python)
+    with get_client(sync_client=True) as client:
+        try:
+            pool = client.read_work_pool(name)
+        except ObjectNotFound:
+            client.create_work_pool(
+                WorkPoolCreate(name=name, type="process", base_job_template=template)
+            )
+            return "created"
+        if pool.type != "process":
+            raise SystemExit(
+                f"work pool {name} exists with type {pool.type}; the worker needs a process "
+                "pool: delete it (prefect work-pool delete) or choose another prefect_worker_pool"
+            )
+        if pool.base_job_template == template:
+            return "unchanged"
+        client.update_work_pool(name, WorkPoolUpdate(base_job_template=template))
+        return "updated"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", default="stockpipe", help="the work pool's name")
+    args = parser.parse_args(argv)
+    print(f"work pool {args.name}: {ensure_work_pool(args.name)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -12,7 +12,8 @@ Starts, with the settings the Ansible roles give the VM:
     it) against a
     local `prefect server` that stands in for Prefect Cloud (the server is not counted: it
     does not run on the VM);
-then produces a backlog and runs the drain flow in its own process, as the worker would,
+then produces a backlog and runs the drain flow in its own process, as the worker would
+(through ``deployments.flow_run``'s start, without Prefect's integrations),
 with STOCKPIPE_DRAIN__MAX_RECORDS as the VM sets it. With ``--warehouse snowflake`` the run
 loads into the Snowflake tier's test server (tests/snowflake/server.py, not counted) through
 the saved ``stockpipe-snowflake`` connector block, as the VM's worker does
@@ -218,6 +219,9 @@ def main() -> None:
             [
                 sys.executable,
                 "-c",
+                # As deployments.flow_run starts a run on the VM: without the integrations.
+                "from deployments.worker import skip_integration_imports; "
+                "skip_integration_imports(); "
                 "from flows.drain import drain_to_warehouse; drain_to_warehouse()",
             ],
             stdout=subprocess.DEVNULL,

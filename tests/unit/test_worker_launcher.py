@@ -42,3 +42,41 @@ def test_prefects_own_worker_start_imports_them() -> None:
     worker, modules = _probe("")
     assert worker == "ProcessWorker"
     assert {"prefect_aws", "prefect_snowflake", "prefect_dbt"} <= modules
+
+
+BLOCK_PROBE = """
+import json, sys
+{prepare}
+from prefect.blocks.core import Block
+from prefect_snowflake import SnowflakeConnector  # what the drain imports to load its block
+found = Block.get_block_class_from_key("snowflake-connector")
+print(json.dumps([found is SnowflakeConnector, sorted({{m.split(".")[0] for m in sys.modules}})]))
+"""
+
+
+def _block_probe(prepare: str) -> tuple[bool, set[str]]:
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCK_PROBE.format(prepare=prepare)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    found, modules = json.loads(result.stdout.strip().splitlines()[-1])
+    return found, set(modules)
+
+
+def test_a_flow_run_started_by_the_launcher_finds_its_block_class_without_the_others() -> None:
+    # deployments.flow_run: a block lookup (as SnowflakeConnector.load makes one) still finds
+    # the class the flow imported, and imports no other integration.
+    found, modules = _block_probe(
+        "from deployments.worker import skip_integration_imports; skip_integration_imports()"
+    )
+    assert found
+    assert modules & {"prefect_aws", "prefect_dbt", "prefect_shell", "dbt"} == set()
+
+
+def test_a_block_lookup_in_plain_prefect_imports_every_integration() -> None:
+    found, modules = _block_probe("")
+    assert found
+    assert {"prefect_aws", "prefect_dbt", "dbt"} <= modules

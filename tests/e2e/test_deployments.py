@@ -36,26 +36,19 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory):
         yield env
 
 
-def prefect(env: dict, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [*PREFECT, *args], env=env, cwd=PROJECT, capture_output=True, text=True, timeout=300
-    )
+def run(env: dict, *argv: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(argv, env=env, cwd=PROJECT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
 
+def prefect(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return run(env, *PREFECT, *args)
+
+
 def work_pool(env: dict) -> str:
     """The README's step: the process pool whose flow runs start as deployments.flow_run."""
-    result = subprocess.run(
-        [sys.executable, "-m", "deployments.work_pool", "--name", "stockpipe"],
-        env=env,
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+    return run(env, sys.executable, "-m", "deployments.work_pool", "--name", "stockpipe").stdout
 
 
 def test_deploy_all_creates_every_deployment_with_market_hours_schedules(prefect_server) -> None:

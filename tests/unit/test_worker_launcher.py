@@ -17,21 +17,23 @@ print(json.dumps([worker.__name__, sorted({{m.split(".")[0] for m in sys.modules
 """
 
 
-def _probe(prepare: str) -> tuple[str, set[str]]:
+def _probe(script: str, prepare: str) -> tuple[object, set[str]]:
+    """Run ``script`` after ``prepare`` in a fresh interpreter: (what it found, top-level
+    modules imported)."""
     result = subprocess.run(
-        [sys.executable, "-c", PROBE.format(prepare=prepare)],
+        [sys.executable, "-c", script.format(prepare=prepare)],
         capture_output=True,
         text=True,
         check=True,
         timeout=300,
     )
-    worker, modules = json.loads(result.stdout.strip().splitlines()[-1])
-    return worker, set(modules)
+    found, modules = json.loads(result.stdout.strip().splitlines()[-1])
+    return found, set(modules)
 
 
 def test_the_launcher_finds_the_process_worker_without_importing_integrations() -> None:
     worker, modules = _probe(
-        "from deployments.worker import skip_integration_imports; skip_integration_imports()"
+        PROBE, "from deployments.worker import skip_integration_imports; skip_integration_imports()"
     )
     assert worker == "ProcessWorker"
     assert modules & INTEGRATIONS == set()
@@ -39,7 +41,7 @@ def test_the_launcher_finds_the_process_worker_without_importing_integrations() 
 
 def test_prefects_own_worker_start_imports_them() -> None:
     # What the launcher saves: plain `prefect worker start` loads every installed one.
-    worker, modules = _probe("")
+    worker, modules = _probe(PROBE, "")
     assert worker == "ProcessWorker"
     assert {"prefect_aws", "prefect_snowflake", "prefect_dbt"} <= modules
 
@@ -54,29 +56,18 @@ print(json.dumps([found is SnowflakeConnector, sorted({{m.split(".")[0] for m in
 """
 
 
-def _block_probe(prepare: str) -> tuple[bool, set[str]]:
-    result = subprocess.run(
-        [sys.executable, "-c", BLOCK_PROBE.format(prepare=prepare)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    found, modules = json.loads(result.stdout.strip().splitlines()[-1])
-    return found, set(modules)
-
-
 def test_a_flow_run_started_by_the_launcher_finds_its_block_class_without_the_others() -> None:
     # deployments.flow_run: a block lookup (as SnowflakeConnector.load makes one) still finds
     # the class the flow imported, and imports no other integration.
-    found, modules = _block_probe(
-        "from deployments.worker import skip_integration_imports; skip_integration_imports()"
+    found, modules = _probe(
+        BLOCK_PROBE,
+        "from deployments.worker import skip_integration_imports; skip_integration_imports()",
     )
     assert found
     assert modules & {"prefect_aws", "prefect_dbt", "prefect_shell", "dbt"} == set()
 
 
 def test_a_block_lookup_in_plain_prefect_imports_every_integration() -> None:
-    found, modules = _block_probe("")
+    found, modules = _probe(BLOCK_PROBE, "")
     assert found
     assert {"prefect_aws", "prefect_dbt", "dbt"} <= modules

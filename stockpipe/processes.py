@@ -67,12 +67,20 @@ def stop_background(pid_file: Path, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and alive(pid):
         time.sleep(0.2)
-    if alive(pid):
+    kill_background(pid_file)
+    return True
+
+
+def kill_background(pid_file: Path) -> bool:
+    """SIGKILL at once, as a crashed machine, and wait until it is gone; False when it was
+    not running."""
+    pid = running_pid(pid_file)
+    if pid is not None:
         os.kill(pid, signal.SIGKILL)
         while alive(pid):
-            time.sleep(0.1)
+            time.sleep(0.05)
     pid_file.unlink(missing_ok=True)
-    return True
+    return pid is not None
 
 
 def port_in_use(port: int) -> bool:

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real KRaft broker for the session, and per-test settings.
+"""Shared fixtures: a real KRaft broker for the session, the Snowflake tier's server
+(``tests/snowflake/server.py``, started when a test asks for it), and per-test settings.
 
 The broker is started with the same code as ``stockpipe kafka up`` (LocalBroker), on free
 ports, with its state in a temporary directory. Each test gets its own topic names and
@@ -9,6 +10,11 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import subprocess
+import sys
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +25,7 @@ from stockpipe.processes import free_port
 from stockpipe.settings import Settings, load_settings
 from stockpipe.streaming.broker import LocalBroker
 from stockpipe.streaming.topics import ensure_topics
+from tests.support import SnowflakeServer
 
 
 @pytest.fixture(scope="session")
@@ -103,3 +110,57 @@ def env_settings(
     settings = load_settings()
     ensure_topics(settings.kafka)
     return settings
+
+
+@pytest.fixture(scope="session")
+def snowflake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnowflakeServer]:
+    directory = tmp_path_factory.mktemp("snowflake")
+    server = SnowflakeServer(free_port(), directory / "statements.jsonl", directory / "log")
+    with server.log.open("w") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.snowflake.server",
+                "--port",
+                str(server.port),
+                "--record",
+                str(server.record),
+            ],
+            cwd=Path(__file__).resolve().parents[1],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 120  # a bound for a broken install, not a pace
+    while True:
+        assert process.poll() is None, f"the Snowflake test server exited: {server.log.read_text()}"
+        try:
+            socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the Snowflake test server did not listen"
+            time.sleep(0.1)
+    yield server
+    process.terminate()
+    process.wait(30)
+
+
+@pytest.fixture
+def snowflake_env(
+    snowflake_server: SnowflakeServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """STOCKPIPE_WAREHOUSE__* for the test server, with a database of this test's own;
+    yields the database's name."""
+    database = f"T_{uuid.uuid4().hex[:10].upper()}"
+    for name, value in {
+        "BACKEND": "snowflake",
+        "ACCOUNT": "fakesnow",
+        "USER": "fake",
+        "PASSWORD": "snow",
+        "HOST": "127.0.0.1",
+        "PORT": str(snowflake_server.port),
+        "PROTOCOL": "http",
+        "DATABASE": database,
+    }.items():
+        monkeypatch.setenv(f"STOCKPIPE_WAREHOUSE__{name}", value)
+    yield database

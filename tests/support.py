@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -196,3 +198,32 @@ def running_prefect_server(home: Path):
     yield env
     server.terminate()
     server.wait(30)
+
+
+@dataclass
+class SnowflakeServer:
+    """The Snowflake tier's server (tests/snowflake/server.py) as the fixture started it."""
+
+    port: int
+    record: Path
+    log: Path
+
+    def statements(self, database: str) -> list[dict]:
+        """Every statement sessions on ``database`` sent, in order."""
+        lines = self.record.read_text().splitlines() if self.record.exists() else []
+        entries = [json.loads(line) for line in lines]
+        return [e for e in entries if e["database"] == database.upper()]
+
+    def fail_next(self, pattern: str, times: int, code: str, sqlstate: str, message: str) -> None:
+        """The next ``times`` statements matching ``pattern`` fail with that error."""
+        httpx.post(
+            f"http://127.0.0.1:{self.port}/_test/faults",
+            json={
+                "pattern": pattern,
+                "times": times,
+                "code": code,
+                "sqlstate": sqlstate,
+                "message": message,
+            },
+            timeout=10,
+        ).raise_for_status()

@@ -17,9 +17,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -33,7 +31,7 @@ from confluent_kafka.admin import AdminClient
 from rich.console import Console
 
 from stockpipe.processes import (
-    alive,
+    kill_background,
     port_in_use,
     running_pid,
     start_background,
@@ -409,12 +407,7 @@ class LocalBroker:
 
     def kill(self) -> None:
         """SIGKILL, as a crashed machine: no controlled shutdown, no flushed checkpoints."""
-        pid = self.pid()
-        if pid is not None:
-            os.kill(pid, signal.SIGKILL)
-            while alive(pid):
-                time.sleep(0.05)
-        self.pid_file.unlink(missing_ok=True)
+        kill_background(self.pid_file)
 
     def status(self) -> BrokerStatus:
         pid = self.pid()

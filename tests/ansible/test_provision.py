@@ -68,7 +68,12 @@ def gce(tmp_path: Path) -> Iterator[tuple[FakeGCE, list[str], dict[str, str]]]:
     server.shutdown()
 
 
-def test_provision_creates_what_the_variables_say_and_a_second_run_creates_nothing(gce, tmp_path):
+def test_one_vm_from_provision_through_a_changed_firewall_list_to_teardown(gce, tmp_path):
+    """The life of one VM, as a user lives it (each step on what the last one left, as
+    Molecule's create / idempotence / destroy sequence): provision creates what the
+    variables say; a second run creates nothing; a changed firewall list is brought in line;
+    teardown refuses without confirmation, then deletes everything; a second teardown does
+    nothing."""
     fake, args, env = gce
 
     first = run_playbook("provision.yml", *args, env=env)
@@ -114,48 +119,38 @@ def test_provision_creates_what_the_variables_say_and_a_second_run_creates_nothi
     assert second.changed() == 0, second.changed_tasks()
     assert len(fake.writes()) == writes_before
 
-
-def test_provision_brings_a_changed_firewall_list_in_line(gce):
-    fake, args, env = gce
-    assert run_playbook("provision.yml", *args, env=env).returncode == 0
+    # The firewall lists change: Kafka's clients go away, one more admin address.
     narrowed = json.loads(args[1]) | {"gce_vm_kafka_client_cidrs": []}
     widened_ssh = narrowed | {"gce_vm_admin_cidrs": ["198.51.100.0/24", "203.0.113.5/32"]}
-
-    run = run_playbook("provision.yml", "-e", json.dumps(widened_ssh), env=env)
-
-    assert run.returncode == 0, run.failures()
+    changed = run_playbook("provision.yml", "-e", json.dumps(widened_ssh), env=env)
+    assert changed.returncode == 0, changed.failures()
     rules = fake.resources["firewalls"]
     assert "stockpipe-allow-kafka" not in rules  # no client CIDRs, no Kafka rule at all
     assert rules["stockpipe-allow-ssh"]["sourceRanges"] == ["198.51.100.0/24", "203.0.113.5/32"]
     assert [r.method for r in fake.writes()][-2:] == ["PATCH", "DELETE"]
-
-
-def test_teardown_deletes_everything_and_a_second_teardown_does_nothing(gce, tmp_path):
-    fake, args, env = gce
-    assert run_playbook("provision.yml", *args, env=env).returncode == 0
+    deleted_before = len([r for r in fake.writes() if r.method == "DELETE"])
 
     unconfirmed = run_playbook("teardown.yml", *args, env=env)
     assert unconfirmed.returncode != 0
     assert "Not confirmed; nothing was deleted" in unconfirmed.output
-    assert not [r for r in fake.writes() if r.method == "DELETE"]
+    assert len([r for r in fake.writes() if r.method == "DELETE"]) == deleted_before
 
     first = run_playbook("teardown.yml", *args, "-e", "confirm=yes", env=env)
     assert first.returncode == 0, first.failures() or first.output[-3000:]
     deleted = [r.path.rsplit("/", 1)[-1] for r in fake.writes() if r.method == "DELETE"]
     # The VM goes first: the real API refuses to release an address still in use.
-    assert deleted == [
+    assert deleted[deleted_before:] == [
         "stockpipe",
         "stockpipe-allow-ssh",
-        "stockpipe-allow-kafka",
         "stockpipe-ip",
         f"stockpipe-vm@{PROJECT}.iam.gserviceaccount.com",
     ]
     assert all(not store for store in fake.resources.values())
     assert not (tmp_path / "gcp.yml").exists()
 
-    second = run_playbook("teardown.yml", *args, "-e", "confirm=yes", env=env)
-    assert second.returncode == 0, second.failures()
-    assert second.changed() == 0, second.changed_tasks()
+    again = run_playbook("teardown.yml", *args, "-e", "confirm=yes", env=env)
+    assert again.returncode == 0, again.failures()
+    assert again.changed() == 0, again.changed_tasks()
 
 
 def test_provision_refuses_ssh_open_to_the_world_before_calling_any_api(gce):

@@ -7,9 +7,6 @@ from collections.abc import Iterator
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
-# The Snowflake tier's server, for the flows that connect through a saved connector block.
-from tests.snowflake.conftest import snowflake_env, snowflake_server  # noqa: F401
-
 
 @pytest.fixture(scope="package")
 def prefect_api() -> Iterator[None]:

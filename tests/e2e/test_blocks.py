@@ -17,8 +17,7 @@ from flows.drain import drain_to_warehouse
 from stockpipe.settings import Settings, load_settings
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.warehouse import Warehouse
-from tests.snowflake.conftest import SnowflakeServer
-from tests.support import distinct_bar_messages, set_up_warehouse
+from tests.support import SnowflakeServer, distinct_bar_messages, set_up_warehouse
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "never-print-me-7f3a"

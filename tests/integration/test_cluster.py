@@ -4,11 +4,16 @@ LocalBroker code as the single broker), topics with three replicas and min.insyn
 A node is killed (SIGKILL, at a point chosen from the producer's progress) while bars are
 published and drained, and restarted later: the warehouse ends with every bar once and the
 topic holds every bar once. Two drains in one consumer group share the partitions and
-load every bar once.
+load every bar once: two threads on the embedded warehouse, and two `stockpipe drain`
+processes on the Snowflake path (the Snowflake tier's server over HTTP).
 """
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -26,7 +31,7 @@ from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.streaming.topics import ensure_topics
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
-from tests.support import distinct_bar_messages, read_topic, warehouse_state_of
+from tests.support import distinct_bar_messages, read_topic, set_up_warehouse, warehouse_state_of
 
 pytestmark = pytest.mark.integration
 NODES = 3
@@ -246,3 +251,60 @@ def test_two_drains_in_one_group_share_the_partitions_and_load_every_bar_once(
     partitions = _partitions(settings)
     served = [{partitions[tp[1]].leader for tp in r.next_offsets} for r in reports.values()]
     assert len(set().union(*served)) > 1  # the drains read from more than one node
+
+
+def _members_holding_partitions(settings: Settings) -> list[str]:
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    members = group_members(admin, settings.kafka.consumer_group)
+    return [line for line in members if not line.endswith("no partitions")]
+
+
+def test_two_drain_processes_on_snowflake_share_the_partitions(
+    settings: Settings, snowflake_env: str
+) -> None:
+    """The production shape: two `stockpipe drain --follow` processes (two machines) in one
+    group, loading into Snowflake over HTTP with the real connector (the Snowflake tier's
+    server) from the three-node cluster. Each loads part, together every bar once."""
+    settings = load_settings()  # the cluster's topics and the Snowflake server's database
+    set_up_warehouse(settings)
+    total = 12_000
+    drains = [
+        subprocess.Popen(
+            [sys.executable, "-m", "stockpipe.cli", "drain", "--follow", "--max-records", "1000"],
+            env={**os.environ, "COLUMNS": "200"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        deadline = time.monotonic() + 300  # a bound for a broken group, not a pace
+        while len(_members_holding_partitions(settings)) < 2:
+            assert time.monotonic() < deadline, _members_holding_partitions(settings)
+            assert all(d.poll() is None for d in drains), [d.communicate() for d in drains]
+            time.sleep(0.2)
+        QuoteProducer(settings.kafka).publish_raw(
+            (k, v, None) for k, v in distinct_bar_messages(total)
+        )
+        loaded = 0
+        while loaded < total:
+            assert time.monotonic() < deadline, f"{loaded} of {total} loaded"
+            assert all(d.poll() is None for d in drains), [d.communicate() for d in drains]
+            time.sleep(0.5)
+            with Warehouse.connect(settings, "read") as warehouse:
+                loaded = warehouse.query("select count(*) from RAW.STOCK_PRICES")[0][0]
+        for drain in drains:
+            drain.terminate()
+        outputs = [drain.communicate(timeout=120) for drain in drains]
+    finally:
+        for drain in drains:
+            drain.kill()
+    summaries = [
+        next(line for line in out.splitlines() if line.startswith("drained ")) for out, _ in outputs
+    ]
+    inserted = [int(re.search(r"(\d+) new bars", line).group(1)) for line in summaries]
+    assert sum(inserted) == total and all(n > 0 for n in inserted), summaries
+    with Warehouse.connect(settings, "read") as warehouse:
+        rows, keys, next_offsets = warehouse_state_of(warehouse, settings.kafka.prices_topic)
+    assert (rows, keys, next_offsets) == (total, total, total)

@@ -10,7 +10,7 @@ import pytest
 
 from stockpipe.settings import Settings, load_settings
 from tests.integration.test_exactly_once import Ledger, publish_with_poison, run_drain
-from tests.snowflake.conftest import SnowflakeServer
+from tests.support import SnowflakeServer
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,7 @@ from stockpipe.drain.offsets import read_offsets
 from stockpipe.settings import Settings, load_settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.warehouse import Warehouse, WarehouseNotSetUp
-from tests.snowflake.conftest import SnowflakeServer
-from tests.support import raw_rows_from_bars, set_up_warehouse
+from tests.support import SnowflakeServer, raw_rows_from_bars, set_up_warehouse
 
 SESSION = mc.session("2025-11-26")
 FETCHED = datetime(2025, 11, 26, 21, 5, tzinfo=UTC)

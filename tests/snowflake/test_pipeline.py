@@ -17,8 +17,8 @@ from stockpipe import alerts
 from stockpipe.dashboard import APP, data
 from stockpipe.settings import Settings, load_settings
 from stockpipe.warehouse import Warehouse
-from tests.snowflake.conftest import SnowflakeServer
 from tests.snowflake.privileges import granted, granted_at_run_time, required, set_up_objects
+from tests.support import SnowflakeServer
 
 pytestmark = pytest.mark.integration
 

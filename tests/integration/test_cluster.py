@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -202,11 +203,8 @@ def test_two_drains_in_one_group_share_the_partitions_and_load_every_bar_once(
             assert progress.wait_for(lambda: condition() or errors, timeout=300), what
         assert not errors, errors
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
-
-    def members_holding_partitions() -> int:
-        members = group_members(admin, settings.kafka.consumer_group)
-        return sum(not line.endswith("no partitions") for line in members)
+    def no_errors() -> None:
+        assert not errors, errors
 
     with Warehouse.connect(settings, "setup") as first:
         setup_warehouse(first, settings)
@@ -218,11 +216,7 @@ def test_two_drains_in_one_group_share_the_partitions_and_load_every_bar_once(
         for thread in threads:
             thread.start()
         wait_until("the first bars are loaded", lambda: sum(loaded.values()) >= first_chunk)
-        deadline = time.monotonic() + 300
-        while members_holding_partitions() < 2:  # the group's rebalance after the second joined
-            assert time.monotonic() < deadline, group_members(admin, settings.kafka.consumer_group)
-            assert not errors, errors
-            time.sleep(0.2)
+        _wait_until_two_members_hold_partitions(settings, no_errors)
         before = dict(loaded)
         publisher.publish_raw(
             (k, v, None) for k, v in distinct_bar_messages(second_chunk, start=first_chunk)
@@ -253,10 +247,20 @@ def test_two_drains_in_one_group_share_the_partitions_and_load_every_bar_once(
     assert len(set().union(*served)) > 1  # the drains read from more than one node
 
 
-def _members_holding_partitions(settings: Settings) -> list[str]:
+def _wait_until_two_members_hold_partitions(
+    settings: Settings, still_running: Callable[[], None]
+) -> None:
+    """Until the group's rebalance after the second drain joined has given both partitions;
+    ``still_running`` fails the test if a drain died meanwhile."""
     admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
-    members = group_members(admin, settings.kafka.consumer_group)
-    return [line for line in members if not line.endswith("no partitions")]
+    deadline = time.monotonic() + 300  # a bound for a broken group, not a pace
+    while True:
+        members = group_members(admin, settings.kafka.consumer_group)
+        if sum(not line.endswith("no partitions") for line in members) >= 2:
+            return
+        assert time.monotonic() < deadline, members
+        still_running()
+        time.sleep(0.2)
 
 
 def test_two_drain_processes_on_snowflake_share_the_partitions(
@@ -278,19 +282,20 @@ def test_two_drain_processes_on_snowflake_share_the_partitions(
         )
         for _ in range(2)
     ]
+
+    def still_running() -> None:
+        assert all(d.poll() is None for d in drains), [d.communicate() for d in drains]
+
     try:
-        deadline = time.monotonic() + 300  # a bound for a broken group, not a pace
-        while len(_members_holding_partitions(settings)) < 2:
-            assert time.monotonic() < deadline, _members_holding_partitions(settings)
-            assert all(d.poll() is None for d in drains), [d.communicate() for d in drains]
-            time.sleep(0.2)
+        _wait_until_two_members_hold_partitions(settings, still_running)
         QuoteProducer(settings.kafka).publish_raw(
             (k, v, None) for k, v in distinct_bar_messages(total)
         )
         loaded = 0
+        deadline = time.monotonic() + 300  # a bound for a broken drain, not a pace
         while loaded < total:
             assert time.monotonic() < deadline, f"{loaded} of {total} loaded"
-            assert all(d.poll() is None for d in drains), [d.communicate() for d in drains]
+            still_running()
             time.sleep(0.5)
             with Warehouse.connect(settings, "read") as warehouse:
                 loaded = warehouse.query("select count(*) from RAW.STOCK_PRICES")[0][0]

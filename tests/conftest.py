@@ -25,7 +25,7 @@ from stockpipe.processes import free_port
 from stockpipe.settings import Settings, load_settings
 from stockpipe.streaming.broker import LocalBroker
 from stockpipe.streaming.topics import ensure_topics
-from tests.support import SnowflakeServer
+from tests.support import SnowflakeServer, snowflake_server_env
 
 
 @pytest.fixture(scope="session")
@@ -152,15 +152,7 @@ def snowflake_env(
     """STOCKPIPE_WAREHOUSE__* for the test server, with a database of this test's own;
     yields the database's name."""
     database = f"T_{uuid.uuid4().hex[:10].upper()}"
-    for name, value in {
-        "BACKEND": "snowflake",
-        "ACCOUNT": "fakesnow",
-        "USER": "fake",
-        "PASSWORD": "snow",
-        "HOST": "127.0.0.1",
-        "PORT": str(snowflake_server.port),
-        "PROTOCOL": "http",
-        "DATABASE": database,
-    }.items():
-        monkeypatch.setenv(f"STOCKPIPE_WAREHOUSE__{name}", value)
+    env = snowflake_server_env(snowflake_server.port)
+    for name, value in (env | {"STOCKPIPE_WAREHOUSE__DATABASE": database}).items():
+        monkeypatch.setenv(name, value)
     yield database

@@ -227,3 +227,20 @@ class SnowflakeServer:
             },
             timeout=10,
         ).raise_for_status()
+
+
+def snowflake_server_env(port: int) -> dict[str, str]:
+    """STOCKPIPE_WAREHOUSE__* that point the real connector at the Snowflake tier's server
+    (tests/snowflake/server.py) on ``port``, with a password login."""
+    return {
+        f"STOCKPIPE_WAREHOUSE__{name}": value
+        for name, value in {
+            "BACKEND": "snowflake",
+            "ACCOUNT": "fakesnow",
+            "USER": "fake",
+            "PASSWORD": "snow",
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "PROTOCOL": "http",
+        }.items()
+    }

@@ -43,7 +43,7 @@ from stockpipe.settings import load_settings
 from stockpipe.streaming.broker import LocalBroker
 from stockpipe.streaming.topics import ensure_topics
 from tests.benchmarks.bench_drain import produce_backlog
-from tests.support import set_up_warehouse
+from tests.support import set_up_warehouse, snowflake_server_env
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_DEFAULTS = REPO / "ansible/roles/kafka/defaults/main.yml"
@@ -191,16 +191,7 @@ def main() -> None:
                 stderr=subprocess.DEVNULL,
             )
             wait_port(ports["snowflake"])
-            snowflake = {
-                "STOCKPIPE_WAREHOUSE__BACKEND": "snowflake",
-                "STOCKPIPE_WAREHOUSE__ACCOUNT": "fakesnow",
-                "STOCKPIPE_WAREHOUSE__USER": "fake",
-                "STOCKPIPE_WAREHOUSE__PASSWORD": "snow",
-                "STOCKPIPE_WAREHOUSE__HOST": "127.0.0.1",
-                "STOCKPIPE_WAREHOUSE__PORT": str(ports["snowflake"]),
-                "STOCKPIPE_WAREHOUSE__PROTOCOL": "http",
-            }
-            os.environ.update(snowflake)
+            os.environ.update(snowflake_server_env(ports["snowflake"]))
             # Imported here: Prefect reads PREFECT_API_URL when it is first imported.
             from deployments.blocks import SNOWFLAKE_CONNECTOR, bootstrap_blocks
 

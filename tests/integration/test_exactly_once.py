@@ -183,9 +183,11 @@ def test_a_restart_while_a_killed_drain_still_holds_the_partitions_waits_then_dr
     env_settings: Settings,
 ) -> None:
     # No static membership: the killed drain stays in the group until its session ends.
+    # A session of 30 s outlasts the next drain's start even on a busy machine (with the
+    # default 10 s, a slow start found the partitions already free and said nothing).
     publish_with_poison(env_settings, 20_000)
     ledger = Ledger(env_settings)
-    first = kill_drain_after_batches(1)
+    first = kill_drain_after_batches(1, STOCKPIPE_KAFKA__CONSUMER_SESSION_TIMEOUT_SECONDS="30")
     first.kill()
     first.wait()
     second = run_drain()

@@ -65,7 +65,8 @@ def run_playbook(
     )
     stdout = process.stdout
     try:
-        report = json.loads(stdout[stdout.index("{") :])
+        # raw_decode: a notification callback (profile_tasks) may print after the report.
+        report, _ = json.JSONDecoder().raw_decode(stdout[stdout.index("{") :])
     except ValueError:
         report = {}
     tasks = [task for play in report.get("plays", []) for task in play.get("tasks", [])]

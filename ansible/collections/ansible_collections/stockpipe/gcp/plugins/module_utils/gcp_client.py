@@ -1,17 +1,56 @@
 # Shared plumbing of the stockpipe.gcp modules: options, credentials, clients, waiting.
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import re
+import sys
 import traceback
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
+
+COMPUTE_PACKAGE = "google.cloud.compute_v1"
+
+
+def _compute_package():
+    """google.cloud.compute_v1 without running its ``__init__``, which imports the client of
+    every Compute service (most of each module run's time); a module here uses one service.
+
+    The package is registered unexecuted and a name is resolved on first use: ``XxxClient``
+    from its service's subpackage (``services/xxx``), anything else from the message types.
+    """
+    if COMPUTE_PACKAGE in sys.modules:
+        return sys.modules[COMPUTE_PACKAGE]
+    spec = importlib.util.find_spec(COMPUTE_PACKAGE)
+    if spec is None:
+        raise ImportError(f"No module named {COMPUTE_PACKAGE!r}")
+    package = importlib.util.module_from_spec(spec)
+
+    def resolve(name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if name.endswith("Client"):
+            service = re.sub(r"(?<!^)(?=[A-Z])", "_", name.removesuffix("Client")).lower()
+            source = importlib.import_module(f"{COMPUTE_PACKAGE}.services.{service}")
+        else:
+            source = importlib.import_module(f"{COMPUTE_PACKAGE}.types")
+        value = getattr(source, name)
+        setattr(package, name, value)
+        return value
+
+    package.__getattr__ = resolve  # PEP 562: called only for names not yet resolved
+    sys.modules[COMPUTE_PACKAGE] = package
+    return package
+
 
 GOOGLE_IMPORT_ERROR = None
 try:
     import google.auth
     from google.api_core import exceptions as gexc
     from google.auth.transport.requests import AuthorizedSession
-    from google.cloud import compute_v1
     from google.oauth2 import service_account
+
+    compute_v1 = _compute_package()
 except ImportError:  # pragma: no cover - reported by require_libraries()
     GOOGLE_IMPORT_ERROR = traceback.format_exc()
 

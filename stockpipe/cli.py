@@ -802,6 +802,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # No usage statistics from the ephemeral server: nothing here needs the internet, and
     # offline each attempt logged an error.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Nor does it register the block types of every installed integration at start: that
+    # imports prefect-aws, prefect-snowflake and dbt-core in the server (its memo still
+    # imports them to compare), ~12 s of each start, for types these flows never look up
+    # by name. A block saved to a server registers its own type.
+    os.environ.setdefault("PREFECT_API_BLOCKS_REGISTER_ON_START", "false")
+    os.environ.setdefault("PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION", "false")
     args = build_parser().parse_args(argv)
     # snowflake-connector's vendored requests warns about the installed urllib3 at import;
     # our pins are tested together (pyproject.toml), so the warning says nothing to act on.

@@ -804,8 +804,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Nor does it register the block types of every installed integration at start: that
     # imports prefect-aws, prefect-snowflake and dbt-core in the server (its memo still
-    # imports them to compare), ~12 s of each start, for types these flows never look up
-    # by name. A block saved to a server registers its own type.
+    # imports them to compare), about half of each start, for types these flows never look up by
+    # name. A block saved to a server registers its own type.
     os.environ.setdefault("PREFECT_API_BLOCKS_REGISTER_ON_START", "false")
     os.environ.setdefault("PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION", "false")
     args = build_parser().parse_args(argv)

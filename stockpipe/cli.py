@@ -477,8 +477,12 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
                 console.print(f"  {step.name}: {step.action}")
         if args.plan:
             return 0
-        for name in setup_warehouse(warehouse, settings, force=args.force):
-            console.print(f"  {name}: applied")
+        setup_warehouse(
+            warehouse,
+            settings,
+            force=args.force,
+            on_applied=lambda name: console.print(f"  {name}: applied"),
+        )
     console.print("set-up done; the runtime roles can start")
     return 0
 

@@ -204,8 +204,9 @@ class WarehouseSettings(BaseModel):
     """Snowflake, or its embedded stand-in (DuckDB through fakesnow).
 
     On Snowflake, ``stockpipe warehouse setup`` runs once as ``setup_role`` and creates the
-    database, the virtual warehouse, its resource monitor, the tables and the three runtime
-    roles; each process then runs as the role of its purpose (the drain as ``loader_role``,
+    database, the virtual warehouse and the tables; it switches to ``user_admin_role`` for the
+    three runtime roles and to ``account_admin_role`` for the resource monitor only. Each
+    process then runs as the role of its purpose (the drain as ``loader_role``,
     trends as ``transformer_role``, validation and the dashboard as ``reader_role``).
     """
 
@@ -227,9 +228,18 @@ class WarehouseSettings(BaseModel):
     )
     warehouse: str = Field("STOCKPIPE_WH", description="virtual warehouse (created by setup)")
     setup_role: str = Field(
+        "SYSADMIN",
+        description="role that runs `stockpipe warehouse setup` and owns what it creates "
+        "(the database, schemas, RAW's tables, the virtual warehouse) and grants on them",
+    )
+    user_admin_role: str = Field(
+        "USERADMIN",
+        description="role the set-up switches to for creating the runtime roles (CREATE ROLE)",
+    )
+    account_admin_role: str = Field(
         "ACCOUNTADMIN",
-        description="role that runs `stockpipe warehouse setup` (creates the warehouse, "
-        "resource monitor, roles and grants; resource monitors need ACCOUNTADMIN)",
+        description="role the set-up switches to for the resource monitor, which only "
+        "ACCOUNTADMIN may create and assign",
     )
     loader_role: str = Field("STOCKPIPE_LOADER", description="the drain's role: writes RAW")
     transformer_role: str = Field(
@@ -249,6 +259,13 @@ class WarehouseSettings(BaseModel):
     )
     lock_timeout_seconds: int = Field(
         300, ge=1, description="how long a statement waits for a lock before it fails"
+    )
+    statement_timeout_seconds: int = Field(
+        1800,
+        ge=60,
+        le=604800,
+        description="the virtual warehouse cancels a statement that runs longer (set by "
+        "`stockpipe warehouse setup`; Snowflake's own default is two days)",
     )
     connector_block: str | None = Field(
         None,
@@ -278,7 +295,14 @@ class WarehouseSettings(BaseModel):
         return f"{max(96, min(2048, total_mb // 10))}MB"
 
     @field_validator(
-        "database", "warehouse", "setup_role", "loader_role", "transformer_role", "reader_role"
+        "database",
+        "warehouse",
+        "setup_role",
+        "user_admin_role",
+        "account_admin_role",
+        "loader_role",
+        "transformer_role",
+        "reader_role",
     )
     @classmethod
     def _identifier(cls, value: str | None) -> str | None:

@@ -229,6 +229,16 @@ class SnowflakeServer:
         ).raise_for_status()
 
 
+    def lose_next_uploads(self, action: str, times: int = 1) -> None:
+        """The next ``times`` files PUT on a stage are lost (``drop``) or arrive with half
+        their rows (``truncate``)."""
+        httpx.post(
+            f"http://127.0.0.1:{self.port}/_test/upload_faults",
+            json={"action": action, "times": times},
+            timeout=10,
+        ).raise_for_status()
+
+
 def snowflake_server_env(port: int) -> dict[str, str]:
     """STOCKPIPE_WAREHOUSE__* that point the real connector at the Snowflake tier's server
     (tests/snowflake/server.py) on ``port``, with a password login."""

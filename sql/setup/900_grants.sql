@@ -1,7 +1,7 @@
 -- stockpipe: snowflake-only
 -- Least privilege: each runtime role gets what its statements need and nothing else. The
--- set-up role owns the database, the schemas and RAW's objects. Every statement each
--- process issues is checked against these grants by tests/snowflake/test_privileges.py.
+-- set-up role (SYSADMIN) owns the database, the schemas and RAW's objects. Every statement each
+-- process issues is checked against these grants by tests/snowflake/test_pipeline.py.
 --   LOADER      the drain: reads and writes RAW's tables, PUTs and COPYs on the batch stage;
 --               creates, alters and drops nothing
 --   TRANSFORMER the trend build (dbt) and alerts: reads RAW, takes in RAW.LOAD_LOG's
@@ -17,7 +17,9 @@ grant usage on database {{ database }} to role {{ transformer_role }};
 grant usage on database {{ database }} to role {{ reader_role }};
 
 grant usage on schema {{ database }}.RAW to role {{ loader_role }};
-grant select, insert, update, delete on table {{ database }}.RAW.STOCK_PRICES to role {{ loader_role }};
+-- DELETE: a strictly newer fetch of a bar replaces the stored one (delete, then insert).
+grant select, insert, delete on table {{ database }}.RAW.STOCK_PRICES to role {{ loader_role }};
+-- UPDATE: the compare-and-set of the offsets; DELETE: a chosen reset (--reset-offsets).
 grant select, insert, update, delete on table {{ database }}.RAW.KAFKA_OFFSETS to role {{ loader_role }};
 grant select, insert, delete on table {{ database }}.RAW.STOCK_PRICES_BATCH to role {{ loader_role }};
 grant insert on table {{ database }}.RAW.LOAD_LOG to role {{ loader_role }};
@@ -29,7 +31,8 @@ grant select on table {{ database }}.RAW.STOCK_PRICES to role {{ transformer_rol
 grant select, delete on table {{ database }}.RAW.LOAD_LOG to role {{ transformer_role }};
 grant select on table {{ database }}.RAW.SQL_APPLIED to role {{ transformer_role }};
 grant usage, create table, create view on schema {{ database }}.STAGING to role {{ transformer_role }};
-grant usage, create table, create view on schema {{ database }}.MARTS to role {{ transformer_role }};
+-- The marts are tables (sql/dbt_project.yml); only STAGING holds views.
+grant usage, create table on schema {{ database }}.MARTS to role {{ transformer_role }};
 grant select, insert on table {{ database }}.MARTS.ALERTS_SENT to role {{ transformer_role }};
 
 grant usage on schema {{ database }}.RAW to role {{ reader_role }};

@@ -122,43 +122,89 @@ def claim_offsets(
     """Move each partition's offset to ``next_offsets``, unless another drain got there
     first; the first statements of the loader's transaction.
 
-    Compare-and-set: the UPDATE moves a partition's offset only while it is still at most
-    the batch's start (``start_offsets``), and its row count says whether it did. An UPDATE
+    Compare-and-set, one UPDATE for all of a topic's partitions: it moves a partition's
+    offset only while it is still at most the batch's start (``start_offsets``). An UPDATE
     takes its lock before it reads, so of two drains that hold the same partition after a
     rebalance the second waits for the first's commit and then finds the offset moved: it
     is fenced. A plain SELECT would take no lock under Snowflake's READ COMMITTED, and the
-    slower drain could move the offset backwards. A partition never seen before gets its
-    row inserted.
+    slower drain could move the offset backwards. Then one read, under the lock the UPDATE
+    took, tells which partitions moved, which were fenced and which were never seen before
+    (their rows are inserted, in one statement). The UPDATE's row count alone cannot: the
+    table's key is not enforced, so a partition may have two rows.
 
     Returns:
         the fenced partitions, each with the warehouse's next offset for it. Their rows must
         not be loaded (the caller leaves them out).
     """
     now = datetime.now(UTC).replace(tzinfo=None)
-    fenced: dict[TopicPartition, int] = {}
+    by_topic: dict[str, dict[int, int]] = {}
     for (topic, partition), offset in sorted(next_offsets.items()):
+        by_topic.setdefault(topic, {})[partition] = offset
+    fenced: dict[TopicPartition, int] = {}
+    for topic, offsets in by_topic.items():
         # No start given (a load outside the drain, e.g. a backfill): nothing to fence.
-        start = start_offsets.get((topic, partition), _NO_FENCE)
-        claimed = warehouse.execute(
+        starts = {p: start_offsets.get((topic, p), _NO_FENCE) for p in offsets}
+        warehouse.execute(
             Portable(
-                "update RAW.KAFKA_OFFSETS set next_offset = %s, cluster_id = %s, updated_at = %s "
-                "where kafka_topic = %s and kafka_partition = %s and next_offset <= %s"
+                "update RAW.KAFKA_OFFSETS set next_offset = case kafka_partition "
+                + " ".join(["when %s then %s"] * len(offsets))
+                + " end, cluster_id = %s, updated_at = %s where kafka_topic = %s and ("
+                + " or ".join(["(kafka_partition = %s and next_offset <= %s)"] * len(offsets))
+                + ")"
             ),
-            (offset, cluster_id, now, topic, partition, start),
-        ).rowcount
-        if claimed:
-            continue
-        stored = warehouse.query(
+            (
+                *(v for p, o in offsets.items() for v in (p, o)),
+                cluster_id,
+                now,
+                topic,
+                *(v for p, s in starts.items() for v in (p, s)),
+            ),
+        )
+        fenced |= _fenced_or_new(warehouse, topic, offsets, cluster_id, now)
+    return fenced
+
+
+def _fenced_or_new(
+    warehouse: Warehouse,
+    topic: str,
+    offsets: dict[int, int],
+    cluster_id: str | None,
+    now: datetime,
+) -> dict[TopicPartition, int]:
+    """After the compare-and-set of ``offsets``: insert the rows of partitions never seen
+    before, return the fenced ones with their stored offset.
+
+    A partition moved by this transaction is the one whose row carries this transaction's
+    ``updated_at`` and its offset (compared in SQL, so both sides are the same type).
+    """
+    in_list = ", ".join(["%s"] * len(offsets))
+    rows = warehouse.query(
+        Portable(
+            "select kafka_partition, max(next_offset), "
+            "max(case when updated_at = %s then next_offset end) "
+            "from RAW.KAFKA_OFFSETS "
+            f"where kafka_topic = %s and kafka_partition in ({in_list}) "
+            "group by kafka_partition"
+        ),
+        (now, topic, *offsets),
+    )
+    stored = {int(p): (int(o), written) for p, o, written in rows}
+    fenced: dict[TopicPartition, int] = {}
+    new = []
+    for partition, offset in offsets.items():
+        if partition not in stored:
+            new.append(partition)
+        elif stored[partition][1] is None or int(stored[partition][1]) != offset:
+            fenced[(topic, partition)] = stored[partition][0]
+    if new:
+        warehouse.execute(
             Portable(
-                "select max(next_offset) from RAW.KAFKA_OFFSETS "
-                "where kafka_topic = %s and kafka_partition = %s"
+                "insert into RAW.KAFKA_OFFSETS "
+                "(kafka_topic, kafka_partition, next_offset, cluster_id, updated_at) values "
+                + ", ".join(["(%s, %s, %s, %s, %s)"] * len(new))
             ),
-            (topic, partition),
-        )[0][0]
-        if stored is None:
-            _insert_offset(warehouse, topic, partition, offset, cluster_id, now)
-        else:
-            fenced[(topic, partition)] = int(stored)
+            tuple(v for p in new for v in (topic, p, offsets[p], cluster_id, now)),
+        )
     return fenced
 
 

@@ -1,14 +1,20 @@
 """Set the warehouse up once, as an admin; check the set-up at every runtime start.
 
 ``stockpipe warehouse setup`` runs the ``sql/setup/`` directory in file-name order as the
-set-up role. Every file holds one object (``create ... if not exists`` / ``create or replace``).
-Files whose first line is ``-- stockpipe: snowflake-only`` hold what the embedded warehouse
-has no notion of (the virtual warehouse, its resource monitor, roles and grants) and are
-skipped there. ``{{ name }}`` in a file is a setting (:func:`setup_variables`), validated
-as a plain identifier or an integer.
+set-up role. Every file holds one object (``create ... if not exists`` / ``create or replace``),
+so running a file again changes nothing. A file's leading ``-- stockpipe:`` lines are
+directives: ``snowflake-only`` marks what the embedded warehouse has no notion of (the
+virtual warehouse, its resource monitor, roles and grants), skipped there; ``as {{ role }}``
+runs the file as another role than the set-up role (creating roles needs USERADMIN, a
+resource monitor ACCOUNTADMIN), switching back after it. ``{{ name }}`` in a file is a
+setting (:func:`setup_variables`), validated as a plain identifier or an integer.
 
-The runner records each applied file's SHA-256 (of the text as run) in
-``RAW.SQL_APPLIED``. The drain, validation and the dashboard run no DDL; the trend build
+On a new Snowflake account nothing exists at login, not even the database the session
+names: the account files create it, and the runner then makes it the session's database.
+The runner records each applied file's SHA-256 (of the text as run) in ``RAW.SQL_APPLIED``
+(created by a set-up file of its own); files applied before that table exists are recorded
+as soon as it does, so a set-up stopped part-way runs the unrecorded files again, each
+harmlessly, and finishes. The drain, validation and the dashboard run no DDL; the trend build
 (the dbt project in ``sql/``) creates and replaces its own models in STAGING and MARTS and
 nothing else. :func:`require_setup` compares that record with the files this code ships
 and refuses to start, naming the set-up command, when they differ.
@@ -19,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -31,18 +38,32 @@ log = logging.getLogger(__name__)
 
 # The project's sql/setup/, shipped as package data (stockpipe/sql links to sql/).
 DEFAULT_SQL_DIR = Path(str(resources.files("stockpipe") / "sql" / "setup"))
-SNOWFLAKE_ONLY = "-- stockpipe: snowflake-only"
+DIRECTIVE = "-- stockpipe:"
+SNOWFLAKE_ONLY = "snowflake-only"
 APPLIED_TABLE = "RAW.SQL_APPLIED"
+# The set-up file that creates APPLIED_TABLE: from it on, each applied file is recorded.
+APPLIED_TABLE_FILE = "000_sql_applied.sql"
 _STATEMENT_END = re.compile(r";\s*$", re.MULTILINE)
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+_RUN_AS = re.compile(r"^as\s+(.+)$")
 
 
 @dataclass(frozen=True)
 class SqlFile:
+    """One set-up file, rendered.
+
+    Attributes:
+        statements: its statements, in order.
+        checksum: SHA-256 of the statements as run.
+        snowflake_only: skipped on the embedded warehouse.
+        run_as: the role it runs as, when not the set-up role.
+    """
+
     path: Path
     statements: tuple[str, ...]
     checksum: str
     snowflake_only: bool
+    run_as: str | None = None
 
     @property
     def name(self) -> str:
@@ -72,6 +93,9 @@ def setup_variables(settings: Settings) -> dict[str, str]:
         "resource_monitor": f"{wh.warehouse}_MONITOR",
         "monthly_credit_quota": str(wh.monthly_credit_quota),
         "auto_suspend_seconds": str(wh.auto_suspend_seconds),
+        "statement_timeout_seconds": str(wh.statement_timeout_seconds),
+        "user_admin_role": wh.user_admin_role,
+        "account_admin_role": wh.account_admin_role,
         "loader_role": wh.loader_role,
         "transformer_role": wh.transformer_role,
         "reader_role": wh.reader_role,
@@ -99,14 +123,31 @@ def read_sql_dir(
     files = []
     for path in sorted(sql_dir.glob("*.sql")):
         text = path.read_text()
-        snowflake_only = text.lstrip().startswith(SNOWFLAKE_ONLY)
+        directives = _directives(text)
+        snowflake_only = SNOWFLAKE_ONLY in directives
         if runtime_only and snowflake_only:
             continue
+        run_as = None
+        for directive in directives:
+            if found := _RUN_AS.match(directive):
+                run_as = validate_identifier(_render(found.group(1), variables, path))
+            elif directive != SNOWFLAKE_ONLY:
+                raise WarehouseError(f"{path.name}: unknown directive {DIRECTIVE} {directive}")
         body = _render(strip_comment_lines(text), variables, path)
         statements = tuple(s.strip() for s in _STATEMENT_END.split(body) if s.strip())
         checksum = hashlib.sha256("\n;\n".join(statements).encode()).hexdigest()
-        files.append(SqlFile(path, statements, checksum, snowflake_only))
+        files.append(SqlFile(path, statements, checksum, snowflake_only, run_as))
     return files
+
+
+def _directives(text: str) -> list[str]:
+    """The ``-- stockpipe: ...`` lines at the top of a file, without the prefix."""
+    found = []
+    for line in text.splitlines():
+        if not line.startswith(DIRECTIVE):
+            break
+        found.append(line[len(DIRECTIVE) :].strip())
+    return found
 
 
 def _applied(warehouse: Warehouse) -> dict[str, str]:
@@ -117,9 +158,15 @@ def _applied(warehouse: Warehouse) -> dict[str, str]:
     return {name: checksum for name, checksum in rows}
 
 
-def plan(warehouse: Warehouse, files: list[SqlFile]) -> list[PlanStep]:
-    """What :func:`apply` would do, file by file."""
-    applied = _applied(warehouse)
+def plan(
+    warehouse: Warehouse, files: list[SqlFile], applied: dict[str, str] | None = None
+) -> list[PlanStep]:
+    """What :func:`setup_warehouse` would do, file by file.
+
+    Args:
+        applied: the record of applied files (file name -> checksum); read when not given.
+    """
+    applied = _applied(warehouse) if applied is None else applied
     steps = []
     for sql_file in files:
         if sql_file.snowflake_only and warehouse.backend != "snowflake":
@@ -140,10 +187,14 @@ def setup_warehouse(
     settings: Settings,
     sql_dir: Path = DEFAULT_SQL_DIR,
     force: bool = False,
+    on_applied: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Run the new and changed set-up files (all with ``force``); return the names run.
 
     ``warehouse`` must be a session for purpose "setup" (on Snowflake: the set-up role).
+
+    Args:
+        on_applied: called with each file's name as soon as it has run.
 
     Raises:
         WarehouseError: naming the file whose statement failed, with the warehouse's message.
@@ -151,7 +202,12 @@ def setup_warehouse(
     if warehouse.purpose != "setup":
         raise WarehouseError("the set-up runs in a session for purpose 'setup' only")
     files = read_sql_dir(setup_variables(settings), sql_dir)
-    steps = {s.name: s for s in plan(warehouse, files)}
+    applied = _applied(warehouse)
+    steps = {s.name: s for s in plan(warehouse, files, applied)}
+    on_snowflake = warehouse.backend == "snowflake"
+    # The record exists once any file was recorded; before that, applied files wait.
+    recording, unrecorded = bool(applied), []
+    in_database = not on_snowflake
     ran = []
     for sql_file in files:
         step = steps[sql_file.name]
@@ -160,16 +216,38 @@ def setup_warehouse(
             continue
         if not (step.runs or force):
             continue
+        if not (sql_file.snowflake_only or in_database):
+            # The account files created the database, but a session that logged in before
+            # it existed has no current database: the unqualified names below need one.
+            warehouse.execute(f"use database {validate_identifier(warehouse.database)}")
+            in_database = True
+        _run(warehouse, sql_file, settings.warehouse.setup_role)
+        ran.append(sql_file.name)
+        unrecorded.append(sql_file)
+        recording = recording or sql_file.name == APPLIED_TABLE_FILE
+        if recording:
+            _record(warehouse, unrecorded)
+            unrecorded = []
+        if on_applied is not None:
+            on_applied(sql_file.name)
+    if ran:
+        log.info("set up %d SQL files in %s", len(ran), warehouse.location)
+    return ran
+
+
+def _run(warehouse: Warehouse, sql_file: SqlFile, setup_role: str) -> None:
+    """The file's statements, as the role it names (then the set-up role again)."""
+    if sql_file.run_as:
+        warehouse.execute(f"use role {sql_file.run_as}")
+    try:
         for statement in sql_file.statements:
             try:
                 warehouse.execute(statement)
             except Exception as exc:
                 raise WarehouseError(f"{sql_file.name}: {exc}") from exc
-        _record(warehouse, sql_file)
-        ran.append(sql_file.name)
-    if ran:
-        log.info("set up %d SQL files in %s", len(ran), warehouse.location)
-    return ran
+    finally:
+        if sql_file.run_as:
+            warehouse.execute(f"use role {validate_identifier(setup_role)}")
 
 
 def require_setup(warehouse: Warehouse, sql_dir: Path = DEFAULT_SQL_DIR) -> None:
@@ -191,13 +269,20 @@ def require_setup(warehouse: Warehouse, sql_dir: Path = DEFAULT_SQL_DIR) -> None
     )
 
 
-def _record(warehouse: Warehouse, sql_file: SqlFile) -> None:
-    warehouse.execute(
-        f"create table if not exists {APPLIED_TABLE} "
-        "(file_name varchar(255), checksum varchar(64), applied_at timestamp_ntz)"
-    )
-    warehouse.execute(f"delete from {APPLIED_TABLE} where file_name = %s", (sql_file.name,))
-    warehouse.execute(
-        f"insert into {APPLIED_TABLE} (file_name, checksum, applied_at) values (%s, %s, %s)",
-        (sql_file.name, sql_file.checksum, datetime.now(UTC).replace(tzinfo=None)),
-    )
+def _record(warehouse: Warehouse, sql_files: list[SqlFile]) -> None:
+    """Record ``sql_files`` as applied with their checksums (replacing older records)."""
+    if not sql_files:
+        return
+    names = [f.name for f in sql_files]
+    now = datetime.now(UTC).replace(tzinfo=None)
+    rows = [(f.name, f.checksum, now) for f in sql_files]
+    with warehouse.transaction():
+        warehouse.execute(
+            f"delete from {APPLIED_TABLE} where file_name in ({', '.join(['%s'] * len(names))})",
+            names,
+        )
+        warehouse.execute(
+            f"insert into {APPLIED_TABLE} (file_name, checksum, applied_at) values "
+            + ", ".join(["(%s, %s, %s)"] * len(rows)),
+            [value for row in rows for value in row],
+        )

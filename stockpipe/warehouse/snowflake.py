@@ -33,6 +33,10 @@ BATCH_STAGE = "RAW.STOCK_PRICES_STAGE"
 # SQLSTATE classes worth a retry on a new session: 08 connection exception, 57 operator
 # intervention (57014: statement canceled, statement or lock-wait timeout).
 _TRANSIENT_SQLSTATE_CLASSES = {"08", "57"}
+# Snowflake's error numbers for the same, which the connector reports whatever SQLSTATE
+# came with them (or none): 000625 a statement aborted waiting for a lock (lock timeout,
+# too many waiters), 000630 a statement or warehouse timeout.
+_TRANSIENT_ERRNOS = {625, 630}
 # 22 data exception, 23 integrity constraint violation.
 _DATA_SQLSTATE_CLASSES = {"22", "23"}
 # What a session opened from a connector block takes from the settings, not from the block.
@@ -77,6 +81,38 @@ def connection_parameters(settings: Settings, purpose: Purpose) -> dict[str, Any
     elif wh.password:
         params["password"] = wh.password.get_secret_value()
     return params
+
+
+class IncompleteLoad(WarehouseError):
+    """A COPY loaded fewer rows than were staged (transient: the load is retried)."""
+
+
+def check_copy(result: Result, expected_rows: int, where: str) -> None:
+    """Require a COPY's result to show every staged row loaded.
+
+    Snowflake answers a COPY with one row per file (``status``, ``rows_parsed``,
+    ``rows_loaded``, ...), or with the single status "Copy executed with 0 files processed."
+    when it found no file to load: both succeed as statements.
+
+    Raises:
+        IncompleteLoad: a file not ``LOADED``, no file, or fewer rows than ``expected_rows``.
+    """
+    if "rows_loaded" not in result.columns or not result.rows:
+        status = result.rows[0][0] if result.rows and result.rows[0] else "no result"
+        raise IncompleteLoad(f"COPY into {where} loaded no file ({status}): nothing committed")
+    row_of = [dict(zip(result.columns, row, strict=False)) for row in result.rows]
+    not_loaded = [r for r in row_of if str(r.get("status", "")).upper() != "LOADED"]
+    loaded = sum(int(r.get("rows_loaded") or 0) for r in row_of)
+    if not_loaded or loaded != expected_rows:
+        detail = "; ".join(
+            f"{r.get('file')}: {r.get('status')} ({r.get('first_error') or 'no error'})"
+            for r in not_loaded
+        )
+        raise IncompleteLoad(
+            f"COPY into {where} loaded {loaded} of {expected_rows} rows"
+            + (f" ({detail})" if detail else "")
+            + ": nothing committed"
+        )
 
 
 class SnowflakeWarehouse(Warehouse):
@@ -162,7 +198,13 @@ class SnowflakeWarehouse(Warehouse):
         ``batch_table`` under a new ``LOAD_ID``; delete those rows after the block.
 
         COPY's load history never sees a path twice (one folder per load id), and PURGE
-        removes the file once loaded.
+        removes the file once loaded. A COPY that did not load every row of the file
+        (a lost or cut upload, a file it skipped) raises :class:`IncompleteLoad` before the
+        block runs, so no transaction ever reads a partial batch; its rows and its folder on
+        the stage are removed.
+
+        Raises:
+            IncompleteLoad: the COPY's result shows fewer rows loaded than ``frame`` has.
         """
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -171,20 +213,35 @@ class SnowflakeWarehouse(Warehouse):
         for column in frame.column_names:
             validate_identifier(column)
         load_id = uuid.uuid4().hex
-        with tempfile.TemporaryDirectory(prefix="stockpipe-batch-") as directory:
-            path = Path(directory) / f"{load_id}.parquet"
-            pq.write_table(frame.append_column("LOAD_ID", pa.array([load_id] * len(frame))), path)
-            self.execute(
-                f"put 'file://{path.as_posix()}' @{BATCH_STAGE}/{load_id} "
-                "auto_compress = false overwrite = true"
+        folder = f"@{BATCH_STAGE}/{load_id}/"
+        clear_rows = Portable(f"delete from {batch_table} where load_id = %s")
+        try:
+            with tempfile.TemporaryDirectory(prefix="stockpipe-batch-") as directory:
+                path = Path(directory) / f"{load_id}.parquet"
+                pq.write_table(
+                    frame.append_column("LOAD_ID", pa.array([load_id] * len(frame))), path
+                )
+                self.execute(
+                    f"put 'file://{path.as_posix()}' {folder} "
+                    "auto_compress = false overwrite = true"
+                )
+            # A folder of its own per load rather than FILES = (...): fakesnow's internal
+            # stages take no FILES list, and a prefix holding one file is the same on Snowflake.
+            copied = self.execute(
+                f"copy into {batch_table} from {folder} "
+                "file_format = (type = parquet use_logical_type = true) "
+                "match_by_column_name = case_insensitive on_error = abort_statement purge = true"
             )
-        # A folder of its own per load rather than FILES = (...): fakesnow's internal stages
-        # take no FILES list, and a prefix holding one file is the same on Snowflake.
-        self.execute(
-            f"copy into {batch_table} from @{BATCH_STAGE}/{load_id}/ "
-            "file_format = (type = parquet use_logical_type = true) "
-            "match_by_column_name = case_insensitive on_error = abort_statement purge = true"
-        )
+            check_copy(copied, len(frame), f"{batch_table} (load {load_id})")
+        except BaseException:
+            # PURGE removes only loaded files: what a failed COPY left stays on the stage
+            # (and is billed as storage) unless removed here.
+            for cleanup, params in ((f"remove {folder}", None), (clear_rows, (load_id,))):
+                try:
+                    self.execute(cleanup, params)
+                except Exception as exc:
+                    log.warning("could not clean up load %s (%s): %s", load_id, cleanup, exc)
+            raise
         try:
             yield Staged(
                 f"(select {', '.join(frame.column_names)} from {batch_table} where load_id = %s)",
@@ -192,7 +249,7 @@ class SnowflakeWarehouse(Warehouse):
             )
         finally:
             try:
-                self.execute(Portable(f"delete from {batch_table} where load_id = %s"), (load_id,))
+                self.execute(clear_rows, (load_id,))
             except Exception as exc:
                 # Left-over rows are never read again (each load reads its own LOAD_ID).
                 log.warning("could not clear load %s from %s: %s", load_id, batch_table, exc)
@@ -203,9 +260,12 @@ class SnowflakeWarehouse(Warehouse):
 
         if isinstance(error, WarehouseError | errors.OperationalError | errors.InterfaceError):
             return True
+        if not isinstance(error, errors.ProgrammingError):
+            return False
         sqlstate = getattr(error, "sqlstate", None) or ""
-        return isinstance(error, errors.ProgrammingError) and (
+        return (
             sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+            or getattr(error, "errno", None) in _TRANSIENT_ERRNOS
         )
 
     def is_data_error(self, error: BaseException) -> bool:

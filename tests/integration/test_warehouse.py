@@ -48,7 +48,7 @@ def test_setup_records_what_it_applied_and_plans_changes(warehouse: Warehouse, t
     assert changed == ["300_marts_alerts_sent.sql"]
     assert setup_warehouse(warehouse, settings, sql_dir) == changed
     assert not [s for s in plan(warehouse, read_sql_dir(variables, sql_dir)) if s.runs]
-    snowflake_only = 2  # the account objects and the grants
+    snowflake_only = 4  # the three account files (database, roles, monitor) and the grants
     ran = setup_warehouse(warehouse, settings, sql_dir, force=True)
     assert len(ran) == len(list(sql_dir.glob("*.sql"))) - snowflake_only
 

@@ -4,7 +4,9 @@ recorder and a fault switch at the HTTP boundary.
     python -m tests.snowflake.server --port 8123 --record statements.jsonl
 
 The real snowflake-connector-python logs in and sends every statement over HTTP, as to
-Snowflake. Around fakesnow's handlers this adds:
+Snowflake. The account starts empty, as a new Snowflake account does: a login names a
+database and schema that do not exist until the client creates them (fakesnow would
+otherwise create them at login). Around fakesnow's handlers this adds:
 
 - a record of every statement with the database and role its session logged in with
   (``--record``: JSON lines ``{"session", "database", "role", "sql", "ok"}``), which the
@@ -12,9 +14,18 @@ Snowflake. Around fakesnow's handlers this adds:
 - statements fakesnow cannot parse and that have no data effect (the virtual warehouse, the
   resource monitor, roles, grants) answered as successes without running: they are still
   sent, recorded and checked;
+- Snowflake's transaction rules where fakesnow is kinder: DDL inside an explicit
+  transaction first commits it (fakesnow does this only for sessions without autocommit),
+  and a session that logs out with a transaction open has it rolled back;
+- ``REMOVE @stage/path``, which fakesnow cannot parse, removing the files under that path;
+- each session's ``QUERY_TAG`` as it logged in, in the record;
 - ``POST /_test/faults`` ``{"pattern", "times", "code", "sqlstate", "message"}``: the next
   ``times`` statements matching ``pattern`` fail with that Snowflake error, as a statement
-  timeout or a lost lock would.
+  timeout or a lost lock would;
+- ``POST /_test/upload_faults`` ``{"action", "times"}``: the next ``times`` files PUT on a
+  stage are lost (``drop``: the upload is answered but nothing is stored) or arrive cut
+  (``truncate``: a Parquet file keeps its first half of rows), as a failed or partial upload
+  would leave them for the COPY after it.
 """
 
 from __future__ import annotations
@@ -27,7 +38,11 @@ import threading
 from pathlib import Path
 
 import fakesnow.server as fakesnow_server
+import pyarrow as pa
+import pyarrow.parquet as pq
 import uvicorn
+from fakesnow.instance import FakeSnow
+from fakesnow.transforms import stage as fakesnow_stage
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -43,10 +58,17 @@ ACCOUNT_STATEMENTS = [
     r"^\s*grant\b",
 ]
 
+# Statements after which Snowflake commits an open transaction: DDL commits it first.
+_DDL = re.compile(r"^\s*(create|alter|drop|grant|revoke|truncate|undrop)\b", re.IGNORECASE)
+_REMOVE = re.compile(r"^\s*(?:remove|rm)\s+@([\w.$]+)(/\S*)?\s*$", re.IGNORECASE)
+
 _lock = threading.Lock()
 _roles: dict[str, str | None] = {}
 _databases: dict[str, str | None] = {}
+_query_tags: dict[str, str | None] = {}
+_in_transaction: set[str] = set()
 _faults: list[dict] = []
+_upload_faults: list[dict] = []
 _record_path: Path | None = None
 
 
@@ -57,36 +79,78 @@ def _record(entry: dict) -> None:
         out.write(json.dumps(entry) + "\n")
 
 
-async def _sql_of(request: Request) -> str:
-    body = await request.body()
-    if request.headers.get("Content-Encoding") == "gzip":
-        body = gzip.decompress(body)
-    return json.loads(body).get("sqlText", "")
-
-
 def _token(request: Request) -> str:
     auth = request.headers.get("Authorization", "")
     return auth[17:-1]
 
 
+async def _json_body(request: Request) -> dict:
+    body = await request.body()
+    if request.headers.get("Content-Encoding") == "gzip":
+        body = gzip.decompress(body)
+    return json.loads(body)
+
+
+def _replace_sql(request: Request, body: dict, sql: str) -> None:
+    """Make fakesnow's handler read ``sql`` as the request's statement."""
+    data = json.dumps({**body, "sqlText": sql}).encode()
+    if request.headers.get("Content-Encoding") == "gzip":
+        data = gzip.compress(data)
+    request._body = data  # Starlette reads the body once and keeps it here
+
+
 async def login(request: Request) -> Response:
+    parameters = (await _json_body(request))["data"].get("SESSION_PARAMETERS") or {}
     response = await fakesnow_server.login_request(request)
     data = json.loads(bytes(response.body)).get("data") or {}
     if token := data.get("token"):
         _roles[token] = (request.query_params.get("roleName") or "").upper() or None
         _databases[token] = (request.query_params.get("databaseName") or "").upper() or None
+        _query_tags[token] = parameters.get("QUERY_TAG")
     return response
 
 
+async def session(request: Request) -> Response:
+    """Log-out: Snowflake rolls back the transaction a closed session left open."""
+    token = _token(request)
+    if request.query_params.get("delete") and token in _in_transaction:
+        _in_transaction.discard(token)
+        if (conn := fakesnow_server.sessions.get(token)) is not None:
+            conn.cursor().execute("rollback")
+    return await fakesnow_server.session(request)
+
+
+def _remove(token: str, stage_name: str, path: str) -> list[str]:
+    """REMOVE @stage/path: delete the stage's files under ``path``; the names removed."""
+    conn = fakesnow_server.sessions[token]
+    catalog, schema, name = fakesnow_stage.parts_from_var(stage_name, conn.database, conn.schema)
+    root = Path(fakesnow_stage.internal_dir(f"{catalog}.{schema}.{name}"))
+    target = Path(fakesnow_stage.internal_dir(f"{catalog}.{schema}.{name}", path.lstrip("/")))
+    removed = []
+    if target.is_dir():
+        for found in sorted(target.rglob("*")):
+            if found.is_file():
+                removed.append(f"{name.lower()}/{found.relative_to(root)}")
+                found.unlink()
+    elif target.is_file():
+        removed.append(f"{name.lower()}/{target.relative_to(root)}")
+        target.unlink()
+    return removed
+
+
 async def query(request: Request) -> Response:
-    sql = await _sql_of(request)
+    body = await _json_body(request)
+    sql = body.get("sqlText", "")
     token = _token(request)
     if use_role := re.match(r"^\s*use\s+role\s+(\w+)", sql, re.IGNORECASE):
         _roles[token] = use_role.group(1).upper()
+    if use_database := re.match(r"^\s*use\s+database\s+(\w+)", sql, re.IGNORECASE):
+        _databases[token] = use_database.group(1).upper()
     entry = {
         "session": token[:12],
         "database": _databases.get(token),
         "role": _roles.get(token),
+        "query_tag": _query_tags.get(token),
         "sql": sql,
     }
     with _lock:
@@ -105,10 +169,51 @@ async def query(request: Request) -> Response:
                 "success": False,
             }
         )
+    keyword = sql.strip().lower()
+    if keyword in ("begin", "begin transaction", "start transaction"):
+        _in_transaction.add(token)
+    elif keyword in ("commit", "rollback"):
+        _in_transaction.discard(token)
+    elif token in _in_transaction and _DDL.match(sql):
+        _in_transaction.discard(token)
+        if (conn := fakesnow_server.sessions.get(token)) is not None:
+            conn.cursor().execute("commit")
+    if removing := _REMOVE.match(sql):
+        removed = _remove(token, removing.group(1), removing.group(2) or "")
+        rows = " union all ".join(f"select '{n}' as name, 'removed' as result" for n in removed)
+        _replace_sql(request, body, rows or "select null as name, null as result where false")
     response = await fakesnow_server.query_request(request)
     ok = response.status_code == 200 and json.loads(bytes(response.body)).get("success", False)
     _record({**entry, "ok": ok})
     return response
+
+
+async def upload(request: Request) -> Response:
+    """A file PUT on a stage, unless an upload fault loses it or cuts it short."""
+    with _lock:
+        fault = _upload_faults[0] if _upload_faults else None
+        if fault is not None:
+            fault["times"] -= 1
+            if fault["times"] <= 0:
+                _upload_faults.pop(0)
+    if fault is not None and fault["action"] == "drop":
+        await request.body()
+        return Response()
+    if fault is not None and fault["action"] == "truncate":
+        table = pq.read_table(pa.BufferReader(await request.body()))
+        sink = pa.BufferOutputStream()
+        pq.write_table(table.slice(0, table.num_rows // 2), sink)
+        request._body = sink.getvalue().to_pybytes()
+    return await fakesnow_server.bucket_upload(request)
+
+
+async def upload_faults(request: Request) -> Response:
+    fault = json.loads(await request.body())
+    if fault.get("action") not in ("drop", "truncate"):
+        return JSONResponse({"success": False, "message": "action: drop | truncate"}, 400)
+    with _lock:
+        _upload_faults.append(fault)
+    return JSONResponse({"success": True})
 
 
 async def faults(request: Request) -> Response:
@@ -119,16 +224,24 @@ async def faults(request: Request) -> Response:
 
 
 def app() -> Starlette:
-    fakesnow_server.shared_fs.nop_regexes = ACCOUNT_STATEMENTS
+    # A new account: nothing exists at login but what a client has created.
+    fakesnow_server.shared_fs = FakeSnow(
+        create_database_on_connect=False,
+        create_schema_on_connect=False,
+        nop_regexes=ACCOUNT_STATEMENTS,
+    )
     handlers = {
         "/session/v1/login-request": login,
+        "/session": session,
         "/queries/v1/query-request": query,
+        "/fs_bucket/{path:path}": upload,
     }
     routes = [
         Route(r.path, handlers.get(r.path, r.endpoint), methods=r.methods)
         for r in fakesnow_server.routes
     ]
     routes.append(Route("/_test/faults", faults, methods=["POST"]))
+    routes.append(Route("/_test/upload_faults", upload_faults, methods=["POST"]))
     return Starlette(routes=routes)
 
 

@@ -111,6 +111,7 @@ def dbt_profile(settings: Settings) -> dict[str, Any]:
             "database": wh.database,
             "schema": "STAGING",
             "threads": 1,
+            "reuse_connections": False,
         }
     else:
         output = {
@@ -123,7 +124,13 @@ def dbt_profile(settings: Settings) -> dict[str, Any]:
             "schema": "STAGING",
             "threads": 4,
             "connect_retries": 3,
-            "reuse_connections": True,
+            # Each model on a session of its own, closed after it: an incremental model whose
+            # INSERT failed leaves its DELETE in an open transaction (dbt-snowflake does not
+            # roll back on a SQL error), and the next model's DDL on a reused session would
+            # commit it. A closed session's open transaction is rolled back.
+            "reuse_connections": False,
+            # Costs per purpose in QUERY_HISTORY, as the other processes' sessions.
+            "query_tag": "stockpipe:transform",
         }
         if wh.private_key_file:
             output["private_key_path"] = str(wh.private_key_file)
@@ -324,15 +331,15 @@ def _up_to_date(warehouse: Warehouse) -> bool:
 
     The log's entries are deleted only when a build succeeded in full
     (sql/macros/take_in_load_log.sql), so an empty log means nothing is left to rebuild.
+    Neither question needs a running warehouse on Snowflake (each resume bills at least
+    60 s): ``count(*)`` of a whole table is answered from metadata, and so is SHOW, where
+    INFORMATION_SCHEMA would need the warehouse.
     """
     if warehouse.query("select count(*) from RAW.LOAD_LOG")[0][0]:
         return False
-    marts = ", ".join(f"'{name}'" for name in MARTS)
-    built = warehouse.query(
-        "select count(*) from information_schema.tables "
-        f"where table_schema = 'MARTS' and table_name in ({marts})"
-    )[0][0]
-    return built == len(MARTS)
+    result = warehouse.execute("show terse tables in schema MARTS")
+    built = {row[result.columns.index("name")].upper() for row in result.rows}
+    return set(MARTS) <= built
 
 
 def _node_results(execution: Any) -> list[NodeResult]:

@@ -4,6 +4,7 @@ session: every valid bar exactly once afterwards."""
 
 from __future__ import annotations
 
+import re
 import signal
 
 import pytest
@@ -37,20 +38,31 @@ def test_drain_killed_mid_run_then_resumed_loads_every_bar_once(
     assert ledger.check() == ledger.total  # each valid bar once, each poison pill dead-lettered
 
 
+# Snowflake's errors for a statement that waited too long for a lock and for one that ran
+# past its timeout. The SQLSTATE left out: the error number alone must make it a retry.
+CANCELED = {
+    "lock wait": (
+        "000625",
+        "Statement '01b8c2a4-0000-4c4f-0000-00012f3e5a1d' has locked table 'KAFKA_OFFSETS' "
+        "in transaction 1733300000000000000 and this lock has not yet been released. Your "
+        "statement '01b8c2a4-0000-4c4f-0000-00012f3e5a2b' was aborted because the number of "
+        "waiters for this lock exceeds the 20 statements limit.",
+    ),
+    "statement timeout": (
+        "000630",
+        "Statement reached its statement or warehouse timeout of 1,800 second(s) and was canceled.",
+    ),
+}
+
+
+@pytest.mark.parametrize("why", CANCELED)
 def test_a_commit_cut_short_is_retried_on_a_new_session(
-    settings: Settings, snowflake_server: SnowflakeServer, snowflake_env: str
+    settings: Settings, snowflake_server: SnowflakeServer, snowflake_env: str, why: str
 ) -> None:
     publish_with_poison(settings, 1_000)
     ledger = Ledger(settings)
-    # The warehouse cancels the first commit (as on a statement or lock-wait timeout).
-    snowflake_server.fail_next(
-        r"^\s*commit\s*$",
-        times=1,
-        code="000625",
-        sqlstate="57014",
-        message="Statement reached its statement or warehouse timeout of 60 second(s) "
-        "and was canceled.",
-    )
+    code, message = CANCELED[why]
+    snowflake_server.fail_next(r"^\s*commit\s*$", times=1, code=code, sqlstate="", message=message)
     drained = run_drain(STOCKPIPE_DRAIN__LOAD_RETRY_BASE_SECONDS="0.05")
     assert drained.returncode == 0, drained.stderr
     assert "warehouse commit failed" in drained.stderr
@@ -66,3 +78,15 @@ def test_a_commit_cut_short_is_retried_on_a_new_session(
     assert after[0] == {**after[0], "session": session, "sql": "rollback"}
     retried = [e for e in after if e["session"] != session]
     assert retried and any(e["sql"].lower() == "commit" and e["ok"] for e in retried)
+
+
+def test_a_batch_whose_upload_arrived_cut_is_loaded_whole_on_the_retry(
+    settings: Settings, snowflake_server: SnowflakeServer
+) -> None:
+    publish_with_poison(settings, 1_000)
+    ledger = Ledger(settings)
+    snowflake_server.lose_next_uploads("truncate")  # the COPY loads half the batch
+    drained = run_drain(STOCKPIPE_DRAIN__LOAD_RETRY_BASE_SECONDS="0.05")
+    assert drained.returncode == 0, drained.stderr
+    assert re.search(r"IncompleteLoad: COPY .* loaded (\d+) of (?!\1)\d+ rows", drained.stderr)
+    assert ledger.check() == ledger.total

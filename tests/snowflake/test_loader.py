@@ -1,5 +1,5 @@
-"""The loader on the Snowflake backend, over HTTP with the real connector: set-up once, then
-bulk staging, the strictly-newer merge, compare-and-set offsets, retries on a new session."""
+"""The loader on the Snowflake backend, over HTTP with the real connector: bulk staging,
+the strictly-newer merge, compare-and-set offsets, retries on a new session."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import pytest
 from stockpipe import market_calendar as mc
 from stockpipe.drain.loader import load_batch
 from stockpipe.drain.offsets import read_offsets
-from stockpipe.settings import Settings, load_settings
+from stockpipe.settings import Settings
 from stockpipe.sources.simulated import SimulatedMarket
-from stockpipe.warehouse import Warehouse, WarehouseNotSetUp
-from tests.support import SnowflakeServer, raw_rows_from_bars, set_up_warehouse
+from stockpipe.warehouse import Warehouse
+from stockpipe.warehouse.snowflake import IncompleteLoad
+from tests.support import SnowflakeServer, raw_rows_from_bars
 
 SESSION = mc.session("2025-11-26")
 FETCHED = datetime(2025, 11, 26, 21, 5, tzinfo=UTC)
@@ -38,22 +39,6 @@ def transactions(statements: list[dict]) -> list[list[str]]:
         elif entry["session"] in open_by_session:
             open_by_session[entry["session"]].append(sql)
     return done
-
-
-def test_setup_runs_once_then_runtime_roles_start(snowflake_env: str) -> None:
-    settings = load_settings()
-    with (
-        pytest.raises(WarehouseNotSetUp, match="stockpipe warehouse setup"),
-        Warehouse.connect(settings, "load"),
-    ):
-        pass
-    first = set_up_warehouse(settings)
-    assert "000_account.sql" in first and "900_grants.sql" in first
-    assert set_up_warehouse(settings) == []  # a second run changes nothing
-    for purpose in ("load", "transform", "read"):
-        with Warehouse.connect(settings, purpose) as warehouse:
-            assert warehouse.backend == "snowflake"
-            assert warehouse.query("select count(*) from RAW.STOCK_PRICES") == [(0,)]
 
 
 def test_batches_load_in_bulk_and_only_newer_fetches_rewrite(
@@ -152,3 +137,57 @@ def test_backfill_from_the_raw_zone_into_snowflake_rebuilds_without_duplicates(
         if e["sql"].lower().startswith("copy into")
     ]
     assert copies and all("use_logical_type = true" in c for c in copies)
+
+
+@pytest.mark.parametrize(
+    ("upload", "why"),
+    [("drop", "loaded no file"), ("truncate", "loaded 390 of 780 rows")],
+)
+def test_a_copy_that_loads_fewer_rows_than_staged_commits_nothing(
+    snowflake_settings: Settings, snowflake_server: SnowflakeServer, upload: str, why: str
+) -> None:
+    frame = raw_rows_from_bars(bars(), FETCHED)
+    snowflake_server.lose_next_uploads(upload)
+    with Warehouse.connect(snowflake_settings, "load") as warehouse:
+        with pytest.raises(IncompleteLoad, match=why):
+            load_batch(warehouse, frame, {("prices", 0): 780}, None, {("prices", 0): 0})
+        assert warehouse.is_transient(IncompleteLoad(why))  # the drain retries it
+        # Nothing committed, nothing left in the batch table or on the stage.
+        assert warehouse.query("select count(*) from RAW.STOCK_PRICES") == [(0,)]
+        assert read_offsets(warehouse, "prices") == {}
+        assert warehouse.query("select count(*) from RAW.STOCK_PRICES_BATCH") == [(0,)]
+        assert warehouse.query("list @RAW.STOCK_PRICES_STAGE") == []
+        # The same batch again, uploaded whole: every row, and the offsets with them.
+        result = load_batch(warehouse, frame, {("prices", 0): 780}, None, {("prices", 0): 0})
+        assert result.inserted == 780
+        assert read_offsets(warehouse, "prices")[("prices", 0)].next_offset == 780
+        assert warehouse.query("list @RAW.STOCK_PRICES_STAGE") == []  # purged once loaded
+
+
+def test_one_compare_and_set_claims_every_partition_of_a_batch(
+    snowflake_settings: Settings, snowflake_server: SnowflakeServer, snowflake_env: str
+) -> None:
+    frame = raw_rows_from_bars(bars(("AAPL", "MSFT", "NVDA")), FETCHED)
+    frame["KAFKA_PARTITION"] = [i % 3 for i in range(len(frame))]
+    first = {("prices", p): 400 for p in range(3)}
+    then = {("prices", p): 800 for p in range(3)}
+    with Warehouse.connect(snowflake_settings, "load") as warehouse:
+        load_batch(warehouse, frame, first, None, {tp: 0 for tp in first})
+        # Partition 2 was taken over by another drain that committed past this batch's start.
+        warehouse.execute(
+            "update RAW.KAFKA_OFFSETS set next_offset = 900 where kafka_partition = 2"
+        )
+        late = load_batch(warehouse, frame, then, None, {tp: 400 for tp in then})
+        assert late.fenced == {("prices", 2): 900}
+        assert set(late.committed_offsets) == {("prices", 0), ("prices", 1)}
+        assert {p: o.next_offset for (_, p), o in read_offsets(warehouse, "prices").items()} == {
+            0: 800,
+            1: 800,
+            2: 900,
+        }
+    loads = [
+        e for e in snowflake_server.statements(snowflake_env) if e["role"] == "STOCKPIPE_LOADER"
+    ]
+    for statements in transactions(loads):
+        updates = [s for s in statements if s.startswith("update raw.kafka_offsets")]
+        assert len(updates) == 1  # one statement under the lock, not one per partition

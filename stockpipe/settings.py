@@ -467,6 +467,13 @@ class TrendSettings(BaseModel):
         description="where dbt keeps its profile, target (manifest, run results, docs) and "
         "logs (default <home>/dbt); installations sharing one re-parse only what changed",
     )
+    snowflake_threads: int = Field(
+        4,
+        ge=1,
+        le=16,
+        description="models dbt builds at once on Snowflake, each on a session of its own "
+        "(the embedded warehouse builds one at a time)",
+    )
 
 
 class ValidationSettings(BaseModel):

@@ -122,7 +122,7 @@ def dbt_profile(settings: Settings) -> dict[str, Any]:
             "warehouse": wh.warehouse,
             "database": wh.database,
             "schema": "STAGING",
-            "threads": 4,
+            "threads": settings.trends.snowflake_threads,
             "connect_retries": 3,
             # Each model on a session of its own, closed after it: an incremental model whose
             # INSERT failed leaves its DELETE in an open transaction (dbt-snowflake does not

@@ -18,6 +18,9 @@ otherwise create them at login). Around fakesnow's handlers this adds:
   transaction first commits it (fakesnow does this only for sessions without autocommit),
   and a session that logs out with a transaction open has it rolled back;
 - ``REMOVE @stage/path``, which fakesnow cannot parse, removing the files under that path;
+- object grants kept as Snowflake keeps them (fakesnow has no roles): ``GRANT ... ON
+  TABLE|VIEW`` adds, ``SHOW GRANTS ON`` lists (as dbt reads them), and ``CREATE OR REPLACE``
+  without ``COPY GRANTS`` or ``DROP`` loses the object's grants;
 - each session's ``QUERY_TAG`` as it logged in, in the record;
 - ``POST /_test/faults`` ``{"pattern", "times", "code", "sqlstate", "message"}``: the next
   ``times`` statements matching ``pattern`` fail with that Snowflake error, as a statement
@@ -61,6 +64,19 @@ ACCOUNT_STATEMENTS = [
 # Statements after which Snowflake commits an open transaction: DDL commits it first.
 _DDL = re.compile(r"^\s*(create|alter|drop|grant|revoke|truncate|undrop)\b", re.IGNORECASE)
 _REMOVE = re.compile(r"^\s*(?:remove|rm)\s+@([\w.$]+)(/\S*)?\s*$", re.IGNORECASE)
+_GRANT = re.compile(
+    r"^\s*grant\s+(?P<privileges>[\w\s,]+?)\s+on\s+(?:table\s+|view\s+)?(?P<name>[\w.\"]+)\s+"
+    r"to\s+(?:role\s+)?(?P<role>\w+)\s*;?\s*$",
+    re.IGNORECASE,
+)
+_SHOW_GRANTS = re.compile(
+    r"^\s*show\s+grants\s+on\s+(?:table\s+|view\s+)?(?P<name>[\w.\"]+)\s*$", re.IGNORECASE
+)
+_REPLACED = re.compile(
+    r"^\s*(?:create\s+or\s+replace|drop)\s+(?:transient\s+|temporary\s+)?(?:table|view)\s+"
+    r"(?:if\s+exists\s+)?(?P<name>[\w.\"]+)(?P<rest>.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
 
 _lock = threading.Lock()
 _roles: dict[str, str | None] = {}
@@ -69,6 +85,8 @@ _query_tags: dict[str, str | None] = {}
 _in_transaction: set[str] = set()
 _faults: list[dict] = []
 _upload_faults: list[dict] = []
+# Object (database.schema.name, upper case) -> (privilege, role) granted on it.
+_grants: dict[str, set[tuple[str, str]]] = {}
 _record_path: Path | None = None
 
 
@@ -102,22 +120,79 @@ def _replace_sql(request: Request, body: dict, sql: str) -> None:
 async def login(request: Request) -> Response:
     parameters = (await _json_body(request))["data"].get("SESSION_PARAMETERS") or {}
     response = await fakesnow_server.login_request(request)
-    data = json.loads(bytes(response.body)).get("data") or {}
+    answer = json.loads(bytes(response.body))
+    data = answer.get("data") or {}
     if token := data.get("token"):
         _roles[token] = (request.query_params.get("roleName") or "").upper() or None
         _databases[token] = (request.query_params.get("databaseName") or "").upper() or None
         _query_tags[token] = parameters.get("QUERY_TAG")
+        # Without a master token the connector never logs out (its close() gives up before
+        # the request), so a closed session's transaction would stay open for ever.
+        data["masterToken"] = f"master-{token}"
+        return JSONResponse(answer)
     return response
 
 
 async def session(request: Request) -> Response:
     """Log-out: Snowflake rolls back the transaction a closed session left open."""
     token = _token(request)
-    if request.query_params.get("delete") and token in _in_transaction:
+    if request.query_params.get("delete"):
         _in_transaction.discard(token)
         if (conn := fakesnow_server.sessions.get(token)) is not None:
-            conn.cursor().execute("rollback")
+            conn.cursor().execute("rollback")  # nothing happens without a transaction
     return await fakesnow_server.session(request)
+
+
+def _plain(sql: str) -> str:
+    """``sql`` without comments (dbt appends one to each statement), stripped."""
+    sql = re.sub(r"/\*.*?\*/", " ", sql, flags=re.DOTALL)
+    return re.sub(r"--[^\n]*", " ", sql).strip()
+
+
+def _object(token: str, name: str) -> str:
+    """``name`` qualified with the session's database and schema, upper case."""
+    parts = name.replace('"', "").upper().split(".")
+    conn = fakesnow_server.sessions[token]
+    context = [(conn.database or "").upper(), (conn.schema or "").upper()]
+    return ".".join([*context[: 3 - len(parts)], *parts])
+
+
+def _track_grants(token: str, sql: str) -> str | None:
+    """Keep the grants a statement changes; for SHOW GRANTS, the SQL that lists them."""
+    sql = _plain(sql)
+    if granted := _GRANT.match(sql):
+        held = _grants.setdefault(_object(token, granted["name"]), set())
+        for privilege in granted["privileges"].split(","):
+            held.add((privilege.strip().upper(), granted["role"].upper()))
+    elif replaced := _REPLACED.match(sql):
+        if not re.match(r"\s*copy\s+grants\b", replaced["rest"], re.IGNORECASE):
+            _grants.pop(_object(token, replaced["name"]), None)
+    elif shown := _SHOW_GRANTS.match(sql):
+        name = _object(token, shown["name"])
+        # SHOW's columns are lower case; fakesnow upper-cases unquoted aliases.
+        columns = ("created_on", "privilege", "granted_on", "name", "granted_to")
+        columns += ("grantee_name", "grant_option", "granted_by")
+        rows = [
+            (
+                f"'{privilege}'",
+                "'TABLE'",
+                f"'{name}'",
+                "'ROLE'",
+                f"'{role}'",
+                "'false'",
+                "'SYSADMIN'",
+            )
+            for privilege, role in sorted(_grants.get(name, ()))
+        ]
+        selects = [
+            "select "
+            + ", ".join(
+                f'{v} as "{c}"' for v, c in zip(("current_timestamp()", *row), columns, strict=True)
+            )
+            for row in rows
+        ] or ["select " + ", ".join(f'null as "{c}"' for c in columns) + " where false"]
+        return " union all ".join(selects)
+    return None
 
 
 def _remove(token: str, stage_name: str, path: str) -> list[str]:
@@ -169,16 +244,18 @@ async def query(request: Request) -> Response:
                 "success": False,
             }
         )
-    keyword = sql.strip().lower()
+    keyword = " ".join(_plain(sql).lower().rstrip(";").split())
     if keyword in ("begin", "begin transaction", "start transaction"):
         _in_transaction.add(token)
     elif keyword in ("commit", "rollback"):
         _in_transaction.discard(token)
-    elif token in _in_transaction and _DDL.match(sql):
+    elif token in _in_transaction and _DDL.match(_plain(sql)):
         _in_transaction.discard(token)
         if (conn := fakesnow_server.sessions.get(token)) is not None:
             conn.cursor().execute("commit")
-    if removing := _REMOVE.match(sql):
+    if (listing := _track_grants(token, sql)) is not None:
+        _replace_sql(request, body, listing)
+    if removing := _REMOVE.match(_plain(sql)):
         removed = _remove(token, removing.group(1), removing.group(2) or "")
         rows = " union all ".join(f"select '{n}' as name, 'removed' as result" for n in removed)
         _replace_sql(request, body, rows or "select null as name, null as result where false")

@@ -99,6 +99,10 @@ def test_the_readme_sequence_runs_with_least_privilege(
         grants.setdefault(role, set()).update(held)
     ran_as = {e["role"] for e in statements}
     assert set(RUNTIME_ROLES) <= ran_as  # each process ran as its own role
+    # Costs per purpose in QUERY_HISTORY: every session is tagged with its purpose.
+    purposes = dict(zip(RUNTIME_ROLES, ("load", "transform", "read"), strict=True))
+    tags = {(e["role"], e["query_tag"]) for e in statements if e["role"] in purposes}
+    assert tags == {(role, f"stockpipe:{purpose}") for role, purpose in purposes.items()}
     setup_objects = set(set_up_objects(settings))
     problems = []
     owned: dict[str, set[str]] = {role: set() for role in RUNTIME_ROLES}

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pytest
+from snowflake.connector.errors import ProgrammingError
 
 from stockpipe import market_calendar as mc
 from stockpipe.drain.loader import load_batch
@@ -162,6 +163,27 @@ def test_a_copy_that_loads_fewer_rows_than_staged_commits_nothing(
         assert result.inserted == 780
         assert read_offsets(warehouse, "prices")[("prices", 0)].next_offset == 780
         assert warehouse.query("list @RAW.STOCK_PRICES_STAGE") == []  # purged once loaded
+
+
+def test_a_failed_copy_leaves_nothing_on_the_stage(
+    snowflake_settings: Settings, snowflake_server: SnowflakeServer
+) -> None:
+    frame = raw_rows_from_bars(bars(), FETCHED)
+    snowflake_server.fail_next(
+        r"^\s*copy into raw\.stock_prices_batch",
+        times=1,
+        code="000630",
+        sqlstate="57014",
+        message="Statement reached its statement or warehouse timeout of 1,800 second(s) and "
+        "was canceled.",
+    )
+    with Warehouse.connect(snowflake_settings, "load") as warehouse:
+        with pytest.raises(ProgrammingError, match="timeout") as failed:
+            load_batch(warehouse, frame, {("prices", 0): 780}, None, {("prices", 0): 0})
+        assert warehouse.is_transient(failed.value)
+        # PURGE removes loaded files only: the PUT file of the failed COPY was removed.
+        assert warehouse.query("list @RAW.STOCK_PRICES_STAGE") == []
+        assert read_offsets(warehouse, "prices") == {}
 
 
 def test_one_compare_and_set_claims_every_partition_of_a_batch(

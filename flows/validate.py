@@ -9,7 +9,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
-from stockpipe import metrics, validation
+from stockpipe import market_calendar, metrics, validation
 from stockpipe.scheduling import MarketHours, scheduled_time, skip_outside_market_hours
 from stockpipe.settings import load_settings
 
@@ -24,11 +24,14 @@ def validate_session(session: date | None = None, market_hours: MarketHours = "i
     """Validate RAW, STAGING and the daily marts of a session with Great Expectations.
 
     Args:
-        session: the session date (default: the latest session that has opened).
+        session: the session date (default: the latest closed session; with
+            ``market_hours="in_session"``, the session in progress).
         market_hours: "in_session" (intraday freshness check) or "after_close" on schedules.
     """
     if (skipped := skip_outside_market_hours(market_hours)) is not None:
         return skipped
+    if session is None and market_hours == "in_session":
+        session = market_calendar.latest_session(scheduled_time()).day
     settings = load_settings()
     with metrics.pushed_at_end("validate-session", settings.metrics.pushgateway_url):
         report = run_suites(session)

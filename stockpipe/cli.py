@@ -469,6 +469,8 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.action == "backfill":
         return _backfill(settings, args)
+    if args.action == "remove":
+        return _remove_symbols(settings, args)
     with Warehouse.connect(settings, "setup") as warehouse:
         console.print(f"warehouse {warehouse.location}")
         steps = setup_plan(warehouse, read_sql_dir(setup_variables(settings)))
@@ -484,6 +486,33 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
             on_applied=lambda name: console.print(f"  {name}: applied"),
         )
     console.print("set-up done; the runtime roles can start")
+    return 0
+
+
+def _remove_symbols(settings: Settings, args: argparse.Namespace) -> int:
+    """``warehouse remove --symbols ...``: delete symbols' bars from RAW (logged in the load
+    log, so the next ``stockpipe trends`` takes them out of the marts)."""
+    from stockpipe.drain.loader import delete_bars
+    from stockpipe.warehouse import Warehouse
+
+    if not args.symbols:
+        raise UsageError("warehouse remove: name the symbols to remove (--symbols ZZZZ ...)")
+    bounds = []
+    for flag, value in (("--since", args.since), ("--until", args.until)):
+        try:
+            bounds.append(datetime.fromisoformat(value) if value else None)
+        except ValueError:
+            raise UsageError(f"{flag} {value}: not a date (YYYY-MM-DD)") from None
+    since, until = bounds
+    with Warehouse.connect(settings, "load") as warehouse:
+        for symbol in args.symbols:
+            removed = delete_bars(warehouse, symbol, since, until)
+            console.print(f"{symbol}: {removed} bars removed from RAW.STOCK_PRICES")
+    console.print(
+        "run 'stockpipe trends' to take them out of the marts; the prices topic still holds "
+        "them until its retention ends, so a drain with --reset-offsets earliest would load "
+        "them again"
+    )
     return 0
 
 
@@ -760,14 +789,22 @@ def build_parser() -> argparse.ArgumentParser:
     warehouse = sub.add_parser("warehouse", help="the warehouse's one-time set-up")
     warehouse.add_argument(
         "action",
-        choices=["setup", "backfill"],
+        choices=["setup", "backfill", "remove"],
         help="setup: create or update the objects (admin, once); backfill: load the raw "
-        "zone's files into RAW (no duplicates, the later fetch wins)",
+        "zone's files into RAW (no duplicates, the later fetch wins); remove: delete "
+        "symbols' bars from RAW (and, at the next trend build, from the marts)",
     )
     warehouse.add_argument("--plan", action="store_true", help="setup: show what would run")
     warehouse.add_argument("--force", action="store_true", help="setup: run every file")
-    warehouse.add_argument("--since", help="backfill: first date=YYYY-MM-DD folder")
-    warehouse.add_argument("--until", help="backfill: last date=YYYY-MM-DD folder")
+    warehouse.add_argument(
+        "--since", help="backfill: first date=YYYY-MM-DD folder; remove: first day (UTC)"
+    )
+    warehouse.add_argument(
+        "--until", help="backfill: last date=YYYY-MM-DD folder; remove: day after the last (UTC)"
+    )
+    warehouse.add_argument(
+        "--symbols", nargs="+", type=_ticker, help="remove: the tickers whose bars go"
+    )
     warehouse.set_defaults(func=cmd_warehouse)
 
     trends_cmd = sub.add_parser(
@@ -791,7 +828,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     trends_cmd.set_defaults(func=cmd_trends)
     validate = sub.add_parser("validate", help="Great Expectations checks of a session")
-    validate.add_argument("--session", help="session date YYYY-MM-DD (default: latest)")
+    validate.add_argument(
+        "--session",
+        help="session date YYYY-MM-DD (default: latest closed; a session still open is "
+        "validated only when named, for freshness)",
+    )
     validate.set_defaults(func=cmd_validate)
 
     sub.add_parser("config", help="show the effective settings").set_defaults(func=cmd_config)

@@ -111,6 +111,16 @@ class Quote(BaseModel):
         return _plausible(value, str(info.field_name))
 
     @model_validator(mode="after")
+    def _fetched_after_its_start(self) -> Quote:
+        if self.ts > self.fetched_at:
+            raise PydanticCustomError(
+                "ts_after_fetched_at",
+                "ts {ts} is after fetched_at {fetched_at}: a bar from the future",
+                {"ts": str(self.ts), "fetched_at": str(self.fetched_at)},
+            )
+        return self
+
+    @model_validator(mode="after")
     def _consistent_ohlc(self) -> Quote:
         if self.high < self.low:
             raise PydanticCustomError(
@@ -141,6 +151,7 @@ CUSTOM_REASONS = frozenset(
         "fetched_at_before_1970",
         "fetched_at_in_future",
         "timestamp_out_of_range",
+        "ts_after_fetched_at",
         "high_below_low",
         "ohlc_inconsistent",
         "timestamp_without_timezone",
@@ -237,6 +248,7 @@ def conforming(bars: pd.DataFrame, source: str, fetched_at: datetime) -> np.ndar
         return np.zeros(len(bars), dtype=bool)
     ok &= np.array(ts >= pd.Timestamp(EPOCH), dtype=bool)
     ok &= np.array(ts <= pd.Timestamp(now + MAX_CLOCK_SKEW), dtype=bool)
+    ok &= np.array(ts <= pd.Timestamp(fetched_at), dtype=bool)  # not from the future
     prices = {}
     for column in ("open", "high", "low", "close", "volume"):
         values = np.array(pd.to_numeric(bars[column], errors="coerce"), dtype=float)

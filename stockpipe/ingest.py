@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stockpipe import metrics
+from stockpipe import market_calendar, metrics
 from stockpipe.contracts import (
     BAR_FIELDS,
     Quote,
@@ -105,11 +105,37 @@ def fetch_bars(
     end: datetime,
     interval: Interval = "1m",
 ) -> pd.DataFrame:
-    """The source's ``interval`` bars in ``[start, end)``."""
-    bars = source.fetch(symbols, start, end, interval)
+    """The source's ``interval`` bars in ``[start, end)`` that had ended when it was asked.
+
+    A bar still forming (a provider's current minute, a session not yet closed, a window
+    that reaches into the future) is left for a later fetch: what is published is final.
+    """
+    asked_at = datetime.now(UTC)
+    bars = source.fetch(symbols, start, min(end, asked_at), interval)
     metrics.QUOTES_FETCHED.labels(source.name).inc(len(bars))
+    ended = bars_ended(bars, interval, asked_at)
+    if not ended.all():
+        log.info("%d bars had not ended at %s: left for the next fetch", (~ended).sum(), asked_at)
+        bars = bars[ended].reset_index(drop=True)
     log.info("%s returned %d bars for %d symbols", source.name, len(bars), len(symbols))
     return bars
+
+
+def bars_ended(bars: pd.DataFrame, interval: Interval, moment: datetime) -> np.ndarray:
+    """Which of ``bars`` (a ``ts`` column of bar starts) had ended at ``moment``: a minute
+    bar one minute after its start, a daily bar at its session's close."""
+    if bars.empty:
+        return np.ones(0, dtype=bool)
+    ts = pd.to_datetime(bars["ts"], utc=True)
+    if interval == "1d":
+        # Looked up by position in the calendar's schedule: a date object per bar costs
+        # seconds on a backfill's millions. A date that is not a session (NaT) is left to
+        # the contract to refuse.
+        days = pd.DatetimeIndex(ts.dt.tz_convert(EXCHANGE_TZ).dt.tz_localize(None)).normalize()
+        closes = market_calendar.nyse().schedule["close"].reindex(days)
+        ended = (closes <= pd.Timestamp(moment)).to_numpy(dtype=bool)
+        return ended | closes.isna().to_numpy()
+    return np.array(ts + pd.Timedelta(minutes=1) <= pd.Timestamp(moment), dtype=bool)
 
 
 def check_bars(

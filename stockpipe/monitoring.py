@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import jinja2
 
-from stockpipe.processes import running_pid, start_background, stop_background
+from stockpipe.processes import port_in_use, running_pid, start_background, stop_background
 from stockpipe.settings import Settings
 
 # Package data of deployments/ (Prometheus template, rules, dashboards).
@@ -33,6 +33,7 @@ class Component:
     binaries: tuple[str, ...]
     port: int
     ready_path: str
+    port_setting: str  # the environment variable that sets ``port``
 
 
 def render_prometheus_config(
@@ -70,14 +71,22 @@ class LocalMonitoring:
                 ("prometheus-pushgateway", "pushgateway"),
                 m.pushgateway_port,
                 "/-/ready",
+                "STOCKPIPE_METRICS__PUSHGATEWAY_PORT",
             ),
             Component(
                 "node-exporter",
                 ("prometheus-node-exporter", "node_exporter"),
                 m.node_exporter_port,
                 "/metrics",
+                "STOCKPIPE_METRICS__NODE_EXPORTER_PORT",
             ),
-            Component("prometheus", ("prometheus",), m.prometheus_port, "/-/ready"),
+            Component(
+                "prometheus",
+                ("prometheus",),
+                m.prometheus_port,
+                "/-/ready",
+                "STOCKPIPE_METRICS__PROMETHEUS_PORT",
+            ),
         ]
 
     def _binary(self, component: Component) -> str:
@@ -93,7 +102,14 @@ class LocalMonitoring:
         binary = self._binary(component)
         address = f"127.0.0.1:{component.port}"
         if component.name == "pushgateway":
-            return [binary, f"--web.listen-address={address}"]
+            # A state file of this home's own: without one, Debian's build reads and writes
+            # the machine-wide /var/lib/prometheus/pushgateway.data, and every installation
+            # on the machine would see (and alert on) the others' pushed series.
+            return [
+                binary,
+                f"--web.listen-address={address}",
+                f"--persistence.file={self.home / 'pushgateway.data'}",
+            ]
         if component.name == "node-exporter":
             return [binary, f"--web.listen-address={address}"]
         return [
@@ -112,13 +128,16 @@ class LocalMonitoring:
         for rule_file in (MONITORING_DIR / "rules").glob("*.rules.yml"):
             shutil.copyfile(rule_file, rules / rule_file.name)
         config = self.home / "prometheus.yml"
+        jmx_port = self.settings.local_kafka.jmx_exporter_port
         config.write_text(
             render_prometheus_config(
                 rules_dir=rules,
                 prometheus_target=f"127.0.0.1:{m.prometheus_port}",
                 node_exporter_target=f"127.0.0.1:{m.node_exporter_port}",
                 pushgateway_target=f"127.0.0.1:{m.pushgateway_port}",
-                kafka_jmx_targets=[f"127.0.0.1:{self.settings.local_kafka.jmx_exporter_port}"],
+                # No exporter (port 0): nothing to scrape, rather than a target that is
+                # always down and a KafkaDown alert while the broker runs.
+                kafka_jmx_targets=[f"127.0.0.1:{jmx_port}"] if jmx_port else [],
                 scrape_interval=m.scrape_interval,
             )
         )
@@ -128,25 +147,46 @@ class LocalMonitoring:
         return self.home / f"{component.name}.pid"
 
     def up(self, timeout: float = 30.0) -> dict[str, str]:
-        """Start whatever is not running; wait until each answers. Returns name -> URL."""
+        """Start whatever is not running; wait until each answers. Returns name -> URL.
+
+        Raises:
+            MonitoringError: a port is taken by another program (naming its setting) or a
+                component did not start (the last lines of its log); what this call
+                started is stopped again.
+        """
         self.home.mkdir(parents=True, exist_ok=True)
-        urls = {}
-        for component in self.components:
-            url = f"http://127.0.0.1:{component.port}"
-            if running_pid(self._pid_file(component)) is None:
-                process = start_background(
-                    self._command(component),
-                    self.home / f"{component.name}.log",
-                    self._pid_file(component),
-                    self.home,
-                )
-                deadline = time.monotonic() + timeout
-                while not _answers(url + component.ready_path):
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        log = (self.home / f"{component.name}.log").read_text()[-2000:]
-                        raise MonitoringError(f"{component.name} did not start:\n{log}")
-                    time.sleep(0.2)
-            urls[component.name] = url
+        urls, started = {}, []
+        try:
+            for component in self.components:
+                url = f"http://127.0.0.1:{component.port}"
+                if running_pid(self._pid_file(component)) is None:
+                    if port_in_use(component.port):
+                        raise MonitoringError(
+                            f"{component.name}: port {component.port} is in use by another "
+                            f"program; stop it or set {component.port_setting}"
+                        )
+                    process = start_background(
+                        self._command(component),
+                        self.home / f"{component.name}.log",
+                        self._pid_file(component),
+                        self.home,
+                    )
+                    started.append(component)
+                    deadline = time.monotonic() + timeout
+                    while not _answers(url + component.ready_path):
+                        if process.poll() is not None or time.monotonic() > deadline:
+                            log = (self.home / f"{component.name}.log").read_text()
+                            last = "\n".join(log.strip().splitlines()[-5:])
+                            raise MonitoringError(
+                                f"{component.name} did not start (log: "
+                                f"{self.home / (component.name + '.log')}):\n{last}"
+                            )
+                        time.sleep(0.2)
+                urls[component.name] = url
+        except BaseException:
+            for component in reversed(started):
+                stop_background(self._pid_file(component))
+            raise
         return urls
 
     def down(self) -> list[str]:

@@ -78,13 +78,15 @@ class ValidationReport:
         }
 
     def summary(self) -> str:
+        validated = f"validation of session {self.session}" + (
+            " (still open: completeness is checked after the close)" if self.market_open else ""
+        )
         if any(o.expectation == NO_BARS and o.success is False for o in self.outcomes):
-            return f"validation of session {self.session} FAILED: {NO_BARS_WHY}"
+            return f"{validated} FAILED: {NO_BARS_WHY}"
         checked = [o for o in self.outcomes if o.success is not None]
         head = (
-            f"validation of session {self.session}: {len(checked) - len(self.failed)}/"
-            f"{len(checked)} expectations passed, "
-            f"{len(self.outcomes) - len(checked)} skipped"
+            f"{validated}: {len(checked) - len(self.failed)}/{len(checked)} expectations "
+            f"passed, {len(self.outcomes) - len(checked)} skipped"
         )
         if not self.failed:
             return head
@@ -169,7 +171,10 @@ def validate_session(
     now: datetime | None = None,
     docs_dir: Path | None = None,
 ) -> ValidationReport:
-    """Run every suite on one session (default: the latest that has opened).
+    """Run every suite on one session (default: the latest closed one, as every command's).
+
+    A session still open at ``now`` is validated only when named: its completeness
+    expectations wait for the close, its freshness is checked instead.
 
     Args:
         docs_dir: build GX Data Docs there (and copy them to S3 when
@@ -180,7 +185,9 @@ def validate_session(
 
     now = now or datetime.now(UTC)
     session = (
-        market_calendar.session(session_day) if session_day else market_calendar.latest_session(now)
+        market_calendar.session(session_day)
+        if session_day
+        else market_calendar.latest_closed_session(now)
     )
     market_open = session.open <= now < session.close
     watchlist = settings.source.watchlist

@@ -53,17 +53,23 @@ def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
     assert binary, "prometheus-pushgateway is not installed (deployments/local/setup.sh)"
     address = f"127.0.0.1:{free_port()}"
+    # A state file of its own: Debian's build otherwise shares the machine-wide one.
+    state = tmp_path_factory.mktemp("pushgateway") / "pushgateway.data"
     process = subprocess.Popen(
-        [binary, f"--web.listen-address={address}"],
+        [binary, f"--web.listen-address={address}", f"--persistence.file={state}"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    for _ in range(100):
+    deadline = time.monotonic() + 60  # a bound for a broken install, not a pace
+    while True:
+        assert process.poll() is None, "the Pushgateway exited at start"
         try:
             if httpx.get(f"http://{address}/-/ready", timeout=1).status_code == 200:
                 break
         except httpx.HTTPError:
-            time.sleep(0.1)
+            pass
+        assert time.monotonic() < deadline, "the Pushgateway did not become ready in 60 s"
+        time.sleep(0.1)
     yield address
     process.terminate()
     process.wait(10)

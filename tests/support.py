@@ -228,7 +228,6 @@ class SnowflakeServer:
             timeout=10,
         ).raise_for_status()
 
-
     def lose_next_uploads(self, action: str, times: int = 1) -> None:
         """The next ``times`` files PUT on a stage are lost (``drop``) or arrive with half
         their rows (``truncate``)."""

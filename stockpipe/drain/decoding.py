@@ -145,6 +145,7 @@ def plainly_valid(table: pa.Table) -> np.ndarray:
     ok = pc.and_(ok, _known(pc.is_in(table["interval"], value_set=INTERVALS)))
     ok = pc.and_(ok, _known(pc.match_substring_regex(table["source"], SOURCE_PATTERN)))
     latest = pa.scalar(datetime.now(UTC) + MAX_CLOCK_SKEW, UTC_MICROS)
+    parsed = {}
     for name in ("ts", "fetched_at"):
         instants, good = parse_timestamps(table[name])
         in_range = pc.and_(
@@ -152,6 +153,9 @@ def plainly_valid(table: pa.Table) -> np.ndarray:
             pc.less_equal(instants, latest),
         )
         ok = pc.and_(ok, pc.and_(good, _known(in_range)))
+        parsed[name] = instants
+    # A bar cannot start after it was fetched.
+    ok = pc.and_(ok, _known(pc.less_equal(parsed["ts"], parsed["fetched_at"])))
     return ok.to_numpy(zero_copy_only=False)
 
 

@@ -136,23 +136,37 @@ def merge_rows(warehouse: Warehouse, rows: pa.Table) -> LoadResult:
     return LoadResult(rows_in_batch=len(rows), inserted=inserted, replaced=replaced)
 
 
-def delete_bars(warehouse: Warehouse, symbol: str, since: datetime, until: datetime) -> int:
-    """Delete ``symbol``'s bars with ``since <= ts < until`` (naive UTC) from RAW; the count.
+def delete_bars(
+    warehouse: Warehouse,
+    symbol: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> int:
+    """Delete ``symbol``'s bars with ``since <= ts < until`` (naive UTC; None: no bound)
+    from RAW; the count.
 
-    The deletion is logged in ``RAW.LOAD_LOG`` in the same transaction, so the next trend
-    build takes those sessions out of the marts too.
+    The deletion is logged in ``RAW.LOAD_LOG`` in the same transaction, with the first and
+    last bar it removed, so the next trend build takes those sessions out of the marts too.
     """
+    where = "symbol = %s" + (" and ts >= %s" if since else "") + (" and ts < %s" if until else "")
+    params = (symbol, *(bound for bound in (since, until) if bound))
     with warehouse.transaction():
+        # A bar a drain commits between these two statements is removed too; its range is
+        # in the drain's own load-log entry, so the marts follow either way.
+        first, last = warehouse.query(
+            Portable(f"select min(ts), max(ts) from RAW.STOCK_PRICES where {where}"), params
+        )[0]
         deleted = warehouse.execute(
-            "delete from RAW.STOCK_PRICES where symbol = %s and ts >= %s and ts < %s",
-            (symbol, since, until),
+            Portable(f"delete from RAW.STOCK_PRICES where {where}"), params
         ).rowcount
         if deleted:
             warehouse.execute(
-                "insert into RAW.LOAD_LOG "
-                "(load_id, symbol, first_ts, last_ts, bar_count, logged_at) "
-                "values (%s, %s, %s, %s, %s, %s)",
-                (uuid.uuid4().hex, symbol, since, until, deleted, _utc_now()),
+                Portable(
+                    "insert into RAW.LOAD_LOG "
+                    "(load_id, symbol, first_ts, last_ts, bar_count, logged_at) "
+                    "values (%s, %s, %s, %s, %s, %s)"
+                ),
+                (uuid.uuid4().hex, symbol, first, last, deleted, _utc_now()),
             )
     return deleted
 

@@ -90,9 +90,9 @@ def make_source(settings: SourceSettings, state_dir: Path | None = None) -> Quot
             installation's processes: ``<home>/sources``); None keeps them in memory.
     """
     if settings.kind == "simulated":
-        from stockpipe.sources.simulated import SimulatedMarket
+        from stockpipe.sources.simulated import LISTED, SimulatedMarket
 
-        return SimulatedMarket(seed=settings.seed)
+        return SimulatedMarket(seed=settings.seed, listed=LISTED | set(settings.watchlist))
     if settings.kind == "replay":
         from stockpipe.sources.replay import ReplaySource
 

@@ -10,6 +10,10 @@ Bars satisfy high >= max(open, close) and low <= min(open, close) by constructio
 
 Everything is computed, not slept: a whole session for ten symbols takes milliseconds, so
 the demo "fast-forwards" a day by fetching it in slices.
+
+As a real provider, the market lists some tickers and no others: :data:`LISTED` and the
+watchlist it is made with. A ticker it does not list gets no bars and is named in
+``missing``, as yfinance names an unknown one, instead of a made-up history.
 """
 
 from __future__ import annotations
@@ -33,6 +37,19 @@ MINUTES_PER_SESSION = 390
 ANCHOR_SESSION = pd.Timestamp("2024-01-02")
 
 
+# What the simulated market lists besides the watchlist: the Dow Jones Industrial Average's
+# components and other large, long-listed US names.
+# fmt: off
+LISTED = frozenset((
+    "AAPL", "AMGN", "AMZN", "AXP", "BA", "CAT", "CRM", "CSCO", "CVX", "DIS", "GS", "HD", "HON",
+    "IBM", "JNJ", "JPM", "KO", "MCD", "MMM", "MRK", "MSFT", "NKE", "NVDA", "PG", "SHW", "TRV",
+    "UNH", "V", "VZ", "WMT", "ADBE", "AMD", "AVGO", "BAC", "BRK.B", "COST", "GOOG", "GOOGL",
+    "INTC", "LLY", "MA", "META", "NFLX", "ORCL", "PEP", "PFE", "QCOM", "T", "TSLA", "TXN",
+    "WFC", "XOM", "SPY", "QQQ", "DIA", "^GSPC", "^DJI", "^IXIC",
+))
+# fmt: on
+
+
 @dataclass(frozen=True)
 class SymbolProfile:
     start_price: float
@@ -49,8 +66,16 @@ class SimulatedMarket:
 
     name = "simulated"
 
-    def __init__(self, seed: int = 42):
+    def __init__(self, seed: int = 42, listed: Sequence[str] | None = None):
+        """
+        Args:
+            seed: the market's seed: the same seed gives the same bars.
+            listed: the tickers it serves (the source adds the watchlist to
+                :data:`LISTED`); None serves any ticker (tests and benchmarks).
+        """
         self.seed = seed
+        self.listed = frozenset(listed) if listed is not None else None
+        self.missing: list[str] = []
         self._sessions = market_calendar.nyse().sessions
         self._session_index = {label.date(): i for i, label in enumerate(self._sessions)}
 
@@ -170,7 +195,11 @@ class SimulatedMarket:
     def fetch(
         self, symbols: Sequence[str], start: datetime, end: datetime, interval: Interval = "1m"
     ) -> pd.DataFrame:
-        """Bars with ``start <= ts < end`` for ``symbols`` over every session in the range."""
+        """Bars with ``start <= ts < end`` for ``symbols`` over every session in the range;
+        none for a ticker the market does not list (named in ``missing``)."""
+        if self.listed is not None:
+            self.missing = [s for s in symbols if s not in self.listed]
+            symbols = [s for s in symbols if s in self.listed]
         lo, hi = pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
         if hi <= lo:
             return empty_bars()

@@ -89,3 +89,48 @@ def test_state_written_before_sessions_were_kept_apart_still_counts(
     state.write_text(json.dumps({"AAPL": [newest["ts"].isoformat(), fingerprint]}))
     report = ingest_window(env_settings, SESSION.open, SESSION.minutes[15], ["AAPL"], source=market)
     assert (report.published, report.unchanged) == (5, 10)
+
+
+def test_the_simulated_source_invents_no_bars_for_a_ticker_it_does_not_list(
+    env_settings: Settings,
+) -> None:
+    from stockpipe.sources import make_source
+
+    source = make_source(env_settings.source)  # lists LISTED and the watchlist
+    report = ingest_window(
+        env_settings, SESSION.open, SESSION.close, ["AAPL", "ZZZZ"], source=source
+    )
+    assert report.published == 390
+    assert report.without_bars == ("ZZZZ",)
+    assert "no bars for ZZZZ" in report.summary()
+    assert {m["symbol"] for m in topic_messages(env_settings)} == {"AAPL"}
+
+
+def test_a_bar_still_forming_is_not_published(env_settings: Settings, tmp_path: Path) -> None:
+    import pandas as pd
+
+    now = pd.Timestamp.now(tz="UTC")
+    current = now.floor("min")  # this minute's bar has not ended
+    bars = pd.DataFrame(
+        {
+            "symbol": "AAPL",
+            "ts": [current - pd.Timedelta(minutes=m) for m in (3, 2, 1, 0)],
+            "open": 100.0,
+            "high": 101.0,
+            "low": 99.0,
+            "close": 100.5,
+            "volume": 1000,
+        }
+    )
+    path = tmp_path / "bars.csv"
+    bars.to_csv(path, index=False)
+    report = ingest_window(
+        env_settings,
+        current - pd.Timedelta(minutes=5),
+        current + pd.Timedelta(minutes=5),  # a window reaching into the future
+        ["AAPL"],
+        source=ReplaySource(path),
+    )
+    assert report.published == 3
+    published = {m["ts"] for m in topic_messages(env_settings)}
+    assert current.strftime("%Y-%m-%dT%H:%M:%SZ") not in published

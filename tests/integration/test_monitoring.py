@@ -188,3 +188,60 @@ def test_every_panel_and_rule_evaluates_and_key_panels_show_data(stack) -> None:
     produced = query(prometheus, key_panels["produce rate"])["result"]
     assert any(float(r["value"][1]) > 0 for r in produced)
     assert query(prometheus, 'up{job="kafka"}')["result"][0]["value"][1] == "1"
+
+
+def monitoring_env(monkeypatch: pytest.MonkeyPatch, home: Path, jmx_port: int = 0) -> None:
+    """A home of its own with free ports for Prometheus, the Pushgateway, the node exporter."""
+    monkeypatch.setenv("STOCKPIPE_HOME", str(home))
+    monkeypatch.setenv("STOCKPIPE_LOCAL_KAFKA__JMX_EXPORTER_PORT", str(jmx_port))
+    for name in ("PROMETHEUS_PORT", "PUSHGATEWAY_PORT", "NODE_EXPORTER_PORT"):
+        monkeypatch.setenv(f"STOCKPIPE_METRICS__{name}", str(free_port()))
+
+
+def test_each_home_keeps_its_own_pushed_series_and_scrapes_only_what_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    homes = []
+    for name in ("first", "second"):
+        monitoring_env(monkeypatch, tmp_path / name)  # the JMX exporter off
+        settings = load_settings()
+        monitoring = LocalMonitoring(settings)
+        gateway = f"127.0.0.1:{settings.metrics.pushgateway_port}"
+        try:
+            monitoring.up()
+            pushed = httpx.get(f"http://{gateway}/metrics", timeout=10).text
+            # What another installation pushed is not here; then this one pushes its own.
+            assert 'job="first-home-run"' not in pushed
+            metrics.push(f"{name}-home-run", gateway)
+            config = yaml.safe_load((monitoring.home / "prometheus.yml").read_text())
+            assert "kafka" not in {job["job_name"] for job in config["scrape_configs"]}
+        finally:
+            monitoring.down()
+        homes.append(monitoring.home)
+    # The Pushgateway kept its state in its home (written when it stopped).
+    assert all((home / "pushgateway.data").exists() for home in homes)
+
+
+def test_a_taken_port_is_named_and_nothing_is_left_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from stockpipe.monitoring import MonitoringError
+
+    monitoring_env(monkeypatch, tmp_path / "home")
+    settings = load_settings()
+    with socket.socket() as taken:  # another program on Prometheus's port
+        taken.bind(("127.0.0.1", settings.metrics.prometheus_port))
+        taken.listen()
+        monitoring = LocalMonitoring(settings)
+        with pytest.raises(MonitoringError) as failed:
+            monitoring.up()
+    message = str(failed.value)
+    assert "STOCKPIPE_METRICS__PROMETHEUS_PORT" in message and "\n" not in message
+    # The Pushgateway and the node exporter it started first are stopped again.
+    assert monitoring.status() == {
+        "pushgateway": False,
+        "node-exporter": False,
+        "prometheus": False,
+    }

@@ -355,6 +355,23 @@ def test_deleted_bars_leave_the_marts_at_the_next_build(warehouse: Warehouse) ->
     ]
 
 
+def test_a_removed_symbol_leaves_raw_and_the_marts(warehouse: Warehouse) -> None:
+    from stockpipe.cli import main
+
+    days = mc.sessions_between("2025-11-17", "2025-11-19")
+    bars = SimulatedMarket(seed=15).fetch(["AAPL", "ZZZZ"], days[0].open, days[-1].close)
+    load_and_build(warehouse, bars)
+    warehouse.close()  # the command opens the warehouse file itself
+
+    assert main(["warehouse", "remove", "--symbols", "zzzz"]) == 0
+    assert main(["trends"]) == 0
+    with Warehouse.connect(load_settings(), "read") as reader:
+        for table in ("RAW.STOCK_PRICES", "MARTS.MINUTE_BARS", "MARTS.DAILY_BARS"):
+            symbols = reader.query(f"select distinct symbol from {table}")
+            assert symbols == [("AAPL",)], table
+        assert reader.query("select symbol from MARTS.LATEST_QUOTE") == [("AAPL",)]
+
+
 def test_a_sessions_daily_bar_wins_over_its_minute_bars_and_fills_sessions_without(
     warehouse: Warehouse,
 ) -> None:

@@ -115,6 +115,25 @@ def test_stale_data_in_market_hours_fails_freshness_and_skips_completeness(
     assert failures(warehouse, now=fresh) == []
 
 
+def test_without_a_session_the_latest_closed_one_is_validated_even_during_the_next(
+    warehouse: Warehouse,
+) -> None:
+    from stockpipe.cli import _session  # what ingest, backfill and demo take by default
+
+    load_session(warehouse)
+    build_marts(warehouse)
+    following = mc.session("2025-11-28")  # the next session (Thanksgiving in between)
+    during = following.open + timedelta(hours=1)
+    report = validate_session(load_settings(), warehouse, None, now=during)
+    assert report.session == SESSION.day == mc.latest_closed_session(during).day
+    assert report.success, report.summary()
+    assert _session(None).day == mc.latest_closed_session().day
+    # The open session only when named, and the summary says it is still open.
+    named = validate_session(load_settings(), warehouse, following.day, now=during)
+    assert named.market_open
+    assert f"session {following.day} (still open" in named.summary()
+
+
 def test_data_docs_are_built_locally_and_on_s3(
     warehouse: Warehouse,
     tmp_path,

@@ -57,6 +57,10 @@ def test_whole_float_volume_is_accepted_as_int() -> None:
         ({"ts": "1969-12-31T23:59:00Z"}, "ts_before_1970"),
         ({"ts": (datetime.now(UTC) + timedelta(days=3)).isoformat()}, "ts_in_future"),
         ({"ts": "2025-11-28T14:30:00"}, "timestamp_without_timezone"),
+        (
+            {"ts": "2025-11-28T14:32:00Z", "fetched_at": "2025-11-28T14:31:59Z"},
+            "ts_after_fetched_at",
+        ),
         ({"close": "abc"}, "float_parsing_close"),
         ({"extra": 1}, "unexpected_field"),
     ],

@@ -161,6 +161,10 @@ def test_poison_pills_the_warehouse_refused_are_rejected_with_reasons() -> None:
         "deep nesting": (key, value.replace(b'"volume":1000', b'"volume":' + b"[" * 5000)),
         "no key": (None, value),
         "key is another symbol": (b"AAPL", value),
+        "a bar from the future": (
+            key,
+            value.replace(b"2026-01-02T03:04:05Z", b"2024-03-04T14:29:59Z"),
+        ),
     }
     expected = {
         "invalid UTF-8 inside a string": "undecodable",
@@ -171,6 +175,7 @@ def test_poison_pills_the_warehouse_refused_are_rejected_with_reasons() -> None:
         "deep nesting": "invalid_json",
         "no key": "key_not_symbol",
         "key is another symbol": "key_not_symbol",
+        "a bar from the future": "ts_after_fetched_at",
     }
     for name, pair in cases.items():
         # Each behind valid bars, so the batch would take the fast path if it could.

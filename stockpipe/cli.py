@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 import warnings
@@ -76,6 +77,18 @@ def _session(value: str | None) -> market_calendar.Session:
         return market_calendar.session(date.fromisoformat(value))
     except ValueError as exc:
         raise UsageError(f"--session {value}: {_date_problem(exc)}") from None
+
+
+def _opened_session(value: str | None) -> market_calendar.Session:
+    """``--session``'s session, refusing one that has not opened yet (nothing to act on)."""
+    session = _session(value)
+    if session.open > datetime.now(UTC):
+        raise UsageError(
+            f"--session {session.day}: the session opens at "
+            f"{session.open.astimezone(EXCHANGE_TZ):%H:%M} New York time on {session.day}; "
+            "there are no bars before then"
+        )
+    return session
 
 
 def _date_problem(exc: Exception) -> str:
@@ -243,14 +256,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.follow:
         return _follow(settings)
-    session = _session(args.session)
+    session = _opened_session(args.session)
     now = datetime.now(UTC)
-    if session.open > now:
-        raise UsageError(
-            f"--session {session.day}: the session opens at "
-            f"{session.open.astimezone(EXCHANGE_TZ):%H:%M} New York time; "
-            "there are no bars to fetch before then"
-        )
     end = session.close
     if end > now:  # in progress: the bars so far, not a session that has not happened
         end = now.replace(second=0, microsecond=0)
@@ -302,7 +309,15 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     first = _date("--from", args.first)
-    last = _date("--to", args.last) if args.last else market_calendar.latest_closed_session().day
+    closed = market_calendar.latest_closed_session().day
+    last = _date("--to", args.last) if args.last else closed
+    if last > closed:
+        raise UsageError(
+            f"--to {last}: history ends with the latest closed session, {closed}; "
+            "'stockpipe ingest' takes the session in progress"
+        )
+    if first > last:
+        raise UsageError(f"--from {first} is after --to {last}")
     with Progress(
         TextColumn("backfill {task.fields[interval]} {task.description}"),
         BarColumn(),
@@ -361,8 +376,9 @@ def _date(option: str, value: str) -> date:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    """Serve the Streamlit dashboard until Ctrl-C: this process becomes Streamlit's server
-    (exec), so a signal sent to it (Ctrl-C, a service manager's SIGTERM) stops the server."""
+    """Serve the Streamlit dashboard until Ctrl-C or SIGTERM (exit 130 / 143, as every
+    command): Streamlit's server runs as a child that gets the same signal and is waited
+    for, so nothing is left listening."""
     from stockpipe.dashboard import APP
 
     settings = _settings(args)
@@ -389,10 +405,21 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         "--client.toolbarMode",
         "minimal",
     ]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, command)  # noqa: S606 - our interpreter, our arguments, no shell
-    return 0  # not reached
+    server = subprocess.Popen(command)
+    try:
+        returncode = server.wait()
+    except KeyboardInterrupt:  # Ctrl-C (the server got it too) or SIGTERM (Terminated)
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        raise
+    if returncode != 0:
+        raise RuntimeError(f"the dashboard's server (Streamlit) exited with code {returncode}")
+    return 0
 
 
 def cmd_drain(args: argparse.Namespace) -> int:
@@ -583,7 +610,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from stockpipe import validation
 
     settings = _settings(args)
-    session = _session(args.session).day if args.session else None
+    session = _opened_session(args.session).day if args.session else None
     report = validation.run_validation(settings, session)
     table = Table(title=f"Validation of session {report.session}")
     for column in ("suite", "expectation", "result", "failing examples"):

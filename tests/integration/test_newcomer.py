@@ -126,8 +126,19 @@ def test_validating_before_the_first_trend_build_says_to_build(env_settings: Set
             "--from 1980-01-02: 1980-01-02 is outside the NYSE calendar",
         ),
         (["ingest", "--symbols", "AAPL", "not a ticker"], "'not a ticker' is not a ticker"),
+        (
+            ["backfill", "--from", "2025-11-26", "--to", "2025-11-20"],
+            "--from 2025-11-26 is after --to 2025-11-20",
+        ),
     ],
-    ids=["bad-date", "weekend", "weekend-validate", "before-calendar", "bad-ticker"],
+    ids=[
+        "bad-date",
+        "weekend",
+        "weekend-validate",
+        "before-calendar",
+        "bad-ticker",
+        "backfill-backwards",
+    ],
 )
 def test_bad_usage_exits_2_saying_what_was_wrong(
     env_settings: Settings,
@@ -153,12 +164,24 @@ def test_a_missing_replay_file_fails_at_start_naming_the_setting(
     assert f"{tmp_path / 'bars.csv'}: no such file (STOCKPIPE_SOURCE__REPLAY_PATH)" in err
 
 
-def test_a_session_that_has_not_opened_is_refused(
+def test_a_backfill_into_the_future_is_refused(
     env_settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     today = datetime.now(UTC).date()
     upcoming = mc.sessions_between(today + timedelta(days=1), today + timedelta(days=10))[0]
-    assert main(["ingest", "--session", str(upcoming.day)]) == 2
+    assert main(["backfill", "--from", "2025-11-20", "--to", str(upcoming.day)]) == 2
+    err = capsys.readouterr().err.replace("\n", " ")
+    closed = mc.latest_closed_session().day
+    assert f"--to {upcoming.day}: history ends with the latest closed session, {closed}" in err
+
+
+@pytest.mark.parametrize("command", ["ingest", "validate"])
+def test_a_session_that_has_not_opened_is_refused(
+    env_settings: Settings, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    today = datetime.now(UTC).date()
+    upcoming = mc.sessions_between(today + timedelta(days=1), today + timedelta(days=10))[0]
+    assert main([command, "--session", str(upcoming.day)]) == 2
     err = capsys.readouterr().err.replace("\n", " ")
     assert f"--session {upcoming.day}: the session opens at 09:30 New York time" in err
 
@@ -293,3 +316,32 @@ def test_a_drain_through_a_backlog_shows_its_progress_on_a_terminal(
     assert "3900/3900" in screen
     for column in ("messages", "lag 0", "msg/s", "ETA"):
         assert column in screen, screen[-500:]
+
+
+@pytest.mark.parametrize(("sent", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_the_dashboard_stopped_by_a_signal_exits_as_every_command(
+    env_settings: Settings, sent: signal.Signals, code: int
+) -> None:
+    import httpx
+
+    from stockpipe.processes import port_in_use
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stockpipe.cli", "dashboard", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120  # a bound for a broken install, not a pace
+    while True:
+        assert process.poll() is None, "the dashboard exited before it served"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).is_success:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the dashboard did not answer"
+        time.sleep(0.2)
+    process.send_signal(sent)
+    assert process.wait(60) == code
+    assert not port_in_use(port)  # its server stopped with it

@@ -34,6 +34,7 @@ from stockpipe.sources.providers import (
     ProviderUnavailable,
     bars_frame,
     scrubbed,
+    unavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ class AlphaVantageSource:
             response = self._session.get(self.url, params=query, timeout=self.timeout_seconds)
         except requests.RequestException as exc:
             metrics.FETCH_ERRORS.labels(self.name, "network").inc()
-            raise ProviderUnavailable(scrubbed(f"{type(exc).__name__}: {exc}", self._key)) from None
+            raise unavailable("Alpha Vantage", exc, self._key) from None
         if response.status_code == 429 or response.status_code >= 500:
             metrics.FETCH_ERRORS.labels(self.name, f"http_{response.status_code}").inc()
             raise ProviderUnavailable(f"HTTP {response.status_code}")

@@ -25,6 +25,7 @@ from stockpipe.sources.providers import (
     ProviderUnavailable,
     bars_frame,
     scrubbed,
+    unavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ class FinnhubSource:
             ) from None
         except (requests.RequestException, FinnhubRequestException) as exc:
             metrics.FETCH_ERRORS.labels(self.name, "network").inc()
-            raise ProviderUnavailable(scrubbed(f"{type(exc).__name__}: {exc}", self._key)) from None
+            raise unavailable("Finnhub", exc, self._key) from None
 
 
 def _bars(

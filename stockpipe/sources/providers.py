@@ -1,5 +1,5 @@
-"""What the keyed HTTP providers (Finnhub, Alpha Vantage) share: their errors, keeping
-the key out of every message, and bars from per-symbol frames.
+"""What the HTTP providers share: their errors in words a user acts on, keeping the key
+out of every message (Finnhub, Alpha Vantage), and bars from per-symbol frames.
 
 Both put the API key in the query string, so the text of a network error (which quotes
 the URL) holds it: every message that leaves a source goes through :func:`scrubbed`.
@@ -8,6 +8,7 @@ the URL) holds it: every message that leaves a source goes through :func:`scrubb
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 
 import pandas as pd
@@ -20,6 +21,43 @@ HIDDEN = "***"
 
 class ProviderUnavailable(RuntimeError):
     """The provider failed a request in a way worth retrying (rate limit, network, 5xx)."""
+
+
+# What a network failure's text (curl's, urllib3's) says, in words a user acts on.
+_NETWORK_CAUSES = (
+    (
+        re.compile(
+            r"could not resolve|name ?resolution|name or service not known|nodename nor servname"
+            r"|getaddrinfo failed|dnserror",
+            re.IGNORECASE,
+        ),
+        "its host name does not resolve (DNS): is this machine online?",
+    ),
+    (
+        re.compile(r"connection refused|failed to connect|could not connect", re.IGNORECASE),
+        "the connection was refused (a proxy or firewall in the way?)",
+    ),
+    (re.compile(r"network is unreachable|no route to host", re.IGNORECASE), "no network route"),
+    (re.compile(r"timed? ?out", re.IGNORECASE), "the connection timed out"),
+    (re.compile(r"ssl|certificate", re.IGNORECASE), "the TLS handshake failed"),
+)
+
+
+def network_problem(text: str) -> str | None:
+    """What a network error's ``text`` means, in one short phrase; None if it is not one."""
+    for pattern, meaning in _NETWORK_CAUSES:
+        if pattern.search(text):
+            return meaning
+    return None
+
+
+def unavailable(provider: str, exc: Exception, secret: str = "") -> ProviderUnavailable:
+    """The error for a request to ``provider`` that failed with ``exc``: one readable line
+    for a network failure (the raw text, key scrubbed, is logged at debug level)."""
+    raw = scrubbed(f"{type(exc).__name__}: {exc}", secret)
+    log.debug("%s request failed: %s", provider, raw)
+    problem = network_problem(raw)
+    return ProviderUnavailable(f"cannot reach {provider}: {problem}" if problem else raw)
 
 
 class ProviderRefused(RuntimeError):

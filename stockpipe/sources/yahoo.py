@@ -9,6 +9,7 @@ skipped; it does not fail the chunk.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -18,6 +19,7 @@ from stockpipe import metrics
 from stockpipe.retry import RetryPolicy
 from stockpipe.settings import EXCHANGE_TZ
 from stockpipe.sources import BAR_COLUMNS, HistoryLimit, Interval, daily_bar_ts, empty_bars
+from stockpipe.sources.providers import network_problem
 
 log = logging.getLogger(__name__)
 
@@ -116,38 +118,55 @@ class YahooFinanceSource:
         capture = _ErrorCapture()
         yf_logger = logging.getLogger("yfinance")
         yf_logger.addHandler(capture)
+        # yfinance's own lines (a failed download logs several per ticker) and the pandas
+        # deprecation warnings it triggers are for the log, not the terminal: what went
+        # wrong is said once, by the error raised below.
+        propagates, yf_logger.propagate = yf_logger.propagate, False
         try:
-            frame = self._download(
-                tickers=chunk,
-                start=start,
-                end=end,
-                interval=interval,
-                group_by="column",
-                auto_adjust=False,
-                actions=False,
-                prepost=False,
-                progress=False,
-                threads=True,
-                multi_level_index=True,
-            )
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                frame = self._download(
+                    tickers=chunk,
+                    start=start,
+                    end=end,
+                    interval=interval,
+                    group_by="column",
+                    auto_adjust=False,
+                    actions=False,
+                    prepost=False,
+                    progress=False,
+                    threads=True,
+                    multi_level_index=True,
+                )
+            for warning in caught:
+                log.debug("yfinance: %s", warning.message)
         except Exception as exc:  # yfinance raises bare requests/curl errors
             if _is_transient(str(exc)) or isinstance(exc, (ConnectionError, TimeoutError)):
                 metrics.FETCH_ERRORS.labels(self.name, "network").inc()
-                raise YahooUnavailable(f"{type(exc).__name__}: {exc}") from exc
+                raise _unreachable(f"{type(exc).__name__}: {exc}") from exc
             metrics.FETCH_ERRORS.labels(self.name, type(exc).__name__).inc()
             raise
         finally:
             yf_logger.removeHandler(capture)
+            yf_logger.propagate = propagates
         errors = " | ".join(capture.messages)
+        for message in capture.messages:
+            log.debug("yfinance: %s", message)
         if (frame is None or frame.dropna(how="all").empty) and _is_transient(errors):
             metrics.FETCH_ERRORS.labels(self.name, "rate_limit_or_network").inc()
-            raise YahooUnavailable(errors or "empty response")
+            raise _unreachable(errors or "empty response")
         return frame if frame is not None else pd.DataFrame()
+
+
+def _unreachable(text: str) -> YahooUnavailable:
+    """One readable line for a failed download: what the network said, else yfinance's text."""
+    problem = network_problem(text)
+    return YahooUnavailable(f"cannot reach Yahoo Finance: {problem}" if problem else text)
 
 
 def _is_transient(message: str) -> bool:
     lowered = message.lower()
-    return any(marker in lowered for marker in _TRANSIENT_MARKERS)
+    return any(marker in lowered for marker in _TRANSIENT_MARKERS) or bool(network_problem(message))
 
 
 def bars_from_download(

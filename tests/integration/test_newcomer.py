@@ -345,3 +345,39 @@ def test_the_dashboard_stopped_by_a_signal_exits_as_every_command(
     process.send_signal(sent)
     assert process.wait(60) == code
     assert not port_in_use(port)  # its server stopped with it
+
+
+@pytest.mark.parametrize(
+    ("proxy", "cause"),
+    [
+        ("http://proxy.invalid:3128", "its host name does not resolve (DNS)"),
+        ("http://127.0.0.1:{port}", "the connection was refused"),
+    ],
+    ids=["dns", "refused"],
+)
+def test_yfinance_offline_is_retried_then_one_line_naming_the_cause(
+    env_settings: Settings, proxy: str, cause: str
+) -> None:
+    # The real yfinance, its requests sent through a proxy that cannot be reached: what an
+    # offline machine sees, without asking Yahoo anything.
+    env = dict(os.environ)
+    for variable in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        env[variable] = proxy.format(port=free_port())
+    env["STOCKPIPE_SOURCE__KIND"] = "yfinance"
+    env["STOCKPIPE_SOURCE__MAX_RETRIES"] = "1"
+    env["STOCKPIPE_SOURCE__BACKOFF_BASE_SECONDS"] = "0.01"
+    done = subprocess.run(
+        [sys.executable, "-m", "stockpipe.cli", "ingest", "--session", "2025-11-26"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    err = done.stderr
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith(f"error: cannot reach Yahoo Finance: {cause}"), err
+    assert any("retry 1/1" in line for line in lines)  # it was tried again first
+    # Nothing of yfinance's own logging or pandas' warnings on the terminal.
+    assert not [line for line in lines if "yfinance" in line and "retry" not in line]
+    assert "Warning" not in err

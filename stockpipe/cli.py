@@ -36,6 +36,7 @@ import warnings
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
+from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
@@ -74,7 +75,11 @@ def _session(value: str | None) -> market_calendar.Session:
     if value is None:
         return market_calendar.latest_closed_session(datetime.now(UTC))
     try:
-        return market_calendar.session(date.fromisoformat(value))
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"--session {value}: not a date; expected YYYY-MM-DD") from None
+    try:
+        return market_calendar.session(day)
     except ValueError as exc:
         raise UsageError(f"--session {value}: {_date_problem(exc)}") from None
 
@@ -369,6 +374,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 def _date(option: str, value: str) -> date:
     try:
         day = date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{option} {value}: not a date; expected YYYY-MM-DD") from None
+    try:
         market_calendar.schedule(day, day)  # inside the calendar's range
         return day
     except ValueError as exc:
@@ -632,6 +640,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     settings = _settings(args)
     console.print_json(settings.model_dump_json(indent=2))
+    # Both are found from the current directory: another directory is another installation.
+    env_file = Path(".env").resolve()
+    err.print(
+        f"home: {settings.home_dir} (STOCKPIPE_HOME, relative to the current directory); "
+        + (f"settings also read from {env_file}" if env_file.is_file() else "no .env file here"),
+        soft_wrap=True,
+    )
     return 0
 
 

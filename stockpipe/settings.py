@@ -636,18 +636,29 @@ def setting_names(model: type[BaseModel] | None = None, prefix: str = ENV_PREFIX
     return names
 
 
-def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+def unknown_variables(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+) -> list[str]:
     """A line for each ``STOCKPIPE_*`` variable that no setting reads (a misspelling is
-    otherwise silently ignored), with the nearest valid name."""
-    environ = os.environ if environ is None else environ
+    otherwise silently ignored), with the nearest valid name: in the environment, and in
+    ``env_file`` (the ``.env`` the settings read, in the current directory)."""
+    from dotenv import dotenv_values
+
+    sources = [("", os.environ if environ is None else environ)]
+    if env_file is not None and env_file.is_file():
+        sources.append((f" (in {env_file.resolve()})", dotenv_values(env_file)))
     known = setting_names()
     lines = []
-    for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX) or name in known or name in NOT_SETTINGS:
-            continue
-        nearest = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        hint = f"; did you mean {nearest[0]}?" if nearest else " ('stockpipe config' lists them)"
-        lines.append(f"{name} is not a setting and is ignored{hint}")
+    for where, names in sources:
+        for name in sorted(names):
+            upper = name.upper()
+            if not upper.startswith(ENV_PREFIX) or upper in known or upper in NOT_SETTINGS:
+                continue
+            nearest = difflib.get_close_matches(upper, known, n=1, cutoff=0.6)
+            hint = (
+                f"; did you mean {nearest[0]}?" if nearest else " ('stockpipe config' lists them)"
+            )
+            lines.append(f"{name}{where} is not a setting and is ignored{hint}")
     return lines
 
 

@@ -112,7 +112,14 @@ def test_validating_before_the_first_trend_build_says_to_build(env_settings: Set
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["ingest", "--session", "2025-13-01"], "--session 2025-13-01: month must be in 1..12"),
+        (
+            ["ingest", "--session", "2025-13-01"],
+            "--session 2025-13-01: not a date; expected YYYY-MM-DD",
+        ),
+        (
+            ["validate", "--session", "12/01/2026"],
+            "--session 12/01/2026: not a date; expected YYYY-MM-DD",
+        ),
         (
             ["ingest", "--session", "2025-11-29"],
             "--session 2025-11-29: 2025-11-29 is not an NYSE trading day",
@@ -133,6 +140,7 @@ def test_validating_before_the_first_trend_build_says_to_build(env_settings: Set
     ],
     ids=[
         "bad-date",
+        "us-date",
         "weekend",
         "weekend-validate",
         "before-calendar",
@@ -184,6 +192,19 @@ def test_a_session_that_has_not_opened_is_refused(
     assert main([command, "--session", str(upcoming.day)]) == 2
     err = capsys.readouterr().err.replace("\n", " ")
     assert f"--session {upcoming.day}: the session opens at 09:30 New York time" in err
+
+
+def test_a_misspelt_key_in_dot_env_is_named_too(
+    env_settings: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text("STOCKPIPE_SOURCE__WATCHLST=AAPL\n")  # the test's cwd
+    assert main(["config"]) == 0
+    err = capsys.readouterr().err.replace("\n", "")
+    assert (
+        f"warning: STOCKPIPE_SOURCE__WATCHLST (in {tmp_path / '.env'}) is not a setting and is "
+        "ignored; did you mean STOCKPIPE_SOURCE__WATCHLIST?"
+    ) in err
+    assert f"home: {tmp_path / 'home'} (STOCKPIPE_HOME" in err
 
 
 def test_a_misspelt_variable_is_named_with_the_nearest_setting(

@@ -557,8 +557,8 @@ def _backfill(settings: Settings, args: argparse.Namespace) -> int:
 
     zone = raw_zone_from_settings(settings, enabled_only=False)
     assert zone is not None
-    since = date.fromisoformat(args.since) if args.since else None
-    until = date.fromisoformat(args.until) if args.until else None
+    since = _date("--since", args.since) if args.since else None
+    until = _date("--until", args.until) if args.until else None
     with Warehouse.connect(settings, "load") as warehouse:
         report = backfill(
             zone,
@@ -569,6 +569,14 @@ def _backfill(settings: Settings, args: argparse.Namespace) -> int:
             on_file=lambda key, r: err.print(f"  {key}: {r.rows} rows so far"),
         )
     console.print(report.summary())
+    if not report.files:
+        where = settings.lake.s3_bucket_block or settings.lake.s3_bucket or settings.lake_dir
+        why = (
+            "drains write it only with STOCKPIPE_LAKE__ENABLED=true, which is off"
+            if not settings.lake.enabled
+            else "no drain has written a batch there for those dates yet"
+        )
+        err.print(f"note: the raw zone ({where}) holds no files to load: {why}", soft_wrap=True)
     return 0
 
 

@@ -297,7 +297,7 @@ def _stopped_by_signal(report: DrainReport) -> Iterator[None]:
         report.interrupted = signal_
         report.stopped_because = (
             "SIGTERM" if isinstance(signal_, Terminated) else "interrupted (SIGINT)"
-        ) + "; the batch in flight was rolled back and is drained next time"
+        ) + "; what was not committed is drained next time"
 
 
 class _AssignmentWait:

@@ -261,7 +261,7 @@ def test_a_signal_stops_a_following_drain_with_what_it_committed(
     committed = int(summary.split()[1])
     assert committed >= 500  # at least the batch it was stopped after
     reason = "SIGTERM" if sig == signal.SIGTERM else "interrupted (SIGINT)"
-    assert f"stopped: {reason}; the batch in flight was rolled back" in summary
+    assert f"stopped: {reason}; what was not committed is drained next time" in summary
     assert "next offset" in rest
 
 
@@ -402,3 +402,15 @@ def test_yfinance_offline_is_retried_then_one_line_naming_the_cause(
     # Nothing of yfinance's own logging or pandas' warnings on the terminal.
     assert not [line for line in lines if "yfinance" in line and "retry" not in line]
     assert "Warning" not in err
+
+
+def test_a_warehouse_backfill_with_the_raw_zone_off_says_why_it_loaded_nothing(
+    env_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support import set_up_warehouse
+
+    set_up_warehouse(env_settings)
+    assert main(["warehouse", "backfill"]) == 0
+    captured = capsys.readouterr()
+    assert "backfilled 0 raw-zone files" in captured.out
+    assert "STOCKPIPE_LAKE__ENABLED=true, which is off" in captured.err.replace("\n", "")

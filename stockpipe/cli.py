@@ -502,6 +502,15 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
     )
 
     settings = _settings(args)
+    for flag, value, actions in (
+        ("--plan", args.plan, ("setup",)),
+        ("--force", args.force, ("setup",)),
+        ("--since", args.since, ("backfill", "remove")),
+        ("--until", args.until, ("backfill", "remove")),
+        ("--symbols", args.symbols, ("remove",)),
+    ):
+        if value and args.action not in actions:
+            raise UsageError(f"warehouse {args.action}: {flag} is for {' and '.join(actions)}")
     if args.action == "backfill":
         return _backfill(settings, args)
     if args.action == "remove":
@@ -781,13 +790,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     kafka = sub.add_parser("kafka", help="the local KRaft broker")
-    kafka.add_argument("action", choices=["install", "up", "down", "status"])
+    kafka.add_argument(
+        "action",
+        choices=["install", "up", "down", "status"],
+        help="install: fetch Apache Kafka's jars (Maven Central) into the cache; up: start "
+        "the single-node broker (installing first if needed) and wait until it answers; down: "
+        "stop it; status: whether it runs, where, and its cluster id (exit 1 if not)",
+    )
     kafka.set_defaults(func=cmd_kafka)
 
     monitoring = sub.add_parser(
         "monitoring", help="local Prometheus, Pushgateway and node exporter"
     )
-    monitoring.add_argument("action", choices=["up", "down", "status"])
+    monitoring.add_argument(
+        "action",
+        choices=["up", "down", "status"],
+        help="up: start Prometheus, the Pushgateway and the node exporter with this home's "
+        "configuration and wait until each answers; down: stop them; status: which answer "
+        "(exit 1 if any does not)",
+    )
     monitoring.set_defaults(func=cmd_monitoring)
 
     ingest = sub.add_parser("ingest", help="fetch a session's bars and publish them")

@@ -137,6 +137,7 @@ def test_validating_before_the_first_trend_build_says_to_build(env_settings: Set
             ["backfill", "--from", "2025-11-26", "--to", "2025-11-20"],
             "--from 2025-11-26 is after --to 2025-11-20",
         ),
+        (["warehouse", "setup", "--since", "2025-11-20"], "warehouse setup: --since is for"),
     ],
     ids=[
         "bad-date",
@@ -146,6 +147,7 @@ def test_validating_before_the_first_trend_build_says_to_build(env_settings: Set
         "before-calendar",
         "bad-ticker",
         "backfill-backwards",
+        "other-actions-flag",
     ],
 )
 def test_bad_usage_exits_2_saying_what_was_wrong(

@@ -55,6 +55,8 @@ from stockpipe.settings import (
 from stockpipe.sources.replay import ReplayFileError
 
 console = Console()
+# Below this many columns a table would cut its cells: print one record a line instead.
+WIDE_TABLES = 120
 err = Console(stderr=True)
 # The demo's daily history before its session: enough for SMA 50, RSI and the 52-week range.
 DEMO_HISTORY_DAYS = 365
@@ -637,13 +639,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     session = _opened_session(args.session).day if args.session else None
     report = validation.run_validation(settings, session)
-    table = Table(title=f"Validation of session {report.session}")
-    for column in ("suite", "expectation", "result", "failing examples"):
-        table.add_column(column)
-    for o in report.outcomes:
-        result = "skipped" if o.success is None else ("pass" if o.success else "[red]FAIL[/red]")
-        table.add_row(o.suite, o.expectation, result, ", ".join(o.examples[:3]))
-    console.print(table)
+    if console.width >= WIDE_TABLES:
+        table = Table(title=f"Validation of session {report.session}")
+        for column in ("suite", "expectation", "result", "failing examples"):
+            table.add_column(column)
+        for o in report.outcomes:
+            result = (
+                "skipped" if o.success is None else ("pass" if o.success else "[red]FAIL[/red]")
+            )
+            table.add_row(o.suite, o.expectation, result, ", ".join(o.examples[:3]))
+        console.print(table)
+    else:  # a pipe, a log, an 80-column terminal: one outcome a line, nothing cut
+        for o in report.outcomes:
+            result = "skip" if o.success is None else ("pass" if o.success else "[red]FAIL[/red]")
+            examples = f" e.g. {', '.join(o.examples[:3])}" if o.examples else ""
+            console.print(f"{result:4} {o.suite}: {o.expectation}{examples}", soft_wrap=True)
     console.print(report.summary(), soft_wrap=True)
     console.print(
         f"data docs: {report.docs_dir}" + (f" and {report.docs_url}" if report.docs_url else "")

@@ -83,7 +83,7 @@ def test_a_failed_validation_with_the_broker_down_reports_both_apart(
     is reported on its own line and does not turn the result into something else."""
     assert stockpipe("warehouse", "setup").returncode == 0
     assert stockpipe("trends").returncode == 0
-    env = nowhere()
+    env = nowhere() | {"COLUMNS": "80"}  # a pipe or a log: 80 columns
     started = time.monotonic()
     result = stockpipe("validate", "--session", "2025-11-26", env=env)
     assert time.monotonic() - started < GIVES_UP_WITHIN_SECONDS
@@ -93,6 +93,9 @@ def test_a_failed_validation_with_the_broker_down_reports_both_apart(
         in result.stdout
     )
     assert "passed" not in result.stdout.splitlines()[-2]
+    # At 80 columns one outcome a line, nothing cut short.
+    assert "…" not in result.stdout
+    assert any(line.startswith("FAIL raw_stock_prices: ") for line in result.stdout.splitlines())
     stderr = result.stderr.strip().splitlines()
     assert len(stderr) <= MAX_ERROR_LINES, result.stderr
     assert any(

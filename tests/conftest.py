@@ -25,7 +25,7 @@ from stockpipe.processes import free_port
 from stockpipe.settings import Settings, load_settings
 from stockpipe.streaming.broker import LocalBroker
 from stockpipe.streaming.topics import ensure_topics
-from tests.support import SnowflakeServer, snowflake_server_env
+from tests.support import SnowflakeServer, snowflake_server_env, wait_until_serving
 
 
 @pytest.fixture(scope="session")
@@ -46,9 +46,6 @@ def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Prometheus Pushgateway (Debian's prometheus-pushgateway) on a free port."""
     import shutil
     import subprocess
-    import time
-
-    import httpx
 
     binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
     assert binary, "prometheus-pushgateway is not installed (deployments/local/setup.sh)"
@@ -60,16 +57,7 @@ def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60  # a bound for a broken install, not a pace
-    while True:
-        assert process.poll() is None, "the Pushgateway exited at start"
-        try:
-            if httpx.get(f"http://{address}/-/ready", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "the Pushgateway did not become ready in 60 s"
-        time.sleep(0.1)
+    wait_until_serving(process, f"http://{address}/-/ready", "the Pushgateway")
     yield address
     process.terminate()
     process.wait(10)

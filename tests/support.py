@@ -156,6 +156,21 @@ def read_topic(settings: Settings, topic: str) -> list:
     return messages
 
 
+def wait_until_serving(process: subprocess.Popen, url: str, what: str, bound: float = 120) -> None:
+    """Until ``url`` answers 2xx, failing loudly if ``process`` exits first or ``bound``
+    seconds pass (a bound for a broken install, not a pace)."""
+    deadline = time.monotonic() + bound
+    while True:
+        assert process.poll() is None, f"{what} exited before it served"
+        try:
+            if httpx.get(url, timeout=1).is_success:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{what} did not answer {url} within {bound:.0f} s"
+        time.sleep(0.1)
+
+
 @contextmanager
 def running_prefect_server(home: Path):
     """`prefect server start` on a free port; yields the environment that points at it."""

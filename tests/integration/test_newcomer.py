@@ -348,9 +348,8 @@ def test_a_drain_through_a_backlog_shows_its_progress_on_a_terminal(
 def test_the_dashboard_stopped_by_a_signal_exits_as_every_command(
     env_settings: Settings, sent: signal.Signals, code: int
 ) -> None:
-    import httpx
-
     from stockpipe.processes import port_in_use
+    from tests.support import wait_until_serving
 
     port = free_port()
     process = subprocess.Popen(
@@ -358,16 +357,7 @@ def test_the_dashboard_stopped_by_a_signal_exits_as_every_command(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 120  # a bound for a broken install, not a pace
-    while True:
-        assert process.poll() is None, "the dashboard exited before it served"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).is_success:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "the dashboard did not answer"
-        time.sleep(0.2)
+    wait_until_serving(process, f"http://127.0.0.1:{port}/_stcore/health", "the dashboard")
     process.send_signal(sent)
     assert process.wait(60) == code
     assert not port_in_use(port)  # its server stopped with it

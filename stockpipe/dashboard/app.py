@@ -106,19 +106,7 @@ def watchlist_view(version: str) -> None:
     if quotes.empty:
         st.info("No quotes yet.")
         return
-    shown = quotes.rename(
-        columns={
-            "last_close": "last",
-            "change_on_day_pct": "day chg %",
-            "change_vs_open_pct": "vs open %",
-            "session_high": "high",
-            "session_low": "low",
-            "session_volume": "volume",
-            "session_vwap": "VWAP",
-            "bar_count": "bars",
-            "ts": "as of (UTC)",
-        }
-    )
+    shown = quotes.rename(columns=data.WATCHLIST_LABELS)
     st.dataframe(
         shown,
         hide_index=True,

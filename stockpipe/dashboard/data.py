@@ -122,6 +122,23 @@ def daily_history(reader: MartsReader, symbol: str, first: date, last: date) -> 
     return _numbers(frame, "session_date", "figures_from")
 
 
+# The watchlist's columns as people read them, in the dashboard and the report alike.
+WATCHLIST_LABELS = {
+    "last_close": "last",
+    "change_on_day_pct": "day chg %",
+    "change_vs_open_pct": "vs open %",
+    "session_high": "high",
+    "session_low": "low",
+    "session_volume": "volume",
+    "session_vwap": "VWAP",
+    "bar_count": "bars",
+    "ts": "as of (UTC)",
+    "session_date": "session",
+}
+# Counts: shown whole, never "390.00".
+WHOLE_NUMBER_LABELS = ("volume", "bars")
+
+
 def watchlist(reader: MartsReader) -> pd.DataFrame:
     """The latest quote per symbol with its session's figures."""
     frame = reader.query_frame(

@@ -141,5 +141,8 @@ def _status(fresh: data.Freshness, settings: Settings, now: datetime) -> str:
 def _table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "<p>No quotes yet.</p>"
-    shown = frame.drop(columns=["ts"], errors="ignore")
+    shown = frame.drop(columns=["ts"], errors="ignore").rename(columns=data.WATCHLIST_LABELS)
+    for label in data.WHOLE_NUMBER_LABELS:
+        if label in shown:
+            shown[label] = shown[label].round().astype("Int64")
     return shown.to_html(index=False, float_format=lambda v: f"{v:,.2f}", na_rep="-", border=0)

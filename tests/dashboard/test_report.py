@@ -29,6 +29,11 @@ def test_the_report_is_one_offline_page_with_every_symbols_charts(
         assert f"{symbol}: RSI(14), Wilder" in page
     assert page.count("Plotly.newPlot") == 1 + 4 * len(SYMBOLS)  # movers + 4 per symbol
     assert f"session {SESSION.day}" in page
+    # The watchlist as people read it: labels, counts whole.
+    watchlist = page[page.index("<h2>Watchlist</h2>") :].split("</table>")[0]
+    assert "<th>day chg %</th>" in watchlist and "last_close" not in watchlist
+    bars = re.findall(r"<td>(\d+(?:\.\d+)?)</td>\s*</tr>", watchlist)  # the last column
+    assert bars and all("." not in count for count in bars)
 
 
 def test_the_report_goes_to_s3_beside_the_data_docs(

@@ -159,5 +159,7 @@ def test_the_cli_shows_progress_and_a_second_run_publishes_nothing(
     assert "published 2760" in out  # (3 full sessions + the half day) x 2 symbols
     assert "window 1/1" in errors
 
-    assert main(["backfill", "--from", "2025-11-28", "--to", "2025-11-01"]) == 1
-    assert "--from 2025-11-28 is after --to 2025-11-01" in capsys.readouterr().err
+    assert main(["backfill", "--from", "2025-11-28", "--to", "2025-11-01"]) == 2  # usage
+    errors = capsys.readouterr().err
+    assert "error: --from 2025-11-28 is after --to 2025-11-01" in errors
+    assert "ValueError" not in errors

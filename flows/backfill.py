@@ -62,7 +62,10 @@ def backfill_history(
     """
     last = last or market_calendar.latest_closed_session().day
     report = publish_history(first, last, interval, symbols)
-    get_run_logger().info(report.summary())
+    logger = get_run_logger()
+    for note in report.notes:
+        logger.warning(note)
+    logger.info(report.summary())
     return {
         "sessions": report.sessions,
         "fetched": report.fetched,

@@ -184,8 +184,8 @@ def backfill(
         sessions=plan.sessions,
         notes=list(plan.notes),
     )
-    for note in plan.notes:
-        log.warning("backfill: %s", note)
+    for note in plan.notes:  # the caller shows them (the CLI's "note:" lines, the flow's log)
+        log.info("backfill: %s", note)
     seen: set[str] = set()
     for window in plan.windows:
         done = ingest_window(

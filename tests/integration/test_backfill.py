@@ -163,3 +163,28 @@ def test_the_cli_shows_progress_and_a_second_run_publishes_nothing(
     errors = capsys.readouterr().err
     assert "error: --from 2025-11-28 is after --to 2025-11-01" in errors
     assert "ValueError" not in errors
+
+
+def test_a_range_without_a_session_says_so_once(env_settings: Settings) -> None:
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stockpipe.cli",
+            "backfill",
+            "--from",
+            "2025-11-29",
+            "--to",
+            "2025-11-30",
+        ],
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("no NYSE session from 2025-11-29 to 2025-11-30") == 1, done.stderr

@@ -164,29 +164,37 @@ def latest_table(frame: pd.DataFrame) -> Table:
     return table
 
 
-def trends_table(frame: pd.DataFrame) -> Table:
-    """Daily indicators per symbol from MARTS.DAILY_TRENDS' latest session."""
-    table = Table(title="Daily trends (latest session per symbol)")
-    for column in (
-        "symbol",
-        "session",
-        "close",
-        "day chg %",
-        "SMA 20",
-        "SMA 50",
-        "RSI 14",
-        "vol 30 %",
-        "vs 52w high %",
-    ):
-        table.add_column(column, justify="left" if column in ("symbol", "session") else "right")
+def trends_table(frame: pd.DataFrame, width: int = 80) -> Table:
+    """Daily indicators per symbol from MARTS.DAILY_TRENDS' latest session.
 
-    def fmt(value: float | None, spec: str = ",.2f") -> str:
+    When every symbol's latest session is the same one it goes in the title; below
+    :data:`WIDE_TABLES` columns (``width``: a pipe, a log) each column is as narrow as its
+    cells and the headers wrap, so nothing is cut.
+    """
+    sessions = sorted({str(d) for d in frame["session_date"]}) if len(frame) else []
+    one_session = len(sessions) == 1
+    one_year = len({s[:4] for s in sessions}) == 1
+    if one_session:
+        title = f"Daily trends (session {sessions[0]})"
+    elif one_year:  # the year in the title, month-day in the rows
+        title = f"Daily trends (latest session per symbol, {sessions[0][:4]})"
+    else:
+        title = "Daily trends (latest session per symbol)"
+    table = Table(title=title)
+    columns = ["symbol", "session", "close", "day chg %", "SMA 20", "SMA 50", "RSI 14"]
+    columns += ["vol 30 %", "vs 52w high %"]
+    if one_session:
+        columns.remove("session")
+    elif one_year:
+        columns[1] = "day"
+
+    def fmt(value: float | None, spec: str = ".2f") -> str:
         return "-" if value is None or value != value else format(value, spec)
 
-    for row in frame.itertuples():
-        table.add_row(
+    rows = [
+        [
             row.symbol,
-            str(row.session_date),
+            *([] if one_session else [str(row.session_date)[5 if one_year else 0 :]]),
             fmt(row.close),
             fmt(row.change_pct, "+.2f"),
             fmt(row.sma_20),
@@ -194,7 +202,20 @@ def trends_table(frame: pd.DataFrame) -> Table:
             fmt(row.rsi_14, ".1f"),
             fmt(None if row.volatility_30 is None else row.volatility_30 * 100, ".1f"),
             fmt(row.pct_from_52w_high, "+.1f"),
+        ]
+        for row in frame.itertuples()
+    ]
+    for index, column in enumerate(columns):
+        # Narrow: each column as wide as its widest cell (or header word), the headers
+        # wrap, no figure or date is cut.
+        narrowest = max([len(r[index]) for r in rows] + [len(w) for w in column.split()])
+        table.add_column(
+            column,
+            justify="left" if column in ("symbol", "session", "day") else "right",
+            width=narrowest if width < WIDE_TABLES else None,
         )
+    for cells in rows:
+        table.add_row(*cells)
     if len(frame) and frame["sma_50"].isna().all():
         table.caption = (
             "SMA 50 needs 50 sessions, RSI 15: load history with 'stockpipe backfill --from DATE'"
@@ -609,7 +630,7 @@ def cmd_trends(args: argparse.Namespace) -> int:
             index = trends.generate_docs(warehouse, settings, settings.dbt_docs_dir)
             console.print(f"dbt docs (models, tests, lineage): {index}")
         console.print(latest_table(trends.latest_quotes(warehouse)))
-        console.print(trends_table(trends.latest_trends(warehouse)))
+        console.print(trends_table(trends.latest_trends(warehouse), console.width))
         movers = trends.top_movers(warehouse)
     if args.report:
         from stockpipe.dashboard.report import write_report
@@ -755,7 +776,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         counts = trends.row_counts(warehouse)
         location = warehouse.location
     console.print(latest_table(latest))
-    console.print(trends_table(daily))
+    console.print(trends_table(daily, console.width))
     console.print(
         f"published this run: {published}; warehouse rows: "
         + ", ".join(f"{k} {v}" for k, v in counts.items())

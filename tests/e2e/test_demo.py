@@ -49,7 +49,7 @@ def test_demo_runs_the_pipeline_and_a_rerun_does_not_duplicate(tmp_path: Path) -
         first = run_demo(env)
         assert first.returncode == 0, first.stdout + first.stderr
         assert "Latest per symbol (session 2025-11-28)" in first.stdout
-        assert "Daily trends (latest session per symbol)" in first.stdout
+        assert "Daily trends (session 2025-11-28)" in first.stdout
         assert "stockpipe dashboard" in first.stdout
         assert (tmp_path / "home" / "data-docs" / "report" / "index.html").exists()
         for symbol in WATCHLIST:

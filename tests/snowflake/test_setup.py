@@ -42,7 +42,8 @@ def applied(output: str) -> list[str]:
     return re.findall(r"^\s+(\S+\.sql): applied$", output, re.MULTILINE)
 
 
-def recorded(database: str) -> dict[str, str]:
+def recorded() -> dict[str, str]:
+    """The set-up's record (file name -> checksum), read as READER."""
     with Warehouse.connect(load_settings(), "read") as warehouse:
         return dict(warehouse.query("select file_name, checksum from RAW.SQL_APPLIED"))
 
@@ -62,7 +63,7 @@ def test_a_new_account_is_set_up_by_the_first_run_and_left_alone_by_the_second(
     assert first.returncode == 0, first.stdout + first.stderr
     assert applied(first.stdout) == SQL_FILES  # every file, in order, as it ran
     statements = [e for e in snowflake_server.statements(snowflake_env)[before:] if e["ok"]]
-    assert sorted(recorded(snowflake_env)) == SQL_FILES  # the account files too
+    assert sorted(recorded()) == SQL_FILES  # the account files too
     for entry in statements:
         sql = " ".join(entry["sql"].split())
         if ACCOUNT_ADMIN_STATEMENTS.match(sql):
@@ -103,7 +104,7 @@ def test_a_setup_that_failed_after_the_account_files_finishes_on_the_next_run(
     resumed = setup()
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert applied(resumed.stdout) == SQL_FILES  # the unrecorded account files ran again
-    assert sorted(recorded(snowflake_env)) == SQL_FILES
+    assert sorted(recorded()) == SQL_FILES
     assert applied(setup().stdout) == []
 
 
@@ -126,5 +127,5 @@ def test_a_setup_killed_after_the_account_file_finishes_on_the_next_run(
 
     resumed = setup()
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert sorted(recorded(snowflake_env)) == SQL_FILES
+    assert sorted(recorded()) == SQL_FILES
     assert applied(setup().stdout) == []

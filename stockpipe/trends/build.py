@@ -235,7 +235,9 @@ def invoke(
         from dbt.cli.main import dbtRunner
 
         if progress is None:
-            return dbtRunner().invoke(args)
+            # dbt's timestamped info lines would go to the caller's stdout (the command's
+            # output): only its warnings and errors, as with progress below.
+            return dbtRunner().invoke([*args, "--log-level", "warn"])
 
         def on_event(event: Any) -> None:
             if event.info.name == "NodeFinished":

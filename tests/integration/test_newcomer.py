@@ -409,3 +409,14 @@ def test_a_warehouse_backfill_with_the_raw_zone_off_says_why_it_loaded_nothing(
     captured = capsys.readouterr()
     assert "backfilled 0 raw-zone files" in captured.out
     assert "STOCKPIPE_LAKE__ENABLED=true, which is off" in captured.err.replace("\n", "")
+
+
+def test_trends_docs_keep_dbts_lines_off_stdout(env_settings: Settings) -> None:
+    import re
+
+    assert stockpipe("warehouse", "setup").returncode == 0
+    result = stockpipe("trends", "--docs")
+    assert result.returncode == 0, result.stderr
+    assert "dbt docs (models, tests, lineage): " in result.stdout
+    # dbt's own lines start with a clock ("12:34:56  Running with dbt=..."): none here.
+    assert not [line for line in result.stdout.splitlines() if re.match(r"\d\d:\d\d:\d\d", line)]

@@ -76,10 +76,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _session(value: str | None) -> market_calendar.Session:
     if value is None:
         return market_calendar.latest_closed_session(datetime.now(UTC))
-    try:
-        day = date.fromisoformat(value)
-    except ValueError:
-        raise UsageError(f"--session {value}: not a date; expected YYYY-MM-DD") from None
+    day = _iso_date("--session", value)
     try:
         return market_calendar.session(day)
     except ValueError as exc:
@@ -394,11 +391,17 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
-def _date(option: str, value: str) -> date:
+def _iso_date(option: str, value: str) -> date:
+    """``option``'s value as a date, or a usage error saying the format expected."""
     try:
-        day = date.fromisoformat(value)
+        return date.fromisoformat(value)
     except ValueError:
         raise UsageError(f"{option} {value}: not a date; expected YYYY-MM-DD") from None
+
+
+def _date(option: str, value: str) -> date:
+    """``option``'s date, inside the calendar's range."""
+    day = _iso_date(option, value)
     try:
         market_calendar.schedule(day, day)  # inside the calendar's range
         return day
@@ -564,13 +567,10 @@ def _remove_symbols(settings: Settings, args: argparse.Namespace) -> int:
 
     if not args.symbols:
         raise UsageError("warehouse remove: name the symbols to remove (--symbols ZZZZ ...)")
-    bounds = []
-    for flag, value in (("--since", args.since), ("--until", args.until)):
-        try:
-            bounds.append(datetime.fromisoformat(value) if value else None)
-        except ValueError:
-            raise UsageError(f"{flag} {value}: not a date (YYYY-MM-DD)") from None
-    since, until = bounds
+    since, until = (
+        datetime.combine(_iso_date(flag, value), datetime.min.time()) if value else None
+        for flag, value in (("--since", args.since), ("--until", args.until))
+    )
     with Warehouse.connect(settings, "load") as warehouse:
         for symbol in args.symbols:
             removed = delete_bars(warehouse, symbol, since, until)

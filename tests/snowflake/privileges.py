@@ -18,7 +18,7 @@ from sqlglot import exp
 from stockpipe.settings import Settings
 from stockpipe.warehouse.setup import APPLIED_TABLE, SqlFile, read_sql_dir, setup_variables
 
-_GRANT_ON = re.compile(
+GRANT_ON = re.compile(
     r"^grant (?P<privileges>.+?) on (?:(?P<kind>table|view|stage|warehouse|database|schema) )?"
     r"(?P<name>\S+) to (?:role )?(?P<role>\w+)$",
     re.IGNORECASE | re.DOTALL,
@@ -69,8 +69,8 @@ def granted_at_run_time(statements: list[dict]) -> dict[str, set[Privilege]]:
     grants config) in the recorded ``statements`` that succeeded."""
     roles: dict[str, set[Privilege]] = {}
     for entry in statements:
-        text = _plain(entry["sql"]).rstrip("; ")
-        if entry.get("ok") and (found := _GRANT_ON.match(text)):
+        text = plain_sql(entry["sql"]).rstrip("; ")
+        if entry.get("ok") and (found := GRANT_ON.match(text)):
             held = roles.setdefault(found["role"].upper(), set())
             for privilege in _privileges(found["privileges"]):
                 held.add((privilege, found["name"].upper()))
@@ -85,7 +85,7 @@ def granted(settings: Settings) -> dict[str, set[Privilege]]:
     for sql_file in files:
         for statement in sql_file.statements:
             statement = " ".join(statement.split())
-            if found := _GRANT_ON.match(statement):
+            if found := GRANT_ON.match(statement):
                 held = roles.setdefault(found["role"].upper(), set())
                 for privilege in _privileges(found["privileges"]):
                     held.add((privilege, found["name"].upper()))
@@ -111,7 +111,7 @@ def required(
         schema: the session's current schema, where an unqualified name lives.
     """
     owned = owned if owned is not None else set()
-    text = _plain(sql)
+    text = plain_sql(sql)
     if re.match(r"^(begin|commit|rollback|use)\b", text, re.IGNORECASE) or _METADATA.match(text):
         return set()
     if found := _CREATE.match(text):
@@ -157,7 +157,7 @@ def required(
     return None
 
 
-def _plain(sql: str) -> str:
+def plain_sql(sql: str) -> str:
     """``sql`` on one line, without comments (dbt appends one to every statement)."""
     without_comments = re.sub(r"/\*.*?\*/", " ", re.sub(r"--[^\n]*", " ", sql), flags=re.DOTALL)
     return " ".join(without_comments.split())

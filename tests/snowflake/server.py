@@ -51,6 +51,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.snowflake.privileges import GRANT_ON, plain_sql
+
 # Account objects with no data effect that fakesnow 0.12 cannot parse.
 ACCOUNT_STATEMENTS = [
     r"^\s*create\s+warehouse\b",
@@ -64,11 +66,6 @@ ACCOUNT_STATEMENTS = [
 # Statements after which Snowflake commits an open transaction: DDL commits it first.
 _DDL = re.compile(r"^\s*(create|alter|drop|grant|revoke|truncate|undrop)\b", re.IGNORECASE)
 _REMOVE = re.compile(r"^\s*(?:remove|rm)\s+@([\w.$]+)(/\S*)?\s*$", re.IGNORECASE)
-_GRANT = re.compile(
-    r"^\s*grant\s+(?P<privileges>[\w\s,]+?)\s+on\s+(?:table\s+|view\s+)?(?P<name>[\w.\"]+)\s+"
-    r"to\s+(?:role\s+)?(?P<role>\w+)\s*;?\s*$",
-    re.IGNORECASE,
-)
 _SHOW_GRANTS = re.compile(
     r"^\s*show\s+grants\s+on\s+(?:table\s+|view\s+)?(?P<name>[\w.\"]+)\s*$", re.IGNORECASE
 )
@@ -143,12 +140,6 @@ async def session(request: Request) -> Response:
     return await fakesnow_server.session(request)
 
 
-def _plain(sql: str) -> str:
-    """``sql`` without comments (dbt appends one to each statement), stripped."""
-    sql = re.sub(r"/\*.*?\*/", " ", sql, flags=re.DOTALL)
-    return re.sub(r"--[^\n]*", " ", sql).strip()
-
-
 def _object(token: str, name: str) -> str:
     """``name`` qualified with the session's database and schema, upper case."""
     parts = name.replace('"', "").upper().split(".")
@@ -159,8 +150,8 @@ def _object(token: str, name: str) -> str:
 
 def _track_grants(token: str, sql: str) -> str | None:
     """Keep the grants a statement changes; for SHOW GRANTS, the SQL that lists them."""
-    sql = _plain(sql)
-    if granted := _GRANT.match(sql):
+    sql = plain_sql(sql).rstrip("; ")
+    if granted := GRANT_ON.match(sql):
         held = _grants.setdefault(_object(token, granted["name"]), set())
         for privilege in granted["privileges"].split(","):
             held.add((privilege.strip().upper(), granted["role"].upper()))
@@ -244,18 +235,18 @@ async def query(request: Request) -> Response:
                 "success": False,
             }
         )
-    keyword = " ".join(_plain(sql).lower().rstrip(";").split())
+    keyword = plain_sql(sql).lower().rstrip(";")
     if keyword in ("begin", "begin transaction", "start transaction"):
         _in_transaction.add(token)
     elif keyword in ("commit", "rollback"):
         _in_transaction.discard(token)
-    elif token in _in_transaction and _DDL.match(_plain(sql)):
+    elif token in _in_transaction and _DDL.match(plain_sql(sql)):
         _in_transaction.discard(token)
         if (conn := fakesnow_server.sessions.get(token)) is not None:
             conn.cursor().execute("commit")
     if (listing := _track_grants(token, sql)) is not None:
         _replace_sql(request, body, listing)
-    if removing := _REMOVE.match(_plain(sql)):
+    if removing := _REMOVE.match(plain_sql(sql)):
         removed = _remove(token, removing.group(1), removing.group(2) or "")
         rows = " union all ".join(f"select '{n}' as name, 'removed' as result" for n in removed)
         _replace_sql(request, body, rows or "select null as name, null as result where false")

@@ -97,20 +97,24 @@ def write_offsets(
     if not next_offsets:
         return
     now = datetime.now(UTC).replace(tzinfo=None)
-    by_topic: dict[str, list[int]] = {}
-    for topic, partition in next_offsets:
-        by_topic.setdefault(topic, []).append(partition)
-    for topic, partitions in by_topic.items():
-        placeholders = ", ".join(["%s"] * len(partitions))
+    for topic, offsets in _by_topic(next_offsets).items():
+        placeholders = ", ".join(["%s"] * len(offsets))
         warehouse.execute(
             Portable(
                 "delete from RAW.KAFKA_OFFSETS where kafka_topic = %s "
                 f"and kafka_partition in ({placeholders})"
             ),
-            (topic, *partitions),
+            (topic, *offsets),
         )
+        _insert_offsets(warehouse, topic, offsets, cluster_id, now)
+
+
+def _by_topic(next_offsets: dict[TopicPartition, int]) -> dict[str, dict[int, int]]:
+    """``next_offsets`` as topic -> partition -> offset, partitions in order."""
+    by_topic: dict[str, dict[int, int]] = {}
     for (topic, partition), offset in sorted(next_offsets.items()):
-        _insert_offset(warehouse, topic, partition, offset, cluster_id, now)
+        by_topic.setdefault(topic, {})[partition] = offset
+    return by_topic
 
 
 def claim_offsets(
@@ -137,11 +141,8 @@ def claim_offsets(
         not be loaded (the caller leaves them out).
     """
     now = datetime.now(UTC).replace(tzinfo=None)
-    by_topic: dict[str, dict[int, int]] = {}
-    for (topic, partition), offset in sorted(next_offsets.items()):
-        by_topic.setdefault(topic, {})[partition] = offset
     fenced: dict[TopicPartition, int] = {}
-    for topic, offsets in by_topic.items():
+    for topic, offsets in _by_topic(next_offsets).items():
         # No start given (a load outside the drain, e.g. a backfill): nothing to fence.
         starts = {p: start_offsets.get((topic, p), _NO_FENCE) for p in offsets}
         warehouse.execute(
@@ -197,32 +198,25 @@ def _fenced_or_new(
         elif stored[partition][1] is None or int(stored[partition][1]) != offset:
             fenced[(topic, partition)] = stored[partition][0]
     if new:
-        warehouse.execute(
-            Portable(
-                "insert into RAW.KAFKA_OFFSETS "
-                "(kafka_topic, kafka_partition, next_offset, cluster_id, updated_at) values "
-                + ", ".join(["(%s, %s, %s, %s, %s)"] * len(new))
-            ),
-            tuple(v for p in new for v in (topic, p, offsets[p], cluster_id, now)),
-        )
+        _insert_offsets(warehouse, topic, {p: offsets[p] for p in new}, cluster_id, now)
     return fenced
 
 
-def _insert_offset(
+def _insert_offsets(
     warehouse: Warehouse,
     topic: str,
-    partition: int,
-    offset: int,
+    offsets: dict[int, int],
     cluster_id: str | None,
     now: datetime,
 ) -> None:
+    """One row per partition of ``offsets`` (partition -> next offset), in one statement."""
     warehouse.execute(
         Portable(
             "insert into RAW.KAFKA_OFFSETS "
-            "(kafka_topic, kafka_partition, next_offset, cluster_id, updated_at) "
-            "values (%s, %s, %s, %s, %s)"
+            "(kafka_topic, kafka_partition, next_offset, cluster_id, updated_at) values "
+            + ", ".join(["(%s, %s, %s, %s, %s)"] * len(offsets))
         ),
-        (topic, partition, offset, cluster_id, now),
+        tuple(v for p, o in offsets.items() for v in (topic, p, o, cluster_id, now)),
     )
 
 

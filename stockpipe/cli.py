@@ -528,15 +528,6 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
     )
 
     settings = _settings(args)
-    for flag, value, actions in (
-        ("--plan", args.plan, ("setup",)),
-        ("--force", args.force, ("setup",)),
-        ("--since", args.since, ("backfill", "remove")),
-        ("--until", args.until, ("backfill", "remove")),
-        ("--symbols", args.symbols, ("remove",)),
-    ):
-        if value and args.action not in actions:
-            raise UsageError(f"warehouse {args.action}: {flag} is for {' and '.join(actions)}")
     if args.action == "backfill":
         return _backfill(settings, args)
     if args.action == "remove":
@@ -565,8 +556,6 @@ def _remove_symbols(settings: Settings, args: argparse.Namespace) -> int:
     from stockpipe.drain.loader import delete_bars
     from stockpipe.warehouse import Warehouse
 
-    if not args.symbols:
-        raise UsageError("warehouse remove: name the symbols to remove (--symbols ZZZZ ...)")
     since, until = (
         datetime.combine(_iso_date(flag, value), datetime.min.time()) if value else None
         for flag, value in (("--since", args.since), ("--until", args.until))
@@ -803,6 +792,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -- entry point ---------------------------------------------------------------------------
+def _command(
+    sub: argparse._SubParsersAction, name: str, text: str, description: str | None = None
+) -> argparse.ArgumentParser:
+    """A command whose ``--help`` opens with what it does (its line in ``stockpipe --help``
+    unless a longer ``description`` is given)."""
+    return sub.add_parser(name, help=text, description=description or text)
+
+
+def _actions(parser: argparse.ArgumentParser, **helps: str) -> list[argparse.ArgumentParser]:
+    """Give ``parser`` one sub-command per action, each with its own help and flags.
+
+    Args:
+        parser: the command's parser (``kafka``, ``monitoring``, ``warehouse``).
+        helps: action name -> what it does (its line in the command's help and its own
+            ``--help`` description).
+
+    Returns:
+        The actions' parsers, in the order given, for their own flags.
+    """
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    parsers = []
+    for name, text in helps.items():
+        action = actions.add_parser(name, help=text, description=text)
+        action.set_defaults(usage_parser=action)
+        parsers.append(action)
+    return parsers
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stockpipe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -810,42 +827,53 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run the whole pipeline on one simulated session")
-    demo.add_argument("--session", help="session date YYYY-MM-DD (default: latest closed)")
+    demo = _command(sub, "demo", "run the whole pipeline on one simulated session")
+    demo.add_argument(
+        "--session", metavar="DATE", help="session date YYYY-MM-DD (default: latest closed)"
+    )
     demo.add_argument(
         "--slices",
         type=int,
+        metavar="N",
         default=4,
         help="ingest runs the session is fast-forwarded in (default 4)",
     )
     demo.set_defaults(func=cmd_demo)
 
-    kafka = sub.add_parser("kafka", help="the local KRaft broker")
-    kafka.add_argument(
-        "action",
-        choices=["install", "up", "down", "status"],
-        help="install: fetch Apache Kafka's jars (Maven Central) into the cache; up: start "
-        "the single-node broker (installing first if needed) and wait until it answers; down: "
-        "stop it; status: whether it runs, where, and its cluster id (exit 1 if not)",
-    )
+    kafka = _command(sub, "kafka", "the local KRaft broker")
     kafka.set_defaults(func=cmd_kafka)
+    _actions(
+        kafka,
+        install="fetch Apache Kafka's jars (Maven Central) into the cache",
+        up="start the single-node KRaft broker (installing first if needed), wait until it "
+        "answers and create the topics",
+        down="stop the broker (its data stays under the home)",
+        status="whether the broker runs, where, and its cluster id (exit 1 if not)",
+    )
 
-    monitoring = sub.add_parser(
-        "monitoring", help="local Prometheus, Pushgateway and node exporter"
-    )
-    monitoring.add_argument(
-        "action",
-        choices=["up", "down", "status"],
-        help="up: start Prometheus, the Pushgateway and the node exporter with this home's "
-        "configuration and wait until each answers; down: stop them; status: which answer "
-        "(exit 1 if any does not)",
-    )
+    monitoring = _command(sub, "monitoring", "local Prometheus, Pushgateway and node exporter")
     monitoring.set_defaults(func=cmd_monitoring)
+    _actions(
+        monitoring,
+        up="start Prometheus, the Pushgateway and the node exporter with this home's "
+        "configuration and wait until each answers",
+        down="stop them (their data stays under the home)",
+        status="which of them answer (exit 1 if any does not)",
+    )
 
-    ingest = sub.add_parser("ingest", help="fetch a session's bars and publish them")
-    ingest.add_argument("--session", help="session date YYYY-MM-DD (default: latest closed)")
+    ingest = _command(sub, "ingest", "fetch a session's bars and publish them")
     ingest.add_argument(
-        "--symbols", nargs="+", type=_ticker, help="tickers (default: the watchlist)"
+        "--session",
+        metavar="DATE",
+        help="session date YYYY-MM-DD (default: latest closed; a session in progress gives "
+        "its bars so far)",
+    )
+    ingest.add_argument(
+        "--symbols",
+        nargs="+",
+        type=_ticker,
+        metavar="TICKER",
+        help="tickers (default: the watchlist, STOCKPIPE_WATCHLIST)",
     )
     ingest.add_argument(
         "--follow",
@@ -854,27 +882,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.set_defaults(func=cmd_ingest)
 
-    history = sub.add_parser(
+    history = _command(
+        sub,
         "backfill",
-        help="publish history (daily or 1-minute bars) for the watchlist",
+        "publish history (daily or 1-minute bars) for the watchlist",
         description="Publish the bars of the closed sessions --from..--to to the prices topic "
         "(re-running publishes nothing new). Daily bars go back as far as the source serves; "
         "yfinance serves 1-minute bars of the last 30 days.",
     )
-    history.add_argument("--from", dest="first", required=True, help="first date YYYY-MM-DD")
-    history.add_argument("--to", dest="last", help="last date (default: latest closed session)")
+    history.add_argument(
+        "--from", dest="first", required=True, metavar="DATE", help="first date YYYY-MM-DD"
+    )
+    history.add_argument(
+        "--to", dest="last", metavar="DATE", help="last date (default: latest closed session)"
+    )
     history.add_argument("--interval", choices=["1d", "1m"], default="1d", help="default 1d")
     history.add_argument(
-        "--symbols", nargs="+", type=_ticker, help="tickers (default: the watchlist)"
+        "--symbols",
+        nargs="+",
+        type=_ticker,
+        metavar="TICKER",
+        help="tickers (default: the watchlist, STOCKPIPE_WATCHLIST)",
     )
     history.set_defaults(func=cmd_backfill)
 
-    dashboard = sub.add_parser("dashboard", help="the trends in the browser (Streamlit)")
-    dashboard.add_argument("--port", type=int, help="default STOCKPIPE_DASHBOARD__PORT (8501)")
+    dashboard = _command(sub, "dashboard", "the trends in the browser (Streamlit)")
+    dashboard.add_argument(
+        "--port", type=int, metavar="N", help="default STOCKPIPE_DASHBOARD__PORT (8501)"
+    )
     dashboard.set_defaults(func=cmd_dashboard)
 
-    drain = sub.add_parser("drain", help="load the prices topic into the warehouse")
-    drain.add_argument("--max-records", type=int, help="records per warehouse commit")
+    drain = _command(sub, "drain", "load the prices topic into the warehouse")
+    drain.add_argument(
+        "--max-records",
+        type=int,
+        metavar="N",
+        help="records per warehouse commit (default STOCKPIPE_DRAIN__MAX_RECORDS)",
+    )
     drain.add_argument(
         "--reset-offsets",
         choices=["earliest", "latest"],
@@ -888,30 +932,41 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--follow", action="store_true", help="keep draining until Ctrl-C")
     drain.set_defaults(func=cmd_drain)
 
-    warehouse = sub.add_parser("warehouse", help="the warehouse's one-time set-up")
-    warehouse.add_argument(
-        "action",
-        choices=["setup", "backfill", "remove"],
-        help="setup: create or update the objects (admin, once); backfill: load the raw "
-        "zone's files into RAW (no duplicates, the later fetch wins); remove: delete "
-        "symbols' bars from RAW (and, at the next trend build, from the marts)",
-    )
-    warehouse.add_argument("--plan", action="store_true", help="setup: show what would run")
-    warehouse.add_argument("--force", action="store_true", help="setup: run every file")
-    warehouse.add_argument(
-        "--since", help="backfill: first date=YYYY-MM-DD folder; remove: first day (UTC)"
-    )
-    warehouse.add_argument(
-        "--until", help="backfill: last date=YYYY-MM-DD folder; remove: day after the last (UTC)"
-    )
-    warehouse.add_argument(
-        "--symbols", nargs="+", type=_ticker, help="remove: the tickers whose bars go"
-    )
+    warehouse = _command(sub, "warehouse", "the warehouse's set-up and upkeep")
     warehouse.set_defaults(func=cmd_warehouse)
-
-    trends_cmd = sub.add_parser(
-        "trends", help="build the trend marts (dbt); latest figures, movers"
+    setup, backfill, remove = _actions(
+        warehouse,
+        setup="create or update the warehouse's objects, as the admin role, once per change "
+        "of sql/setup (files already applied are skipped)",
+        backfill="load the raw zone's Parquet files into RAW (no duplicates, the later fetch wins)",
+        remove="delete symbols' bars from RAW (and, at the next trend build, from the marts)",
     )
+    setup.add_argument("--plan", action="store_true", help="show what would run, run nothing")
+    setup.add_argument("--force", action="store_true", help="run every file, applied or not")
+    backfill.add_argument(
+        "--since", metavar="DATE", help="first date=YYYY-MM-DD folder (default: the first)"
+    )
+    backfill.add_argument(
+        "--until", metavar="DATE", help="last date=YYYY-MM-DD folder (default: the last)"
+    )
+    remove.add_argument(
+        "--symbols",
+        nargs="+",
+        type=_ticker,
+        required=True,
+        metavar="TICKER",
+        help="the tickers whose bars go",
+    )
+    remove.add_argument(
+        "--since", metavar="DATE", help="first day YYYY-MM-DD, UTC (default: the first bar)"
+    )
+    remove.add_argument(
+        "--until",
+        metavar="DATE",
+        help="the day after the last, YYYY-MM-DD, UTC (default: the last bar)",
+    )
+
+    trends_cmd = _command(sub, "trends", "build the trend marts (dbt); latest figures, movers")
     trends_cmd.add_argument(
         "--full",
         action="store_true",
@@ -929,15 +984,18 @@ def build_parser() -> argparse.ArgumentParser:
         "<home>/data-docs/report",
     )
     trends_cmd.set_defaults(func=cmd_trends)
-    validate = sub.add_parser("validate", help="Great Expectations checks of a session")
+    validate = _command(sub, "validate", "Great Expectations checks of a session")
     validate.add_argument(
         "--session",
+        metavar="DATE",
         help="session date YYYY-MM-DD (default: latest closed; a session still open is "
         "validated only when named, for freshness)",
     )
     validate.set_defaults(func=cmd_validate)
 
-    sub.add_parser("config", help="show the effective settings").set_defaults(func=cmd_config)
+    _command(sub, "config", "show the effective settings").set_defaults(func=cmd_config)
+    for command in sub.choices.values():
+        command.set_defaults(usage_parser=command)  # an action's own parser wins (_actions)
     return parser
 
 
@@ -955,7 +1013,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # name. A block saved to a server registers its own type.
     os.environ.setdefault("PREFECT_API_BLOCKS_REGISTER_ON_START", "false")
     os.environ.setdefault("PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION", "false")
-    args = build_parser().parse_args(argv)
+    # argparse reports a flag no parser took with the top parser's usage; the command's own
+    # (or its action's) names where the flag was wrong and which flags it has.
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        args.usage_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     # snowflake-connector's vendored requests warns about the installed urllib3 at import;
     # our pins are tested together (pyproject.toml), so the warning says nothing to act on.
     warnings.filterwarnings("ignore", message=r"urllib3 \(.*doesn't match a supported version")

@@ -140,7 +140,11 @@ def test_validating_before_the_first_trend_build_says_to_build(env_settings: Set
             ["backfill", "--from", "2025-11-26", "--to", "2025-11-20"],
             "--from 2025-11-26 is after --to 2025-11-20",
         ),
-        (["warehouse", "setup", "--since", "2025-11-20"], "warehouse setup: --since is for"),
+        (
+            ["warehouse", "setup", "--since", "2025-11-20"],
+            "stockpipe warehouse setup: error: unrecognized arguments: --since",
+        ),
+        (["kafka", "up", "--plan"], "stockpipe kafka up: error: unrecognized arguments: --plan"),
     ],
     ids=[
         "bad-date",
@@ -151,6 +155,7 @@ def test_validating_before_the_first_trend_build_says_to_build(env_settings: Set
         "bad-ticker",
         "backfill-backwards",
         "other-actions-flag",
+        "flag-of-no-action",
     ],
 )
 def test_bad_usage_exits_2_saying_what_was_wrong(

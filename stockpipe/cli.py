@@ -54,7 +54,8 @@ from stockpipe.settings import (
 )
 from stockpipe.sources.replay import ReplayFileError
 
-console = Console()
+# Plain lines are never broken mid-phrase in a pipe or a log (soft wrap); tables keep their width.
+console = Console(soft_wrap=True)
 # Below this many columns a table would cut its cells: print one record a line instead.
 WIDE_TABLES = 120
 err = Console(stderr=True)
@@ -288,9 +289,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         end = now.replace(second=0, microsecond=0)
         err.print(f"note: session {session.day} is in progress; its bars until {end:%H:%M} UTC")
     report = ingest_window(settings, session.open, end, symbols=args.symbols)
-    console.print(report.summary(), soft_wrap=True)
+    console.print(report.summary())
     if report.fetched and report.rejected and not (report.published or report.unchanged):
-        err.print("error: the contract rejected every bar; nothing was published", soft_wrap=True)
+        err.print("error: the contract rejected every bar; nothing was published")
         return 1
     return 0
 
@@ -308,21 +309,20 @@ def _follow(settings: Settings) -> int:
     console.print(
         f"following the trades of {len(settings.source.watchlist)} symbols until "
         f"{until:%Y-%m-%d %H:%M} UTC (the session's close); Ctrl-C stops",
-        soft_wrap=True,
     )
     last: list[LiveReport] = []
 
     def on_publish(report: LiveReport) -> None:
         last[:] = [report]
-        console.print(f"  {datetime.now(UTC):%H:%M:%S} {report.summary()}", soft_wrap=True)
+        console.print(f"  {datetime.now(UTC):%H:%M:%S} {report.summary()}")
 
     try:
         report = follow_trades(settings, until, on_publish=on_publish)
     except KeyboardInterrupt:
         if last:
-            console.print(last[0].summary(), soft_wrap=True)
+            console.print(last[0].summary())
         raise
-    console.print(report.summary(), soft_wrap=True)
+    console.print(report.summary())
     return 0
 
 
@@ -366,7 +366,6 @@ def cmd_backfill(args: argparse.Namespace) -> int:
                 err.print(
                     f"backfill {args.interval}: window {report.windows}/{len(plan.windows)} "
                     f"({window.first}..{window.last}) published {report.published:,} so far",
-                    soft_wrap=True,
                 )
 
         try:
@@ -378,12 +377,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             err.print(
                 f"backfill stopped: {done:,} bars published and acknowledged before it; "
                 "running the same command again publishes the rest",
-                soft_wrap=True,
             )
             raise
     for note in report.notes:
-        err.print(f"note: {note}", soft_wrap=True)
-    console.print(report.summary(), soft_wrap=True)
+        err.print(f"note: {note}")
+    console.print(report.summary())
     if report.published:
         console.print(
             "next: 'stockpipe drain' loads it, then 'stockpipe trends' rebuilds the marts"
@@ -496,7 +494,6 @@ def cmd_drain(args: argparse.Namespace) -> int:
                 console.print(
                     f"  batch {report.batches}: {report.messages:,} of {total:,} messages, "
                     f"{report.inserted:,} new bars, {report.rejected_total} dead-lettered",
-                    soft_wrap=True,
                 )
 
         with metrics.pushed_at_end("drain-to-warehouse", settings.metrics.pushgateway_url):
@@ -506,9 +503,9 @@ def cmd_drain(args: argparse.Namespace) -> int:
                 max_records=args.max_records,
                 reset_offsets=args.reset_offsets,
                 on_batch=on_batch,
-                on_progress=lambda text: err.print(f"  {text}", soft_wrap=True),
+                on_progress=lambda text: err.print(f"  {text}"),
             )
-    console.print(report.summary(), soft_wrap=True)
+    console.print(report.summary())
     for (topic, partition), offset in sorted(report.next_offsets.items()):
         console.print(f"  {topic}[{partition}] next offset {offset}")
     if report.interrupted is not None:
@@ -597,7 +594,7 @@ def _backfill(settings: Settings, args: argparse.Namespace) -> int:
             if not settings.lake.enabled
             else "no drain has written a batch there for those dates yet"
         )
-        err.print(f"note: the raw zone ({where}) holds no files to load: {why}", soft_wrap=True)
+        err.print(f"note: the raw zone ({where}) holds no files to load: {why}")
     return 0
 
 
@@ -614,7 +611,7 @@ def cmd_trends(args: argparse.Namespace) -> int:
     settings = _settings(args)
     with Warehouse.connect(settings, "transform") as warehouse:
         report = trends.build_marts(warehouse, settings, full=args.full, progress=_print_node)
-        console.print(report.summary(), soft_wrap=True)
+        console.print(report.summary())
         if args.docs:
             index = trends.generate_docs(warehouse, settings, settings.dbt_docs_dir)
             console.print(f"dbt docs (models, tests, lineage): {index}")
@@ -663,14 +660,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for o in report.outcomes:
             result = "skip" if o.success is None else ("pass" if o.success else "[red]FAIL[/red]")
             examples = f" e.g. {', '.join(o.examples[:3])}" if o.examples else ""
-            console.print(f"{result:4} {o.suite}: {o.expectation}{examples}", soft_wrap=True)
-    console.print(report.summary(), soft_wrap=True)
+            console.print(f"{result:4} {o.suite}: {o.expectation}{examples}")
+    console.print(report.summary())
     console.print(
         f"data docs: {report.docs_dir}" + (f" and {report.docs_url}" if report.docs_url else "")
     )
     alert = validation.publish_outcome(settings, report)
     if alert is not None:
-        (console if alert.sent else err).print(alert.text, soft_wrap=True)
+        (console if alert.sent else err).print(alert.text)
     return 0 if report.success else 1
 
 
@@ -682,7 +679,6 @@ def cmd_config(args: argparse.Namespace) -> int:
     err.print(
         f"home: {settings.home_dir} (STOCKPIPE_HOME, relative to the current directory); "
         + (f"settings also read from {env_file}" if env_file.is_file() else "no .env file here"),
-        soft_wrap=True,
     )
     return 0
 
@@ -1038,14 +1034,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     previous_sigterm = raise_on_sigterm()
     for line in unknown_variables():
-        err.print(f"[yellow]warning[/yellow]: {line}", soft_wrap=True)
+        err.print(f"[yellow]warning[/yellow]: {line}")
     try:
         return args.func(args)
     except ConfigError as exc:
-        err.print(f"[red]configuration error[/red]: {exc}", soft_wrap=True)
+        err.print(f"[red]configuration error[/red]: {exc}")
         return 2
     except (UsageError, ReplayFileError) as exc:
-        err.print(f"[red]error[/red]: {exc}", soft_wrap=True)
+        err.print(f"[red]error[/red]: {exc}")
         return 2
     except Terminated:
         err.print("stopped by SIGTERM")
@@ -1058,9 +1054,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         # Our own errors say what failed and what to do; others need their type to make sense.
         ours = type(exc).__module__.startswith("stockpipe.")
-        err.print(
-            f"[red]error[/red]: {'' if ours else type(exc).__name__ + ': '}{exc}", soft_wrap=True
-        )
+        err.print(f"[red]error[/red]: {'' if ours else type(exc).__name__ + ': '}{exc}")
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)

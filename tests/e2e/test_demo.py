@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,21 @@ SESSION = "2025-11-28"  # an early close: 210 bars; the previous session is 2025
 WATCHLIST = ["AAPL", "MSFT", "NVDA", "JPM"]
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def readme_sample_lines() -> list[str]:
+    """The README's "What the demo prints", without tables and elisions, each cut before its
+    first figure or path (what varies by day and machine)."""
+    block = (ROOT / "README.md").read_text().split("### What the demo prints", 1)[1]
+    lines = block.split("```", 2)[1].splitlines()[1:]
+    return [
+        re.split(r"[\d/]", line.strip("─ "))[0]
+        for line in lines
+        if line and line != "..." and line[0] not in "┏┃┡│└ "
+    ]
+
+
 def run_demo(env: dict[str, str]) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "stockpipe.cli", "demo", "--session", SESSION]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -42,8 +58,8 @@ def test_demo_runs_the_pipeline_and_a_rerun_does_not_duplicate(tmp_path: Path) -
         "STOCKPIPE_LOCAL_KAFKA__JMX_EXPORTER_PORT": str(free_port()),
         "STOCKPIPE_SOURCE__WATCHLIST": ",".join(WATCHLIST),
         "PREFECT_HOME": str(tmp_path / "prefect"),
-        "COLUMNS": "160",
-    }
+    }  # no COLUMNS: the demo printing into a pipe (80 columns), as in a log
+
     broker = LocalBroker(tmp_path / "home" / "kafka", port=port, controller_port=controller_port)
     try:
         first = run_demo(env)
@@ -56,6 +72,16 @@ def test_demo_runs_the_pipeline_and_a_rerun_does_not_duplicate(tmp_path: Path) -
             assert f"│ {symbol}" in first.stdout
         assert "warehouse:" in first.stdout and "STOCKS.db" in first.stdout
         assert f"validation of session {SESSION}: 15/15 expectations passed" in first.stdout
+        # The README shows every line the demo prints, in order, and none is broken mid-phrase.
+        printed_lines = [line.strip("─ ") for line in first.stdout.splitlines()]
+        at = 0
+        for expected_line in readme_sample_lines():
+            found = [
+                i for i, line in enumerate(printed_lines[at:]) if line.startswith(expected_line)
+            ]
+            assert found, f"README line {expected_line!r} is not printed (after line {at})"
+            at += found[0] + 1
+        assert len(readme_sample_lines()) >= 18
         # Quiet by default: the demo's own lines; no librdkafka retries, no telemetry
         # attempt, no per-task Prefect lines on the terminal.
         printed = first.stdout + first.stderr

@@ -54,6 +54,10 @@ def validate_session(session: date | None = None, market_hours: MarketHours = "i
         logger.info(
             "%s; data docs: %s %s", report.summary(), report.docs_dir, report.docs_url or ""
         )
+        if report.docs_offline_problem:
+            logger.warning(
+                "the data docs load their styles from CDNs: %s", report.docs_offline_problem
+            )
         if alert is not None:
             (logger.info if alert.sent else logger.warning)(alert.text)
     if report.success:

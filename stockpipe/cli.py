@@ -665,6 +665,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     console.print(
         f"data docs: {report.docs_dir}" + (f" and {report.docs_url}" if report.docs_url else "")
     )
+    if report.docs_offline_problem:
+        err.print(f"note: the data docs load their styles from CDNs: {report.docs_offline_problem}")
     alert = validation.publish_outcome(settings, report)
     if alert is not None:
         (console if alert.sent else err).print(alert.text)

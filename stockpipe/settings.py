@@ -490,6 +490,16 @@ class ValidationSettings(BaseModel):
         None, description="also publish GX Data Docs to this S3 bucket (endpoint: the lake's)"
     )
     data_docs_s3_prefix: str = "data-docs"
+    docs_assets_dir: Path = Field(
+        Path("~/.cache/stockpipe/data-docs-assets"),
+        description="cache of the Data Docs pages' scripts, styles and fonts (npm tarballs), "
+        "so the pages need no CDN",
+    )
+    npm_registry: str = Field(
+        "https://registry.npmjs.org",
+        pattern=r"^https?://",
+        description="where those assets are downloaded from once (a mirror works too)",
+    )
 
 
 class DashboardSettings(BaseModel):

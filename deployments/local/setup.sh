@@ -4,7 +4,9 @@
 #     its Pushgateway, Chromium (the dashboard's browser test), from Debian packages, when
 #     missing;
 #   * a virtualenv in .venv with the project and its dev extra (editable), installed by uv;
-#   * Apache Kafka's jars from Maven Central into ~/.cache/stockpipe/kafka.
+#   * Apache Kafka's jars from Maven Central into ~/.cache/stockpipe/kafka;
+#   * the GX Data Docs pages' scripts, styles and fonts from the npm registry into
+#     ~/.cache/stockpipe/data-docs-assets (checked against pinned sha512 integrities).
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -50,4 +52,6 @@ fi
 
 say "installing the local Kafka broker's jars (cached after the first time)"
 .venv/bin/stockpipe kafka install
+say "installing the Data Docs pages' scripts and styles from the npm registry (cached; the pages then need no CDN)"
+.venv/bin/python -m stockpipe.validation.data_docs
 say "set-up done"

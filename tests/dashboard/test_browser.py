@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -115,3 +116,64 @@ def test_the_report_draws_offline_in_chromium(history_settings: Settings) -> Non
         finally:
             browser.close()
     assert [url for url in requests if not url.startswith("file://")] == []
+
+
+def test_the_data_docs_are_styled_offline_in_chromium(history_settings: Settings) -> None:
+    """GX's pages ask five CDNs for Bootstrap, jQuery, Font Awesome, bootstrap-table and Vega;
+    the site serves its own copies, so offline the pages are whole and no request leaves."""
+    from playwright.sync_api import sync_playwright
+
+    from stockpipe.validation import run_validation
+    from tests.dashboard.conftest import SESSION
+
+    report = run_validation(history_settings, SESSION.day, now=SESSION.close + timedelta(hours=1))
+    assert report.docs_offline_problem is None
+    pages = [report.docs_dir, *sorted(report.docs_dir.parent.glob("validations/**/*.html"))]
+    assert len(pages) == 4
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1300, "height": 1200})
+            left: list[str] = []  # requests that would leave the machine: refused, recorded
+
+            def offline(route) -> None:
+                if route.request.url.startswith("file://"):
+                    route.continue_()
+                else:
+                    left.append(route.request.url)
+                    route.abort()
+
+            context.route("**/*", offline)
+            page = context.new_page()
+            for path in pages:
+                page.goto(path.as_uri())
+                page.wait_for_load_state("load")
+                page.evaluate("document.fonts.ready")
+                loaded = page.evaluate(
+                    """() => ({
+                        jquery: typeof window.jQuery,
+                        table: typeof (window.jQuery && window.jQuery.fn.bootstrapTable),
+                        tooltip: typeof (window.jQuery && window.jQuery.fn.tooltip),
+                        vega: typeof window.vegaEmbed,
+                        icons: document.fonts.check('900 16px "Font Awesome 6 Free"'),
+                        // Bootstrap's navbar is a flex box; unstyled it is a plain block.
+                        navbar: getComputedStyle(document.querySelector('.navbar')).display,
+                        logo: [...document.images].every((i) => i.complete && i.naturalWidth > 0),
+                    })"""
+                )
+                assert loaded == {
+                    "jquery": "function",
+                    "table": "function",
+                    "tooltip": "function",
+                    "vega": "function",
+                    "icons": True,
+                    "navbar": "flex",
+                    "logo": True,
+                }, path
+            page.goto(pages[1].as_uri())
+            page.screenshot(path=str(ARTIFACTS / "data-docs.png"), full_page=True)
+        finally:
+            browser.close()
+    assert left == []

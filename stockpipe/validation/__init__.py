@@ -63,6 +63,8 @@ class ValidationReport:
     outcomes: list[Outcome]
     docs_dir: Path | None = None
     docs_url: str | None = None  # the S3 copy, when configured
+    # Why the Data Docs still load their scripts and styles from CDNs (None: they are local)
+    docs_offline_problem: str | None = None
 
     @property
     def failed(self) -> list[Outcome]:
@@ -283,7 +285,15 @@ def validate_session(
         outcomes.insert(0, Outcome(SUITES[0], NO_BARS, False, NO_BARS_WHY, ["0 rows"]))
     report = ValidationReport(session.day, market_open, outcomes)
     if docs_dir is not None:
+        from stockpipe.validation.data_docs import AssetsUnavailable, localize
+
         report.docs_dir = docs_dir / "index.html"
+        try:
+            localize(
+                docs_dir, settings.validation.docs_assets_dir, settings.validation.npm_registry
+            )
+        except AssetsUnavailable as exc:
+            report.docs_offline_problem = str(exc)
         report.docs_url = publish_docs_to_s3(settings, docs_dir)
     record_outcome(report, settings.validation_record, now)
     return report

@@ -411,7 +411,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     """Serve the Streamlit dashboard until Ctrl-C or SIGTERM (exit 130 / 143, as every
     command): Streamlit's server runs as a child that gets the same signal and is waited
     for, so nothing is left listening."""
-    from stockpipe.dashboard import APP
+    from stockpipe.dashboard import SERVER
 
     settings = _settings(args)
     port = args.port or settings.dashboard.port
@@ -422,7 +422,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         "-m",
         "streamlit",
         "run",
-        str(APP),
+        str(SERVER),
         "--server.address",
         address,
         "--server.port",

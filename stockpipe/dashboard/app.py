@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from stockpipe import market_calendar
-from stockpipe.dashboard import charts, data
+from stockpipe.dashboard import PAGE_TITLE, charts, data
 from stockpipe.settings import ConfigError, Settings, load_settings
 from stockpipe.validation import latest_outcome
 
@@ -203,7 +203,7 @@ def pick_range(settings: Settings, span: tuple[date, date]) -> tuple[date, date]
 
 def main() -> None:
     started = time.perf_counter()
-    st.set_page_config(page_title="stockpipe", page_icon="📈", layout="wide")
+    st.set_page_config(page_title=PAGE_TITLE, page_icon="📈", layout="wide")
     st.title("stockpipe: trends")
     try:
         settings = load_settings()

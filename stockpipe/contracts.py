@@ -6,7 +6,6 @@ the drain rejects anything else to the dead-letter topic.
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -19,6 +18,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -30,12 +30,16 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-SCHEMA_VERSION = 1
+# 1: volume a whole number. 2: volume a non-negative decimal (fractional-share prints and
+# crypto trades make a minute's summed volume fractional); a whole volume is still written as
+# an integer, so a version-2 message of whole shares reads exactly as a version-1 one.
+SCHEMA_VERSION = 2
 # A bar stamped more than this far ahead of the clock is a bug upstream, not the future.
 MAX_CLOCK_SKEW = timedelta(days=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# The warehouse's column types bound the integers: VOLUME is BIGINT, SCHEMA_VERSION INTEGER.
-MAX_BIGINT = 2**63 - 1
+# The warehouse's column types bound the numbers: VOLUME is FLOAT (a double: whole numbers
+# are exact below 2**53), SCHEMA_VERSION INTEGER.
+MAX_VOLUME = 2.0**53
 MAX_INTEGER = 2**31 - 1
 # Who fetched the bar ("yfinance", "simulated", "replay", ...): a short plain name.
 SOURCE_PATTERN = r"^[A-Za-z0-9_.:\-]{1,32}$"
@@ -86,24 +90,25 @@ class Quote(BaseModel):
     high: Price
     low: Price
     close: Price
-    volume: int = Field(ge=0, le=MAX_BIGINT)
+    volume: float = Field(ge=0, lt=MAX_VOLUME, allow_inf_nan=False)
     interval: Literal["1m", "5m", "15m", "1h", "1d"] = "1m"
     source: str = Field(pattern=SOURCE_PATTERN)
     fetched_at: UtcDatetime
     schema_version: int = Field(SCHEMA_VERSION, ge=1, le=MAX_INTEGER)
 
-    @field_validator("volume", mode="before")
-    @classmethod
-    def _whole_volume(cls, value: object) -> object:
-        # yfinance hands volumes over as floats (NaN-able); a whole float is a fine volume,
-        # a fractional or non-finite one is not.
-        if isinstance(value, float):
-            if not math.isfinite(value) or value != int(value):
-                raise PydanticCustomError(
-                    "volume_not_whole", "volume {value} is not a whole number", {"value": value}
-                )
-            return int(value)
-        return value
+    @field_serializer("volume")
+    def _volume_as_written(self, volume: float) -> int | float:
+        return int(volume) if volume.is_integer() else volume
+
+    @model_validator(mode="after")
+    def _whole_volume_in_version_1(self) -> Quote:
+        if self.schema_version == 1 and not self.volume.is_integer():
+            raise PydanticCustomError(
+                "volume_not_whole",
+                "volume {value} is not a whole number (schema_version 1; version 2 allows it)",
+                {"value": self.volume},
+            )
+        return self
 
     @field_validator("ts", "fetched_at")
     @classmethod
@@ -258,8 +263,7 @@ def conforming(bars: pd.DataFrame, source: str, fetched_at: datetime) -> np.ndar
         for column in ("open", "high", "low", "close"):
             ok &= prices[column] > 0
         volume = prices["volume"]
-        # Below 2**53 a float64 holds every whole number exactly; the BIGINT bound is above.
-        ok &= (volume >= 0) & (volume < 2.0**53) & (volume == np.floor(volume))
+        ok &= (volume >= 0) & (volume < MAX_VOLUME)
         high, low = prices["high"], prices["low"]
         body_high = np.maximum(prices["open"], prices["close"])
         body_low = np.minimum(prices["open"], prices["close"])
@@ -282,7 +286,7 @@ def contract_messages(
         high=bars["high"].astype("float64"),
         low=bars["low"].astype("float64"),
         close=bars["close"].astype("float64"),
-        volume=bars["volume"].astype("int64"),
+        volume=bars["volume"].astype("float64"),
     )
     # pydantic writes whole seconds without a fraction, others with microseconds.
     whole = bool((frame["ts"].dt.microsecond == 0).all() and (frame["ts"].dt.nanosecond == 0).all())
@@ -294,7 +298,10 @@ def contract_messages(
         connection.register("bars", frame)
         rows = connection.execute(
             "select to_json({symbol: symbol, ts: strftime(ts, $ts_format), open: open, "
-            "high: high, low: low, close: close, volume: volume, interval: $interval, "
+            "high: high, low: low, close: close, "
+            # Whole volumes as integers, as Quote writes them.
+            "volume: if(volume = floor(volume), volume::bigint::json, volume::json), "
+            "interval: $interval, "
             "source: $source, fetched_at: $fetched_at, schema_version: $version}) from bars",
             {
                 "ts_format": ts_format,

@@ -35,6 +35,32 @@ log = logging.getLogger(__name__)
 MAX_EXAMPLES = 5
 
 
+@dataclass(frozen=True)
+class RefusedBar:
+    """A source's bar the contract refused: the record as given, and why."""
+
+    record: dict
+    reason: str
+    message: str
+
+    def dead_letter(self) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+        """(key, value, headers) for the dead-letter topic: the record as JSON (values the
+        JSON cannot hold, as text), with the drain's header names for why and where from."""
+        symbol = self.record.get("symbol")
+        value = json.dumps(self.record, default=str, allow_nan=True).encode()
+        return (
+            symbol.encode() if isinstance(symbol, str) else None,
+            value,
+            [
+                ("dlq.reason", self.reason.encode()),
+                ("dlq.error.class", b"QuoteRejected"),
+                ("dlq.error.message", self.message[:1000].encode("utf-8", "backslashreplace")),
+                ("dlq.source.topic", b""),  # not from a topic: from a source, at ingest
+                ("dlq.source.ingest", str(self.record.get("source")).encode()),
+            ],
+        )
+
+
 @dataclass
 class QuoteCheck:
     """Bars that passed the contract (a frame of :data:`BAR_FIELDS`, ``ts`` UTC), what they
@@ -46,6 +72,9 @@ class QuoteCheck:
     fetched_at: datetime
     rejected: Counter = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
+    # Every rejected bar as the source gave it, for the dead-letter topic: a live feed
+    # cannot be fetched again, so a bar the contract refuses is kept, not only counted.
+    refused: list[RefusedBar] = field(default_factory=list)
 
     @property
     def rejected_total(self) -> int:
@@ -88,6 +117,8 @@ class IngestReport:
             f"rejected {sum(self.rejected.values())}"
         )
         text += describe_reasons(self.rejected)
+        if self.rejected:
+            text += " -> the dead-letter topic"
         if self.without_bars:
             text += f"; no bars for {', '.join(self.without_bars)}"
         if self.unfetched:
@@ -156,12 +187,14 @@ def check_bars(
     good = [_normalised(bars[passed])]
     rejected: Counter = Counter()
     examples: list[str] = []
+    refused: list[RefusedBar] = []
     accepted = []
     for record in _records(bars[~passed], interval, source, fetched_at):
         try:
             accepted.append(validate_quote(record))
         except QuoteRejected as exc:
             rejected[exc.reason] += 1
+            refused.append(RefusedBar(record, exc.reason, exc.message))
             if len(examples) < MAX_EXAMPLES:
                 examples.append(f"{record.get('symbol')!s} {record.get('ts')!s}: {exc.message}")
     if accepted:
@@ -180,6 +213,7 @@ def check_bars(
         fetched_at,
         rejected,
         examples,
+        refused,
     )
     for reason, count in check.rejected.items():
         metrics.QUOTES_REJECTED.labels(reason).inc(count)
@@ -202,7 +236,7 @@ def _records(
 
 
 def _normalised(bars: pd.DataFrame) -> pd.DataFrame:
-    """Contract-valid rows with one set of column types (floats, int64 volume, UTC ts)."""
+    """Contract-valid rows with one set of column types (floats, UTC ts)."""
     return pd.DataFrame(
         {
             "symbol": bars["symbol"].astype(object),
@@ -211,7 +245,7 @@ def _normalised(bars: pd.DataFrame) -> pd.DataFrame:
             "high": bars["high"].astype("float64"),
             "low": bars["low"].astype("float64"),
             "close": bars["close"].astype("float64"),
-            "volume": pd.to_numeric(bars["volume"]).astype("int64"),
+            "volume": pd.to_numeric(bars["volume"]).astype("float64"),
         }
     ).reset_index(drop=True)
 
@@ -387,6 +421,12 @@ def publish_quotes(
             stay remembered; the rest is published again next time).
     """
     report = PublishReport()
+    if check.refused:
+        producer = producer or QuoteProducer(settings.kafka)
+        producer.publish_raw(
+            (bar.dead_letter() for bar in check.refused), topic=settings.kafka.dlq_topic
+        )
+        report.dead_lettered = len(check.refused)
     if check.bars.empty:
         return report
     state = published_bars(settings)

@@ -34,7 +34,7 @@ VALID_QUOTE = {
     "interval": "1m",
     "source": "simulated",
     "fetched_at": "2025-11-28T14:31:02Z",
-    "schema_version": 1,
+    "schema_version": 2,  # contracts.SCHEMA_VERSION
 }
 
 BASE = int(datetime(2020, 1, 2, 14, 30, tzinfo=UTC).timestamp())

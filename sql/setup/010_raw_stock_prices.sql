@@ -13,7 +13,7 @@ create table if not exists RAW.STOCK_PRICES (
     high             float         not null,
     low              float         not null,
     close            float         not null,
-    volume           bigint        not null,
+    volume           float         not null,  -- shares; fractional since schema_version 2
     source           varchar(32)   not null,  -- yfinance | simulated | replay
     fetched_at       timestamp_ntz not null,  -- when the source was asked, UTC
     schema_version   integer       not null,

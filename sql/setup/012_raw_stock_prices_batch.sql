@@ -12,7 +12,7 @@ create transient table if not exists RAW.STOCK_PRICES_BATCH (
     high             float         not null,
     low              float         not null,
     close            float         not null,
-    volume           bigint        not null,
+    volume           float         not null,  -- shares; fractional since schema_version 2
     source           varchar(32)   not null,
     fetched_at       timestamp_ntz not null,
     schema_version   integer       not null,

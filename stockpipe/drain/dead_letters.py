@@ -17,7 +17,7 @@ Reason codes (README, section "Dead letters", has an example of each):
   ``high_below_low``, ``ohlc_inconsistent``, ``ts_before_1970``, ``ts_in_future``,
   ``fetched_at_before_1970``, ``fetched_at_in_future``, ``timestamp_without_timezone``,
   ``timestamp_out_of_range``, ``volume_not_whole``, and pydantic's type errors as
-  ``<error type>_<field>`` (e.g. ``int_parsing_volume``, ``string_type_source``);
+  ``<error type>_<field>`` (e.g. ``float_parsing_volume``, ``string_type_source``);
 * ``warehouse_rejected``: the decoder accepted it but the warehouse refused the value; the
   database's own message is in ``dlq.error.message``.
 """

@@ -30,6 +30,7 @@ from pyarrow import json as pa_json
 from stockpipe.contracts import (
     EPOCH,
     MAX_CLOCK_SKEW,
+    MAX_VOLUME,
     SOURCE_PATTERN,
     Quote,
     QuoteRejected,
@@ -140,8 +141,22 @@ def plainly_valid(table: pa.Table) -> np.ndarray:
     ok = pc.and_(ok, _known(pc.greater_equal(high, pc.max_element_wise(open_, close))))
     ok = pc.and_(ok, _known(pc.less_equal(low, pc.min_element_wise(open_, close))))
 
-    ok = pc.and_(ok, _whole(table["volume"], 0, 2**53))
     ok = pc.and_(ok, _whole(table["schema_version"], 1, 2**31))
+    volume = table["volume"]
+    ok = pc.and_(
+        ok,
+        _known(
+            pc.and_(
+                pc.and_(pc.is_finite(volume), pc.greater_equal(volume, 0)),
+                pc.less(volume, MAX_VOLUME),
+            )
+        ),
+    )
+    # Version 1 promised whole volumes; version 2 allows fractions (contracts.SCHEMA_VERSION).
+    ok = pc.and_(
+        ok,
+        _known(pc.or_(pc.greater(table["schema_version"], 1), pc.equal(pc.floor(volume), volume))),
+    )
     ok = pc.and_(ok, _known(pc.is_in(table["interval"], value_set=INTERVALS)))
     ok = pc.and_(ok, _known(pc.match_substring_regex(table["source"], SOURCE_PATTERN)))
     latest = pa.scalar(datetime.now(UTC) + MAX_CLOCK_SKEW, UTC_MICROS)
@@ -384,7 +399,7 @@ def _rows(good: pa.Table, normalised: list[Quote], messages: list[Message]) -> p
         "HIGH": good["high"],
         "LOW": good["low"],
         "CLOSE": good["close"],
-        "VOLUME": pc.cast(good["volume"], pa.int64()),
+        "VOLUME": pc.cast(good["volume"], pa.float64()),
         "SOURCE": good["source"],
         "FETCHED_AT": _naive_utc(good["fetched_at"]),
         "SCHEMA_VERSION": pc.cast(good["schema_version"], pa.int64()),

@@ -39,6 +39,7 @@ class PublishError(RuntimeError):
 class PublishReport:
     published: int = 0
     skipped_unchanged: int = 0  # ingest: bars already published unchanged
+    dead_lettered: int = 0  # ingest: bars the contract refused, kept on the dead-letter topic
 
 
 class QuoteProducer:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-# The table's columns in order; TIMESTAMP_NTZ columns hold UTC wall-clock time.
+# The table's columns, written and read by name (sql/setup/014 moved VOLUME to the table's
+# end); TIMESTAMP_NTZ columns hold UTC wall-clock time.
 RAW_ARROW_SCHEMA = pa.schema(
     [
         ("SYMBOL", pa.string()),
@@ -17,7 +18,7 @@ RAW_ARROW_SCHEMA = pa.schema(
         ("HIGH", pa.float64()),
         ("LOW", pa.float64()),
         ("CLOSE", pa.float64()),
-        ("VOLUME", pa.int64()),
+        ("VOLUME", pa.float64()),
         ("SOURCE", pa.string()),
         ("FETCHED_AT", pa.timestamp("us")),
         ("SCHEMA_VERSION", pa.int64()),

@@ -122,7 +122,7 @@ def test_bad_messages_go_to_the_dead_letter_topic_with_the_reason(
         (b"AAPL", json.dumps({**valid, "close": float("nan")}).encode(), "non_finite_close"),
         (b"AAPL", json.dumps({**valid, "high": float("inf")}).encode(), "non_finite_high"),
         (b"AAPL", json.dumps({**valid, "open": 0}).encode(), "out_of_range_open"),
-        (b"AAPL", json.dumps({**valid, "volume": "lots"}).encode(), "int_parsing_volume"),
+        (b"AAPL", json.dumps({**valid, "volume": "lots"}).encode(), "float_parsing_volume"),
         (b"AAPL", json.dumps({**valid, "ts": "2999-01-01T00:00:00Z"}).encode(), "ts_in_future"),
         (b"AAPL", json.dumps({**valid, "ts": "1960-01-01T00:00:00Z"}).encode(), "ts_before_1970"),
         (b"aapl", json.dumps({**valid, "symbol": "aapl$"}).encode(), "bad_symbol"),

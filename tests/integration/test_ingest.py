@@ -134,3 +134,30 @@ def test_a_bar_still_forming_is_not_published(env_settings: Settings, tmp_path: 
     assert report.published == 3
     published = {m["ts"] for m in topic_messages(env_settings)}
     assert current.strftime("%Y-%m-%dT%H:%M:%SZ") not in published
+
+
+def test_a_bar_the_contract_refuses_is_kept_on_the_dead_letter_topic_with_why(
+    env_settings: Settings, tmp_path: Path
+) -> None:
+    """Nothing a source gave is dropped with only a log line: the refused bar is on the
+    dead-letter topic as the source gave it, with the reason, beside the bars published."""
+    bars = SimulatedMarket().fetch(["AAPL"], SESSION.open, SESSION.minutes[4])
+    bars.loc[2, "low"] = bars.loc[2, "high"] + 1  # high < low
+    bars["volume"] = bars["volume"].astype(float)
+    bars.loc[3, "volume"] = 1234.5  # fractional: contract version 2 takes it
+    path = tmp_path / "bars.csv"
+    bars.to_csv(path, index=False)
+    report = ingest_window(
+        env_settings, SESSION.open, SESSION.close, source=ReplaySource(path), symbols=["AAPL"]
+    )
+    assert (report.published, report.rejected) == (3, {"high_below_low": 1})
+    assert "rejected 1 (high_below_low: 1) -> the dead-letter topic" in report.summary()
+    assert [m["volume"] for m in topic_messages(env_settings)][-1] == 1234.5
+    (letter,) = read_topic(env_settings, env_settings.kafka.dlq_topic)
+    headers = dict(letter.headers())
+    assert headers["dlq.reason"] == b"high_below_low"
+    assert headers["dlq.source.ingest"] == b"replay"
+    assert b"high" in headers["dlq.error.message"]
+    assert letter.key() == b"AAPL"
+    record = json.loads(letter.value())
+    assert record["low"] == bars.loc[2, "low"] and record["ts"].startswith(str(SESSION.day))

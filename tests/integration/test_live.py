@@ -85,6 +85,23 @@ def test_live_bars_equal_an_independent_aggregation_of_the_trades(
     assert sorted(set(socket.subscriptions)) == SYMBOLS
 
 
+def test_fractional_volumes_make_exact_bars_not_rejected_ones(
+    live_env: Settings, trades, monkeypatch
+) -> None:
+    """Finnhub reports fractional-share prints (and crypto volumes are all fractional): the
+    minute's summed volume is fractional, and the bar still lands, exact (contract v2)."""
+    trades = [(s, p, v + 0.37 if i % 3 == 0 else v, t) for i, (s, p, v, t) in enumerate(trades)]
+    socket = FakeFinnhubSocket(KEY, trades, end_ms=T0 + MINUTES * MINUTE_MS).start()
+    try:
+        landed = run_live(live_env, socket, monkeypatch)
+    finally:
+        socket.stop()
+    expected = independent_bars([Trade(s, p, v, t) for s, p, v, t in trades])
+    assert len(landed) == MINUTES * len(SYMBOLS)
+    assert (landed["volume"] % 1 != 0).any()
+    pd.testing.assert_frame_equal(landed, expected, check_dtype=False)
+
+
 def test_a_dropped_websocket_is_reconnected_and_loses_or_repeats_nothing(
     live_env: Settings, trades, monkeypatch
 ) -> None:

@@ -164,7 +164,7 @@ def test_a_batch_spanning_years_commits_within_the_drains_memory_limit(
     """
     total = 3_000_000
     table = bars.format(fetched="timestamp '2026-01-01'", offset="i", start=0, stop=total)
-    warehouse.duck.execute(f"insert into RAW.STOCK_PRICES {table}")
+    warehouse.duck.execute(f"insert into RAW.STOCK_PRICES by name {table}")
     batch = warehouse.duck.execute(
         bars.format(fetched="timestamp '2026-02-01'", offset="i", start=total, stop=total + 20_000)
         + " union all "

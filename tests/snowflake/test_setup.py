@@ -129,3 +129,61 @@ def test_a_setup_killed_after_the_account_file_finishes_on_the_next_run(
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert sorted(recorded()) == SQL_FILES
     assert applied(setup().stdout) == []
+
+
+def test_a_warehouse_set_up_before_contract_version_2_keeps_its_bars_and_grants(
+    snowflake_server: SnowflakeServer, snowflake_env: str, tmp_path
+) -> None:
+    """VOLUME was BIGINT; 014 makes it FLOAT in place (Snowflake cannot change a NUMBER's
+    scale): the bars keep their volumes and the runtime roles keep their privileges."""
+    import shutil
+    from datetime import UTC, datetime
+
+    from stockpipe import market_calendar as mc
+    from stockpipe.drain.loader import load_batch
+    from stockpipe.sources.simulated import SimulatedMarket
+    from stockpipe.warehouse.setup import setup_warehouse
+    from tests.support import raw_rows_from_bars
+
+    before = tmp_path / "sql"
+    shutil.copytree(DEFAULT_SQL_DIR, before)
+    (before / "014_raw_volume_fractional.sql").unlink()
+    for name in ("010_raw_stock_prices.sql", "012_raw_stock_prices_batch.sql"):
+        path = before / name
+        text = re.sub(
+            r"volume +float +not null,[^\n]*", "volume bigint not null,", path.read_text()
+        )
+        assert "volume bigint" in text
+        path.write_text(text)
+    settings = load_settings()
+    with Warehouse.connect(settings, "setup") as warehouse:
+        setup_warehouse(warehouse, settings, before)
+    session = mc.session("2025-11-26")
+    bars = SimulatedMarket().fetch(["AAPL"], session.open, session.minutes[3])
+    fetched = datetime(2025, 11, 27, tzinfo=UTC)
+    # Loaded by the set-up role: this code's runtime roles refuse a warehouse set up before it.
+    with Warehouse.connect(settings, "setup") as warehouse:
+        load_batch(warehouse, raw_rows_from_bars(bars, fetched), {("prices", 0): 3}, None)
+    with (
+        pytest.raises(WarehouseNotSetUp, match=r"014_raw_volume_fractional\.sql"),
+        Warehouse.connect(settings, "load"),
+    ):
+        pass
+
+    again = setup()
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "014_raw_volume_fractional.sql" in applied(again.stdout)
+
+    fractional = bars.iloc[[0]].assign(volume=[1234.5])
+    later = datetime(2025, 11, 28, tzinfo=UTC)
+    with Warehouse.connect(settings, "load") as warehouse:  # the loader may still write
+        load_batch(warehouse, raw_rows_from_bars(fractional, later, 3), {("prices", 0): 4}, None)
+    with Warehouse.connect(settings, "read") as warehouse:  # and the reader read
+        stored = warehouse.query("select ts, volume from RAW.STOCK_PRICES order by ts")
+        (volume_type,) = [
+            row[1]
+            for row in warehouse.query("describe table RAW.STOCK_PRICES")
+            if row[0] == "VOLUME"
+        ]
+    assert volume_type == "FLOAT"
+    assert [v for _, v in stored] == [1234.5, *bars["volume"].iloc[1:].astype(float)]

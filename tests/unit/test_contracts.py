@@ -37,8 +37,22 @@ def test_timestamps_are_normalised_to_utc() -> None:
     assert quote.ts == datetime(2025, 11, 28, 14, 30, tzinfo=UTC)
 
 
-def test_whole_float_volume_is_accepted_as_int() -> None:
-    assert validate_quote(GOOD | {"volume": 1200.0}).volume == 1200
+def test_whole_float_volume_is_written_as_an_integer() -> None:
+    assert json.loads(validate_quote(GOOD | {"volume": 1200.0}).to_json())["volume"] == 1200
+    assert b'"volume":1200,' in validate_quote(GOOD | {"volume": 1200.0}).to_json()
+
+
+def test_a_fractional_volume_is_a_version_2_bar() -> None:
+    """Fractional-share prints and crypto trades sum to fractional volumes: version 2 keeps
+    them; a version-1 message promised whole shares."""
+    quote = validate_quote(GOOD | {"volume": 1234.5})
+    assert quote.schema_version == 2
+    assert json.loads(quote.to_json())["volume"] == 1234.5
+    assert validate_quote(GOOD | {"volume": 0.003}).volume == 0.003
+    with pytest.raises(QuoteRejected) as caught:
+        validate_quote(GOOD | {"volume": 1.5, "schema_version": 1})
+    assert caught.value.reason == "volume_not_whole"
+    assert validate_quote(GOOD | {"volume": 2.0, "schema_version": 1}).volume == 2
 
 
 @pytest.mark.parametrize(
@@ -53,7 +67,7 @@ def test_whole_float_volume_is_accepted_as_int() -> None:
         ({"high": 99.0, "low": 99.4, "open": 99.2, "close": 99.3}, "high_below_low"),
         ({"high": 100.5}, "ohlc_inconsistent"),
         ({"volume": -1}, "out_of_range_volume"),
-        ({"volume": 1.5}, "volume_not_whole"),
+        ({"volume": 2.0**53}, "out_of_range_volume"),
         ({"ts": "1969-12-31T23:59:00Z"}, "ts_before_1970"),
         ({"ts": (datetime.now(UTC) + timedelta(days=3)).isoformat()}, "ts_in_future"),
         ({"ts": "2025-11-28T14:30:00"}, "timestamp_without_timezone"),
@@ -153,7 +167,7 @@ def test_contract_messages_are_byte_for_byte_the_models_json() -> None:
             "high": [1.0, 123456789.123, 2e-7],
             "low": [0.1, 99.5, 1e-7],
             "close": [0.5, 100.25, 1.5e-7],
-            "volume": [5, 0, 2**62],
+            "volume": [5, 0.003, 2**52 + 0.5 + 2**51],
         }
     )
     messages = contract_messages(bars, "1m", "yfinance", FETCHED)

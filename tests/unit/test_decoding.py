@@ -183,3 +183,18 @@ def test_poison_pills_the_warehouse_refused_are_rejected_with_reasons() -> None:
         accepted, rejected = outcome(decode_batch(batch, MAX_BYTES))
         assert sorted(accepted) == [0, 2], name
         assert rejected == {1: expected[name]}, name
+
+
+def test_a_fractional_volume_loads_from_version_2_and_is_refused_from_version_1() -> None:
+    """Contract version 2 (fractional-share and crypto volumes) on the drain's fast path and
+    its per-message path alike."""
+    key, value = bar(0)
+    version_1 = value.replace(b'"volume":1000', b'"volume":1000.25')
+    fractional = version_1.replace(b'"schema_version":1', b'"schema_version":2')
+    assert version_1 != fractional
+    for tail in ([], [PER_MESSAGE_PATH]):
+        batch = as_messages([bar(2), (key, fractional), (key, version_1), bar(3), *tail])
+        accepted, rejected = outcome(decode_batch(batch, MAX_BYTES))
+        assert accepted[1]["VOLUME"] == 1000.25
+        assert rejected.get(2) == "volume_not_whole"
+        assert sorted(accepted) == [0, 1, 3]

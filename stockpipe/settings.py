@@ -430,6 +430,12 @@ class DrainSettings(BaseModel):
     max_records: int = Field(20_000, ge=1, description="records per warehouse commit")
     max_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="payload bytes per commit")
     max_wait_seconds: float = Field(5.0, gt=0, description="longest a batch stays open")
+    max_latency_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="a batch commits at most this long after its first record (a following "
+        "drain's bars are in the warehouse within about this while they keep coming)",
+    )
     max_message_bytes: int = Field(16 * 1024, ge=256, description="larger payloads are rejected")
     # DuckDB keeps table blocks it read up to its limit: at 96 MB a drain into a 5M-row
     # table peaked at 317 MB, at 48 MB at 276 MB, as fast (bench_drain --messages 5000000).

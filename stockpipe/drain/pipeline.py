@@ -252,6 +252,7 @@ def drain_to_warehouse(
                 max_bytes=limits.max_bytes,
                 max_wait_seconds=limits.max_wait_seconds,
                 wait_past_end=not until_empty,
+                max_latency_seconds=limits.max_latency_seconds,
             )
             got_messages = bool(len(batch))
             if got_messages:

@@ -114,10 +114,14 @@ class BatchConsumer:
         max_wait_seconds: float,
         idle_seconds: float = 1.0,
         wait_past_end: bool = False,
+        max_latency_seconds: float | None = None,
     ) -> Batch:
         """Collect messages until a threshold is reached or nothing came for ``idle_seconds``.
 
         Args:
+            max_latency_seconds: the batch closes at most this long after its first message
+                (what a follower's newest bar waits for its commit while messages keep
+                coming); None: only ``max_wait_seconds`` from the start of the call.
             wait_past_end: a follower's batch: when every assigned partition has been read to
                 its end, still wait (up to ``idle_seconds``) for new messages instead of
                 returning an empty batch at once.
@@ -138,6 +142,8 @@ class BatchConsumer:
             if not messages:
                 continue
             last_message = time.monotonic()
+            if max_latency_seconds is not None and not len(batch):
+                deadline = min(deadline, last_message + max_latency_seconds)
             for message in messages:
                 key = (message.topic(), message.partition())
                 error = message.error()

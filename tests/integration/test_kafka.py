@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import pandas as pd
 import pytest
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
@@ -18,6 +19,7 @@ from stockpipe.streaming.producer import PublishError, QuoteProducer
 from stockpipe.streaming.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
+SESSION = mc.session("2025-11-26")
 
 
 def consume_all(settings: Settings, topic: str, expected: int, timeout: float = 30.0) -> list:
@@ -123,3 +125,34 @@ def test_every_acknowledged_message_is_counted_published(env_settings: Settings)
     producer = QuoteProducer(env_settings.kafka)
     assert producer.publish_values([("ZZZA", f'{{"n": {i}}}') for i in range(25_000)]) == 25_000
     assert len(consume_all(env_settings, env_settings.kafka.prices_topic, 25_000)) == 25_000
+
+
+def test_a_batch_closes_its_latency_after_its_first_message(env_settings: Settings) -> None:
+    """A following drain commits by time as well as by size: with no size bound and no
+    idle gap (a backlog streaming in), the batch still closes once its first message is
+    ``max_latency_seconds`` old; without that bound it takes the whole backlog."""
+    from stockpipe.streaming.consumer import BatchConsumer
+
+    bars = SimulatedMarket().fetch(["AAPL", "MSFT", "NVDA"], SESSION.open, SESSION.close)
+    messages = check_bars(pd.concat([bars] * 20, ignore_index=True), "simulated").messages()
+    assert QuoteProducer(env_settings.kafka).publish_values(messages) == len(messages)
+
+    def first_batch(**bound: float) -> int:
+        with BatchConsumer(env_settings.kafka, lambda partitions: {}) as consumer:
+            sizes = 0
+            while not sizes:  # past the assignment
+                sizes = len(
+                    consumer.next_batch(
+                        max_records=10**9,
+                        max_bytes=2**40,
+                        max_wait_seconds=600,
+                        idle_seconds=600,
+                        wait_past_end=True,
+                        **bound,
+                    )
+                )
+            return sizes
+
+    # The first consume hands out at most 10,000 messages; the bound has passed by the next.
+    assert first_batch(max_latency_seconds=0.001) <= 10_000 < len(messages)
+    assert first_batch() == len(messages)

@@ -58,7 +58,7 @@ from stockpipe.sources.replay import ReplayFileError
 console = Console(soft_wrap=True)
 # Below this many columns a table would cut its cells: print one record a line instead.
 WIDE_TABLES = 120
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 # The demo's daily history before its session: enough for SMA 50, RSI and the 52-week range.
 DEMO_HISTORY_DAYS = 365
 SYMBOL = re.compile(SYMBOL_PATTERN)
@@ -298,7 +298,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def _follow(settings: Settings) -> int:
     """``ingest --follow``: Finnhub's live trades as minute bars until the session closes."""
-    from stockpipe.live import LiveReport, follow_trades, session_close_after
+    from stockpipe.live.ingest import LiveReport, follow_trades, session_close_after
 
     if settings.source.kind != "finnhub":
         raise UsageError(

@@ -207,6 +207,8 @@ def drain_to_warehouse(
     reset_offsets: ResetChoice | None = None,
     on_batch: Callable[[DrainReport], None] | None = None,
     on_progress: Callable[[str], None] | None = None,
+    dead_letters: bool = True,
+    stop: Callable[[], bool] | None = None,
 ) -> DrainReport:
     """Drain the prices topic into ``RAW.STOCK_PRICES`` until it is empty (or forever).
 
@@ -217,6 +219,10 @@ def drain_to_warehouse(
         reset_offsets: after a rebuilt cluster, where to resume ("earliest" | "latest").
         on_batch: called after each committed batch with the running report (progress).
         on_progress: called with a line of text while the drain waits for partitions.
+        stop: asked after each batch (and each wait for one); True ends the drain there.
+        dead_letters: send what it cannot load to the dead-letter topic. The live tier's
+            drain does not: the drain of record (the same topic, its own group) sends each
+            once, and the record stays in the prices topic meanwhile.
 
     Raises:
         OffsetsOutOfSync: the stored offsets do not fit the cluster (and no reset chosen).
@@ -235,7 +241,9 @@ def drain_to_warehouse(
         settings,
         warehouse,
         offsets,
-        DeadLetterTopic(QuoteProducer(settings.kafka), settings.kafka.dlq_topic),
+        DeadLetterTopic(QuoteProducer(settings.kafka), settings.kafka.dlq_topic)
+        if dead_letters
+        else _NoDeadLetters(),
         raw_zone_from_settings(settings),
         report,
         on_batch,
@@ -261,6 +269,9 @@ def drain_to_warehouse(
             if max_batches is not None and report.batches >= max_batches:
                 report.stopped_because = f"max_batches={max_batches}"
                 break
+            if stop is not None and stop():
+                report.stopped_because = "stopped"
+                break
             if consumer.assigned:
                 waiting.reset()
             if until_empty and not got_messages:
@@ -273,6 +284,17 @@ def drain_to_warehouse(
     report.seconds = time.monotonic() - started
     offsets.lag()
     return report
+
+
+class _NoDeadLetters(DeadLetterTopic):
+    """The live tier's: rejections are counted in its report, sent by the drain of record."""
+
+    def __init__(self) -> None:
+        pass
+
+    def send(self, rejections: list[Rejection], before_flush=None) -> None:
+        if rejections:
+            log.debug("%d rejected messages left to the drain of record", len(rejections))
 
 
 def run_drain(settings: Settings, **options: Any) -> DrainReport:

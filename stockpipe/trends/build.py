@@ -174,10 +174,13 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def dbt_args(settings: Settings, command: list[str]) -> list[str]:
-    """``command`` with the project, profile, target and variables this installation uses."""
+def dbt_args(
+    settings: Settings, command: list[str], variables: dict[str, Any] | None = None
+) -> list[str]:
+    """``command`` with the project, profile, target and variables this installation uses
+    (and ``variables`` besides)."""
     state = settings.dbt_dir
-    variables = {"reader_role": settings.warehouse.reader_role}
+    variables = {"reader_role": settings.warehouse.reader_role, **(variables or {})}
     return [
         *command,
         "--project-dir",
@@ -211,15 +214,16 @@ def invoke(
     settings: Settings,
     command: list[str],
     progress: Callable[[NodeResult], None] | None = None,
+    variables: dict[str, Any] | None = None,
 ) -> Any:
-    """Run a dbt ``command`` (e.g. ``["build"]``); dbt's result.
+    """Run a dbt ``command`` (e.g. ``["build"]``) with ``variables``; dbt's result.
 
     In a Prefect flow run through prefect-dbt's runner (a task per model and test, logs in
     the flow run's); elsewhere through dbt's own runner, which needs no Prefect API, with
     ``progress`` called as each model and test finishes (dbt's own lines are then kept to
     warnings).
     """
-    args = dbt_args(settings, command)
+    args = dbt_args(settings, command, variables)
     with dbt_session(warehouse, settings):
         if _in_flow_run():
             from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings

@@ -60,7 +60,7 @@ def main() -> None:
             "STOCKPIPE_SOURCE__WATCHLIST": ",".join(symbols),
         }
     )
-    from stockpipe.live import follow_trades
+    from stockpipe.live.ingest import follow_trades
     from stockpipe.processes import free_port
     from stockpipe.settings import load_settings
     from stockpipe.streaming.broker import LocalBroker

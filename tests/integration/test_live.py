@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from stockpipe.drain import run_drain
-from stockpipe.live import follow_trades
+from stockpipe.live.ingest import follow_trades
 from stockpipe.settings import Settings, load_settings
 from stockpipe.sources.minute_bars import MINUTE_MS, Trade
 from stockpipe.warehouse import Warehouse
@@ -137,7 +137,7 @@ def test_follow_needs_the_finnhub_source(env_settings: Settings, capsys) -> None
 def test_the_subscription_follows_the_watchlist(env_settings: Settings, monkeypatch) -> None:
     import json
 
-    from stockpipe.live import _follow_watchlist
+    from stockpipe.live.ingest import _follow_watchlist
 
     class Socket:
         sent: list[dict] = []

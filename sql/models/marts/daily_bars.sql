@@ -3,7 +3,7 @@
 --   open = the first bar's open; close = the last bar's close (by ts)
 --   high = max(high); low = min(low); volume = sum(volume); bar_count = minute bars seen
 --   vwap = sum(typical_price * volume) / sum(volume), typical_price = (high + low + close) / 3;
---          NULL when the volume is 0
+--          NULL when the volume is 0 (macros/indicators.sql)
 -- A session with a daily (1d) bar, from a backfill, takes open/high/low/close/volume from
 -- it, whether or not it also has minute bars: the provider's daily bar is the session's
 -- consolidated figure (opening and closing auctions, every venue), which minute bars can
@@ -65,7 +65,7 @@ from_minutes as (
         min(low) as low,
         max_by(close, ts) as close,
         sum(volume) as volume,
-        sum((high + low + close) / 3 * volume) / nullif(sum(volume), 0) as vwap,
+        {{ vwap() }} as vwap,
         count(*) as bar_count,
         min(ts) as first_bar_ts,
         max(ts) as last_bar_ts

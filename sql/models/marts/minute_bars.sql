@@ -1,9 +1,10 @@
 -- Clean 1-minute bars with what is read at minute grain:
 --   previous_close      the symbol's previous bar's close
 --   is_spike            close moved more than 20 % from the previous bar's close (kept, flagged)
---   typical_price       (high + low + close) / 3
+--   typical_price       (high + low + close) / 3                     (macros/indicators.sql)
 --   ma5 / ma20          mean of the last 5 / 20 closes including this one, over bars (rows),
---                       not clock time; NULL until the window is full (no partial averages)
+--                       not clock time; NULL until the window is full (no partial averages;
+--                       macros/indicators.sql, shared with the live tier's views)
 --   ingest_lag_seconds  from the bar's end to its load
 -- The recent sessions only: the last `minute_bars_days` calendar days (var, default 14)
 -- up to the newest session in daily_bars; older minute bars are pruned at each build (the
@@ -99,8 +100,7 @@ windows as (
     select
         *,
         lag(close) over (partition by symbol order by ts) as previous_close,
-        {{ full_window("avg", "close", 5, "ts") }} as ma5,
-        {{ full_window("avg", "close", 20, "ts") }} as ma20
+        {{ minute_moving_averages() }}
     from window_input
 ),
 
@@ -124,7 +124,7 @@ final as (
         ma5,
         ma20,
         convert_timezone('UTC', 'America/New_York', ts) as local_ts,
-        (high + low + close) / 3 as typical_price,
+        {{ typical_price() }} as typical_price,
         coalesce(abs(close / previous_close - 1) > 0.20, false) as is_spike,
         datediff('second', dateadd('minute', 1, ts), loaded_at) as ingest_lag_seconds
     from windows

@@ -1,0 +1,273 @@
+"""The live store: what people watch during a session, current within a second of a commit.
+
+Snowflake is the system of record, loaded on the cost-bounded cadence (the drain and trends
+deployments, every 10 minutes in session). The live tier serves the session from where a
+read costs nothing: an embedded warehouse of its own under ``<home>/live`` (on any backend),
+fed by a following drain of the same prices topic in a consumer group of its own
+(``<group>-live``) that commits about every second (``drain.max_latency_seconds``), exactly
+once into that store, as every drain does. Being a store of its own, it holds no lock any
+other command or flow needs.
+
+dbt stays the one owner of every definition: the live marts are dbt views
+(``sql/models/live``) over the store's RAW, using the same macros as the marts
+(``sql/macros/indicators.sql``); they are made once when the live tier starts, and each
+commit is followed by reading them (no dbt start per commit) into a snapshot the dashboard
+reads (:func:`read_snapshot`), and by the alerts on arrival: the day's move past
+``trends.alert_day_change_pct`` and each crossing of a bar's close over its ma20, each sent
+once (the store's ``MARTS.ALERTS_SENT`` remembers them across restarts).
+
+The live process owns its store, so it sets it up (the same ``sql/setup`` files) and makes
+its views at start; it runs no DDL on the warehouse of record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from stockpipe.alerts import Alert, publish_new_alerts
+from stockpipe.drain.pipeline import drain_to_warehouse
+from stockpipe.drain.report import DrainReport
+from stockpipe.settings import Settings
+from stockpipe.warehouse import Warehouse, WarehouseError
+
+log = logging.getLogger(__name__)
+
+# The views the live tier reads after each commit (sql/models/live), by snapshot file name.
+VIEWS = {
+    "latest_quote": "LIVE.LIVE_LATEST_QUOTE",
+    "minute_bars": "LIVE.LIVE_MINUTE_BARS",
+    "ma_crossings": "LIVE.LIVE_MA_CROSSINGS",
+}
+# The store keeps this many days of bars before its newest (it starts from the whole topic;
+# its retention is days): the previous session's close across a long weekend, the ma20.
+KEEP_DAYS = 10
+
+
+def live_settings(settings: Settings) -> Settings:
+    """The live store's settings: an embedded warehouse under ``<home>/live`` with its own
+    dbt state, read by a consumer group of its own, no raw zone (the drain of record files
+    the bars); everything else (broker, topics, watchlist, thresholds) as ``settings``."""
+    data = settings.model_dump()
+    data["profile"] = "local"
+    data["home"] = settings.home_dir / "live"
+    data["warehouse"] = data["warehouse"] | {"backend": "embedded"}
+    data["kafka"] = data["kafka"] | {"consumer_group": f"{settings.kafka.consumer_group}-live"}
+    data["lake"] = data["lake"] | {"enabled": False}
+    data["trends"] = data["trends"] | {"dbt_dir": None}
+    return Settings.model_validate(data)
+
+
+def snapshot_dir(settings: Settings) -> Path:
+    """Where the live tier leaves what the dashboard reads (``settings``: the installation's)."""
+    return settings.home_dir / "live" / "snapshot"
+
+
+@dataclass
+class Refresh:
+    """One reading of the live views after a commit."""
+
+    at: datetime
+    rows: dict[str, int]
+    newest_bar: datetime | None
+    seconds: float
+    alerts: list[Alert] = field(default_factory=list)
+
+
+@dataclass
+class LiveReport:
+    drain: DrainReport | None = None
+    refreshes: int = 0
+    alerts: int = 0
+    last: Refresh | None = None
+
+    def summary(self) -> str:
+        committed = self.drain.inserted + self.drain.replaced if self.drain else 0
+        newest = (
+            f", newest bar {self.last.newest_bar:%Y-%m-%d %H:%M} UTC"
+            if (self.last and self.last.newest_bar)
+            else ""
+        )
+        return (
+            f"live tier: {committed} bars committed to the live store, {self.refreshes} "
+            f"refreshes of the live marts, {self.alerts} alerts sent{newest}"
+        )
+
+
+class LiveStore:
+    """Runs the live tier: set up the store and its views, then follow the prices topic,
+    refreshing the snapshot and sending the alerts after each commit.
+
+    Args:
+        settings: the installation's settings (the store's are derived from them).
+        on_refresh: called after each refresh with the running report (progress).
+    """
+
+    def __init__(self, settings: Settings, on_refresh: Callable[[LiveReport], None] | None = None):
+        self.settings = settings
+        self.store = live_settings(settings)
+        self.snapshot = snapshot_dir(settings)
+        self.report = LiveReport()
+        self.on_refresh = on_refresh
+        self.started = datetime.now(UTC)
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """End :meth:`run` after the batch in flight (from another thread)."""
+        self._stop.set()
+
+    def prepare(self, warehouse: Warehouse) -> None:
+        """Set up the store (``sql/setup``), drop what is older than :data:`KEEP_DAYS`, make
+        the live views (dbt, once)."""
+        from stockpipe.trends.build import invoke
+        from stockpipe.warehouse.setup import setup_warehouse
+
+        setup_warehouse(warehouse, self.store)
+        # Days before the newest bar, not the clock: a replayed session is kept whole.
+        newest = warehouse.query("select max(ts) from RAW.STOCK_PRICES")[0][0]
+        if newest is not None:
+            warehouse.execute(
+                "delete from RAW.STOCK_PRICES where ts < %s", [newest - timedelta(days=KEEP_DAYS)]
+            )
+        result = invoke(
+            warehouse,
+            self.store,
+            ["run", "--select", "valid_bars", "tag:live"],
+            variables={"live_tier": True},
+        )
+        if result.exception is not None or not result.success:
+            raise WarehouseError(
+                f"dbt could not make the live views: {result.exception or result.result}"
+            )
+
+    def refresh(self, warehouse: Warehouse) -> Refresh:
+        """Read the live views into the snapshot; send the alerts they hold."""
+        started = time.perf_counter()
+        frames = {
+            name: warehouse.query_frame(f"select * from {view}")  # noqa: S608 - VIEWS' names
+            for name, view in VIEWS.items()
+        }
+        for frame in frames.values():
+            frame.columns = [c.lower() for c in frame.columns]
+        write_snapshot(self.snapshot, frames)
+        quotes = frames["latest_quote"]
+        newest = pd.to_datetime(quotes["ts"]).max() if len(quotes) else None
+        alerts = publish_new_alerts(
+            self.settings, warehouse, live_alerts(frames, self.settings, self.started)
+        )
+        refresh = Refresh(
+            datetime.now(UTC),
+            {name: len(frame) for name, frame in frames.items()},
+            None if newest is None or pd.isna(newest) else newest.to_pydatetime(),
+            time.perf_counter() - started,
+            alerts,
+        )
+        self.report.refreshes += 1
+        self.report.alerts += len(alerts)
+        self.report.last = refresh
+        if self.on_refresh is not None:
+            self.on_refresh(self.report)
+        return refresh
+
+    def run(self, max_batches: int | None = None) -> LiveReport:
+        """Prepare, refresh once, then follow the topic until interrupted (or
+        ``max_batches`` commits); the report of what was done."""
+        from stockpipe.processes import limit_malloc_arenas
+
+        limit_malloc_arenas()
+        with Warehouse.connect(self.store, "setup") as warehouse:
+            self.prepare(warehouse)
+            self.refresh(warehouse)
+            self.report.drain = drain_to_warehouse(
+                self.store,
+                warehouse,
+                until_empty=False,
+                max_batches=max_batches,
+                on_batch=lambda _: self.refresh(warehouse),
+                dead_letters=False,
+                stop=self._stop.is_set,
+            )
+        return self.report
+
+
+def live_alerts(
+    frames: dict[str, pd.DataFrame], settings: Settings, arrived_since: datetime
+) -> list[Alert]:
+    """The alerts the live views hold: each symbol's day move at or past the threshold
+    (the same rule and key as the trends flow's ``day_move``, so a consumer sees one), and
+    each crossing of a close over its ma20 whose bar arrived since ``arrived_since`` (one
+    per crossing: its minute is in the rule; a restart does not announce the day's earlier
+    crossings again)."""
+    threshold = settings.trends.alert_day_change_pct
+    alerts = []
+    for row in frames["latest_quote"].itertuples():
+        change = row.change_on_day_pct
+        if change is not None and change == change and abs(change) >= threshold:
+            alerts.append(
+                Alert(
+                    row.symbol,
+                    _date(row.session_date),
+                    "day_move",
+                    f"{row.symbol} moved {change:+.2f}% on {_date(row.session_date)} "
+                    f"(last {row.last_close:.2f} at {pd.Timestamp(row.ts):%H:%M} UTC)",
+                    float(change),
+                )
+            )
+    since = pd.Timestamp(arrived_since).tz_convert(None)
+    for row in frames["ma_crossings"].itertuples():
+        if pd.Timestamp(row.loaded_at) < since:
+            continue
+        minute = pd.Timestamp(row.ts)
+        alerts.append(
+            Alert(
+                row.symbol,
+                _date(row.session_date),
+                f"price_ma20_cross_{row.direction}@{minute:%H:%M}",
+                f"{row.symbol} crossed {'above' if row.direction == 'up' else 'below'} its "
+                f"20-minute average at {minute:%H:%M} UTC (close {row.close:.2f}, "
+                f"ma20 {row.ma20:.2f})",
+                float(row.close - row.ma20),
+            )
+        )
+    return alerts
+
+
+def _date(value: object):
+    return pd.Timestamp(value).date()
+
+
+def write_snapshot(directory: Path, frames: dict[str, pd.DataFrame]) -> None:
+    """Each frame as ``<name>.parquet`` in ``directory``, each replaced whole (a reader sees
+    the previous file or the new one), then ``version.json`` naming when."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, frame in frames.items():
+        partial = directory / f".{name}.parquet.partial"
+        frame.to_parquet(partial, index=False)
+        os.replace(partial, directory / f"{name}.parquet")
+    version = directory / ".version.json.partial"
+    version.write_text(json.dumps({"written_at": datetime.now(UTC).isoformat()}))
+    os.replace(version, directory / "version.json")
+
+
+def read_snapshot(directory: Path) -> tuple[str | None, dict[str, pd.DataFrame]]:
+    """(its version, the frames) of the live snapshot; (None, {}) before the first."""
+    try:
+        version = json.loads((directory / "version.json").read_text())["written_at"]
+    except (OSError, ValueError, KeyError):
+        return None, {}
+    frames = {}
+    for name in VIEWS:
+        try:
+            frames[name] = pd.read_parquet(directory / f"{name}.parquet")
+        except OSError:
+            return None, {}
+    return version, frames

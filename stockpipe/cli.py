@@ -1,6 +1,7 @@
 """``stockpipe``: run the pipeline and its local infrastructure from a terminal.
 
     stockpipe demo                      the whole pipeline on one simulated session
+    stockpipe demo --live               the live path: a simulated exchange in real time
     stockpipe kafka install|up|down|status   the local KRaft broker
     stockpipe monitoring up|down|status      local Prometheus, Pushgateway, node exporter
     stockpipe ingest [--session DATE]   fetch and publish bars (--follow: Finnhub's live trades)
@@ -9,6 +10,7 @@
     stockpipe warehouse setup [--plan]  create or update the warehouse objects (once, as admin)
     stockpipe warehouse backfill        reload the raw zone's Parquet files into RAW
     stockpipe trends                    the latest figures per symbol
+    stockpipe live                      the live tier: live marts and alerts as bars arrive
     stockpipe dashboard [--port N]      the trends in the browser (Streamlit)
     stockpipe validate [--session DATE] Great Expectations checks; exit 1 on failure
     stockpipe config                    the effective settings (secrets masked)
@@ -25,6 +27,7 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -59,6 +62,10 @@ console = Console(soft_wrap=True)
 # Below this many columns a table would cut its cells: print one record a line instead.
 WIDE_TABLES = 120
 err = Console(stderr=True, soft_wrap=True)
+# demo --live trades until stopped: its ingest's deadline is this far ahead (seconds).
+LIVE_DEMO_YEAR = 365 * 24 * 3600
+# How often `stockpipe live` prints a progress line.
+LIVE_PROGRESS_SECONDS = 5.0
 # The demo's daily history before its session: enough for SMA 50, RSI and the 52-week range.
 DEMO_HISTORY_DAYS = 365
 SYMBOL = re.compile(SYMBOL_PATTERN)
@@ -323,6 +330,48 @@ def _follow(settings: Settings) -> int:
             console.print(last[0].summary())
         raise
     console.print(report.summary())
+    return 0
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    """``stockpipe live``: the live tier until Ctrl-C or SIGTERM (130 / 143, with a summary)."""
+    return _run_live(_settings(args))
+
+
+def _run_live(settings: Settings) -> int:
+    from stockpipe.live.store import LiveReport, LiveStore
+
+    printed = [0.0]
+
+    def on_refresh(report: LiveReport) -> None:
+        # A line every few seconds: a commit a second would flood a terminal or a log.
+        if time.monotonic() - printed[0] < LIVE_PROGRESS_SECONDS or report.last is None:
+            return
+        printed[0] = time.monotonic()
+        last = report.last
+        newest = (
+            f"newest bar {last.newest_bar:%H:%M} UTC, "
+            f"{(datetime.now(UTC) - last.newest_bar.replace(tzinfo=UTC)).total_seconds() - 60:.0f}"
+            " s after its minute"
+            if last.newest_bar
+            else "no bars yet"
+        )
+        console.print(
+            f"  {datetime.now(UTC):%H:%M:%S} {last.rows['latest_quote']} symbols, "
+            f"{last.rows['minute_bars']} bars today, {newest}; marts read in "
+            f"{last.seconds * 1000:.0f} ms; {report.alerts} alerts sent"
+        )
+
+    live = LiveStore(settings, on_refresh=on_refresh)
+    console.print(
+        f"live tier: following {settings.kafka.prices_topic} into {live.store.warehouse_dir} "
+        f"(group {live.store.kafka.consumer_group}); the dashboard reads {live.snapshot}; "
+        "Ctrl-C stops"
+    )
+    report = live.run()
+    console.print(report.summary())
+    if report.drain is not None and report.drain.interrupted is not None:
+        raise report.drain.interrupted
     return 0
 
 
@@ -698,6 +747,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     settings = _settings(args)
+    if args.live:
+        if args.session:
+            raise UsageError("demo --live trades now; --session is for the replayed demo")
+        return _demo_live(settings)
     if settings.source.kind != "simulated":
         err.print(
             "note: the demo uses the configured source "
@@ -789,6 +842,84 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if validated.is_completed() else 1
 
 
+def _demo_live(settings: Settings) -> int:
+    """The live path offline: a simulated exchange behind Finnhub's websocket protocol ->
+    live ingest -> Kafka -> the live tier (store, views, alerts) -> the dashboard, until
+    Ctrl-C."""
+    import threading
+
+    from pydantic import SecretStr
+
+    from stockpipe.ingest import ingest_window
+    from stockpipe.live.exchange import SimulatedExchange
+    from stockpipe.live.ingest import follow_trades
+    from stockpipe.sources.simulated import SimulatedMarket
+
+    console.rule("stockpipe demo --live: a simulated exchange, trades in real time")
+    err.print(
+        "note: the simulated exchange's clock is the wall clock: it trades now, on any day "
+        "and hour, and its bars carry today's date"
+    )
+    _ensure_local_kafka(settings)
+    watchlist = settings.source.watchlist
+    market = SimulatedMarket(listed=watchlist)
+    # Yesterday's close, for the change on the day: the latest closed session's daily bars.
+    closed = market_calendar.latest_closed_session()
+    history = ingest_window(
+        settings, closed.open, closed.close, watchlist, source=market, interval="1d"
+    )
+    console.print(f"previous close: session {closed.day} ({history.published} daily bars)")
+    exchange = SimulatedExchange(market).start()
+    source = settings.source.model_copy(
+        update={
+            "kind": "finnhub",
+            "finnhub_ws_url": exchange.url,
+            "finnhub_api_key": SecretStr("simulated"),
+        }
+    )
+    trading = settings.model_copy(update={"source": source})
+    console.print(f"exchange: {exchange.url} (Finnhub's trades protocol), {len(watchlist)} symbols")
+    stopping = threading.Event()
+    ingested: dict = {}
+
+    def ingest() -> None:
+        try:
+            ingested["report"] = follow_trades(
+                trading,
+                datetime.now(UTC) + timedelta(seconds=LIVE_DEMO_YEAR / 2),
+                # Stopping moves its clock past the deadline: the open bars are published.
+                clock=lambda: time.time() + (LIVE_DEMO_YEAR if stopping.is_set() else 0),
+                reload_settings=lambda: trading,
+            )
+        except Exception as exc:  # surfaced by the main thread
+            ingested["error"] = exc
+
+    ingesting = threading.Thread(target=ingest, name="live-ingest", daemon=True)
+    ingesting.start()
+    dashboard = subprocess.Popen(
+        [sys.executable, "-m", "stockpipe.cli", "dashboard"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    console.print(
+        f"dashboard: http://{settings.dashboard.address}:{settings.dashboard.port} "
+        "(its Live section follows each commit)"
+    )
+    try:
+        return _run_live(settings)
+    finally:
+        stopping.set()
+        ingesting.join(30)
+        exchange.stop()
+        dashboard.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            dashboard.wait(30)
+        if "report" in ingested:
+            console.print(ingested["report"].summary())
+        if "error" in ingested:
+            err.print(f"[red]error[/red]: live ingest: {ingested['error']}")
+
+
 # -- entry point ---------------------------------------------------------------------------
 def _command(
     sub: argparse._SubParsersAction, name: str, text: str, description: str | None = None
@@ -835,6 +966,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         default=4,
         help="ingest runs the session is fast-forwarded in (default 4)",
+    )
+    demo.add_argument(
+        "--live",
+        action="store_true",
+        help="the live path instead: a simulated exchange's trades in real time -> live "
+        "ingest -> Kafka -> the live tier -> the dashboard and alerts, until Ctrl-C",
     )
     demo.set_defaults(func=cmd_demo)
 
@@ -903,6 +1040,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="tickers (default: the watchlist, STOCKPIPE_WATCHLIST)",
     )
     history.set_defaults(func=cmd_backfill)
+
+    live = _command(
+        sub,
+        "live",
+        "the live tier: follow the prices topic into the live store, refresh the live "
+        "marts and send alerts as bars arrive, until Ctrl-C",
+    )
+    live.set_defaults(func=cmd_live)
 
     dashboard = _command(sub, "dashboard", "the trends in the browser (Streamlit)")
     dashboard.add_argument(

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from stockpipe import market_calendar
 from stockpipe.dashboard import PAGE_TITLE, charts, data
+from stockpipe.live.snapshot import read_snapshot, snapshot_dir, snapshot_version
 from stockpipe.settings import ConfigError, Settings, load_settings
 from stockpipe.validation import latest_outcome
 
@@ -184,6 +186,69 @@ def content(symbol: str, first: date, last: date) -> None:
         movers_view(version)
 
 
+# The live tier's snapshot older than this is a tier that stopped: not shown as live.
+LIVE_STALE_SECONDS = 600
+LIVE_COLUMNS = {
+    "symbol": "symbol",
+    "last_close": "last",
+    "change_on_day_pct": "day chg %",
+    "change_vs_open_pct": "vs open %",
+    "ma5": "MA5 (1m)",
+    "ma20": "MA20 (1m)",
+    "session_vwap": "VWAP",
+    "bar_count": "bars",
+    "ts": "bar (UTC)",
+}
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _live(version: str, directory: str) -> dict[str, pd.DataFrame]:
+    return read_snapshot(Path(directory))[1]
+
+
+def live_view(settings: Settings) -> None:
+    """The live tier (``stockpipe live``, ``stockpipe demo --live``): re-run every second on
+    its own; it re-reads the snapshot only when a commit wrote a new one."""
+    directory = snapshot_dir(settings)
+    version = snapshot_version(directory)
+    if version is None:
+        return
+    now = datetime.now(UTC)
+    if (now - datetime.fromisoformat(version)).total_seconds() > LIVE_STALE_SECONDS:
+        return
+    frames = _live(version, str(directory))
+    quotes = frames.get("latest_quote", pd.DataFrame())
+    if quotes.empty:
+        return
+    st.subheader("Live")
+    newest = pd.Timestamp(quotes["ts"].max()).tz_localize("UTC") + pd.Timedelta(minutes=1)
+    age = (pd.Timestamp(now) - newest).total_seconds()
+    st.caption(
+        f"Newest price: the bar ending {newest:%H:%M} UTC, {age:.0f} s ago · live marts "
+        f"refreshed {(now - datetime.fromisoformat(version)).total_seconds():.0f} s ago · "
+        f"page read at {now:%H:%M:%S} UTC"
+    )
+    shown = quotes.sort_values("symbol")[list(LIVE_COLUMNS)].rename(columns=LIVE_COLUMNS)
+    st.dataframe(
+        shown,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "day chg %": st.column_config.NumberColumn(format="%+.2f"),
+            "vs open %": st.column_config.NumberColumn(format="%+.2f"),
+            "last": st.column_config.NumberColumn(format="%.2f"),
+            "VWAP": st.column_config.NumberColumn(format="%.2f"),
+            "MA5 (1m)": st.column_config.NumberColumn(format="%.2f"),
+            "MA20 (1m)": st.column_config.NumberColumn(format="%.2f"),
+        },
+    )
+    symbol = st.selectbox("Live symbol", sorted(quotes["symbol"]), key="live_symbol")
+    minutes = frames["minute_bars"]
+    own = minutes[minutes["symbol"] == symbol].sort_values("ts")
+    if not own.empty:
+        st.plotly_chart(charts.intraday_chart(own, symbol), width="stretch")
+
+
 def pick_range(settings: Settings, span: tuple[date, date]) -> tuple[date, date]:
     """The sessions to chart: the last ``history_days`` at first, then what the user picks."""
     first_session, last_session = span
@@ -210,6 +275,7 @@ def main() -> None:
     except ConfigError as exc:
         st.error(f"configuration error: {exc}")
         return
+    st.fragment(run_every=1)(live_view)(settings)
     try:
         version = _reader().version()
         symbols = _symbols(version)

@@ -22,32 +22,24 @@ its views at start; it runs no DDL on the warehouse of record.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pandas as pd
 
 from stockpipe.alerts import Alert, publish_new_alerts
 from stockpipe.drain.pipeline import drain_to_warehouse
 from stockpipe.drain.report import DrainReport
+from stockpipe.live.snapshot import VIEWS, snapshot_dir, write_snapshot
 from stockpipe.settings import Settings
 from stockpipe.warehouse import Warehouse, WarehouseError
 
 log = logging.getLogger(__name__)
 
-# The views the live tier reads after each commit (sql/models/live), by snapshot file name.
-VIEWS = {
-    "latest_quote": "LIVE.LIVE_LATEST_QUOTE",
-    "minute_bars": "LIVE.LIVE_MINUTE_BARS",
-    "ma_crossings": "LIVE.LIVE_MA_CROSSINGS",
-}
 # The store keeps this many days of bars before its newest (it starts from the whole topic;
 # its retention is days): the previous session's close across a long weekend, the ma20.
 KEEP_DAYS = 10
@@ -65,11 +57,6 @@ def live_settings(settings: Settings) -> Settings:
     data["lake"] = data["lake"] | {"enabled": False}
     data["trends"] = data["trends"] | {"dbt_dir": None}
     return Settings.model_validate(data)
-
-
-def snapshot_dir(settings: Settings) -> Path:
-    """Where the live tier leaves what the dashboard reads (``settings``: the installation's)."""
-    return settings.home_dir / "live" / "snapshot"
 
 
 @dataclass
@@ -243,31 +230,3 @@ def live_alerts(
 
 def _date(value: object):
     return pd.Timestamp(value).date()
-
-
-def write_snapshot(directory: Path, frames: dict[str, pd.DataFrame]) -> None:
-    """Each frame as ``<name>.parquet`` in ``directory``, each replaced whole (a reader sees
-    the previous file or the new one), then ``version.json`` naming when."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, frame in frames.items():
-        partial = directory / f".{name}.parquet.partial"
-        frame.to_parquet(partial, index=False)
-        os.replace(partial, directory / f"{name}.parquet")
-    version = directory / ".version.json.partial"
-    version.write_text(json.dumps({"written_at": datetime.now(UTC).isoformat()}))
-    os.replace(version, directory / "version.json")
-
-
-def read_snapshot(directory: Path) -> tuple[str | None, dict[str, pd.DataFrame]]:
-    """(its version, the frames) of the live snapshot; (None, {}) before the first."""
-    try:
-        version = json.loads((directory / "version.json").read_text())["written_at"]
-    except (OSError, ValueError, KeyError):
-        return None, {}
-    frames = {}
-    for name in VIEWS:
-        try:
-            frames[name] = pd.read_parquet(directory / f"{name}.parquet")
-        except OSError:
-            return None, {}
-    return version, frames

@@ -14,7 +14,8 @@ import pytest
 from stockpipe import market_calendar as mc
 from stockpipe.drain import run_drain
 from stockpipe.ingest import ingest_window
-from stockpipe.live.store import LiveReport, LiveStore, read_snapshot, snapshot_dir
+from stockpipe.live.snapshot import read_snapshot, snapshot_dir
+from stockpipe.live.store import LiveReport, LiveStore
 from stockpipe.settings import Settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.trends.build import build_marts

@@ -863,8 +863,9 @@ def _demo_live(settings: Settings) -> int:
     _ensure_local_kafka(settings)
     watchlist = settings.source.watchlist
     market = SimulatedMarket(listed=watchlist)
-    # Yesterday's close, for the change on the day: the latest closed session's daily bars.
-    closed = market_calendar.latest_closed_session()
+    # The previous close, for the change on the day: the daily bars of the last session
+    # before today's date in New York (the date the exchange's trades carry).
+    closed = market_calendar.previous_session(datetime.now(EXCHANGE_TZ).date())
     history = ingest_window(
         settings, closed.open, closed.close, watchlist, source=market, interval="1d"
     )

@@ -84,6 +84,11 @@ class KafkaSettings(BaseModel):
     prices_topic: str = "stock_prices"
     alerts_topic: str = "stock_alerts"
     dlq_topic: str = "stock_prices_dlq"
+    forming_topic: str = Field(
+        "stock_prices_forming",
+        description="the forming minute's bars while trades come in (ingest --follow), each "
+        "superseded a second later: never final bars, never drained",
+    )
     prices_partitions: int = Field(6, ge=1, le=256, description="partitions of the prices topic")
     replication_factor: int = Field(
         1,
@@ -127,7 +132,7 @@ class KafkaSettings(BaseModel):
         "saying which address it could not reach",
     )
 
-    @field_validator("prices_topic", "alerts_topic", "dlq_topic")
+    @field_validator("prices_topic", "alerts_topic", "dlq_topic", "forming_topic")
     @classmethod
     def _valid_topic(cls, value: str) -> str:
         if not _TOPIC.match(value) or value in {".", ".."}:
@@ -368,6 +373,13 @@ class SourceSettings(BaseModel):
         ge=0,
         le=60,
         description="ingest --follow: how long after a minute ends its bar waits for late trades",
+    )
+    live_forming_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="ingest --follow: how often the forming minute's bars go to the forming "
+        "topic, for the dashboard's last price (0: never)",
     )
     finnhub_calls_per_minute: int = Field(
         60, ge=1, description="the plan's REST budget (free plan: 60 calls a minute)"

@@ -18,7 +18,7 @@ import streamlit as st
 
 from stockpipe import market_calendar
 from stockpipe.dashboard import PAGE_TITLE, charts, data
-from stockpipe.live.snapshot import read_snapshot, snapshot_dir, snapshot_version
+from stockpipe.live.snapshot import read_forming, read_snapshot, snapshot_dir, snapshot_version
 from stockpipe.settings import ConfigError, Settings, load_settings
 from stockpipe.validation import latest_outcome
 
@@ -190,7 +190,7 @@ def content(symbol: str, first: date, last: date) -> None:
 LIVE_STALE_SECONDS = 600
 LIVE_COLUMNS = {
     "symbol": "symbol",
-    "last_close": "last",
+    "last": "last",
     "change_on_day_pct": "day chg %",
     "change_vs_open_pct": "vs open %",
     "ma5": "MA5 (1m)",
@@ -221,11 +221,25 @@ def live_view(settings: Settings) -> None:
     if quotes.empty:
         return
     st.subheader("Live")
-    newest = pd.Timestamp(quotes["ts"].max()).tz_localize("UTC") + pd.Timedelta(minutes=1)
-    age = (pd.Timestamp(now) - newest).total_seconds()
+    bar_end = pd.Timestamp(quotes["ts"].max()).tz_localize("UTC") + pd.Timedelta(minutes=1)
+    quotes = quotes.copy()
+    quotes["last"] = quotes["last_close"]
+    forming = read_forming(directory)
+    last_price = ""
+    if not forming.empty:
+        # The forming minute's close is the last trade's price: newer than any final bar.
+        newest = forming.set_index("symbol")
+        fresher = quotes["symbol"].map(newest["ts"]) >= quotes["ts"].map(
+            lambda ts: pd.Timestamp(ts).tz_localize("UTC")
+        )
+        quotes.loc[fresher, "last"] = quotes.loc[fresher, "symbol"].map(newest["close"])
+        traded = pd.Timestamp(forming["fetched_at"].max())
+        age = (pd.Timestamp(now) - traded).total_seconds()
+        last_price = f"Last price at {traded:%H:%M:%S} UTC, {age:.0f} s old (minute forming) · "
     st.caption(
-        f"Newest price: the bar ending {newest:%H:%M} UTC, {age:.0f} s ago · live marts "
-        f"refreshed {(now - datetime.fromisoformat(version)).total_seconds():.0f} s ago · "
+        f"{last_price}Newest price: the bar ending {bar_end:%H:%M} UTC, "
+        f"{(pd.Timestamp(now) - bar_end).total_seconds():.0f} s ago · live marts refreshed "
+        f"{(now - datetime.fromisoformat(version)).total_seconds():.0f} s ago · "
         f"page read at {now:%H:%M:%S} UTC"
     )
     shown = quotes.sort_values("symbol")[list(LIVE_COLUMNS)].rename(columns=LIVE_COLUMNS)

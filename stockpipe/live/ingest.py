@@ -29,7 +29,7 @@ from stockpipe.settings import Settings, load_settings
 from stockpipe.sources import api_key
 from stockpipe.sources.minute_bars import MinuteBars, Trade
 from stockpipe.sources.providers import scrubbed
-from stockpipe.streaming.producer import QuoteProducer
+from stockpipe.streaming.producer import PublishError, QuoteProducer
 
 log = logging.getLogger(__name__)
 WATCHLIST_EVERY_SECONDS = 60.0
@@ -87,6 +87,26 @@ def follow_trades(
     report = LiveReport()
     delays: Iterator[float] = iter(())
     deadline = until.timestamp() + settings.source.live_grace_seconds
+    forming_every = settings.source.live_forming_seconds
+    forming_sent = [0.0]
+
+    def publish_forming() -> None:
+        """The forming minute's bars to the forming topic (never the prices topic): the
+        last traded price for the live tier within a second, not a final bar."""
+        if not forming_every or clock() - forming_sent[0] < forming_every:
+            return
+        forming_sent[0] = clock()
+        forming = bars.forming()
+        if forming.empty:
+            return
+        check = check_bars(forming, "finnhub", fetched_at=datetime.now(UTC))
+        try:
+            producer.publish_raw(
+                ((key, value, None) for key, value in check.messages()),
+                topic=settings.kafka.forming_topic,
+            )
+        except PublishError as exc:  # the final bars are the record; this is a preview
+            log.warning("forming bars not published (%s); final bars go on", exc)
 
     def publish(due) -> None:
         if due.empty:
@@ -130,6 +150,7 @@ def follow_trades(
                         # Live, the wall clock leads the trades; a replayed session runs
                         # faster than it, on the trades' own time.
                         publish(bars.close_due(max(int(clock() * 1000), bars.newest_ms)))
+                        publish_forming()
             except (ConnectionClosed, InvalidHandshake, OSError) as exc:
                 if isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403):
                     raise RuntimeError(

@@ -30,14 +30,27 @@ def snapshot_dir(settings: Settings) -> Path:
     return settings.home_dir / "live" / "snapshot"
 
 
+def write_frame(directory: Path, name: str, frame: pd.DataFrame) -> None:
+    """``frame`` as ``<name>.parquet``, replaced whole (a reader sees the old file or the new)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    partial = directory / f".{name}.parquet.partial"
+    frame.to_parquet(partial, index=False)
+    os.replace(partial, directory / f"{name}.parquet")
+
+
+def read_forming(directory: Path) -> pd.DataFrame:
+    """The forming minute's newest bar per symbol (:mod:`stockpipe.live.forming`), or empty."""
+    try:
+        return pd.read_parquet(directory / "forming.parquet")
+    except (OSError, ValueError):
+        return pd.DataFrame()
+
+
 def write_snapshot(directory: Path, frames: dict[str, pd.DataFrame]) -> None:
     """Each frame as ``<name>.parquet`` in ``directory``, each replaced whole (a reader sees
     the previous file or the new one), then ``version.json`` naming when."""
-    directory.mkdir(parents=True, exist_ok=True)
     for name, frame in frames.items():
-        partial = directory / f".{name}.parquet.partial"
-        frame.to_parquet(partial, index=False)
-        os.replace(partial, directory / f"{name}.parquet")
+        write_frame(directory, name, frame)
     version = directory / ".version.json.partial"
     version.write_text(json.dumps({"written_at": datetime.now(UTC).isoformat()}))
     os.replace(version, directory / "version.json")

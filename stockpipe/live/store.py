@@ -34,6 +34,7 @@ import pandas as pd
 from stockpipe.alerts import Alert, publish_new_alerts
 from stockpipe.drain.pipeline import drain_to_warehouse
 from stockpipe.drain.report import DrainReport
+from stockpipe.live.forming import FormingPrices
 from stockpipe.live.snapshot import VIEWS, snapshot_dir, write_snapshot
 from stockpipe.settings import Settings
 from stockpipe.warehouse import Warehouse, WarehouseError
@@ -171,6 +172,13 @@ class LiveStore:
         from stockpipe.processes import limit_malloc_arenas
 
         limit_malloc_arenas()
+        forming = FormingPrices(self.settings, self.snapshot).start()
+        try:
+            return self._follow(max_batches)
+        finally:
+            forming.stop()
+
+    def _follow(self, max_batches: int | None) -> LiveReport:
         with Warehouse.connect(self.store, "setup") as warehouse:
             self.prepare(warehouse)
             self.refresh(warehouse)

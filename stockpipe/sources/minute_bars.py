@@ -115,6 +115,28 @@ class MinuteBars:
             }
         )[list(BAR_COLUMNS)]
 
+    def forming(self) -> pd.DataFrame:
+        """Each symbol's newest open bar as it stands (not removed): the forming minute."""
+        newest: dict[str, tuple[int, _Bar]] = {}
+        for (minute, symbol), bar in self._open.items():
+            if symbol not in newest or minute > newest[symbol][0]:
+                newest[symbol] = (minute, bar)
+        if not newest:
+            return empty_bars()
+        symbols = sorted(newest)
+        bars = [newest[s][1] for s in symbols]
+        return pd.DataFrame(
+            {
+                "symbol": symbols,
+                "ts": pd.to_datetime([newest[s][0] for s in symbols], unit="ms", utc=True),
+                "open": [b.open for b in bars],
+                "high": [b.high for b in bars],
+                "low": [b.low for b in bars],
+                "close": [b.close for b in bars],
+                "volume": [b.volume for b in bars],
+            }
+        )[list(BAR_COLUMNS)]
+
     def close_all(self) -> pd.DataFrame:
         """Every open bar (on shutdown)."""
         if not self._open:

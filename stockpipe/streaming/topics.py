@@ -13,6 +13,7 @@ from stockpipe.streaming.clients import client_config, require_reachable
 
 log = logging.getLogger(__name__)
 SEVEN_DAYS_MS = str(7 * 24 * 3600 * 1000)
+ONE_HOUR_MS = str(3600 * 1000)
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,8 @@ class TopicSpec:
 
 
 def pipeline_topics(kafka: KafkaSettings) -> list[TopicSpec]:
-    """The three topics: prices (keyed by symbol, several partitions), alerts, dead letters."""
+    """The four topics: prices (keyed by symbol, several partitions), alerts, dead letters,
+    and the forming minute's bars (read from their end, superseded each second: an hour)."""
     durability = {"min.insync.replicas": str(kafka.min_insync_replicas)}
     retention = {"retention.ms": SEVEN_DAYS_MS} | durability
     return [
@@ -31,6 +33,7 @@ def pipeline_topics(kafka: KafkaSettings) -> list[TopicSpec]:
         TopicSpec(kafka.alerts_topic, 1, retention),
         # Dead letters are kept four weeks: long enough for someone to look at them.
         TopicSpec(kafka.dlq_topic, 1, {"retention.ms": str(28 * 24 * 3600 * 1000)} | durability),
+        TopicSpec(kafka.forming_topic, 1, {"retention.ms": ONE_HOUR_MS} | durability),
     ]
 
 

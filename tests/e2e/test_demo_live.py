@@ -89,6 +89,18 @@ def test_demo_live_shows_new_bars_on_the_dashboard_and_stops_on_ctrl_c(tmp_path:
                 for symbol in WATCHLIST:  # the grid's cells (drawn on a canvas)
                     page.get_by_text(symbol, exact=True).first.wait_for(state="attached")
                 page.locator(".gtitle", has_text="AAPL: 1-minute bars").wait_for()
+                # The last price moves with the forming minute, every second or so.
+                last_price = page.get_by_text("Last price at")
+                last_price.wait_for()
+                seen = re.search(r"Last price at (\S+) UTC", last_price.inner_text()).group(1)
+                page.wait_for_function(
+                    """(seen) => {
+                        const m = document.body.innerText.match(/Last price at (\\S+) UTC/);
+                        return m && m[1] !== seen;
+                    }""",
+                    arg=seen,
+                    timeout=BOUND_SECONDS * 1000,
+                )
                 # The next minute's bar appears by itself: no reload.
                 page.wait_for_function(
                     """(first) => {

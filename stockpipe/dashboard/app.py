@@ -102,6 +102,25 @@ def status_line(version: str) -> None:
         )
 
 
+# How the watchlist tables (the marts' and the live one) show their figures.
+NUMBER_FORMATS = {
+    "day chg %": "%+.2f",
+    "vs open %": "%+.2f",
+    "last": "%.2f",
+    "VWAP": "%.2f",
+    "MA5 (1m)": "%.2f",
+    "MA20 (1m)": "%.2f",
+}
+
+
+def _number_formats(shown: pd.DataFrame) -> dict:
+    return {
+        label: st.column_config.NumberColumn(format=spec)
+        for label, spec in NUMBER_FORMATS.items()
+        if label in shown.columns
+    }
+
+
 def watchlist_view(version: str) -> None:
     st.subheader("Watchlist")
     quotes = _watchlist(version)
@@ -113,12 +132,7 @@ def watchlist_view(version: str) -> None:
         shown,
         hide_index=True,
         width="stretch",
-        column_config={
-            "day chg %": st.column_config.NumberColumn(format="%+.2f"),
-            "vs open %": st.column_config.NumberColumn(format="%+.2f"),
-            "last": st.column_config.NumberColumn(format="%.2f"),
-            "VWAP": st.column_config.NumberColumn(format="%.2f"),
-        },
+        column_config=_number_formats(shown),
     )
     if quotes["change_on_day_pct"].isna().all():
         st.caption("Day change needs a previous session: backfill history to see it.")
@@ -247,14 +261,7 @@ def live_view(settings: Settings) -> None:
         shown,
         hide_index=True,
         width="stretch",
-        column_config={
-            "day chg %": st.column_config.NumberColumn(format="%+.2f"),
-            "vs open %": st.column_config.NumberColumn(format="%+.2f"),
-            "last": st.column_config.NumberColumn(format="%.2f"),
-            "VWAP": st.column_config.NumberColumn(format="%.2f"),
-            "MA5 (1m)": st.column_config.NumberColumn(format="%.2f"),
-            "MA20 (1m)": st.column_config.NumberColumn(format="%.2f"),
-        },
+        column_config=_number_formats(shown),
     )
     symbol = st.selectbox("Live symbol", sorted(quotes["symbol"]), key="live_symbol")
     minutes = frames["minute_bars"]

@@ -102,18 +102,7 @@ class MinuteBars:
         due = sorted(k for k in self._open if k[0] + MINUTE_MS + self.grace_ms <= now_ms)
         if not due:
             return empty_bars()
-        bars = [self._open.pop(key) for key in due]
-        return pd.DataFrame(
-            {
-                "symbol": [symbol for _, symbol in due],
-                "ts": pd.to_datetime([minute for minute, _ in due], unit="ms", utc=True),
-                "open": [b.open for b in bars],
-                "high": [b.high for b in bars],
-                "low": [b.low for b in bars],
-                "close": [b.close for b in bars],
-                "volume": [b.volume for b in bars],
-            }
-        )[list(BAR_COLUMNS)]
+        return _frame(due, [self._open.pop(key) for key in due])
 
     def forming(self) -> pd.DataFrame:
         """Each symbol's newest open bar as it stands (not removed): the forming minute."""
@@ -123,19 +112,8 @@ class MinuteBars:
                 newest[symbol] = (minute, bar)
         if not newest:
             return empty_bars()
-        symbols = sorted(newest)
-        bars = [newest[s][1] for s in symbols]
-        return pd.DataFrame(
-            {
-                "symbol": symbols,
-                "ts": pd.to_datetime([newest[s][0] for s in symbols], unit="ms", utc=True),
-                "open": [b.open for b in bars],
-                "high": [b.high for b in bars],
-                "low": [b.low for b in bars],
-                "close": [b.close for b in bars],
-                "volume": [b.volume for b in bars],
-            }
-        )[list(BAR_COLUMNS)]
+        keys = [(newest[symbol][0], symbol) for symbol in sorted(newest)]
+        return _frame(keys, [newest[symbol][1] for _, symbol in keys])
 
     def close_all(self) -> pd.DataFrame:
         """Every open bar (on shutdown)."""
@@ -143,3 +121,18 @@ class MinuteBars:
             return empty_bars()
         latest = max(minute for minute, _ in self._open)
         return self.close_due(latest + MINUTE_MS + self.grace_ms)
+
+
+def _frame(keys: list[tuple[int, str]], bars: list[_Bar]) -> pd.DataFrame:
+    """:data:`BAR_COLUMNS` rows of ``bars``, keyed (minute in ms, symbol); ts the minute's start."""
+    return pd.DataFrame(
+        {
+            "symbol": [symbol for _, symbol in keys],
+            "ts": pd.to_datetime([minute for minute, _ in keys], unit="ms", utc=True),
+            "open": [b.open for b in bars],
+            "high": [b.high for b in bars],
+            "low": [b.low for b in bars],
+            "close": [b.close for b in bars],
+            "volume": [b.volume for b in bars],
+        }
+    )[list(BAR_COLUMNS)]

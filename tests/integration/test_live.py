@@ -65,6 +65,18 @@ def run_live(settings: Settings, socket: FakeFinnhubSocket, monkeypatch) -> pd.D
     return landed
 
 
+def replay(
+    settings: Settings, trades: list, monkeypatch, **options: int
+) -> tuple[pd.DataFrame, FakeFinnhubSocket]:
+    """The trades over a local Finnhub websocket (``options``: the socket's), live ingest,
+    a drain: the bars landed in the warehouse, and the socket."""
+    socket = FakeFinnhubSocket(KEY, trades, end_ms=T0 + MINUTES * MINUTE_MS, **options).start()
+    try:
+        return run_live(settings, socket, monkeypatch), socket
+    finally:
+        socket.stop()
+
+
 @pytest.fixture
 def trades() -> Iterator[list[tuple[str, float, float, int]]]:
     yield replayed_trades()
@@ -73,11 +85,7 @@ def trades() -> Iterator[list[tuple[str, float, float, int]]]:
 def test_live_bars_equal_an_independent_aggregation_of_the_trades(
     live_env: Settings, trades, monkeypatch
 ) -> None:
-    socket = FakeFinnhubSocket(KEY, trades, end_ms=T0 + MINUTES * MINUTE_MS).start()
-    try:
-        landed = run_live(live_env, socket, monkeypatch)
-    finally:
-        socket.stop()
+    landed, socket = replay(live_env, trades, monkeypatch)
     expected = independent_bars([Trade(s, p, v, t) for s, p, v, t in trades])
     assert len(landed) == MINUTES * len(SYMBOLS) == len(expected)
     pd.testing.assert_frame_equal(landed, expected, check_dtype=False)
@@ -91,11 +99,7 @@ def test_fractional_volumes_make_exact_bars_not_rejected_ones(
     """Finnhub reports fractional-share prints (and crypto volumes are all fractional): the
     minute's summed volume is fractional, and the bar still lands, exact (contract v2)."""
     trades = [(s, p, v + 0.37 if i % 3 == 0 else v, t) for i, (s, p, v, t) in enumerate(trades)]
-    socket = FakeFinnhubSocket(KEY, trades, end_ms=T0 + MINUTES * MINUTE_MS).start()
-    try:
-        landed = run_live(live_env, socket, monkeypatch)
-    finally:
-        socket.stop()
+    landed, _ = replay(live_env, trades, monkeypatch)
     expected = independent_bars([Trade(s, p, v, t) for s, p, v, t in trades])
     assert len(landed) == MINUTES * len(SYMBOLS)
     assert (landed["volume"] % 1 != 0).any()
@@ -105,11 +109,7 @@ def test_fractional_volumes_make_exact_bars_not_rejected_ones(
 def test_a_dropped_websocket_is_reconnected_and_loses_or_repeats_nothing(
     live_env: Settings, trades, monkeypatch
 ) -> None:
-    socket = FakeFinnhubSocket(KEY, trades, end_ms=T0 + MINUTES * MINUTE_MS, drop_after=40).start()
-    try:
-        landed = run_live(live_env, socket, monkeypatch)
-    finally:
-        socket.stop()
+    landed, socket = replay(live_env, trades, monkeypatch, drop_after=40)
     assert socket.connections == 3  # the first, after the drop, after the replay's end
     expected = independent_bars([Trade(s, p, v, t) for s, p, v, t in trades])
     pd.testing.assert_frame_equal(landed, expected, check_dtype=False)

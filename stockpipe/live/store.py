@@ -179,8 +179,8 @@ class LiveStore:
             forming.stop()
 
     def _follow(self, max_batches: int | None) -> LiveReport:
+        prepare_in_child()
         with Warehouse.connect(self.store, "setup") as warehouse:
-            self.prepare(warehouse)
             self.refresh(warehouse)
             self.report.drain = drain_to_warehouse(
                 self.store,
@@ -192,6 +192,33 @@ class LiveStore:
                 stop=self._stop.is_set,
             )
         return self.report
+
+
+def prepare_in_child() -> None:
+    """:meth:`LiveStore.prepare` in a process of its own, before the tier opens the store:
+    dbt's imports and run stay out of the long-lived process (its peak memory was dbt's).
+    The child reads the same settings (the environment and ``.env``).
+
+    Raises:
+        WarehouseError: the child failed; its last lines say why.
+    """
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "stockpipe.live.store"], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        tail = "; ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise WarehouseError(f"the live store could not be prepared: {tail}")
+
+
+def _prepare_here() -> None:
+    from stockpipe.settings import load_settings
+
+    live = LiveStore(load_settings())
+    with Warehouse.connect(live.store, "setup") as warehouse:
+        live.prepare(warehouse)
 
 
 def live_alerts(
@@ -238,3 +265,7 @@ def live_alerts(
 
 def _date(value: object):
     return pd.Timestamp(value).date()
+
+
+if __name__ == "__main__":  # prepare_in_child's process
+    _prepare_here()

@@ -33,6 +33,7 @@ def test_the_live_tier_uses_no_snowflake_warehouse(
     assert stockpipe("warehouse", "setup").returncode == 0
     assert stockpipe("ingest", "--session", SESSION).returncode == 0
     before = recorded(snowflake_server)
+    ours = len(snowflake_server.statements(snowflake_env))
 
     running = Running(settings)
     try:
@@ -45,5 +46,5 @@ def test_the_live_tier_uses_no_snowflake_warehouse(
 
     drained = stockpipe("drain")  # the cadence's drain loads the warehouse of record
     assert drained.returncode == 0, drained.stdout + drained.stderr
-    loaded = [e for e in snowflake_server.statements(snowflake_env)[before:] if e["ok"]]
+    loaded = [e for e in snowflake_server.statements(snowflake_env)[ours:] if e["ok"]]
     assert any("RAW.STOCK_PRICES" in e["sql"].upper() for e in loaded)

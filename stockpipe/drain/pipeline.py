@@ -101,8 +101,12 @@ class WarehouseSink:
         self._reached("raw_zone_written")
         load_started = time.monotonic()
         rows, refused, result = self._commit(rows, batch)
-        self._reached("warehouse_committed")
+        # Counted at once: a signal during the steps after the commit (the group's
+        # informational commit is a round trip) must not leave a committed batch out of the
+        # summary a stopped drain prints.
         rejections = decoded.rejections + refused
+        self.report.add(len(batch), rows, rejections, result)
+        self._reached("warehouse_committed")
         metrics.LOAD_DURATION.observe(time.monotonic() - load_started)
         metrics.BATCH_DURATION.observe(time.monotonic() - batch_started)
         _count(batch, rejections, result)
@@ -110,7 +114,6 @@ class WarehouseSink:
             consumer.seek_if_assigned(tp, stored)
         consumer.commit_informational(result.committed_offsets)
         self._reached("group_committed")
-        self.report.add(len(batch), rows, rejections, result)
         if self.report.newest_bar:
             metrics.NEWEST_BAR.set(self.report.newest_bar)
         if self.on_batch:

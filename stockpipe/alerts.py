@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime
 from stockpipe.settings import Settings
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.warehouse import Warehouse
+from stockpipe.warehouse.base import Portable
 
 log = logging.getLogger(__name__)
 
@@ -54,22 +55,28 @@ class Alert:
         return json.dumps(payload).encode()
 
 
+def day_move(symbol: str, session: date, change_pct: float, detail: str) -> Alert | None:
+    """The ``day_move`` alert of a symbol's session (one key per session, so the trends
+    flow and the live tier send it once between them); None when there is no change."""
+    if change_pct is None or change_pct != change_pct:
+        return None
+    return Alert(
+        symbol,
+        session,
+        "day_move",
+        f"{symbol} moved {change_pct:+.2f}% on {session} ({detail})",
+        float(change_pct),
+    )
+
+
 def find_alerts(warehouse: Warehouse, day_change_pct: float) -> list[Alert]:
     """The conditions that hold on each symbol's latest session."""
     alerts = []
     for row in warehouse.query_frame(_LATEST_WITH_PREVIOUS).itertuples():
         session = row.session_date
-        if row.change_pct is not None and abs(row.change_pct) >= day_change_pct:
-            alerts.append(
-                Alert(
-                    row.symbol,
-                    session,
-                    "day_move",
-                    f"{row.symbol} moved {row.change_pct:+.2f}% on {session} "
-                    f"(close {row.close:.2f})",
-                    float(row.change_pct),
-                )
-            )
+        moved = day_move(row.symbol, session, row.change_pct, f"close {row.close:.2f}")
+        if moved is not None and abs(moved.value) >= day_change_pct:
+            alerts.append(moved)
         values = (row.sma_20, row.sma_50, row.previous_sma_20, row.previous_sma_50)
         if all(v is not None and v == v for v in values):
             if row.previous_sma_20 <= row.previous_sma_50 and row.sma_20 > row.sma_50:
@@ -109,8 +116,26 @@ class Delivery:
     text: str
 
 
-def send_best_effort(settings: Settings, messages: list[tuple[bytes, bytes, None]]) -> Delivery:
+def alert_producer(settings: Settings) -> QuoteProducer:
+    """A producer that gives up on an alert within seconds, for a process that sends alerts
+    often (the live tier, after every commit) and keeps it.
+
+    Raises:
+        KafkaUnreachable: no broker answered within :data:`ALERT_CONNECT_SECONDS`.
+    """
+    kafka = settings.kafka.model_copy(update={"connect_timeout_seconds": ALERT_CONNECT_SECONDS})
+    return QuoteProducer(kafka, **{"message.timeout.ms": int(ALERT_DELIVERY_SECONDS * 1000)})
+
+
+def send_best_effort(
+    settings: Settings,
+    messages: list[tuple[bytes, bytes, None]],
+    producer: QuoteProducer | None = None,
+) -> Delivery:
     """Send ``messages`` (key, value, headers) to the alerts topic within a few seconds.
+
+    Args:
+        producer: an :func:`alert_producer` to reuse (default: one made for this call).
 
     Returns:
         sent or not, and why not (for the caller to report). Never raises for Kafka's sake:
@@ -120,10 +145,8 @@ def send_best_effort(settings: Settings, messages: list[tuple[bytes, bytes, None
     from stockpipe.streaming.producer import PublishError
 
     topic = settings.kafka.alerts_topic
-    kafka = settings.kafka.model_copy(update={"connect_timeout_seconds": ALERT_CONNECT_SECONDS})
-    timeout_ms = int(ALERT_DELIVERY_SECONDS * 1000)
     try:
-        QuoteProducer(kafka, **{"message.timeout.ms": timeout_ms}).publish_raw(
+        (producer or alert_producer(settings)).publish_raw(
             messages, topic=topic, flush_timeout=ALERT_DELIVERY_SECONDS + 5
         )
     except (KafkaUnreachable, PublishError) as exc:
@@ -132,22 +155,32 @@ def send_best_effort(settings: Settings, messages: list[tuple[bytes, bytes, None
 
 
 def publish_new_alerts(
-    settings: Settings, warehouse: Warehouse, alerts: list[Alert]
+    settings: Settings,
+    warehouse: Warehouse,
+    alerts: list[Alert],
+    producer: QuoteProducer | None = None,
 ) -> list[Alert]:
     """Publish the alerts not sent before to the alerts topic; return those published
     (none when Kafka cannot take them now: they go out with a later build)."""
     if not alerts:
         return []
+    # Only the alerts' sessions: the live tier asks after every commit, the table grows.
+    sessions = sorted({a.session_date for a in alerts})
     sent = {
         (symbol, str(session), rule)
         for symbol, session, rule in warehouse.query(
-            "select symbol, session_date, rule from MARTS.ALERTS_SENT"
+            Portable(
+                "select symbol, session_date, rule from MARTS.ALERTS_SENT where session_date in ("
+                + ", ".join(["%s"] * len(sessions))
+                + ")"
+            ),
+            sessions,
         )
     }
     new = [a for a in alerts if (a.symbol, str(a.session_date), a.rule) not in sent]
     if not new:
         return []
-    delivery = send_best_effort(settings, [(a.key(), a.to_json(), None) for a in new])
+    delivery = send_best_effort(settings, [(a.key(), a.to_json(), None) for a in new], producer)
     if not delivery.sent:
         log.warning("%d trend alert(s) wait for the next build: %s", len(new), delivery.text)
         return []
@@ -157,8 +190,10 @@ def publish_new_alerts(
     for a in new:
         params += [a.symbol, a.session_date, a.rule, a.message, now]
     warehouse.execute(
-        "insert into MARTS.ALERTS_SENT (symbol, session_date, rule, message, sent_at) "
-        f"values {values}",
+        Portable(
+            "insert into MARTS.ALERTS_SENT (symbol, session_date, rule, message, sent_at) "
+            f"values {values}"
+        ),
         params,
     )
     return new

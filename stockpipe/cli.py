@@ -848,8 +848,6 @@ def _demo_live(settings: Settings) -> int:
     Ctrl-C."""
     import threading
 
-    from pydantic import SecretStr
-
     from stockpipe.ingest import ingest_window
     from stockpipe.live.exchange import SimulatedExchange
     from stockpipe.live.ingest import follow_trades
@@ -871,14 +869,7 @@ def _demo_live(settings: Settings) -> int:
     )
     console.print(f"previous close: session {closed.day} ({history.published} daily bars)")
     exchange = SimulatedExchange(market).start()
-    source = settings.source.model_copy(
-        update={
-            "kind": "finnhub",
-            "finnhub_ws_url": exchange.url,
-            "finnhub_api_key": SecretStr("simulated"),
-        }
-    )
-    trading = settings.model_copy(update={"source": source})
+    trading = exchange.trading_settings(settings)
     console.print(f"exchange: {exchange.url} (Finnhub's trades protocol), {len(watchlist)} symbols")
     stopping = threading.Event()
     ingested: dict = {}

@@ -18,7 +18,13 @@ import streamlit as st
 
 from stockpipe import market_calendar
 from stockpipe.dashboard import PAGE_TITLE, charts, data
-from stockpipe.live.snapshot import read_forming, read_snapshot, snapshot_dir, snapshot_version
+from stockpipe.live.snapshot import (
+    forming_version,
+    read_forming,
+    read_snapshot,
+    snapshot_dir,
+    snapshot_version,
+)
 from stockpipe.settings import ConfigError, Settings, load_settings
 from stockpipe.validation import latest_outcome
 
@@ -220,6 +226,11 @@ def _live(version: str, directory: str) -> dict[str, pd.DataFrame]:
     return read_snapshot(Path(directory))[1]
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def _forming(version: int | None, directory: str) -> pd.DataFrame:
+    return read_forming(Path(directory))
+
+
 def live_view(settings: Settings) -> None:
     """The live tier (``stockpipe live``, ``stockpipe demo --live``): re-run every second on
     its own; it re-reads the snapshot only when a commit wrote a new one."""
@@ -238,7 +249,7 @@ def live_view(settings: Settings) -> None:
     bar_end = pd.Timestamp(quotes["ts"].max()).tz_localize("UTC") + pd.Timedelta(minutes=1)
     quotes = quotes.copy()
     quotes["last"] = quotes["last_close"]
-    forming = read_forming(directory)
+    forming = _forming(forming_version(directory), str(directory))
     last_price = ""
     if not forming.empty:
         # The forming minute's close is the last trade's price: newer than any final bar.

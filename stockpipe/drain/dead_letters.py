@@ -66,11 +66,12 @@ class DeadLetterTopic:
     """Sends rejected messages to the dead-letter topic and waits for every acknowledgement.
 
     Args:
-        producer: an idempotent producer (acks=all).
-        topic: the dead-letter topic.
+        producer: an idempotent producer (acks=all); None with no topic.
+        topic: the dead-letter topic; None for a drain whose rejections another drain
+            sends (the live tier's: the drain of record reads the same messages).
     """
 
-    def __init__(self, producer: QuoteProducer, topic: str):
+    def __init__(self, producer: QuoteProducer | None, topic: str | None):
         self.producer = producer
         self.topic = topic
 
@@ -87,7 +88,7 @@ class DeadLetterTopic:
             PublishError: when the dead-letter topic did not acknowledge them all; the batch
                 is then not committed, so nothing is lost.
         """
-        if not rejections:
+        if not rejections or self.producer is None or self.topic is None:
             return
         self.producer.publish_raw(
             ((r.message.key(), r.message.value(), dead_letter_headers(r)) for r in rejections),

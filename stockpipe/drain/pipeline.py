@@ -246,7 +246,7 @@ def drain_to_warehouse(
         offsets,
         DeadLetterTopic(QuoteProducer(settings.kafka), settings.kafka.dlq_topic)
         if dead_letters
-        else _NoDeadLetters(),
+        else DeadLetterTopic(None, None),
         raw_zone_from_settings(settings),
         report,
         on_batch,
@@ -287,17 +287,6 @@ def drain_to_warehouse(
     report.seconds = time.monotonic() - started
     offsets.lag()
     return report
-
-
-class _NoDeadLetters(DeadLetterTopic):
-    """The live tier's: rejections are counted in its report, sent by the drain of record."""
-
-    def __init__(self) -> None:
-        pass
-
-    def send(self, rejections: list[Rejection], before_flush=None) -> None:
-        if rejections:
-            log.debug("%d rejected messages left to the drain of record", len(rejections))
 
 
 def run_drain(settings: Settings, **options: Any) -> DrainReport:

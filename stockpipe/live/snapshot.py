@@ -38,6 +38,15 @@ def write_frame(directory: Path, name: str, frame: pd.DataFrame) -> None:
     os.replace(partial, directory / f"{name}.parquet")
 
 
+def forming_version(directory: Path) -> int | None:
+    """When the forming minute's file was last replaced (ns), None before the first: a
+    reader keyed on it reads the file only when it changed."""
+    try:
+        return (directory / "forming.parquet").stat().st_mtime_ns
+    except OSError:
+        return None
+
+
 def read_forming(directory: Path) -> pd.DataFrame:
     """The forming minute's newest bar per symbol (:mod:`stockpipe.live.forming`), or empty."""
     try:

@@ -22,6 +22,7 @@ its views at start; it runs no DDL on the warehouse of record.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -31,13 +32,17 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from stockpipe.alerts import Alert, publish_new_alerts
+from stockpipe.alerts import Alert, alert_producer, day_move, publish_new_alerts
 from stockpipe.drain.pipeline import drain_to_warehouse
 from stockpipe.drain.report import DrainReport
 from stockpipe.live.forming import FormingPrices
 from stockpipe.live.snapshot import VIEWS, snapshot_dir, write_snapshot
 from stockpipe.settings import Settings
+from stockpipe.streaming.clients import KafkaUnreachable
+from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.warehouse import Warehouse, WarehouseError
+from stockpipe.warehouse.base import Portable
+from stockpipe.warehouse.embedded import EmbeddedWarehouse
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +113,16 @@ class LiveStore:
         self.on_refresh = on_refresh
         self.started = datetime.now(UTC)
         self._stop = threading.Event()
+        self._alert_producer: QuoteProducer | None = None
+
+    def _alerts_via(self) -> QuoteProducer | None:
+        """One producer for the alerts of every refresh (making one per refresh cost about
+        half a second and memory that was not given back); None while Kafka is unreachable
+        (the send then says why)."""
+        if self._alert_producer is None:
+            with contextlib.suppress(KafkaUnreachable):
+                self._alert_producer = alert_producer(self.settings)
+        return self._alert_producer
 
     def stop(self) -> None:
         """End :meth:`run` after the batch in flight (from another thread)."""
@@ -137,20 +152,21 @@ class LiveStore:
                 f"dbt could not make the live views: {result.exception or result.result}"
             )
 
-    def refresh(self, warehouse: Warehouse) -> Refresh:
+    def refresh(self, warehouse: EmbeddedWarehouse) -> Refresh:
         """Read the live views into the snapshot; send the alerts they hold."""
         started = time.perf_counter()
         frames = {
-            name: warehouse.query_frame(f"select * from {view}")  # noqa: S608 - VIEWS' names
+            name: warehouse.read_frame(Portable(f"select * from {view}"))  # noqa: S608 - VIEWS
             for name, view in VIEWS.items()
         }
-        for frame in frames.values():
-            frame.columns = [c.lower() for c in frame.columns]
         write_snapshot(self.snapshot, frames)
         quotes = frames["latest_quote"]
         newest = pd.to_datetime(quotes["ts"]).max() if len(quotes) else None
         alerts = publish_new_alerts(
-            self.settings, warehouse, live_alerts(frames, self.settings, self.started)
+            self.settings,
+            warehouse,
+            live_alerts(frames, self.settings, self.started),
+            self._alerts_via(),
         )
         refresh = Refresh(
             datetime.now(UTC),
@@ -232,18 +248,14 @@ def live_alerts(
     threshold = settings.trends.alert_day_change_pct
     alerts = []
     for row in frames["latest_quote"].itertuples():
-        change = row.change_on_day_pct
-        if change is not None and change == change and abs(change) >= threshold:
-            alerts.append(
-                Alert(
-                    row.symbol,
-                    _date(row.session_date),
-                    "day_move",
-                    f"{row.symbol} moved {change:+.2f}% on {_date(row.session_date)} "
-                    f"(last {row.last_close:.2f} at {pd.Timestamp(row.ts):%H:%M} UTC)",
-                    float(change),
-                )
-            )
+        moved = day_move(
+            row.symbol,
+            _date(row.session_date),
+            row.change_on_day_pct,
+            f"last {row.last_close:.2f} at {pd.Timestamp(row.ts):%H:%M} UTC",
+        )
+        if moved is not None and abs(moved.value) >= threshold:
+            alerts.append(moved)
     since = pd.Timestamp(arrived_since).tz_convert(None)
     for row in frames["ma_crossings"].itertuples():
         if pd.Timestamp(row.loaded_at) < since:

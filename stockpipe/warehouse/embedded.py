@@ -19,6 +19,7 @@ import logging
 import re
 import uuid
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +37,7 @@ from stockpipe.warehouse.base import (
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
 
 _DML = re.compile(r"^\s*(insert|update|delete|merge)\b", re.IGNORECASE)
@@ -129,9 +131,10 @@ class EmbeddedWarehouse(Warehouse):
             if _DML.match(sql):  # DuckDB answers DML with one row: the count
                 return Result((), [], int(rows[0][0]) if rows else 0)
             return Result(tuple(d[0].lower() for d in cursor.description), rows, len(rows))
-        cursor = self._translating.cursor()
-        cursor.execute(sql, params)
-        return Result.of_cursor(cursor)
+        # Closed at once: its DuckDB cursor goes with it, not when the collector gets to it.
+        with contextlib.closing(self._translating.cursor()) as cursor:
+            cursor.execute(sql, params)
+            return Result.of_cursor(cursor)
 
     @contextmanager
     def staged(self, frame: pa.Table, batch_table: str) -> Iterator[Staged]:
@@ -192,6 +195,14 @@ class EmbeddedWarehouse(Warehouse):
             error, duckdb.DataError | duckdb.IntegrityError | duckdb.InvalidInputException
         )
 
+    def read_frame(self, sql: Portable) -> pd.DataFrame:
+        """The rows of a DuckDB query as a frame with lower-case column names, fetched by
+        DuckDB itself: no Snowflake translation and no Python row objects, for a reader that
+        reads the same views after every commit (the live tier)."""
+        frame = self.duck.execute(sql).df()
+        frame.columns = [str(c).lower() for c in frame.columns]
+        return frame
+
     @contextmanager
     def memory_limit(self, limit: str) -> Iterator[None]:
         """DuckDB's memory limit is ``limit`` (e.g. "48MB") within the block."""
@@ -229,4 +240,17 @@ def _fakesnow_connection(
     duck.execute(show.fs_global_creation_sql())
     duck.execute(info_schema.per_db_creation_sql(database))
     duck.execute(macros.creation_sql(database))
-    return FakeSnowflakeConnection(duck, {}, database, schema, db_path=directory)
+    return FakeSnowflakeConnection(duck, RecentResults(), database, schema, db_path=directory)
+
+
+class RecentResults(OrderedDict):
+    """fakesnow's cache of results by query id (for RESULT_SCAN), kept to the last
+    :attr:`KEEP`: fakesnow keeps every result's Arrow table for as long as its connection
+    lives, so a process that queries all session (the live tier) grew by each result."""
+
+    KEEP = 16
+
+    def __setitem__(self, key: str, value: tuple) -> None:
+        super().__setitem__(key, value)
+        while len(self) > self.KEEP:
+            self.popitem(last=False)

@@ -1,7 +1,7 @@
 """Benchmark: the e2-micro's memory budget, measured on this machine for what runs here.
 
     .venv/bin/python -m tests.benchmarks.bench_vm_memory [--messages 100000] [--max-records 5000]
-        [--warehouse embedded|snowflake]
+        [--warehouse embedded|snowflake] [--live]
 
 Starts, with the settings the Ansible roles give the VM:
   * Kafka with the kafka role's heap and JVM options (ansible/roles/kafka/defaults/main.yml)
@@ -17,9 +17,14 @@ then produces a backlog and runs the drain flow in its own process, as the worke
 with STOCKPIPE_DRAIN__MAX_RECORDS as the VM sets it. With ``--warehouse snowflake`` the run
 loads into the Snowflake tier's test server (tests/snowflake/server.py, not counted) through
 the saved ``stockpipe-snowflake`` connector block, as the VM's worker does
-(group_vars/stockpipe_vm); the default drains into the embedded warehouse. Prints each
-process's resident memory (VmRSS now, VmHWM peak) and the flow run's peak, and the total
-against 1 GiB.
+(group_vars/stockpipe_vm); the default drains into the embedded warehouse. With ``--live``
+the live tier's units run too, as the stockpipe_live role starts them: ``stockpipe ingest
+--follow`` on a simulated exchange speaking Finnhub's protocol (served by this process, not
+counted), ``stockpipe live`` and ``stockpipe dashboard`` with one browser session open on it
+(headless Chromium, not counted), all before the backlog is produced, so the live tier
+follows it as it would after a restart. Prints each process's resident memory (VmRSS now,
+VmHWM peak) and the flow run's peak, and the total against the machine's memory (1 GiB, or
+2 GiB with ``--live``: the e2-small the live tier needs).
 Grafana does not install here (apt.grafana.com cannot be reached): its line is an estimate.
 """
 
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -83,11 +89,47 @@ def wait_port(port: int, seconds: float = 120) -> None:
     raise SystemExit(f"nothing listened on port {port} within {seconds:.0f}s")
 
 
+def start_live_tier(settings, processes: dict[str, subprocess.Popen]):
+    """The stockpipe_live role's units, with a simulated exchange for Finnhub and one
+    browser session on the dashboard; returns (the exchange, the page)."""
+    from playwright.sync_api import sync_playwright
+
+    from stockpipe.live.exchange import SimulatedExchange
+    from stockpipe.live.snapshot import read_snapshot, snapshot_dir
+    from stockpipe.sources.simulated import SimulatedMarket
+
+    exchange = SimulatedExchange(SimulatedMarket(listed=settings.source.watchlist)).start()
+    cli = [sys.executable, "-m", "stockpipe.cli"]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    processes["live tier (stockpipe live)"] = subprocess.Popen([*cli, "live"], **quiet)
+    processes["live ingest (ingest --follow)"] = subprocess.Popen(
+        [*cli, "ingest", "--follow"], env=os.environ | exchange.environment(), **quiet
+    )
+    processes["dashboard (stockpipe dashboard)"] = subprocess.Popen([*cli, "dashboard"], **quiet)
+    deadline = time.monotonic() + 300
+    while read_snapshot(snapshot_dir(settings))[0] is None:
+        if time.monotonic() > deadline:
+            raise SystemExit("the live tier wrote no snapshot within 300 s")
+        time.sleep(0.5)
+    wait_http(f"http://127.0.0.1:{settings.dashboard.port}/_stcore/health")
+    browser = (
+        sync_playwright()
+        .start()
+        .chromium.launch(
+            executable_path=shutil.which("chromium") or shutil.which("chromium-browser")
+        )
+    )
+    page = browser.new_page()
+    page.goto(f"http://127.0.0.1:{settings.dashboard.port}/", timeout=120_000)
+    return exchange, page
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--max-records", type=int, default=5_000)
     parser.add_argument("--warehouse", choices=["embedded", "snowflake"], default="embedded")
+    parser.add_argument("--live", action="store_true", help="with the live tier's units")
     args = parser.parse_args()
 
     role = yaml.safe_load(KAFKA_DEFAULTS.read_text())
@@ -103,6 +145,7 @@ def main() -> None:
             "node",
             "prefect",
             "snowflake",
+            "dashboard",
         )
     }
     env = {
@@ -121,11 +164,12 @@ def main() -> None:
         "PREFECT_API_URL": f"http://127.0.0.1:{ports['prefect']}/api",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_UI_ENABLED": "false",
+        "STOCKPIPE_DASHBOARD__PORT": str(ports["dashboard"]),
     }
     os.environ.update(env)
     settings = load_settings()
     processes: dict[str, subprocess.Popen] = {}
-    monitoring = broker = None
+    monitoring = broker = exchange = page = None
     bin_dir = Path(sys.executable).parent
     try:
         # Kafka as the role's unit starts it: its heap and JVM options, and its
@@ -179,6 +223,8 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
 
+        if args.live:
+            exchange, page = start_live_tier(settings, processes)
         print(f"producing {args.messages:,} messages ...", flush=True)
         produce_backlog(
             settings.kafka.bootstrap_servers, settings.kafka.prices_topic, args.messages
@@ -227,6 +273,8 @@ def main() -> None:
         flow_peak = usage.ru_maxrss / 1024
         time.sleep(20)  # a Prometheus scrape or two of the new series
 
+        if page is not None:  # the session is open: its Live section follows the tier
+            page.wait_for_selector("text=Live", timeout=120_000)
         rows: list[tuple[str, float, float]] = [("kafka", *memory_mb(broker.pid()))]
         for name, process in processes.items():
             rows.append((name, *memory_mb(process.pid)))
@@ -250,11 +298,14 @@ def main() -> None:
                 vm_total += peak
         print(f"{'grafana (estimate, not measured here)':<44}{'':>12}{GRAFANA_ESTIMATE_MB:>10}")
         vm_total += GRAFANA_ESTIMATE_MB
+        machine = 2048 if args.live else 1024
         print(
-            f"\nsum of peaks on the VM: {vm_total:.0f} MB of 1024 MB (Debian itself ~120 MB; "
-            "peaks do not all coincide; 2 GB swap behind it)"
+            f"\nsum of peaks on the VM: {vm_total:.0f} MB of {machine} MB (Debian itself "
+            "~120 MB; peaks do not all coincide; 2 GB swap behind it)"
         )
     finally:
+        if page is not None:
+            page.context.browser.close()
         for process in processes.values():
             process.terminate()
         for process in processes.values():
@@ -266,6 +317,8 @@ def main() -> None:
             monitoring.down()
         if broker is not None:
             broker.stop()
+        if exchange is not None:
+            exchange.stop()
 
 
 if __name__ == "__main__":

@@ -176,3 +176,31 @@ def test_a_batch_spanning_years_commits_within_the_drains_memory_limit(
     assert (result.inserted, result.replaced) == (20_000, 1)
     count = warehouse.query("select count(*) from RAW.STOCK_PRICES")[0][0]
     assert count == total + 20_000
+
+
+def test_a_session_that_reads_all_day_does_not_keep_what_it_read(warehouse: Warehouse) -> None:
+    """The live tier reads its views after every commit for a whole session; fakesnow keeps
+    every result by query id unless told otherwise (it grew ~0.9 MB a read of 20,000 rows)."""
+    from pathlib import Path
+
+    from stockpipe.warehouse.base import Portable
+
+    def resident_mb() -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmRSS")
+
+    warehouse.execute(Portable("create schema if not exists SCRATCH"))
+    warehouse.execute(
+        Portable(
+            "create or replace table SCRATCH.READS as select range as i, now() as ts, "
+            "random() as x, 'S' || (range % 50) as symbol from range(20000)"
+        )
+    )
+    for _ in range(10):  # the allocator's first growth
+        warehouse.query_frame("select * from SCRATCH.READS")
+    before = resident_mb()
+    for _ in range(100):
+        assert len(warehouse.query_frame("select * from SCRATCH.READS")) == 20_000
+    assert resident_mb() - before < 40, "each read's result is kept"

@@ -43,8 +43,7 @@ def send_alerts() -> list[str]:
     """Publish each alert condition once per symbol and session to the alerts topic."""
     settings = load_settings()
     with Warehouse.connect(settings, "transform") as warehouse:
-        found = alerts.find_alerts(warehouse, settings.trends.alert_day_change_pct)
-        return [a.message for a in alerts.publish_new_alerts(settings, warehouse, found)]
+        return [a.message for a in alerts.send_new_alerts(settings, warehouse)]
 
 
 @task(retries=2, retry_delay_seconds=[5, 20], retry_jitter_factor=0.5, cache_policy=NO_CACHE)

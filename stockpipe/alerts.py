@@ -197,3 +197,11 @@ def publish_new_alerts(
         params,
     )
     return new
+
+
+def send_new_alerts(settings: Settings, warehouse: Warehouse) -> list[Alert]:
+    """The trends' alerts after a build: each condition that holds on the latest sessions
+    (:func:`find_alerts` at ``trends.alert_day_change_pct``), sent once. What the trends
+    flow and ``stockpipe trends`` both do; returns the alerts sent now."""
+    found = find_alerts(warehouse, settings.trends.alert_day_change_pct)
+    return publish_new_alerts(settings, warehouse, found)

@@ -654,13 +654,18 @@ def _print_node(node) -> None:
 
 
 def cmd_trends(args: argparse.Namespace) -> int:
-    from stockpipe import trends
+    from stockpipe import alerts, trends
     from stockpipe.warehouse import Warehouse
 
     settings = _settings(args)
     with Warehouse.connect(settings, "transform") as warehouse:
         report = trends.build_marts(warehouse, settings, full=args.full, progress=_print_node)
         console.print(report.summary())
+        # The flow's alerts, sent once whichever of the two built the marts.
+        sent = alerts.send_new_alerts(settings, warehouse)
+        for alert in sent:
+            console.print(f"alert: {alert.message}")
+        console.print(f"alerts: {len(sent)} sent to {settings.kafka.alerts_topic}")
         if args.docs:
             index = trends.generate_docs(warehouse, settings, settings.dbt_docs_dir)
             console.print(f"dbt docs (models, tests, lineage): {index}")
@@ -1101,7 +1106,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the day after the last, YYYY-MM-DD, UTC (default: the last bar)",
     )
 
-    trends_cmd = _command(sub, "trends", "build the trend marts (dbt); latest figures, movers")
+    trends_cmd = _command(
+        sub, "trends", "build the trend marts (dbt), send new alerts; latest figures, movers"
+    )
     trends_cmd.add_argument(
         "--full",
         action="store_true",

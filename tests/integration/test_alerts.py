@@ -61,3 +61,31 @@ def test_alerts_fire_once_per_symbol_session_and_rule(env_settings: Settings) ->
     assert len({m["key"] for m in published}) == len(published)
     cross = [m for m in published if m["rule"] == "sma_20_50_cross_up"]
     assert cross and all(m["session_date"] == cross_day for m in cross)
+
+
+def test_stockpipe_trends_sends_the_alerts_the_flow_sends(
+    env_settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from stockpipe.cli import main
+
+    monkeypatch.setenv("STOCKPIPE_TRENDS__ALERT_DAY_CHANGE_PCT", "0.5")
+    bars = three_bars_a_session(["AAA", "BBB", "CCC"], "2025-01-02", "2025-11-26", seed=21)
+    with Warehouse.connect(env_settings, "setup") as warehouse:
+        setup_warehouse(warehouse, env_settings)
+        load_and_build(warehouse, bars)
+        # What the trends flow's alert task sends (it calls the same function).
+        expected = {
+            (a.symbol, str(a.session_date), a.rule)
+            for a in alerts.find_alerts(warehouse, day_change_pct=0.5)
+        }
+    assert expected
+
+    assert main(["trends"]) == 0
+
+    sent = {(m["symbol"], m["session_date"], m["rule"]) for m in alert_messages(env_settings)}
+    assert sent == expected
+    printed = capsys.readouterr().out
+    assert f"alerts: {len(expected)} sent to {env_settings.kafka.alerts_topic}" in printed
+    assert main(["trends"]) == 0  # once each: a second build sends none again
+    assert len(alert_messages(env_settings)) == len(expected)
+    assert f"alerts: 0 sent to {env_settings.kafka.alerts_topic}" in capsys.readouterr().out

@@ -5,7 +5,7 @@
 Takes the arguments of ``prefect worker``. Prefect's worker imports each installed package
 that registers a ``prefect.collections`` entry point when it starts (prefect-aws,
 prefect-snowflake, prefect-dbt, prefect-shell: boto3, the Snowflake connector and dbt-core),
-only to list them in its metadata: ~220 MB the worker then holds for as long as it runs. On
+only to list them in its metadata, memory the worker then holds for as long as it runs. On
 the e2-micro that is a fifth of the machine (README "Memory budget"), so the VM's unit starts
 the worker through this module, which tells Prefect's loader the collections are loaded
 already; its flow runs start the same way (``deployments.flow_run``).

@@ -1142,9 +1142,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Prefect's ephemeral API server (the demo's flows, with no PREFECT_API_URL) was measured
-    # taking ~30 s to start on a 2-core machine with the current Prefect 3.8 dependency set,
-    # past its 20 s default; a user's own setting still wins.
+    # Prefect's ephemeral API server (the demo's flows, with no PREFECT_API_URL) can take
+    # longer to start on a small machine than Prefect's own default allows (README, "Why the
+    # tuned settings are what they are"); a user's own setting still wins.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     # No usage statistics from the ephemeral server: nothing here needs the internet, and
     # offline each attempt logged an error.

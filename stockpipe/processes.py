@@ -103,7 +103,8 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     glibc gives each thread that allocates its own arena (up to 8 per core), and an arena
     keeps its freed memory. A drain's threads (librdkafka's, DuckDB's) free in one arena
     what another allocated, so resident memory creeps up batch after batch; two arenas
-    keep the drain's peak ~35 MB lower at the same throughput (bench_drain). Equivalent
+    keep the drain's peak lower at the same throughput (README, "Why the tuned settings
+    are what they are"). Equivalent
     to ``MALLOC_ARENA_MAX=2`` in the environment, which systemd units may set instead.
 
     Returns:

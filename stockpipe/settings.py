@@ -283,10 +283,9 @@ class WarehouseSettings(BaseModel):
         "auto",
         pattern=r"^(auto|\d+(MB|GB))$",
         validate_default=True,
-        # The full refresh of the daily marts over ~5M bars needs more than 64 MB
-        # (bench_trends); a drain runs with its own, lower limit (drain.embedded_memory_limit).
-        # 'auto' keeps the VM's 1 GiB budget and stops a laptop spilling to disk: a build
-        # over 20 years of 500 symbols took 31 s of SQL at 96 MB and 17 s at 1 GB.
+        # A full refresh of the daily marts needs more than a drain's limit (the drain has
+        # its own, drain.embedded_memory_limit); 'auto' keeps the VM's 1 GiB budget and stops
+        # a laptop spilling to disk (README, "Why the tuned settings are what they are").
         description="DuckDB memory limit of the embedded warehouse; 'auto' is a tenth of "
         "the machine's memory, at least 96MB and at most 2GB",
     )
@@ -437,8 +436,8 @@ class SourceSettings(BaseModel):
 class DrainSettings(BaseModel):
     """Batch thresholds of the drain, like the Snowflake Kafka connector's buffer settings."""
 
-    # 20,000: as fast as 50,000 since the commit path went straight to DuckDB, for ~50 MB
-    # less peak memory (tests/benchmarks/bench_drain.py --max-records).
+    # As fast as larger batches for less peak memory (README, "Why the tuned settings are
+    # what they are").
     max_records: int = Field(20_000, ge=1, description="records per warehouse commit")
     max_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="payload bytes per commit")
     max_wait_seconds: float = Field(5.0, gt=0, description="longest a batch stays open")
@@ -449,8 +448,8 @@ class DrainSettings(BaseModel):
         "drain's bars are in the warehouse within about this while they keep coming)",
     )
     max_message_bytes: int = Field(16 * 1024, ge=256, description="larger payloads are rejected")
-    # DuckDB keeps table blocks it read up to its limit: at 96 MB a drain into a 5M-row
-    # table peaked at 317 MB, at 48 MB at 276 MB, as fast (bench_drain --messages 5000000).
+    # DuckDB keeps table blocks it read up to its limit; a lower one costs a drain no speed
+    # (README, "Why the tuned settings are what they are").
     embedded_memory_limit: str = Field(
         "48MB",
         pattern=MEMORY_LIMIT_PATTERN,

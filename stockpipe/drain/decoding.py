@@ -66,9 +66,10 @@ UTC_MICROS = pa.timestamp("us", tz="UTC")
 ARROW_SCHEMA = pa.schema(
     [(name, pa.float64() if name in NUMBER_FIELDS else pa.string()) for name in CONTRACT_FIELDS]
 )
-# Arrow's default pool (mimalloc) keeps what a batch's parse allocated, ~70 MB for 50,000
-# messages, for good; the system allocator gives most of it back. One parsing thread: the
-# other core serves the broker's fetches (measured: same throughput, 60-90 MB less RSS).
+# Arrow's default pool (mimalloc) keeps what a batch's parse allocated for good; the system
+# allocator gives most of it back. One parsing thread: the other core serves the broker's
+# fetches, at the same throughput for less memory (README, "Why the tuned settings are
+# what they are").
 _ARROW_POOL = pa.system_memory_pool()
 _ARROW_THREADS = False
 # The warehouse row without LOADED_AT, which the drain stamps at commit time.

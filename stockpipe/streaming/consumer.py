@@ -61,13 +61,12 @@ class BatchConsumer:
             "enable.partition.eof": True,
             "partition.assignment.strategy": "range",
             # Memory follows the batch, not the backlog. Fetches are small and frequent:
-            # the broker sends compressed record batches (lz4: ~6x), which librdkafka holds
-            # decompressed until every message in them is consumed, so one 6 x 2 MB fetch
-            # alone was ~80 MB. The prefetch queue (decompressed bytes) holds a few thousand
-            # messages. When it is full librdkafka waits fetch.queue.backoff.ms before
-            # fetching again (default 1 s, which starved the drain behind a small queue:
-            # 46k msg/s); at 1 ms a 1 MB queue keeps up (bench_drain: ~160k msg/s, 25 MB
-            # less than an 8 MB queue; a bigger batch is no faster).
+            # the broker sends compressed record batches, which librdkafka holds
+            # decompressed until every message in them is consumed. The prefetch queue
+            # (decompressed bytes) holds a few thousand messages. When it is full
+            # librdkafka waits fetch.queue.backoff.ms before fetching again: its default
+            # starved the drain behind a small queue; a short backoff lets a small queue
+            # keep up (README, "Why the tuned settings are what they are").
             # fetch.max.bytes may not be below message.max.bytes (1 MB); a record batch
             # larger than max.partition.fetch.bytes still comes whole (KIP-74).
             "fetch.min.bytes": 1,

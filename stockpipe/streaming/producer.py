@@ -25,8 +25,8 @@ PRODUCER_DEFAULTS = {
     # Keep retrying through a broker restart for up to two minutes before giving up.
     "message.timeout.ms": 120_000,
     # Failed deliveries are reported, every one (a success is any message not reported
-    # once the queue is flushed): a Python callback per delivered message cost a backfill
-    # of 2.5M bars ~4 s.
+    # once the queue is flushed): a Python callback per delivered message costs a large
+    # backfill seconds (README, "Why the tuned settings are what they are").
     "delivery.report.only.error": True,
 }
 

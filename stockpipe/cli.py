@@ -743,7 +743,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Start Kafka, simulate a session after a year of daily history, run backfill -> ingest
     -> drain -> trends -> validation as Prefect flows, print the summary."""
     from flows.backfill import backfill_history
-    from flows.drain import drain_to_warehouse
+    from flows.drain import drain_quotes
     from flows.ingest import ingest_quotes
     from flows.trends import build_trends
     from flows.validate import validate_session
@@ -806,7 +806,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"rejected {sum(result['rejected'].values())}"
         )
 
-    drained = drain_to_warehouse(until_empty=True)
+    drained = drain_quotes(until_empty=True)
     console.print(
         f"drain: {drained['messages']} messages -> {drained['inserted']} new bars, "
         f"{drained['replaced']} updated, "

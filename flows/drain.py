@@ -15,8 +15,8 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
+from flows.market_hours import MarketHours, skip_outside_market_hours
 from stockpipe import drain, metrics
-from stockpipe.scheduling import MarketHours, skip_outside_market_hours
 from stockpipe.settings import load_settings
 from stockpipe.warehouse import WarehouseNotSetUp
 

@@ -11,8 +11,8 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
+from flows.market_hours import MarketHours, skip_outside_market_hours
 from stockpipe import ingest, live, market_calendar, metrics
-from stockpipe.scheduling import MarketHours, skip_outside_market_hours
 from stockpipe.settings import load_settings
 from stockpipe.sources import make_source
 from stockpipe.streaming.producer import PublishReport

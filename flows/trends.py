@@ -7,8 +7,8 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
+from flows.market_hours import MarketHours, skip_outside_market_hours
 from stockpipe import alerts, metrics, trends
-from stockpipe.scheduling import MarketHours, skip_outside_market_hours
 from stockpipe.settings import load_settings
 from stockpipe.warehouse import Warehouse
 

@@ -9,8 +9,8 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
+from flows.market_hours import MarketHours, scheduled_time, skip_outside_market_hours
 from stockpipe import market_calendar, metrics, validation
-from stockpipe.scheduling import MarketHours, scheduled_time, skip_outside_market_hours
 from stockpipe.settings import load_settings
 
 

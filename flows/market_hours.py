@@ -1,4 +1,5 @@
-"""Market-hours guards for scheduled flow runs.
+"""Market-hours guards for scheduled flow runs (Prefect glue: the rule is the library's
+market_calendar.guard).
 
 Cron schedules are written in America/New_York and cover the regular session's clock
 times on weekdays; the exchange calendar decides the rest. A run that lands on a holiday,

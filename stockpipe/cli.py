@@ -8,7 +8,7 @@
     stockpipe backfill --from DATE [--to DATE] [--interval 1d|1m]   publish history
     stockpipe drain [--follow]          Kafka -> warehouse, exactly once
     stockpipe warehouse setup [--plan]  create or update the warehouse objects (once, as admin)
-    stockpipe warehouse backfill        reload the raw zone's Parquet files into RAW
+    stockpipe warehouse reload          reload the raw zone's Parquet files into RAW
     stockpipe trends                    the latest figures per symbol
     stockpipe live                      the live tier: live marts and alerts as bars arrive
     stockpipe dashboard [--port N]      the trends in the browser (Streamlit)
@@ -574,8 +574,8 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
     )
 
     settings = _settings(args)
-    if args.action == "backfill":
-        return _backfill(settings, args)
+    if args.action == "reload":
+        return _reload(settings, args)
     if args.action == "remove":
         return _remove_symbols(settings, args)
     with Warehouse.connect(settings, "setup") as warehouse:
@@ -618,8 +618,9 @@ def _remove_symbols(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _backfill(settings: Settings, args: argparse.Namespace) -> int:
-    from stockpipe.drain.raw_zone import backfill, raw_zone_from_settings
+def _reload(settings: Settings, args: argparse.Namespace) -> int:
+    """``warehouse reload``: the raw zone's Parquet files back into RAW."""
+    from stockpipe.drain.raw_zone import raw_zone_from_settings, reload
     from stockpipe.warehouse import Warehouse
 
     zone = raw_zone_from_settings(settings, enabled_only=False)
@@ -627,7 +628,7 @@ def _backfill(settings: Settings, args: argparse.Namespace) -> int:
     since = _date("--since", args.since) if args.since else None
     until = _date("--until", args.until) if args.until else None
     with Warehouse.connect(settings, "load") as warehouse:
-        report = backfill(
+        report = reload(
             zone,
             warehouse,
             settings.kafka.prices_topic,
@@ -1074,19 +1075,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     warehouse = _command(sub, "warehouse", "the warehouse's set-up and upkeep")
     warehouse.set_defaults(func=cmd_warehouse)
-    setup, backfill, remove = _actions(
+    setup, reload, remove = _actions(
         warehouse,
         setup="create or update the warehouse's objects, as the admin role, once per change "
         "of sql/setup (files already applied are skipped)",
-        backfill="load the raw zone's Parquet files into RAW (no duplicates, the later fetch wins)",
+        reload="load the raw zone's Parquet files into RAW again (no duplicates, the later "
+        "fetch wins)",
         remove="delete symbols' bars from RAW (and, at the next trend build, from the marts)",
     )
     setup.add_argument("--plan", action="store_true", help="show what would run, run nothing")
     setup.add_argument("--force", action="store_true", help="run every file, applied or not")
-    backfill.add_argument(
+    reload.add_argument(
         "--since", metavar="DATE", help="first date=YYYY-MM-DD folder (default: the first)"
     )
-    backfill.add_argument(
+    reload.add_argument(
         "--until", metavar="DATE", help="last date=YYYY-MM-DD folder (default: the last)"
     )
     remove.add_argument(

@@ -120,7 +120,7 @@ class RawZone:
 
 
 @dataclass
-class BackfillReport:
+class ReloadReport:
     files: int = 0
     rows: int = 0
     inserted: int = 0
@@ -128,20 +128,20 @@ class BackfillReport:
 
     def summary(self) -> str:
         return (
-            f"backfilled {self.files} raw-zone files ({self.rows} rows): {self.inserted} new "
+            f"reloaded {self.files} raw-zone files ({self.rows} rows): {self.inserted} new "
             f"bars, {self.replaced} replaced by a later fetch, "
             f"{self.rows - self.inserted - self.replaced} already there"
         )
 
 
-def backfill(
+def reload(
     zone: RawZone,
     warehouse: Warehouse,
     topic: str,
     since: date | None = None,
     until: date | None = None,
-    on_file: Callable[[str, BackfillReport], None] | None = None,
-) -> BackfillReport:
+    on_file: Callable[[str, ReloadReport], None] | None = None,
+) -> ReloadReport:
     """Load the raw zone's files of ``topic`` into RAW.STOCK_PRICES, one transaction per file.
 
     Through the drain's staging and merge (:func:`stockpipe.drain.loader.merge_rows`): a bar
@@ -149,7 +149,7 @@ def backfill(
     over files the drain already loaded, adds nothing. The warehouse's offsets are not
     touched: this is not a drain.
     """
-    report = BackfillReport()
+    report = ReloadReport()
     for key in zone.files(topic, since, until):
         rows = zone.read(key)
         result = merge_rows(warehouse, rows)

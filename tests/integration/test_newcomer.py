@@ -404,15 +404,15 @@ def test_yfinance_offline_is_retried_then_one_line_naming_the_cause(
     assert "Warning" not in err
 
 
-def test_a_warehouse_backfill_with_the_raw_zone_off_says_why_it_loaded_nothing(
+def test_a_warehouse_reload_with_the_raw_zone_off_says_why_it_loaded_nothing(
     env_settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from tests.support import set_up_warehouse
 
     set_up_warehouse(env_settings)
-    assert main(["warehouse", "backfill"]) == 0
+    assert main(["warehouse", "reload"]) == 0
     captured = capsys.readouterr()
-    assert "backfilled 0 raw-zone files" in captured.out
+    assert "reloaded 0 raw-zone files" in captured.out
     assert "STOCKPIPE_LAKE__ENABLED=true, which is off" in captured.err.replace("\n", "")
 
 

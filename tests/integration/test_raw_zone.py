@@ -150,14 +150,14 @@ def test_backfill_from_the_raw_zone_rebuilds_raw_and_the_later_fetch_wins(
             older,
         )
 
-    backfilled = subprocess.run(
-        [sys.executable, "-m", "stockpipe.cli", "warehouse", "backfill"],
+    reloaded = subprocess.run(
+        [sys.executable, "-m", "stockpipe.cli", "warehouse", "reload"],
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert backfilled.returncode == 0, backfilled.stderr
-    said = " ".join(backfilled.stdout.split())
+    assert reloaded.returncode == 0, reloaded.stderr
+    said = " ".join(reloaded.stdout.split())
     assert "(1000 rows): 500 new bars, 1 replaced by a later fetch, 499 already there" in said
 
     with Warehouse.connect(settings, "setup") as warehouse:
@@ -171,7 +171,7 @@ def test_backfill_from_the_raw_zone_rebuilds_raw_and_the_later_fetch_wins(
             offsets
         )
     again = subprocess.run(
-        [sys.executable, "-m", "stockpipe.cli", "warehouse", "backfill"],
+        [sys.executable, "-m", "stockpipe.cli", "warehouse", "reload"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -111,10 +111,10 @@ def test_a_fenced_drain_never_moves_an_offset_backwards(snowflake_settings: Sett
         assert warehouse.query("select count(*) from RAW.KAFKA_OFFSETS") == [(1,)]
 
 
-def test_backfill_from_the_raw_zone_into_snowflake_rebuilds_without_duplicates(
+def test_a_reload_of_the_raw_zone_into_snowflake_rebuilds_without_duplicates(
     snowflake_settings: Settings, snowflake_server: SnowflakeServer, snowflake_env: str
 ) -> None:
-    from stockpipe.drain.raw_zone import RawZone, backfill
+    from stockpipe.drain.raw_zone import RawZone, reload
     from stockpipe.object_store import LocalStore
     from stockpipe.warehouse.raw_schema import RAW_ARROW_SCHEMA
 
@@ -123,10 +123,10 @@ def test_backfill_from_the_raw_zone_into_snowflake_rebuilds_without_duplicates(
     rows = pa.Table.from_pandas(frame, preserve_index=False)
     zone.write_batch(rows.cast(RAW_ARROW_SCHEMA))
     with Warehouse.connect(snowflake_settings, "load") as warehouse:
-        first = backfill(zone, warehouse, "prices")
+        first = reload(zone, warehouse, "prices")
         assert (first.files, first.inserted, first.replaced) == (1, 780, 0)
         warehouse.execute("delete from RAW.STOCK_PRICES where symbol = %s", ("MSFT",))
-        rebuilt = backfill(zone, warehouse, "prices")  # after a DELETE: loads again
+        rebuilt = reload(zone, warehouse, "prices")  # after a DELETE: loads again
         assert (rebuilt.inserted, rebuilt.replaced) == (390, 0)
         assert warehouse.query(
             "select count(*), count(distinct symbol || cast(ts as varchar)) from RAW.STOCK_PRICES"

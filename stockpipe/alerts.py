@@ -55,10 +55,13 @@ class Alert:
         return json.dumps(payload).encode()
 
 
-def day_move(symbol: str, session: date, change_pct: float, detail: str) -> Alert | None:
-    """The ``day_move`` alert of a symbol's session (one key per session, so the trends
-    flow and the live tier send it once between them); None when there is no change."""
-    if change_pct is None or change_pct != change_pct:
+def day_move(
+    symbol: str, session: date, change_pct: float | None, threshold_pct: float, detail: str
+) -> Alert | None:
+    """The ``day_move`` alert of a symbol's session when it moved at least
+    ``threshold_pct`` (one key per session, so the trends flow and the live tier send it
+    once between them); None when it moved less or there is no change yet."""
+    if change_pct is None or change_pct != change_pct or abs(change_pct) < threshold_pct:
         return None
     return Alert(
         symbol,
@@ -74,8 +77,10 @@ def find_alerts(warehouse: Warehouse, day_change_pct: float) -> list[Alert]:
     alerts = []
     for row in warehouse.query_frame(_LATEST_WITH_PREVIOUS).itertuples():
         session = row.session_date
-        moved = day_move(row.symbol, session, row.change_pct, f"close {row.close:.2f}")
-        if moved is not None and abs(moved.value) >= day_change_pct:
+        moved = day_move(
+            row.symbol, session, row.change_pct, day_change_pct, f"close {row.close:.2f}"
+        )
+        if moved is not None:
             alerts.append(moved)
         values = (row.sma_20, row.sma_50, row.previous_sma_20, row.previous_sma_50)
         if all(v is not None and v == v for v in values):

@@ -42,7 +42,6 @@ from stockpipe.streaming.clients import KafkaUnreachable
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.warehouse import Warehouse, WarehouseError
 from stockpipe.warehouse.base import Portable
-from stockpipe.warehouse.embedded import EmbeddedWarehouse
 
 log = logging.getLogger(__name__)
 
@@ -152,11 +151,11 @@ class LiveStore:
                 f"dbt could not make the live views: {result.exception or result.result}"
             )
 
-    def refresh(self, warehouse: EmbeddedWarehouse) -> Refresh:
+    def refresh(self, warehouse: Warehouse) -> Refresh:
         """Read the live views into the snapshot; send the alerts they hold."""
         started = time.perf_counter()
         frames = {
-            name: warehouse.read_frame(Portable(f"select * from {view}"))  # noqa: S608 - VIEWS
+            name: warehouse.query_frame(Portable(f"select * from {view}"))  # noqa: S608 - VIEWS
             for name, view in VIEWS.items()
         }
         write_snapshot(self.snapshot, frames)
@@ -245,16 +244,16 @@ def live_alerts(
     each crossing of a close over its ma20 whose bar arrived since ``arrived_since`` (one
     per crossing: its minute is in the rule; a restart does not announce the day's earlier
     crossings again)."""
-    threshold = settings.trends.alert_day_change_pct
     alerts = []
     for row in frames["latest_quote"].itertuples():
         moved = day_move(
             row.symbol,
             _date(row.session_date),
             row.change_on_day_pct,
+            settings.trends.alert_day_change_pct,
             f"last {row.last_close:.2f} at {pd.Timestamp(row.ts):%H:%M} UTC",
         )
-        if moved is not None and abs(moved.value) >= threshold:
+        if moved is not None:
             alerts.append(moved)
     since = pd.Timestamp(arrived_since).tz_convert(None)
     for row in frames["ma_crossings"].itertuples():

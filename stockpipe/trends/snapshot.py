@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from stockpipe.warehouse import Warehouse
+from stockpipe.warehouse.embedded import duck_frame
 
 SNAPSHOT_TABLES = ("DAILY_TRENDS", "MINUTE_BARS", "LATEST_QUOTE", "TOP_MOVERS")
 KEEP = 3
@@ -95,9 +96,7 @@ class SnapshotReader:
 
     def query_frame(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
         """The rows of ``sql`` (``%s`` placeholders, as for the warehouse), lower-case columns."""
-        frame = self._duck.execute(sql.replace("%s", "?"), list(params or [])).df()
-        frame.columns = [c.lower() for c in frame.columns]
-        return frame
+        return duck_frame(self._duck, sql, params)
 
     def close(self) -> None:
         self._duck.close()

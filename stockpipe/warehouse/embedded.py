@@ -195,13 +195,12 @@ class EmbeddedWarehouse(Warehouse):
             error, duckdb.DataError | duckdb.IntegrityError | duckdb.InvalidInputException
         )
 
-    def read_frame(self, sql: Portable) -> pd.DataFrame:
-        """The rows of a DuckDB query as a frame with lower-case column names, fetched by
-        DuckDB itself: no Snowflake translation and no Python row objects, for a reader that
-        reads the same views after every commit (the live tier)."""
-        frame = self.duck.execute(sql).df()
-        frame.columns = [str(c).lower() for c in frame.columns]
-        return frame
+    def query_frame(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        # Portable SQL is DuckDB's to fetch: no translation and no Python row objects (the
+        # live tier reads its views after every commit).
+        if isinstance(sql, Portable):
+            return duck_frame(self.duck, sql, params)
+        return super().query_frame(sql, params)
 
     @contextmanager
     def memory_limit(self, limit: str) -> Iterator[None]:
@@ -241,6 +240,14 @@ def _fakesnow_connection(
     duck.execute(info_schema.per_db_creation_sql(database))
     duck.execute(macros.creation_sql(database))
     return FakeSnowflakeConnection(duck, RecentResults(), database, schema, db_path=directory)
+
+
+def duck_frame(duck: Any, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+    """The rows of ``sql`` (``%s`` placeholders, as for the warehouse) on a DuckDB
+    connection, fetched by DuckDB into a frame, with lower-case column names."""
+    frame = duck.execute(sql.replace("%s", "?"), list(params or [])).df()
+    frame.columns = [str(c).lower() for c in frame.columns]
+    return frame
 
 
 class RecentResults(OrderedDict):

@@ -49,6 +49,7 @@ from stockpipe.live.snapshot import read_forming, read_snapshot
 from stockpipe.processes import free_port
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.streaming.broker import LocalBroker
+from tests.support import memory_mb
 
 GRACE_SECONDS = 2.0  # of wall clock; in a replay, as many of the market's as the setting allows
 REPLAY_LEAD_SECONDS = 15.0  # from starting the ingest to the replay's open
@@ -76,12 +77,7 @@ def proc_figures(pid: int) -> tuple[float, float, float]:
     """(CPU seconds so far, resident MB now, peak resident MB) of a process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    memory = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in {"VmRSS", "VmHWM"}:
-            memory[name] = int(value.split()[0]) / 1024
-    return cpu, memory.get("VmRSS", 0.0), memory.get("VmHWM", 0.0)
+    return cpu, *memory_mb(pid)
 
 
 def percentiles(name: str, values: list[float]) -> None:

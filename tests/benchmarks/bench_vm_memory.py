@@ -49,22 +49,12 @@ from stockpipe.settings import load_settings
 from stockpipe.streaming.broker import LocalBroker
 from stockpipe.streaming.topics import ensure_topics
 from tests.benchmarks.bench_drain import produce_backlog
-from tests.support import set_up_warehouse, snowflake_server_env
+from tests.support import memory_mb, set_up_warehouse, snowflake_server_env
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_DEFAULTS = REPO / "ansible/roles/kafka/defaults/main.yml"
 KAFKA_TEMPLATE = REPO / "ansible/roles/kafka/templates/server.properties.j2"
 GRAFANA_ESTIMATE_MB = 110  # not measured: Grafana 12 idle with one datasource, two dashboards
-
-
-def memory_mb(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) of a process in MB."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in {"VmRSS", "VmHWM"}:
-            fields[name] = int(value.split()[0]) / 1024
-    return fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0)
 
 
 def wait_http(url: str, seconds: float = 120) -> None:

@@ -181,15 +181,13 @@ def test_a_batch_spanning_years_commits_within_the_drains_memory_limit(
 def test_a_session_that_reads_all_day_does_not_keep_what_it_read(warehouse: Warehouse) -> None:
     """The live tier reads its views after every commit for a whole session; fakesnow keeps
     every result by query id unless told otherwise (it grew ~0.9 MB a read of 20,000 rows)."""
-    from pathlib import Path
+    import os
 
     from stockpipe.warehouse.base import Portable
+    from tests.support import memory_mb
 
     def resident_mb() -> float:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise AssertionError("no VmRSS")
+        return memory_mb(os.getpid())[0]
 
     warehouse.execute(Portable("create schema if not exists SCRATCH"))
     warehouse.execute(

@@ -47,9 +47,8 @@ from rich.table import Table
 
 from stockpipe import market_calendar
 from stockpipe.processes import Terminated, raise_on_sigterm
+from stockpipe.quote_spec import EXCHANGE_TZ, SYMBOL_PATTERN
 from stockpipe.settings import (
-    EXCHANGE_TZ,
-    SYMBOL_PATTERN,
     ConfigError,
     Settings,
     load_settings,

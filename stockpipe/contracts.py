@@ -1,14 +1,16 @@
-"""The quote message contract (Kafka topic ``stock_prices``, key = symbol, value = JSON).
+"""The quote message contract (Kafka topic ``stock_prices``, key = symbol, value = JSON),
+built from its declaration in :mod:`stockpipe.quote_spec`: the pydantic model that judges one
+message, and the column-wise check and serialiser for whole frames of bars.
 
-One place defines what a valid bar is; the producer refuses to publish anything else and
-the drain rejects anything else to the dead-letter topic.
+The producer refuses to publish anything the model refuses, and the drain rejects anything
+else to the dead-letter topic.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Literal
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import (
     AfterValidator,
@@ -24,25 +26,23 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from stockpipe.settings import SYMBOL_PATTERN
+from stockpipe.quote_spec import (
+    BAR_FIELDS,
+    DEFAULT_INTERVAL,
+    EARLIEST_INSTANT,
+    MAX_CLOCK_SKEW,
+    MAX_INTEGER,
+    MAX_VOLUME,
+    SCHEMA_VERSION,
+    SOURCE_PATTERN,
+    SYMBOL_PATTERN,
+    IntervalName,
+    ohlcv_holds,
+)
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
-
-# 1: volume a whole number. 2: volume a non-negative decimal (fractional-share prints and
-# crypto trades make a minute's summed volume fractional); a whole volume is still written as
-# an integer, so a version-2 message of whole shares reads exactly as a version-1 one.
-SCHEMA_VERSION = 2
-# A bar stamped more than this far ahead of the clock is a bug upstream, not the future.
-MAX_CLOCK_SKEW = timedelta(days=1)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# The warehouse's column types bound the numbers: VOLUME is FLOAT (a double: whole numbers
-# are exact below 2**53), SCHEMA_VERSION INTEGER.
-MAX_VOLUME = 2.0**53
-MAX_INTEGER = 2**31 - 1
-# Who fetched the bar ("yfinance", "simulated", "replay", ...): a short plain name.
-SOURCE_PATTERN = r"^[A-Za-z0-9_.:\-]{1,32}$"
 
 
 def _utc(value: datetime) -> datetime:
@@ -60,7 +60,7 @@ def _utc(value: datetime) -> datetime:
 
 def _plausible(value: datetime, field: str) -> datetime:
     """An instant between 1970 and a day ahead of the clock."""
-    if value < EPOCH:
+    if value < EARLIEST_INSTANT:
         raise PydanticCustomError(
             f"{field}_before_1970",
             "{field} {value} is before 1970",
@@ -91,7 +91,7 @@ class Quote(BaseModel):
     low: Price
     close: Price
     volume: float = Field(ge=0, lt=MAX_VOLUME, allow_inf_nan=False)
-    interval: Literal["1m", "5m", "15m", "1h", "1d"] = "1m"
+    interval: IntervalName = DEFAULT_INTERVAL
     source: str = Field(pattern=SOURCE_PATTERN)
     fetched_at: UtcDatetime
     schema_version: int = Field(SCHEMA_VERSION, ge=1, le=MAX_INTEGER)
@@ -225,7 +225,6 @@ def describe_reasons(counts: dict[str, int]) -> str:
 # Ingest checks and serialises whole windows of bars (a backfill is millions); these do what
 # validate_quote and Quote.to_json do, column-wise. tests/unit/test_contracts.py holds them
 # to the per-record functions.
-BAR_FIELDS = ("symbol", "ts", "open", "high", "low", "close", "volume")
 
 
 def conforming(bars: pd.DataFrame, source: str, fetched_at: datetime) -> np.ndarray:
@@ -238,7 +237,10 @@ def conforming(bars: pd.DataFrame, source: str, fetched_at: datetime) -> np.ndar
     import pandas as pd
 
     now = datetime.now(UTC)
-    if not re.match(SOURCE_PATTERN, source) or not EPOCH <= fetched_at <= now + MAX_CLOCK_SKEW:
+    if (
+        not re.match(SOURCE_PATTERN, source)
+        or not EARLIEST_INSTANT <= fetched_at <= now + MAX_CLOCK_SKEW
+    ):
         return np.zeros(len(bars), dtype=bool)
     symbol = bars["symbol"]
     if pd.api.types.infer_dtype(symbol, skipna=False) == "string":
@@ -251,23 +253,16 @@ def conforming(bars: pd.DataFrame, source: str, fetched_at: datetime) -> np.ndar
     ts = bars["ts"]
     if not isinstance(ts.dtype, pd.DatetimeTZDtype):
         return np.zeros(len(bars), dtype=bool)
-    ok &= np.array(ts >= pd.Timestamp(EPOCH), dtype=bool)
+    ok &= np.array(ts >= pd.Timestamp(EARLIEST_INSTANT), dtype=bool)
     ok &= np.array(ts <= pd.Timestamp(now + MAX_CLOCK_SKEW), dtype=bool)
     ok &= np.array(ts <= pd.Timestamp(fetched_at), dtype=bool)  # not from the future
-    prices = {}
+    numbers = {}
     for column in ("open", "high", "low", "close", "volume"):
         values = np.array(pd.to_numeric(bars[column], errors="coerce"), dtype=float)
         ok &= np.isfinite(values)
-        prices[column] = values
+        numbers[column] = values
     with np.errstate(invalid="ignore"):
-        for column in ("open", "high", "low", "close"):
-            ok &= prices[column] > 0
-        volume = prices["volume"]
-        ok &= (volume >= 0) & (volume < MAX_VOLUME)
-        high, low = prices["high"], prices["low"]
-        body_high = np.maximum(prices["open"], prices["close"])
-        body_low = np.minimum(prices["open"], prices["close"])
-        ok &= (high >= low) & (high >= body_high) & (low <= body_low)
+        ok &= ohlcv_holds(**numbers)
     return ok
 
 

@@ -19,7 +19,6 @@ import pandas as pd
 
 from stockpipe import market_calendar, metrics
 from stockpipe.contracts import (
-    BAR_FIELDS,
     Quote,
     QuoteRejected,
     conforming,
@@ -27,7 +26,8 @@ from stockpipe.contracts import (
     describe_reasons,
     validate_quote,
 )
-from stockpipe.settings import EXCHANGE_TZ, Settings
+from stockpipe.quote_spec import BAR_FIELDS, EXCHANGE_TZ
+from stockpipe.settings import Settings
 from stockpipe.sources import Interval, QuoteSource, make_source
 from stockpipe.streaming.producer import PublishReport, QuoteProducer
 

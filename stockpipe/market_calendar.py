@@ -13,9 +13,8 @@ from functools import lru_cache
 import exchange_calendars as xcals
 import pandas as pd
 
-from stockpipe.settings import EXCHANGE_TZ
+from stockpipe.quote_spec import EXCHANGE, EXCHANGE_TZ
 
-EXCHANGE = "XNYS"
 # Every session the data may hold, set explicitly: exchange-calendars' default range is
 # today minus 20 years to today plus one, which refused a 2004 session. From 1990 (before
 # any history a provider serves at minute or daily grain for the watchlist) to the end of

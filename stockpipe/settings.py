@@ -22,10 +22,11 @@ from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from stockpipe.quote_spec import SYMBOL_PATTERN
 
 ENV_PREFIX = "STOCKPIPE_"
 ENV_NESTED_DELIMITER = "__"
@@ -35,7 +36,6 @@ ENV_NESTED_DELIMITER = "__"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$")
 # Kafka's legal topic characters (TopicValidator in Kafka itself).
 _TOPIC = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
-SYMBOL_PATTERN = r"^[A-Z0-9.\-^=]{1,15}$"
 # The points of a drain's batch, in order, where a crash test may have the drain kill itself
 # (drain.kill_at). The dead-letter points are reached only by batches with dead letters.
 KILL_POINTS = (
@@ -49,8 +49,6 @@ KILL_POINTS = (
 KILL_POINT_PATTERN = rf"^({'|'.join(KILL_POINTS)})(@[1-9][0-9]*)?$"
 # A DuckDB memory limit as the settings take it (it is written into SQL: nothing else).
 MEMORY_LIMIT_PATTERN = r"^\d+(MB|GB)$"
-# The exchange's clock (NYSE): schedules, sessions and daily counters follow it.
-EXCHANGE_TZ = ZoneInfo("America/New_York")
 _SYMBOL = re.compile(SYMBOL_PATTERN)
 
 DEFAULT_WATCHLIST = ("AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM", "V", "XOM")

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlparse
 import pandas as pd
 
 from stockpipe import market_calendar as mc
-from stockpipe.settings import EXCHANGE_TZ
+from stockpipe.quote_spec import EXCHANGE_TZ
 from stockpipe.sources.simulated import SimulatedMarket
 
 FINNHUB_RATE_LIMIT = (

@@ -99,7 +99,7 @@ def warehouse_state_of(warehouse: Warehouse, topic: str) -> tuple[int, int, int]
 def raw_rows_from_bars(
     bars, fetched_at: datetime, first_offset: int = 0, loaded_at=None, interval: str = "1m"
 ):
-    """RAW.STOCK_PRICES rows for source bars (columns of stockpipe.sources.BAR_COLUMNS)."""
+    """RAW.STOCK_PRICES rows for source bars (columns of stockpipe.sources.BAR_FIELDS)."""
     import pandas as pd
 
     from stockpipe.warehouse.raw_schema import RAW_COLUMNS

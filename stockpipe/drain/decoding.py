@@ -1,9 +1,10 @@
 """Decode a batch of Kafka messages into warehouse rows, fast, with the contract's verdicts.
 
-The contract (``stockpipe.contracts.Quote``) is the judge of what is valid. Running pydantic
-on every message would cap the drain at a few tens of thousands of messages per second,
-so a vectorised pre-check runs first: it accepts only rows that are plainly valid, with
-the canonical JSON types, under rules that are *stricter or equal* to the contract's.
+The contract (``stockpipe.contracts.Quote``, declared in ``stockpipe.quote_spec``) is the
+judge of what is valid. Running pydantic on every message would cap the drain at a few tens
+of thousands of messages per second, so a vectorised pre-check runs first: it accepts only
+rows that are plainly valid, with the canonical JSON types, under rules that are *stricter
+or equal* to the contract's.
 Every row it does not accept goes through the contract itself, which either accepts it
 (e.g. a number sent as a string, which pydantic's lax mode allows) or rejects it with the
 reason. So the outcome is always the contract's; the pre-check only decides how fast.
@@ -27,36 +28,25 @@ import pyarrow.compute as pc
 from confluent_kafka import Message
 from pyarrow import json as pa_json
 
-from stockpipe.contracts import (
-    EPOCH,
+from stockpipe.contracts import Quote, QuoteRejected, validate_quote
+from stockpipe.drain.dead_letters import Rejection
+from stockpipe.quote_spec import (
+    EARLIEST_INSTANT,
+    FIELD_NAMES,
+    FIELDS,
+    INTERVALS,
     MAX_CLOCK_SKEW,
     MAX_VOLUME,
+    PRICE_FIELDS,
     SOURCE_PATTERN,
-    Quote,
-    QuoteRejected,
-    validate_quote,
+    SYMBOL_PATTERN,
 )
-from stockpipe.drain.dead_letters import Rejection
-from stockpipe.settings import SYMBOL_PATTERN
 from stockpipe.warehouse.raw_schema import RAW_ARROW_SCHEMA
 
-CONTRACT_FIELDS = (
-    "symbol",
-    "ts",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "interval",
-    "source",
-    "fetched_at",
-    "schema_version",
-)
-PRICE_FIELDS = ("open", "high", "low", "close")
-NUMBER_FIELDS = (*PRICE_FIELDS, "volume", "schema_version")
-TEXT_FIELDS = tuple(f for f in CONTRACT_FIELDS if f not in NUMBER_FIELDS)
-INTERVALS = pa.array(["15m", "1d", "1h", "1m", "5m"])
+CONTRACT_FIELDS = FIELD_NAMES
+NUMBER_FIELDS = tuple(f.name for f in FIELDS if f.json_type in ("number", "integer"))
+TEXT_FIELDS = tuple(f for f in CONTRACT_FIELDS if f not in NUMBER_FIELDS)  # timestamps too
+INTERVAL_SET = pa.array(INTERVALS)
 # The only timestamp spelling the fast path takes: ISO-8601 with seconds, up to
 # microseconds, and an explicit zone. Anything else is for the contract to judge.
 ISO_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})$"
@@ -158,14 +148,14 @@ def plainly_valid(table: pa.Table) -> np.ndarray:
         ok,
         _known(pc.or_(pc.greater(table["schema_version"], 1), pc.equal(pc.floor(volume), volume))),
     )
-    ok = pc.and_(ok, _known(pc.is_in(table["interval"], value_set=INTERVALS)))
+    ok = pc.and_(ok, _known(pc.is_in(table["interval"], value_set=INTERVAL_SET)))
     ok = pc.and_(ok, _known(pc.match_substring_regex(table["source"], SOURCE_PATTERN)))
     latest = pa.scalar(datetime.now(UTC) + MAX_CLOCK_SKEW, UTC_MICROS)
     parsed = {}
     for name in ("ts", "fetched_at"):
         instants, good = parse_timestamps(table[name])
         in_range = pc.and_(
-            pc.greater_equal(instants, pa.scalar(EPOCH, UTC_MICROS)),
+            pc.greater_equal(instants, pa.scalar(EARLIEST_INSTANT, UTC_MICROS)),
             pc.less_equal(instants, latest),
         )
         ok = pc.and_(ok, pc.and_(good, _known(in_range)))

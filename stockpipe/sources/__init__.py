@@ -1,6 +1,6 @@
 """Quote sources behind one interface.
 
-A source returns bars of one interval as a DataFrame with :data:`BAR_COLUMNS` (``ts`` is
+A source returns bars of one interval as a DataFrame with :data:`BAR_FIELDS` (``ts`` is
 the bar's start, tz-aware UTC): 1-minute bars, or daily bars whose ``ts`` is their
 session's open (so a daily bar and its session's first minute bar differ only in the
 interval, and both fall on the session's New York date). A source does not validate bars
@@ -19,11 +19,12 @@ from typing import Literal, Protocol
 import numpy as np
 import pandas as pd
 
+from stockpipe.quote_spec import BAR_FIELDS
 from stockpipe.settings import SourceSettings
 
-BAR_COLUMNS = ("symbol", "ts", "open", "high", "low", "close", "volume")
+# The intervals the sources serve (the contract takes more: quote_spec.INTERVALS).
 Interval = Literal["1m", "1d"]
-INTERVALS: tuple[Interval, ...] = ("1m", "1d")
+SOURCE_INTERVALS: tuple[Interval, ...] = ("1m", "1d")
 
 
 class QuoteSource(Protocol):
@@ -35,7 +36,7 @@ class QuoteSource(Protocol):
         self, symbols: Sequence[str], start: datetime, end: datetime, interval: Interval = "1m"
     ) -> pd.DataFrame:
         """Bars of ``interval`` with ``start <= ts < end`` for ``symbols``, columns
-        :data:`BAR_COLUMNS`."""
+        :data:`BAR_FIELDS`."""
         ...
 
     def history_limit(self, interval: Interval) -> HistoryLimit:
@@ -77,7 +78,7 @@ def daily_bar_ts(days: pd.Series | pd.DatetimeIndex) -> pd.Series:
 
 
 def empty_bars() -> pd.DataFrame:
-    frame = pd.DataFrame({column: [] for column in BAR_COLUMNS})
+    frame = pd.DataFrame({column: [] for column in BAR_FIELDS})
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
     return frame
 

@@ -25,8 +25,8 @@ from datetime import datetime
 import pandas as pd
 
 from stockpipe import metrics
+from stockpipe.quote_spec import EXCHANGE_TZ
 from stockpipe.retry import RetryPolicy
-from stockpipe.settings import EXCHANGE_TZ
 from stockpipe.sources import HistoryLimit, Interval, empty_bars
 from stockpipe.sources.budget import CallBudget
 from stockpipe.sources.providers import (

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from stockpipe.sources import BAR_COLUMNS, empty_bars
+from stockpipe.quote_spec import BAR_FIELDS
+from stockpipe.sources import empty_bars
 
 log = logging.getLogger(__name__)
 MINUTE_MS = 60_000
@@ -96,7 +97,7 @@ class MinuteBars:
 
     def close_due(self, now_ms: int) -> pd.DataFrame:
         """The bars whose minute ended at least the grace before ``now_ms``, as
-        :data:`BAR_COLUMNS` rows (ts = the minute's start, UTC) in time then symbol order,
+        :data:`BAR_FIELDS` rows (ts = the minute's start, UTC) in time then symbol order,
         removed from the open ones; later trades for those minutes are late."""
         self._closed_at = max(self._closed_at, now_ms)
         due = sorted(k for k in self._open if k[0] + MINUTE_MS + self.grace_ms <= now_ms)
@@ -124,7 +125,7 @@ class MinuteBars:
 
 
 def _frame(keys: list[tuple[int, str]], bars: list[_Bar]) -> pd.DataFrame:
-    """:data:`BAR_COLUMNS` rows of ``bars``, keyed (minute in ms, symbol); ts the minute's start."""
+    """:data:`BAR_FIELDS` rows of ``bars``, keyed (minute in ms, symbol); ts the minute's start."""
     return pd.DataFrame(
         {
             "symbol": [symbol for _, symbol in keys],
@@ -135,4 +136,4 @@ def _frame(keys: list[tuple[int, str]], bars: list[_Bar]) -> pd.DataFrame:
             "close": [b.close for b in bars],
             "volume": [b.volume for b in bars],
         }
-    )[list(BAR_COLUMNS)]
+    )[list(BAR_FIELDS)]

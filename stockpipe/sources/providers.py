@@ -13,7 +13,8 @@ from datetime import datetime
 
 import pandas as pd
 
-from stockpipe.sources import BAR_COLUMNS, Interval, daily_bar_ts, empty_bars
+from stockpipe.quote_spec import BAR_FIELDS
+from stockpipe.sources import Interval, daily_bar_ts, empty_bars
 
 log = logging.getLogger(__name__)
 HIDDEN = "***"
@@ -81,7 +82,7 @@ def bars_frame(
     start: datetime,
     end: datetime,
 ) -> pd.DataFrame:
-    """One symbol's bars as :data:`BAR_COLUMNS`, inside ``[start, end)``.
+    """One symbol's bars as :data:`BAR_FIELDS`, inside ``[start, end)``.
 
     Args:
         starts: each minute bar's start (tz-aware), or each daily bar's session date
@@ -103,4 +104,4 @@ def bars_frame(
     )
     # A date that is not a session keeps NaT: the contract rejects it, counted, not lost.
     inside = frame["ts"].isna() | ((frame["ts"] >= start) & (frame["ts"] < end))
-    return frame[inside].reset_index(drop=True)[list(BAR_COLUMNS)]
+    return frame[inside].reset_index(drop=True)[list(BAR_FIELDS)]

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from stockpipe.settings import EXCHANGE_TZ
+from stockpipe.quote_spec import BAR_FIELDS, EXCHANGE_TZ
 from stockpipe.sources import (
-    BAR_COLUMNS,
-    INTERVALS,
+    SOURCE_INTERVALS,
     HistoryLimit,
     Interval,
     daily_bar_ts,
@@ -81,11 +80,11 @@ class ReplaySource:
         lo, hi = pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
         wanted = bars["symbol"].isin({s.upper() for s in symbols}) & (bars["interval"] == interval)
         in_range = (bars["ts"] >= lo) & (bars["ts"] < hi)
-        return bars.loc[wanted & in_range, list(BAR_COLUMNS)].reset_index(drop=True)
+        return bars.loc[wanted & in_range, list(BAR_FIELDS)].reset_index(drop=True)
 
 
 def read_bars_file(path: Path) -> pd.DataFrame:
-    """Read one replay file into :data:`BAR_COLUMNS`.
+    """Read one replay file into :data:`BAR_FIELDS`.
 
     Raises:
         ReplayFileError: naming the file, and the column and row where a value is malformed.
@@ -101,7 +100,7 @@ def read_bars_file(path: Path) -> pd.DataFrame:
     raw.columns = [str(c).strip().lower() for c in raw.columns]
     if "ts" not in raw.columns and "timestamp" in raw.columns:
         raw = raw.rename(columns={"timestamp": "ts"})
-    missing = [c for c in BAR_COLUMNS if c not in raw.columns]
+    missing = [c for c in BAR_FIELDS if c not in raw.columns]
     if missing:
         shown = ["timestamp" if c == "ts" else c for c in missing]
         raise ReplayFileError(f"{path}: missing column(s) {', '.join(shown)}")
@@ -126,20 +125,20 @@ def read_bars_file(path: Path) -> pd.DataFrame:
                 f"{path}: daily bar at {where} is dated {raw['ts'][row]!r}, not an NYSE session"
             )
         bars.loc[daily, "ts"] = opens
-    return bars[[*BAR_COLUMNS, "interval"]]
+    return bars[[*BAR_FIELDS, "interval"]]
 
 
 def _intervals(path: Path, raw: pd.DataFrame, ts: pd.Series) -> pd.Series:
     """Each row's interval: the ``interval`` column, or the file's kind from its timestamps."""
     if "interval" in raw.columns:
         intervals = raw["interval"].astype("string").str.strip()
-        bad = ~intervals.isin(INTERVALS)
+        bad = ~intervals.isin(SOURCE_INTERVALS)
         if bad.any():
             row = int(bad.idxmax())
             where = f"line {row + 2}" if path.suffix.lower() == ".csv" else f"row {row}"
             raise ReplayFileError(
                 f"{path}: column 'interval' has {raw['interval'][row]!r} at {where}; "
-                f"expected one of {', '.join(INTERVALS)}"
+                f"expected one of {', '.join(SOURCE_INTERVALS)}"
             )
         return intervals
     all_dates = bool(len(ts)) and bool((ts == ts.dt.normalize()).all())

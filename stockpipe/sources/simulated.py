@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from stockpipe import market_calendar
-from stockpipe.sources import BAR_COLUMNS, HistoryLimit, Interval, empty_bars
+from stockpipe.quote_spec import BAR_FIELDS
+from stockpipe.sources import HistoryLimit, Interval, empty_bars
 
 TRADING_DAYS_PER_YEAR = 252
 MINUTES_PER_SESSION = 390
@@ -154,7 +155,7 @@ class SimulatedMarket:
                 "close": closes,
                 "volume": volume,
             },
-            columns=list(BAR_COLUMNS),
+            columns=list(BAR_FIELDS),
         )
 
     def daily_bars(self, symbols: Sequence[str], first: date, last: date) -> pd.DataFrame:
@@ -184,7 +185,7 @@ class SimulatedMarket:
                 "close": values[:, 3],
                 "volume": values[:, 4].astype(np.int64),
             },
-            columns=list(BAR_COLUMNS),
+            columns=list(BAR_FIELDS),
         )
 
     def history_limit(self, interval: Interval) -> HistoryLimit:

@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from stockpipe import metrics
+from stockpipe.quote_spec import BAR_FIELDS, EXCHANGE_TZ
 from stockpipe.retry import RetryPolicy
-from stockpipe.settings import EXCHANGE_TZ
-from stockpipe.sources import BAR_COLUMNS, HistoryLimit, Interval, daily_bar_ts, empty_bars
+from stockpipe.sources import HistoryLimit, Interval, daily_bar_ts, empty_bars
 from stockpipe.sources.providers import network_problem
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def _is_transient(message: str) -> bool:
 def bars_from_download(
     frame: pd.DataFrame, tickers: Sequence[str], interval: Interval = "1m"
 ) -> pd.DataFrame:
-    """Map yfinance's (Price, Ticker) multi-index frame to :data:`BAR_COLUMNS` rows.
+    """Map yfinance's (Price, Ticker) multi-index frame to :data:`BAR_FIELDS` rows.
 
     Rows where any price or the volume is NaN (minutes a ticker did not trade, filled in by
     yfinance's reindexing across tickers) are dropped. Daily rows are indexed by their
@@ -214,4 +214,4 @@ def bars_from_download(
         frames.append(bars)
     if not frames:
         return empty_bars()
-    return pd.concat(frames, ignore_index=True)[list(BAR_COLUMNS)]
+    return pd.concat(frames, ignore_index=True)[list(BAR_FIELDS)]

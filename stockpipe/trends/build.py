@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from stockpipe.quote_spec import EXCHANGE_TIME_ZONE
 from stockpipe.settings import Settings
 from stockpipe.trends.snapshot import current_snapshot, write_snapshot
 from stockpipe.warehouse import Warehouse, WarehouseError
@@ -180,7 +181,11 @@ def dbt_args(
     """``command`` with the project, profile, target and variables this installation uses
     (and ``variables`` besides)."""
     state = settings.dbt_dir
-    variables = {"reader_role": settings.warehouse.reader_role, **(variables or {})}
+    variables = {
+        "reader_role": settings.warehouse.reader_role,
+        "exchange_time_zone": EXCHANGE_TIME_ZONE,
+        **(variables or {}),
+    }
     return [
         *command,
         "--project-dir",

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from stockpipe import market_calendar
+from stockpipe.quote_spec import ohlcv_holds
 from stockpipe.settings import Settings
 from stockpipe.warehouse import Warehouse, WarehouseError
 
@@ -155,14 +156,9 @@ def session_frames(
 
 
 def expected_valid_bars(raw: pd.DataFrame) -> int:
-    """Distinct (symbol, ts, interval) among raw rows that satisfy the OHLCV rules."""
-    p = raw[["OPEN", "HIGH", "LOW", "CLOSE"]].astype(float)
-    valid = (
-        (raw["MIN_PRICE"] > 0)
-        & (raw["VOLUME"] >= 0)
-        & (p["HIGH"] >= p["LOW"])
-        & ~raw["BODY_OUTSIDE_RANGE"]
-    )
+    """Distinct (symbol, ts, interval) among raw rows that keep the contract's OHLCV rules."""
+    numbers = raw[["OPEN", "HIGH", "LOW", "CLOSE", "VOLUME"]].astype(float)
+    valid = ohlcv_holds(*(numbers[c] for c in numbers.columns))
     return int(raw.loc[valid, ["SYMBOL", "TS", "BAR_INTERVAL"]].drop_duplicates().shape[0])
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from stockpipe.settings import EXCHANGE_TZ, Settings, validate_identifier
+from stockpipe.quote_spec import EXCHANGE_TZ
+from stockpipe.settings import Settings, validate_identifier
 from stockpipe.warehouse.base import (
     Portable,
     Purpose,

@@ -33,7 +33,8 @@ from stockpipe.ingest import ingest_window
 from stockpipe.live.exchange import SimulatedExchange
 from stockpipe.live.snapshot import read_forming, read_snapshot
 from stockpipe.processes import free_port
-from stockpipe.settings import EXCHANGE_TZ, KafkaSettings, Settings
+from stockpipe.quote_spec import EXCHANGE_TZ
+from stockpipe.settings import KafkaSettings, Settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.streaming.broker import LocalBroker
 from stockpipe.streaming.topics import ensure_topics

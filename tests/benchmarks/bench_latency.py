@@ -150,7 +150,8 @@ def main() -> None:
     os.environ.update(env)
     from stockpipe.ingest import ingest_window
     from stockpipe.market_calendar import latest_closed_session, previous_session
-    from stockpipe.settings import EXCHANGE_TZ, load_settings
+    from stockpipe.quote_spec import EXCHANGE_TZ
+    from stockpipe.settings import load_settings
     from stockpipe.streaming.topics import ensure_topics
     from tests.support import read_topic
 

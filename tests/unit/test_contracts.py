@@ -10,13 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stockpipe.contracts import (
-    BAR_FIELDS,
     Quote,
     QuoteRejected,
     conforming,
     contract_messages,
     validate_quote,
 )
+from stockpipe.quote_spec import BAR_FIELDS
 from tests.support import VALID_QUOTE
 
 GOOD = VALID_QUOTE

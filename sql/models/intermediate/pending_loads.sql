@@ -16,7 +16,7 @@ final as (
         last_ts,
         bar_count,
         logged_at,
-        to_date(convert_timezone('UTC', 'America/New_York', first_ts)) as first_session
+        {{ exchange_date('first_ts') }} as first_session
     from load_log
 )
 

@@ -123,7 +123,7 @@ final as (
         kafka_offset,
         ma5,
         ma20,
-        convert_timezone('UTC', 'America/New_York', ts) as local_ts,
+        {{ exchange_time('ts') }} as local_ts,
         {{ typical_price() }} as typical_price,
         coalesce(abs(close / previous_close - 1) > 0.20, false) as is_spike,
         datediff('second', dateadd('minute', 1, ts), loaded_at) as ingest_lag_seconds

@@ -1,8 +1,7 @@
 -- Valid bars, one per (symbol, ts, bar_interval): the latest fetch wins, and bars that
--- break OHLCV rules are left out (non-positive prices, negative volume, high < low,
--- high < max(open, close), low > min(open, close)).
+-- break the contract's OHLCV rules (macros/quote_contract.sql) are left out.
 -- A view with no window over time, so the incremental models' filters on symbol and ts
--- reach RAW. session_date: the exchange's date (America/New_York) of the bar.
+-- reach RAW. session_date: the exchange's date of the bar.
 with
 
 raw_bars as (
@@ -35,14 +34,9 @@ final as (
         kafka_offset,
         kafka_timestamp,
         loaded_at,
-        to_date(convert_timezone('UTC', 'America/New_York', ts)) as session_date
+        {{ exchange_date('ts') }} as session_date
     from latest_fetch
-    where
-        open > 0 and high > 0 and low > 0 and close > 0
-        and volume >= 0
-        and high >= low
-        and high >= greatest(open, close)
-        and low <= least(open, close)
+    where {{ valid_ohlcv() }}
 )
 
 select * from final

@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from stockpipe.quote_spec import SYMBOL_PATTERN
+from stockpipe.streaming.kafka import topology
 
 ENV_PREFIX = "STOCKPIPE_"
 ENV_NESTED_DELIMITER = "__"
@@ -50,6 +51,11 @@ KILL_POINT_PATTERN = rf"^({'|'.join(KILL_POINTS)})(@[1-9][0-9]*)?$"
 # A DuckDB memory limit as the settings take it (it is written into SQL: nothing else).
 MEMORY_LIMIT_PATTERN = r"^\d+(MB|GB)$"
 _SYMBOL = re.compile(SYMBOL_PATTERN)
+
+# Topic names, partitions and groups default to the pipeline's topology (its one definition,
+# which the playbook reads too).
+_TOPICS = topology()["topics"]
+_GROUPS = topology()["consumer_groups"]
 
 DEFAULT_WATCHLIST = ("AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM", "V", "XOM")
 
@@ -79,15 +85,17 @@ class KafkaSettings(BaseModel):
     ssl_ca_location: Path | None = Field(
         None, description="CA certificate (PEM) that signed the broker's certificate"
     )
-    prices_topic: str = "stock_prices"
-    alerts_topic: str = "stock_alerts"
-    dlq_topic: str = "stock_prices_dlq"
+    prices_topic: str = _TOPICS["prices"]["name"]
+    alerts_topic: str = _TOPICS["alerts"]["name"]
+    dlq_topic: str = _TOPICS["dead_letters"]["name"]
     forming_topic: str = Field(
-        "stock_prices_forming",
+        _TOPICS["forming"]["name"],
         description="the forming minute's bars while trades come in (ingest --follow), each "
         "superseded a second later: never final bars, never drained",
     )
-    prices_partitions: int = Field(6, ge=1, le=256, description="partitions of the prices topic")
+    prices_partitions: int = Field(
+        _TOPICS["prices"]["partitions"], ge=1, le=256, description="partitions of the prices topic"
+    )
     replication_factor: int = Field(
         1,
         ge=1,
@@ -103,7 +111,10 @@ class KafkaSettings(BaseModel):
         "acks=all): 2 with replication_factor 3, so one node may be down without losing a "
         "write or stopping the producers",
     )
-    consumer_group: str = Field("stockpipe-drain", min_length=1)
+    consumer_group: str = Field(_GROUPS["drain"], min_length=1)
+    live_consumer_group: str = Field(
+        _GROUPS["live"], min_length=1, description="the live tier's group on the prices topic"
+    )
     consumer_instance_id: str | None = Field(
         None,
         description="static group membership: a restarted drain with the same id takes its "

@@ -96,6 +96,7 @@ def env_settings(
         "STOCKPIPE_KAFKA__ALERTS_TOPIC": f"alerts_{tag}",
         "STOCKPIPE_KAFKA__DLQ_TOPIC": f"dlq_{tag}",
         "STOCKPIPE_KAFKA__CONSUMER_GROUP": f"drain_{tag}",
+        "STOCKPIPE_KAFKA__LIVE_CONSUMER_GROUP": f"live_{tag}",
         "STOCKPIPE_KAFKA__PRICES_PARTITIONS": "3",
         "STOCKPIPE_DRAIN__MAX_WAIT_SECONDS": "2",
     }

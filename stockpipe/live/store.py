@@ -4,9 +4,9 @@ Snowflake is the system of record, loaded on the cost-bounded cadence (the drain
 deployments, every 10 minutes in session). The live tier serves the session from where a
 read costs nothing: an embedded warehouse of its own under ``<home>/live`` (on any backend),
 fed by a following drain of the same prices topic in a consumer group of its own
-(``<group>-live``) that commits about every second (``drain.max_latency_seconds``), exactly
-once into that store, as every drain does. Being a store of its own, it holds no lock any
-other command or flow needs.
+(``kafka.live_consumer_group``) that commits about every second
+(``drain.max_latency_seconds``), exactly once into that store, as every drain does. Being a
+store of its own, it holds no lock any other command or flow needs.
 
 dbt stays the one owner of every definition: the live marts are dbt views
 (``sql/models/live``) over the store's RAW, using the same macros as the marts
@@ -58,7 +58,7 @@ def live_settings(settings: Settings) -> Settings:
     data["profile"] = "local"
     data["home"] = settings.home_dir / "live"
     data["warehouse"] = data["warehouse"] | {"backend": "embedded"}
-    data["kafka"] = data["kafka"] | {"consumer_group": f"{settings.kafka.consumer_group}-live"}
+    data["kafka"] = data["kafka"] | {"consumer_group": settings.kafka.live_consumer_group}
     data["lake"] = data["lake"] | {"enabled": False}
     data["trends"] = data["trends"] | {"dbt_dir": None}
     return Settings.model_validate(data)

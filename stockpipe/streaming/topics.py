@@ -10,10 +10,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from stockpipe.settings import KafkaSettings
 from stockpipe.streaming.clients import client_config, require_reachable
+from stockpipe.streaming.kafka import topology
 
 log = logging.getLogger(__name__)
-SEVEN_DAYS_MS = str(7 * 24 * 3600 * 1000)
-ONE_HOUR_MS = str(3600 * 1000)
 
 
 @dataclass(frozen=True)
@@ -24,16 +23,29 @@ class TopicSpec:
 
 
 def pipeline_topics(kafka: KafkaSettings) -> list[TopicSpec]:
-    """The four topics: prices (keyed by symbol, several partitions), alerts, dead letters,
-    and the forming minute's bars (read from their end, superseded each second: an hour)."""
-    durability = {"min.insync.replicas": str(kafka.min_insync_replicas)}
-    retention = {"retention.ms": SEVEN_DAYS_MS} | durability
+    """The four topics of the pipeline's topology (``stockpipe/streaming/kafka/topology.yml``:
+    partitions and retention) under the names the settings give them: prices (keyed by
+    symbol; its partitions are a setting), alerts, dead letters, and the forming minute's
+    bars (read from their end, superseded each second)."""
+    declared = topology()["topics"]
+    named = {
+        "prices": kafka.prices_topic,
+        "alerts": kafka.alerts_topic,
+        "dead_letters": kafka.dlq_topic,
+        "forming": kafka.forming_topic,
+    }
+    if set(named) != set(declared):
+        raise ValueError(f"topology.yml's topics {sorted(declared)} are not {sorted(named)}")
     return [
-        TopicSpec(kafka.prices_topic, kafka.prices_partitions, retention),
-        TopicSpec(kafka.alerts_topic, 1, retention),
-        # Dead letters are kept four weeks: long enough for someone to look at them.
-        TopicSpec(kafka.dlq_topic, 1, {"retention.ms": str(28 * 24 * 3600 * 1000)} | durability),
-        TopicSpec(kafka.forming_topic, 1, {"retention.ms": ONE_HOUR_MS} | durability),
+        TopicSpec(
+            named[role],
+            kafka.prices_partitions if role == "prices" else topic["partitions"],
+            {
+                "retention.ms": str(topic["retention_ms"]),
+                "min.insync.replicas": str(kafka.min_insync_replicas),
+            },
+        )
+        for role, topic in declared.items()
     ]
 
 

@@ -3,25 +3,59 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
 import tarfile
+import tempfile
 import threading
-from functools import partial
+from functools import cache, partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import yaml
 
 from stockpipe.streaming.broker import LocalBroker
-from tests.ansible.playbook import ANSIBLE_DIR
+from tests.ansible.playbook import ANSIBLE_DIR, BIN
 
 KAFKA_VERSION = "4.1.2"
 
 
-def pipeline_acls() -> list[dict]:
-    """The pipeline users' least-privilege ACLs, as group_vars/kafka gives the VM (on the
-    topics and group the tests use: the VM's own names)."""
-    group_vars = yaml.safe_load((ANSIBLE_DIR / "group_vars/kafka/main.yml").read_text())
-    return group_vars["_kafka_pipeline_acls"]
+@cache
+def group_vars(nodes: int, *names: str) -> dict:
+    """The variables ``names`` as the playbook's group_vars give the first node (a Kafka node
+    and the VM of the services) when the inventory's kafka group has ``nodes`` hosts:
+    Ansible's own templating of the package's topology (stockpipe/streaming/kafka/
+    topology.yml), as site.yml sees it."""
+    hosts = {
+        f"node{i}": {"ansible_connection": "local", "kafka_internal_address": f"10.0.0.{i}"}
+        for i in range(1, nodes + 1)
+    }
+    inventory = {"kafka": {"hosts": hosts}, "stockpipe_vm": {"hosts": {"node1": {}}}}
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "inventory.yml"
+        path.write_text(yaml.safe_dump(inventory))
+        expression = "{{ {" + ", ".join(f"'{n}': {n}" for n in names) + "} | to_json }}"
+        command = [str(BIN / "ansible"), "node1", "-i", str(path), "-m", "ansible.builtin.debug"]
+        result = subprocess.run(
+            [*command, "--playbook-dir", str(ANSIBLE_DIR), "-a", f"msg={expression}"],
+            cwd=ANSIBLE_DIR,
+            env={**os.environ, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"}
+            | {"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_NOCOLOR": "1"},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    message = json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"]["node1"]["msg"]
+    return json.loads(message) if isinstance(message, str) else message
+
+
+def kafka_pipeline_vars() -> dict:
+    """The pipeline's topics and ACLs as group_vars/kafka gives a single-node VM."""
+    return group_vars(1, "kafka_topics", "kafka_acls")
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from stockpipe.settings import KafkaSettings, Settings, load_settings
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
-from tests.ansible.conftest import pipeline_acls
+from tests.ansible.conftest import kafka_pipeline_vars
 from tests.ansible.playbook import UnitCommand, run_playbook
 from tests.support import distinct_bar_messages, read_topic, warehouse_state_of
 
@@ -91,7 +91,7 @@ def inventory(kafka_downloads, tmp_path_factory: pytest.TempPathFactory):
         "kafka_keystore_password": "keystore-secret-0",
         "kafka_inter_broker_password": "broker-secret-00",
         "kafka_scram_users": [{"name": n, "password": p} for n, p in PASSWORDS.items()],
-        "kafka_acls": pipeline_acls(),
+        **kafka_pipeline_vars(),
     }
     path = root / "inventory.yml"
     path.write_text(yaml.safe_dump({"kafka": {"hosts": hosts, "vars": group_vars}}))

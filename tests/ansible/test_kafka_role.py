@@ -28,7 +28,7 @@ from stockpipe.processes import free_port
 from stockpipe.settings import load_settings
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
-from tests.ansible.conftest import pipeline_acls
+from tests.ansible.conftest import kafka_pipeline_vars
 from tests.ansible.playbook import run_playbook
 from tests.support import distinct_bar_messages, warehouse_state_of
 
@@ -79,7 +79,7 @@ def role(kafka_downloads, tmp_path_factory: pytest.TempPathFactory):
         "kafka_ca_fetch_dest": str(root / "control/kafka-ca.pem"),
         "kafka_keystore_password": "keystore-secret-0",
         "kafka_scram_users": [{"name": n, "password": p} for n, p in PASSWORDS.items()],
-        "kafka_acls": pipeline_acls(),
+        **kafka_pipeline_vars(),
     }
     yield root, ports, names, ["-e", json.dumps(variables)]
     subprocess.run(["userdel", KAFKA_USER], check=False, capture_output=True)

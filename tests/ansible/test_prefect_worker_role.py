@@ -52,6 +52,7 @@ TOPICS = {
     "STOCKPIPE_KAFKA__ALERTS_TOPIC": "alerts_worker_role",
     "STOCKPIPE_KAFKA__DLQ_TOPIC": "dlq_worker_role",
     "STOCKPIPE_KAFKA__CONSUMER_GROUP": "drain_worker_role",
+    "STOCKPIPE_KAFKA__LIVE_CONSUMER_GROUP": "live_worker_role",
 }
 
 pytestmark = [

@@ -1,0 +1,63 @@
+"""The pipeline's Kafka topology has one source (stockpipe/streaming/kafka/topology.yml) that
+stockpipe and the playbook both read: what each makes of it agrees."""
+
+from __future__ import annotations
+
+from stockpipe.settings import KafkaSettings
+from stockpipe.streaming.kafka import topology
+from stockpipe.streaming.topics import pipeline_topics
+from tests.ansible.conftest import group_vars
+
+
+def test_stockpipe_defaults_to_the_topologys_names_partitions_and_retention() -> None:
+    declared = topology()
+    kafka = KafkaSettings()
+    names = {
+        "prices": kafka.prices_topic,
+        "alerts": kafka.alerts_topic,
+        "dead_letters": kafka.dlq_topic,
+        "forming": kafka.forming_topic,
+    }
+    assert names == {role: t["name"] for role, t in declared["topics"].items()}
+    assert kafka.prices_partitions == declared["topics"]["prices"]["partitions"]
+    assert (kafka.consumer_group, kafka.live_consumer_group) == (
+        declared["consumer_groups"]["drain"],
+        declared["consumer_groups"]["live"],
+    )
+    made = {t.name: (t.partitions, int(t.config["retention.ms"])) for t in pipeline_topics(kafka)}
+    assert made == {
+        t["name"]: (t["partitions"], t["retention_ms"]) for t in declared["topics"].values()
+    }
+
+
+def test_one_node_gets_the_topologys_topics_users_and_acls() -> None:
+    rendered = group_vars(1, "kafka_topics", "kafka_acls", "_kafka_users")
+    declared = topology()
+    assert rendered["kafka_topics"] == list(declared["topics"].values())
+    assert rendered["kafka_acls"] == declared["acls"]
+    assert rendered["_kafka_users"] == declared["users"]
+    # Every group and topic the ACLs name is one the topology defines.
+    topics = {t["name"] for t in declared["topics"].values()}
+    groups = set(declared["consumer_groups"].values())
+    for acl in declared["acls"]:
+        assert acl["name"] in (topics if acl["resource_type"] == "topic" else groups), acl
+
+
+def grants(acls: list[dict], principal: str | None = None) -> set[tuple]:
+    return {
+        (acl["resource_type"], acl["name"], operation)
+        for acl in acls
+        if principal is None or acl["principal"] == principal
+        for operation in acl["operations"]
+    }
+
+
+def test_a_clusters_worker_user_has_every_pipeline_right_and_no_other() -> None:
+    declared = topology()
+    worker = declared["users"]["worker"]
+    rendered = group_vars(3, "kafka_acls", "prefect_worker_environment")
+    pipeline = [acl for acl in rendered["kafka_acls"] if acl["principal"] != worker]
+    assert pipeline == declared["acls"]
+    assert grants(rendered["kafka_acls"], worker) == grants(declared["acls"])
+    environment = rendered["prefect_worker_environment"]
+    assert environment["STOCKPIPE_KAFKA__SASL_USERNAME"] == worker

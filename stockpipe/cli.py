@@ -46,8 +46,8 @@ from rich.console import Console
 from rich.table import Table
 
 from stockpipe import market_calendar
-from stockpipe.processes import Terminated, raise_on_sigterm
 from stockpipe.quote_spec import EXCHANGE_TZ, SYMBOL_PATTERN
+from stockpipe.runtime import Terminated, raise_on_sigterm
 from stockpipe.settings import (
     ConfigError,
     Settings,
@@ -118,7 +118,7 @@ def _ticker(value: str) -> str:
 
 
 def _ensure_local_kafka(settings: Settings) -> None:
-    from stockpipe.streaming.broker import broker_from_settings
+    from stockpipe.local_stack.broker import broker_from_settings
     from stockpipe.streaming.topics import ensure_topics
 
     if settings.profile == "local":
@@ -229,7 +229,7 @@ def trends_table(frame: pd.DataFrame, width: int = 80) -> Table:
 
 # -- commands ------------------------------------------------------------------------------
 def cmd_kafka(args: argparse.Namespace) -> int:
-    from stockpipe.streaming.broker import broker_from_settings
+    from stockpipe.local_stack.broker import broker_from_settings
     from stockpipe.streaming.topics import ensure_topics
 
     settings = _settings(args)
@@ -260,7 +260,7 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 
 
 def cmd_monitoring(args: argparse.Namespace) -> int:
-    from stockpipe.monitoring import LocalMonitoring
+    from stockpipe.local_stack.monitoring import LocalMonitoring
 
     monitoring = LocalMonitoring(_settings(args))
     if args.action == "up":
@@ -515,7 +515,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
 
     from stockpipe import metrics
     from stockpipe.drain import DrainReport, run_drain
-    from stockpipe.processes import Terminated
+    from stockpipe.runtime import Terminated
 
     settings = _settings(args)
     if args.follow and settings.metrics.port:

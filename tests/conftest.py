@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 import tests.fuzzing  # noqa: F401 - registers the hypothesis profiles (--hypothesis-profile)
-from stockpipe.processes import free_port
+from stockpipe.local_stack.broker import LocalBroker
+from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import Settings, load_settings
-from stockpipe.streaming.broker import LocalBroker
 from stockpipe.streaming.topics import ensure_topics
 from tests.support import SnowflakeServer, snowflake_server_env, wait_until_serving
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from stockpipe.drain.offsets import read_offsets
-from stockpipe.processes import free_port
+from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import Settings
 from stockpipe.warehouse import Warehouse
 

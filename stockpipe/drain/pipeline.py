@@ -36,8 +36,8 @@ from stockpipe.drain.loader import LoadResult, load_batch, refused_rows
 from stockpipe.drain.offsets import PartitionOffsets, ResetChoice
 from stockpipe.drain.raw_zone import RawZone, raw_zone_from_settings
 from stockpipe.drain.report import DrainReport
-from stockpipe.processes import Terminated, as_interrupt, limit_malloc_arenas
 from stockpipe.retry import retry_call
+from stockpipe.runtime import Terminated, as_interrupt, limit_malloc_arenas
 from stockpipe.settings import DrainSettings, Settings
 from stockpipe.streaming.clients import client_config, require_reachable
 from stockpipe.streaming.consumer import Batch, BatchConsumer, group_members
@@ -300,7 +300,7 @@ def run_drain(settings: Settings, **options: Any) -> DrainReport:
 
 @contextlib.contextmanager
 def _stopped_by_signal(report: DrainReport) -> Iterator[None]:
-    """A signal (Ctrl-C, SIGTERM as :class:`~stockpipe.processes.Terminated`) ends the
+    """A signal (Ctrl-C, SIGTERM as :class:`~stockpipe.runtime.Terminated`) ends the
     drain like reaching the end: the batch in flight rolls back, the report keeps what was
     committed and says why it stopped (``report.interrupted``)."""
     try:

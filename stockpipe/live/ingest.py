@@ -23,8 +23,8 @@ import pandas as pd
 
 from stockpipe import metrics
 from stockpipe.ingest import check_bars, publish_quotes
-from stockpipe.processes import Terminated
 from stockpipe.retry import backoff_delays
+from stockpipe.runtime import Terminated
 from stockpipe.settings import Settings, load_settings
 from stockpipe.sources import api_key
 from stockpipe.sources.minute_bars import MinuteBars, Trade

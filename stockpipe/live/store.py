@@ -184,7 +184,7 @@ class LiveStore:
     def run(self, max_batches: int | None = None) -> LiveReport:
         """Prepare, refresh once, then follow the topic until interrupted (or
         ``max_batches`` commits); the report of what was done."""
-        from stockpipe.processes import limit_malloc_arenas
+        from stockpipe.runtime import limit_malloc_arenas
 
         limit_malloc_arenas()
         forming = FormingPrices(self.settings, self.snapshot).start()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stockpipe.streaming.broker import LocalBroker
+from stockpipe.local_stack.broker import LocalBroker
 from tests.ansible.playbook import ANSIBLE_DIR, BIN
 
 KAFKA_VERSION = "4.1.2"
@@ -89,8 +89,5 @@ def kafka_downloads(mirror) -> dict:
         "kafka_mirror": url,
         "kafka_checksum": f"sha512:{sha512}",
         "kafka_jmx_exporter_url": f"file://{libs}/jmx_prometheus_javaagent-1.0.1.jar",
-        "kafka_jmx_exporter_config_src": str(
-            ANSIBLE_DIR.parent / "stockpipe/streaming/kafka/jmx_exporter.yml"
-        ),
         "kafka_packages": [],
     }

@@ -22,7 +22,7 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from stockpipe.drain import drain_to_warehouse
-from stockpipe.processes import free_port
+from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import KafkaSettings, Settings, load_settings
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.warehouse import Warehouse

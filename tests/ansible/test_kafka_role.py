@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from stockpipe.drain import drain_to_warehouse
-from stockpipe.processes import free_port
+from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import load_settings
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse

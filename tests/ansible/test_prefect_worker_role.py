@@ -32,11 +32,11 @@ from stockpipe import market_calendar as mc
 from stockpipe.ingest import ingest_window
 from stockpipe.live.exchange import SimulatedExchange
 from stockpipe.live.snapshot import read_forming, read_snapshot
-from stockpipe.processes import free_port
+from stockpipe.local_stack.broker import LocalBroker
+from stockpipe.local_stack.processes import free_port
 from stockpipe.quote_spec import EXCHANGE_TZ
 from stockpipe.settings import KafkaSettings, Settings
 from stockpipe.sources.simulated import SimulatedMarket
-from stockpipe.streaming.broker import LocalBroker
 from stockpipe.streaming.topics import ensure_topics
 from tests.ansible.playbook import ANSIBLE_DIR, UnitCommand, run_playbook
 from tests.support import read_topic, running_prefect_server

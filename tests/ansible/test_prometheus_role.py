@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stockpipe.processes import free_port
+from stockpipe.local_stack.processes import free_port
 from tests.ansible.playbook import ANSIBLE_DIR, run_playbook
 
 PLAYBOOK = str(Path(__file__).parent / "playbooks" / "prometheus_local.yml")

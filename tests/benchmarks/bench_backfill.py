@@ -61,8 +61,8 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="stockpipe-bench-backfill-"))
     os.environ["STOCKPIPE_HOME"] = str(home)
 
-    from stockpipe.processes import free_port
-    from stockpipe.streaming.broker import LocalBroker
+    from stockpipe.local_stack.broker import LocalBroker
+    from stockpipe.local_stack.processes import free_port
 
     port, controller = free_port(), free_port()
     os.environ["STOCKPIPE_LOCAL_KAFKA__PORT"] = str(port)

@@ -20,13 +20,14 @@ import time
 from pathlib import Path
 
 from stockpipe.drain import drain_to_warehouse
-from stockpipe.processes import free_port
+from stockpipe.local_stack.broker import LocalBroker
+from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import Settings, load_settings
-from stockpipe.streaming.broker import LocalBroker, LocalCluster
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.streaming.topics import ensure_topics
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
+from tests.local_cluster import LocalCluster
 from tests.support import distinct_bar_messages, warehouse_state_of
 
 # Small enough batches that a drain joining the group gets its partitions within a batch.

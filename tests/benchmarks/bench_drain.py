@@ -26,9 +26,9 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 
-from stockpipe.processes import free_port
+from stockpipe.local_stack.broker import LocalBroker
+from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import load_settings
-from stockpipe.streaming.broker import LocalBroker
 from stockpipe.streaming.producer import PRODUCER_DEFAULTS
 from stockpipe.streaming.topics import ensure_topics
 from stockpipe.warehouse import Portable, Warehouse
@@ -121,7 +121,7 @@ def drain_in_child(trace: bool) -> None:
     """The child: drain the backlog the parent produced, as ``stockpipe drain`` does (same
     allocator setting, same SQL check before the drain); print one JSON line of figures."""
     from stockpipe.drain import drain_to_warehouse
-    from stockpipe.processes import limit_malloc_arenas
+    from stockpipe.runtime import limit_malloc_arenas
 
     limit_malloc_arenas()
     settings = load_settings()

@@ -46,9 +46,9 @@ import pandas as pd
 
 from stockpipe.live.exchange import SimulatedExchange
 from stockpipe.live.snapshot import read_forming, read_snapshot
-from stockpipe.processes import free_port
+from stockpipe.local_stack.broker import LocalBroker
+from stockpipe.local_stack.processes import free_port
 from stockpipe.sources.simulated import SimulatedMarket
-from stockpipe.streaming.broker import LocalBroker
 from tests.support import memory_mb
 
 GRACE_SECONDS = 2.0  # of wall clock; in a replay, as many of the market's as the setting allows

@@ -61,9 +61,9 @@ def main() -> None:
         }
     )
     from stockpipe.live.ingest import follow_trades
-    from stockpipe.processes import free_port
+    from stockpipe.local_stack.broker import LocalBroker
+    from stockpipe.local_stack.processes import free_port
     from stockpipe.settings import load_settings
-    from stockpipe.streaming.broker import LocalBroker
     from stockpipe.streaming.topics import ensure_topics
     from tests.fake_providers import FakeFinnhubSocket
 

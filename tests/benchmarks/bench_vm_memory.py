@@ -43,10 +43,10 @@ from pathlib import Path
 import httpx
 import yaml
 
-from stockpipe.monitoring import LocalMonitoring
-from stockpipe.processes import free_port
+from stockpipe.local_stack.broker import LocalBroker
+from stockpipe.local_stack.monitoring import LocalMonitoring
+from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import load_settings
-from stockpipe.streaming.broker import LocalBroker
 from stockpipe.streaming.topics import ensure_topics
 from tests.benchmarks.bench_drain import produce_backlog
 from tests.support import memory_mb, set_up_warehouse, snowflake_server_env

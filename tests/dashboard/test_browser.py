@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stockpipe.processes import free_port
+from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import Settings
 
 PROJECT = Path(__file__).resolve().parents[2]

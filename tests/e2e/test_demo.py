@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 
 from stockpipe import market_calendar as mc
-from stockpipe.processes import free_port
+from stockpipe.local_stack.broker import LocalBroker
+from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import load_settings
 from stockpipe.sources.simulated import SimulatedMarket
-from stockpipe.streaming.broker import LocalBroker
 from stockpipe.warehouse import Warehouse
 
 pytestmark = pytest.mark.e2e

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from stockpipe.live.snapshot import read_snapshot
-from stockpipe.processes import free_port
-from stockpipe.streaming.broker import LocalBroker
+from stockpipe.local_stack.broker import LocalBroker
+from stockpipe.local_stack.processes import free_port
 
 pytestmark = [
     pytest.mark.e2e,

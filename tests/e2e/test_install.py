@@ -28,7 +28,7 @@ def test_an_installed_wheel_sets_up_a_warehouse_from_its_own_package_data(
             "-c",
             "from stockpipe.warehouse.setup import DEFAULT_SQL_DIR as s;"
             "from stockpipe.validation import EXPECTATIONS_DIR as e;"
-            "from stockpipe.monitoring import MONITORING_DIR as m;"
+            "from stockpipe.local_stack.monitoring import MONITORING_DIR as m;"
             "print(s, len(list(s.glob('*.sql'))), e, len(list(e.glob('*.json'))), m)",
         ],
         env=env,

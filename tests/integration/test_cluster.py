@@ -24,14 +24,14 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 
 from stockpipe.drain import drain_to_warehouse
 from stockpipe.drain.report import DrainReport
-from stockpipe.processes import free_port
+from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import Settings, load_settings
-from stockpipe.streaming.broker import LocalCluster
 from stockpipe.streaming.consumer import group_members
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.streaming.topics import ensure_topics
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
+from tests.local_cluster import LocalCluster
 from tests.support import distinct_bar_messages, read_topic, set_up_warehouse, warehouse_state_of
 
 pytestmark = pytest.mark.integration

@@ -17,9 +17,9 @@ import pytest
 
 from stockpipe.drain import drain_to_warehouse
 from stockpipe.drain.offsets import OffsetsOutOfSync, read_offsets
-from stockpipe.processes import free_port
+from stockpipe.local_stack.broker import LocalBroker
+from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import KILL_POINTS, Settings, load_settings
-from stockpipe.streaming.broker import LocalBroker
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.streaming.topics import ensure_topics
 from stockpipe.warehouse import Warehouse

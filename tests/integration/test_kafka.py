@@ -12,9 +12,9 @@ from confluent_kafka.admin import AdminClient
 
 from stockpipe import market_calendar as mc
 from stockpipe.ingest import check_bars
+from stockpipe.local_stack.broker import LocalBroker
 from stockpipe.settings import Settings
 from stockpipe.sources.simulated import SimulatedMarket
-from stockpipe.streaming.broker import LocalBroker
 from stockpipe.streaming.producer import PublishError, QuoteProducer
 from stockpipe.streaming.topics import ensure_topics
 
@@ -81,7 +81,7 @@ def test_round_trip_keeps_each_symbol_on_one_partition_in_order(env_settings: Se
 
 
 def test_stop_and_start_keep_the_cluster_id(tmp_path) -> None:
-    from stockpipe.processes import free_port
+    from stockpipe.local_stack.processes import free_port
 
     broker = LocalBroker(home=tmp_path / "k", port=free_port(), controller_port=free_port())
     first = broker.start(progress=False)
@@ -110,7 +110,7 @@ def test_messages_the_broker_never_acknowledged_fail_the_publish_with_their_coun
 
 
 def test_a_producer_with_no_broker_to_talk_to_fails_at_once_naming_it() -> None:
-    from stockpipe.processes import free_port
+    from stockpipe.local_stack.processes import free_port
     from stockpipe.settings import KafkaSettings
     from stockpipe.streaming.clients import KafkaUnreachable
 

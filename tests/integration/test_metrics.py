@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from stockpipe import metrics
-from stockpipe.processes import free_port
+from stockpipe.local_stack.processes import free_port
 
 
 def test_a_failed_run_still_pushes_and_says_it_failed(pushgateway: str) -> None:

@@ -16,10 +16,14 @@ import yaml
 
 from stockpipe import metrics
 from stockpipe.drain import drain_to_warehouse
-from stockpipe.monitoring import MONITORING_DIR, LocalMonitoring, render_prometheus_config
-from stockpipe.processes import free_port
+from stockpipe.local_stack.broker import LocalBroker
+from stockpipe.local_stack.monitoring import (
+    MONITORING_DIR,
+    LocalMonitoring,
+    render_prometheus_config,
+)
+from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import load_settings
-from stockpipe.streaming.broker import LocalBroker
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.streaming.topics import ensure_topics
 from stockpipe.warehouse import Warehouse
@@ -101,7 +105,7 @@ def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings = load_settings()
-    from stockpipe.streaming.broker import broker_from_settings
+    from stockpipe.local_stack.broker import broker_from_settings
 
     broker: LocalBroker = broker_from_settings(settings)
     broker.start(progress=False)
@@ -232,7 +236,7 @@ def test_a_taken_port_is_named_and_nothing_is_left_running(
 ) -> None:
     import socket
 
-    from stockpipe.monitoring import MonitoringError
+    from stockpipe.local_stack.monitoring import MonitoringError
 
     monitoring_env(monkeypatch, tmp_path / "home")
     settings = load_settings()

@@ -19,7 +19,7 @@ import pytest
 
 from stockpipe import market_calendar as mc
 from stockpipe.cli import main
-from stockpipe.processes import free_port
+from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -353,7 +353,7 @@ def test_a_drain_through_a_backlog_shows_its_progress_on_a_terminal(
 def test_the_dashboard_stopped_by_a_signal_exits_as_every_command(
     env_settings: Settings, sent: signal.Signals, code: int
 ) -> None:
-    from stockpipe.processes import port_in_use
+    from stockpipe.local_stack.processes import port_in_use
     from tests.support import wait_until_serving
 
     port = free_port()

@@ -152,7 +152,7 @@ def test_network_errors_are_one_readable_line_without_the_key(
     what failed; the raw text, key scrubbed, is in the debug log."""
     import logging
 
-    from stockpipe.processes import free_port
+    from stockpipe.local_stack.processes import free_port
     from stockpipe.sources.providers import ProviderUnavailable
 
     caplog.set_level(logging.DEBUG, logger="stockpipe.sources.providers")

@@ -15,7 +15,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from stockpipe.drain import drain_to_warehouse
-from stockpipe.processes import free_port
+from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import Settings, load_settings
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.warehouse import Warehouse

@@ -1,6 +1,5 @@
-"""The broker's files: the pipeline's Kafka topology (``topology.yml``: topics, consumer
-groups, users and ACLs, read here and by the playbook) and what installs and configures the
-local broker (a Maven pom, log4j2's configuration, the JMX exporter's rules)."""
+"""The pipeline's Kafka topology (``topology.yml``: topics, consumer groups, users and ACLs),
+read here and by the playbook."""
 
 from __future__ import annotations
 

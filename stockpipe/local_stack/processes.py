@@ -1,17 +1,14 @@
-"""Processes: background servers with pid files (the local broker, Prometheus, Pushgateway),
-and the allocator setting of a process that drains."""
+"""Background servers with pid files (the local broker, Prometheus, the Pushgateway, the node
+exporter) and the ports they take."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 
 def alive(pid: int) -> bool:
@@ -92,60 +89,3 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-_M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
-
-
-def limit_malloc_arenas(arenas: int = 2) -> bool:
-    """Cap glibc's malloc arenas for the threads this process starts from now on.
-
-    glibc gives each thread that allocates its own arena (up to 8 per core), and an arena
-    keeps its freed memory. A drain's threads (librdkafka's, DuckDB's) free in one arena
-    what another allocated, so resident memory creeps up batch after batch; two arenas
-    keep the drain's peak lower at the same throughput (README, "Why the tuned settings
-    are what they are"). Equivalent
-    to ``MALLOC_ARENA_MAX=2`` in the environment, which systemd units may set instead.
-
-    Returns:
-        False where the C library is not glibc (nothing to do there).
-    """
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_ARENA_MAX, arenas))
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived (a service manager, Prefect cancelling a run, ``kill``).
-
-    A KeyboardInterrupt, so that it unwinds like Ctrl-C: open transactions roll back, the
-    consumer leaves its group, and no ``except Exception`` on the way swallows it.
-    """
-
-
-def raise_on_sigterm() -> Any:
-    """From now on SIGTERM raises :class:`Terminated` in the main thread; returns the
-    handler it replaced (to put back with ``signal.signal``)."""
-
-    def _terminated(signum: int, frame: object) -> None:
-        _signals_received.add(signal.SIGTERM)
-        raise Terminated
-
-    return signal.signal(signal.SIGTERM, _terminated)
-
-
-_signals_received: set[int] = set()
-
-
-def as_interrupt(error: BaseException) -> KeyboardInterrupt | None:
-    """The signal behind ``error`` when it is DuckDB's "Query interrupted" (DuckDB turns a
-    signal that arrives during a query into its own error), else None."""
-    if isinstance(error, KeyboardInterrupt):
-        return error
-    if type(error).__name__ == "InterruptException" or str(error).startswith("Query interrupted"):
-        return Terminated() if signal.SIGTERM in _signals_received else KeyboardInterrupt()
-    return None

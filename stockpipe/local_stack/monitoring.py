@@ -16,7 +16,12 @@ from pathlib import Path
 import httpx
 import jinja2
 
-from stockpipe.processes import port_in_use, running_pid, start_background, stop_background
+from stockpipe.local_stack.processes import (
+    port_in_use,
+    running_pid,
+    start_background,
+    stop_background,
+)
 from stockpipe.settings import Settings
 
 # Package data of deployments/ (Prometheus template, rules, dashboards).

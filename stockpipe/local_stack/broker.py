@@ -1,8 +1,9 @@
 """Real Apache Kafka 4.x brokers in KRaft combined mode, on this machine.
 
-``stockpipe kafka up`` and the test fixtures both use :class:`LocalBroker` (one node);
-:class:`LocalCluster` runs several of them on loopback as one cluster (one controller quorum
-over all nodes), the shape the VMs take with ``gce_vm_nodes: 3``. Each node:
+``stockpipe kafka up`` and the test fixtures both use :class:`LocalBroker` (one node); the
+tests' ``LocalCluster`` (tests/local_cluster.py) runs several of them on loopback as one
+cluster (one controller quorum over all nodes), the shape the VMs take with
+``gce_vm_nodes: 3``. Each node:
 
 1. install: the broker's jars from Maven Central through the pom shipped in this package
    (Java 17 and Maven are all it needs), or an unpacked Apache tarball (``kafka_home``);
@@ -19,7 +20,6 @@ import contextlib
 import hashlib
 import shutil
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -30,7 +30,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 from rich.console import Console
 
-from stockpipe.processes import (
+from stockpipe.local_stack.processes import (
     kill_background,
     port_in_use,
     running_pid,
@@ -69,7 +69,7 @@ def new_cluster_id() -> str:
 class LocalBroker:
     """One KRaft broker+controller with its state under ``home``.
 
-    Alone (``voters`` empty) it is its own quorum; in a :class:`LocalCluster` every node
+    Alone (``voters`` empty) it is its own quorum; in the tests' ``LocalCluster`` every node
     gets the same ``voters`` and ``cluster_id``.
 
     Args:
@@ -175,7 +175,7 @@ class LocalBroker:
         self._require_java()
         if progress:
             print(f"installing Apache Kafka {self.version} from Maven Central into {libs} ...")
-        pom = resources.files("stockpipe.streaming.kafka") / "pom.xml"
+        pom = resources.files("stockpipe.local_stack") / "pom.xml"
         staging = libs.parent / "libs.partial"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -208,7 +208,7 @@ class LocalBroker:
 
     def _install_id(self) -> str:
         # Changes when the pom's contents change, so an older install is refreshed.
-        pom = resources.files("stockpipe.streaming.kafka") / "pom.xml"
+        pom = resources.files("stockpipe.local_stack") / "pom.xml"
         digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:12]
         return f"{self.version}+{digest}"
 
@@ -219,7 +219,7 @@ class LocalBroker:
         agents = sorted(self.libs_dir().glob("jmx_prometheus_javaagent-*.jar"))
         if not agents:
             raise BrokerError(f"no JMX exporter agent in {self.libs_dir()} (reinstall)")
-        config = resources.files("stockpipe.streaming.kafka") / "jmx_exporter.yml"
+        config = resources.files("stockpipe.local_stack") / "jmx_exporter.yml"
         copy = self.home / "config" / "jmx_exporter.yml"
         copy.parent.mkdir(parents=True, exist_ok=True)
         copy.write_bytes(config.read_bytes())
@@ -282,7 +282,7 @@ class LocalBroker:
         )
 
     def cluster_id(self) -> str | None:
-        return _formatted_cluster_id(self.data_dir / "meta.properties")
+        return formatted_cluster_id(self.data_dir / "meta.properties")
 
     def format_storage(self) -> str:
         """Format the storage once; return the cluster id (the existing one if formatted)."""
@@ -348,7 +348,7 @@ class LocalBroker:
                     "STOCKPIPE_LOCAL_KAFKA__PORT / __CONTROLLER_PORT / __JMX_EXPORTER_PORT"
                 )
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log4j = resources.files("stockpipe.streaming.kafka") / "log4j2.properties"
+        log4j = resources.files("stockpipe.local_stack") / "log4j2.properties"
         with resources.as_file(log4j) as log4j_path:
             log4j_copy = self.home / "config" / "log4j2.properties"
             shutil.copyfile(log4j_path, log4j_copy)
@@ -432,70 +432,7 @@ class LocalBroker:
         return "\n".join(chunks[-lines:]) or "(no log output)"
 
 
-class LocalCluster:
-    """``nodes`` LocalBrokers on loopback forming one cluster: every node is a broker and a
-    controller of one static quorum, internal topics replicated min(3, nodes) times.
-
-    Args:
-        home: each node's state goes to ``home/node-<id>``.
-        ports: each node's client port.
-        controller_ports: each node's controller port.
-        **options: passed to every :class:`LocalBroker` (version, heap, ...).
-    """
-
-    def __init__(
-        self, home: Path, ports: Sequence[int], controller_ports: Sequence[int], **options
-    ):
-        if len(ports) != len(controller_ports) or not ports:
-            raise ValueError("one client port and one controller port per node")
-        home = Path(home)
-        voters = [(i + 1, port) for i, port in enumerate(controller_ports)]
-        cluster_id = _existing_cluster_id(home) or new_cluster_id()
-        self.nodes = [
-            LocalBroker(
-                home=home / f"node-{node}",
-                port=port,
-                controller_port=controller_port,
-                node_id=node,
-                voters=voters,
-                cluster_id=cluster_id,
-                **options,
-            )
-            for (node, controller_port), port in zip(voters, ports, strict=True)
-        ]
-
-    @property
-    def bootstrap_servers(self) -> str:
-        return ",".join(node.bootstrap_servers for node in self.nodes)
-
-    def node(self, node_id: int) -> LocalBroker:
-        return self.nodes[node_id - 1]
-
-    def start(self, progress: bool = True) -> list[BrokerStatus]:
-        """Start every node, then wait for each (none answers before a majority runs)."""
-        for node in self.nodes:
-            node.start(progress=progress, wait=False)
-        return [node.wait_until_ready(progress) for node in self.nodes]
-
-    def stop(self) -> None:
-        """Stop every node at once: one at a time, each controlled shutdown waits for the
-        remaining quorum, and the last waits for a majority that has already gone."""
-        stoppers = [threading.Thread(target=node.stop) for node in self.nodes]
-        for stopper in stoppers:
-            stopper.start()
-        for stopper in stoppers:
-            stopper.join()
-
-
-def _existing_cluster_id(home: Path) -> str | None:
-    """The id the cluster's nodes were formatted with, if any was."""
-    for meta in sorted(Path(home).glob("node-*/data/meta.properties")):
-        if cluster_id := _formatted_cluster_id(meta):
-            return cluster_id
-    return None
-
-
-def _formatted_cluster_id(meta: Path) -> str | None:
+def formatted_cluster_id(meta: Path) -> str | None:
     """The cluster id a formatted storage directory keeps in its meta.properties."""
     if not meta.exists():
         return None

@@ -30,8 +30,6 @@ def rendered(tmp_path_factory: pytest.TempPathFactory):
         "prometheus_service_enabled": False,
         "prometheus_config_dir": str(root / "etc/prometheus"),
         "prometheus_defaults_dir": str(root / "etc/default"),
-        "prometheus_config_template": str(REPO / "deployments/monitoring/prometheus.yml.j2"),
-        "prometheus_rules_src_dir": str(REPO / "deployments/monitoring/rules"),
         "prometheus_listen_address": f"127.0.0.1:{port}",
         "prometheus_pushgateway_persistence_file": str(root / "pushgateway.data"),
         "kafka_jmx_exporter_port": 7071,

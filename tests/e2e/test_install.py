@@ -42,7 +42,15 @@ def test_an_installed_wheel_sets_up_a_warehouse_from_its_own_package_data(
         assert Path(directory).is_relative_to(site), directory
     assert int(sql_files) == len(list((PROJECT_DIR / "sql" / "setup").glob("*.sql")))
     assert int(suites) == len(list((PROJECT_DIR / "expectations").glob("*.json")))
-    assert (Path(monitoring_dir) / "prometheus.yml.j2").is_file()
+    # The roles' monitoring files and the kafka role's exporter rules, through the package's
+    # links (a wheel holds the files themselves).
+    monitoring = Path(monitoring_dir)
+    assert (monitoring / "prometheus.yml.j2").is_file()
+    assert [p.name for p in (monitoring / "rules").glob("*.rules.yml")] == ["stockpipe.rules.yml"]
+    assert len(list((monitoring / "dashboards").glob("*.json"))) == 2
+    local_stack = site / "stockpipe" / "local_stack"
+    assert (local_stack / "jmx_exporter.yml").is_file()
+    assert not (local_stack / "jmx_exporter.yml").is_symlink()
 
     set_up = subprocess.run(
         [sys.executable, "-m", "stockpipe.cli", "warehouse", "setup"],

@@ -45,6 +45,13 @@ NAMES = {
 }
 NODES = ("kafka-1", "kafka-2", "kafka-3")
 
+
+def system_user(node: str) -> str:
+    """The node's system user, of this run alone: two runs on one machine must not delete
+    each other's."""
+    return f"stockpipe-{node}-{os.getpid()}"
+
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the role creates a system user (root)")
 
 
@@ -64,8 +71,8 @@ def inventory(kafka_downloads, tmp_path_factory: pytest.TempPathFactory):
             "ansible_connection": "local",
             "ansible_python_interpreter": sys.executable,
             # One system user per node: each has its own home (the data directory).
-            "kafka_user": f"stockpipe-{node}-test",
-            "kafka_group": f"stockpipe-{node}-test",
+            "kafka_user": system_user(node),
+            "kafka_group": system_user(node),
             "kafka_install_dir": str(base / "opt"),
             "kafka_config_dir": str(base / "etc/kafka"),
             "kafka_tls_dir": str(base / "etc/kafka/tls"),
@@ -97,8 +104,8 @@ def inventory(kafka_downloads, tmp_path_factory: pytest.TempPathFactory):
     path.write_text(yaml.safe_dump({"kafka": {"hosts": hosts, "vars": group_vars}}))
     yield root, ports, path
     for node in NODES:
-        subprocess.run(["userdel", f"stockpipe-{node}-test"], check=False, capture_output=True)
-        subprocess.run(["groupdel", f"stockpipe-{node}-test"], check=False, capture_output=True)
+        subprocess.run(["userdel", system_user(node)], check=False, capture_output=True)
+        subprocess.run(["groupdel", system_user(node)], check=False, capture_output=True)
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,8 @@ from tests.ansible.playbook import run_playbook
 from tests.support import distinct_bar_messages, warehouse_state_of
 
 PLAYBOOK = str(Path(__file__).parent / "playbooks" / "kafka_local.yml")
-KAFKA_USER = "stockpipe-kafka-test"
+# A system user of this run alone: two runs on one machine must not delete each other's.
+KAFKA_USER = f"stockpipe-kafka-{os.getpid()}"
 PASSWORDS = {
     "stockpipe-producer": "producer-secret-1",
     "stockpipe-drain": "drain-secret-2",

@@ -42,7 +42,8 @@ from tests.ansible.playbook import ANSIBLE_DIR, UnitCommand, run_playbook
 from tests.support import read_topic, running_prefect_server
 
 PLAYBOOK = str(Path(__file__).parent / "playbooks" / "prefect_worker_local.yml")
-WORKER_USER = "stockpipe-worker-test"
+# A system user of this run alone: two runs on one machine must not delete each other's.
+WORKER_USER = f"stockpipe-worker-{os.getpid()}"
 API_KEY = "pnu_worker-secret-7"
 FINNHUB_KEY = "finnhub-secret-5"
 WATCHLIST = ["AAPL", "MSFT"]

@@ -71,7 +71,7 @@ def test_demo_runs_the_pipeline_and_a_rerun_does_not_duplicate(tmp_path: Path) -
         for symbol in WATCHLIST:
             assert f"│ {symbol}" in first.stdout
         assert "warehouse:" in first.stdout and "STOCKS.db" in first.stdout
-        assert f"validation of session {SESSION}: 15/15 expectations passed" in first.stdout
+        assert f"validation of session {SESSION}: 17/17 expectations passed" in first.stdout
         # The README shows every line the demo prints, in order, and none is broken mid-phrase.
         printed_lines = [line.strip("─ ") for line in first.stdout.splitlines()]
         at = 0

@@ -295,7 +295,7 @@ def test_kafka_up_prints_its_own_lines_only(tmp_path: Path) -> None:
 def test_blank_day_changes_and_no_movers_say_why() -> None:
     import pandas as pd
 
-    from stockpipe.cli import latest_table
+    from stockpipe.cli.render import latest_table
 
     one_session = pd.DataFrame(
         {

@@ -118,7 +118,7 @@ def test_stale_data_in_market_hours_fails_freshness_and_skips_completeness(
 def test_without_a_session_the_latest_closed_one_is_validated_even_during_the_next(
     warehouse: Warehouse,
 ) -> None:
-    from stockpipe.cli import _session  # what ingest, backfill and demo take by default
+    from stockpipe.cli.arguments import session_arg  # what ingest, backfill and demo take
 
     load_session(warehouse)
     build_marts(warehouse)
@@ -127,7 +127,7 @@ def test_without_a_session_the_latest_closed_one_is_validated_even_during_the_ne
     report = validate_session(load_settings(), warehouse, None, now=during)
     assert report.session == SESSION.day == mc.latest_closed_session(during).day
     assert report.success, report.summary()
-    assert _session(None).day == mc.latest_closed_session().day
+    assert session_arg(None).day == mc.latest_closed_session().day
     # The open session only when named, and the summary says it is still open.
     named = validate_session(load_settings(), warehouse, following.day, now=during)
     assert named.market_open

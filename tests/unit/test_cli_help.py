@@ -6,7 +6,8 @@ import argparse
 
 import pytest
 
-from stockpipe.cli import build_parser, main
+from stockpipe.cli import main
+from stockpipe.cli.parser import build_parser
 
 
 def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):

@@ -7,7 +7,7 @@ from datetime import date
 import pandas as pd
 from rich.console import Console
 
-from stockpipe.cli import trends_table
+from stockpipe.cli.render import trends_table
 
 
 def trends(sessions: list[date]) -> pd.DataFrame:

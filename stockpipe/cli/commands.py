@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from itertools import pairwise
 from pathlib import Path
 
 from rich.table import Table
@@ -24,7 +23,15 @@ from stockpipe.cli.arguments import (
     session_arg,
     settings_of,
 )
-from stockpipe.cli.render import WIDE_TABLES, console, err, latest_table, print_node, trends_table
+from stockpipe.cli.render import (
+    WIDE_TABLES,
+    console,
+    err,
+    latest_table,
+    print_node,
+    printed_lines,
+    trends_table,
+)
 from stockpipe.quote_spec import EXCHANGE_TZ
 from stockpipe.runtime import Terminated
 from stockpipe.settings import Settings
@@ -33,8 +40,6 @@ from stockpipe.settings import Settings
 LIVE_DEMO_YEAR = 365 * 24 * 3600
 # How often `stockpipe live` prints a progress line.
 LIVE_PROGRESS_SECONDS = 5.0
-# The demo's daily history before its session: enough for SMA 50, RSI and the 52-week range.
-DEMO_HISTORY_DAYS = 365
 
 
 def ensure_local_kafka(settings: Settings) -> None:
@@ -536,15 +541,9 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Start Kafka, simulate a session after a year of daily history, run backfill -> ingest
-    -> drain -> trends -> validation as Prefect flows, print the summary."""
-    from flows.backfill import backfill_history
-    from flows.drain import drain_quotes
-    from flows.ingest import ingest_quotes
-    from flows.trends import build_trends
-    from flows.validate import validate_session
-    from stockpipe import trends
-    from stockpipe.warehouse import Warehouse
+    """Start Kafka, then the demo flow (a year of daily history, a session's minutes,
+    drain, trends, validation); print each step's line and the summary."""
+    from flows.demo import run_demo
 
     started = time.monotonic()
     settings = settings_of(args)
@@ -563,66 +562,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"({len(session.minutes)} one-minute bars per symbol)"
     )
     ensure_local_kafka(settings)
-    from stockpipe.warehouse.setup import setup_warehouse
-
-    # The demo plays the admin too: the one-time set-up, then the runtime flows.
-    with Warehouse.connect(settings, "setup") as warehouse:
-        applied = setup_warehouse(warehouse, settings)
+    with printed_lines("flows.demo"):
+        report = run_demo(session=session.day, slices=args.slices)
+    console.print(latest_table(report.latest))
+    console.print(trends_table(report.daily, console.width))
     console.print(
-        f"warehouse set-up: {len(applied)} SQL files applied" if applied else "warehouse set up"
+        f"published this run: {report.published}; warehouse rows: "
+        + ", ".join(f"{k} {v}" for k, v in report.row_counts.items())
     )
-
-    # A year of daily bars before the previous session (a backfill), so the moving averages,
-    # RSI, volatility and 52-week range have their history.
-    previous = market_calendar.previous_session(session.day)
-    history_end = market_calendar.previous_session(previous.day).day
-    history_start = history_end - timedelta(days=DEMO_HISTORY_DAYS)
-    history = backfill_history(first=history_start, last=history_end, interval="1d")
-    console.print(
-        f"backfill daily bars {history_start}..{history_end}: published "
-        f"{history['published']}, already published {history['unchanged']}"
-    )
-
-    # The previous session's minute bars in one go, so "change on the day" has a previous
-    # close.
-    windows = [(previous.open, previous.close, f"previous session {previous.day}")]
-    minutes = session.minutes
-    slices = max(1, min(args.slices, len(minutes)))
-    edges = [minutes[round(i * len(minutes) / slices)].to_pydatetime() for i in range(slices)]
-    for i, (start, end) in enumerate(pairwise([*edges, session.close]), start=1):
-        windows.append((start, end, f"session {session.day} slice {i}/{slices}"))
-
-    published = history["published"]
-    for start, end, label in windows:
-        result = ingest_quotes(start=start, end=end, symbols=settings.source.watchlist)
-        published += result["published"]
-        console.print(
-            f"ingest {label} ({start:%H:%M}-{end:%H:%M} UTC): published {result['published']} "
-            f"bars, already published {result['unchanged']}, "
-            f"rejected {sum(result['rejected'].values())}"
-        )
-
-    drained = drain_quotes(until_empty=True)
-    console.print(
-        f"drain: {drained['messages']} messages -> {drained['inserted']} new bars, "
-        f"{drained['replaced']} updated, "
-        f"{sum(drained['dead_lettered'].values())} dead-lettered"
-    )
-    build_trends(docs=True, report=True)
-    validated = validate_session(session=session.day, return_state=True)
-
-    with Warehouse.connect(settings) as warehouse:
-        latest = trends.latest_quotes(warehouse)
-        daily = trends.latest_trends(warehouse)
-        counts = trends.row_counts(warehouse)
-        location = warehouse.location
-    console.print(latest_table(latest))
-    console.print(trends_table(daily, console.width))
-    console.print(
-        f"published this run: {published}; warehouse rows: "
-        + ", ".join(f"{k} {v}" for k, v in counts.items())
-    )
-    console.print(f"{validated.message}")
+    console.print(report.validation)
     console.print(f"data docs: {settings.home_dir / 'data-docs' / 'index.html'}")
     console.print(
         f"dbt docs (models, tests, lineage graph): {settings.dbt_docs_dir / 'index.html'}"
@@ -632,7 +580,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "dashboard: run 'stockpipe dashboard', then open "
         f"http://{settings.dashboard.address}:{settings.dashboard.port}"
     )
-    console.print(f"warehouse: {location}")
+    console.print(f"warehouse: {report.location}")
     console.print(
         f"kafka: {settings.kafka.bootstrap_servers}, topic "
         f"{settings.kafka.prices_topic}; broker log {settings.kafka_dir}/logs/server.log"
@@ -640,7 +588,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     console.print(
         f"done in {time.monotonic() - started:.1f}s. Stop the broker with 'stockpipe kafka down'."
     )
-    return 0 if validated.is_completed() else 1
+    return 0 if report.validated else 1
 
 
 def _demo_live(settings: Settings) -> int:

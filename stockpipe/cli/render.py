@@ -3,6 +3,10 @@ the latest figures and daily trends, sized to the terminal."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
+
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
@@ -117,3 +121,26 @@ def print_node(node) -> None:
     """A line per model as it is built; a test only when it fails."""
     if node.kind == "model" or node.failed:
         err.print(f"  {node.kind} {node.name}: {node.status} ({node.seconds:.2f}s)")
+
+
+class _ConsoleLines(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        console.print(record.getMessage())
+
+
+@contextlib.contextmanager
+def printed_lines(logger_name: str) -> Iterator[None]:
+    """Within the block, what ``logger_name`` logs at INFO and above is printed as plain
+    lines (a flow's progress: the flow logs, the CLI prints)."""
+    logger = logging.getLogger(logger_name)
+    handler = _ConsoleLines(logging.INFO)
+    saved = (logger.level, logger.propagate)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # not again through the root logger's handler
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]

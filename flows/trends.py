@@ -8,7 +8,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
 from flows.market_hours import MarketHours, skip_outside_market_hours
-from stockpipe import alerts, metrics, trends
+from stockpipe import metrics, trends
 from stockpipe.settings import load_settings
 from stockpipe.warehouse import Warehouse
 
@@ -21,14 +21,16 @@ def _records(frame) -> list[dict]:
     ]
 
 
-def build_marts(full: bool, docs: bool) -> None:
-    """Build the marts with dbt: each model and test shows as a task of its own."""
-    settings = load_settings()
-    with Warehouse.connect(settings, "transform") as warehouse:
-        get_run_logger().info(trends.build_marts(warehouse, settings, full=full).summary())
-        if docs:
-            index = trends.generate_docs(warehouse, settings, settings.dbt_docs_dir)
-            get_run_logger().info("dbt docs (models, tests, lineage): %s", index)
+def refresh(full: bool, docs: bool) -> None:
+    """The trends stage (each dbt model and test shows as a task of its own): build the
+    marts, send the new alerts, write dbt's docs if asked."""
+    run = trends.refresh_trends(load_settings(), full=full, docs=docs)
+    logger = get_run_logger()
+    logger.info(run.build.summary())
+    if run.docs_index is not None:
+        logger.info("dbt docs (models, tests, lineage): %s", run.docs_index)
+    for alert in run.alerts:
+        logger.info("alert: %s", alert.message)
 
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30], retry_jitter_factor=0.5, cache_policy=NO_CACHE)
@@ -36,14 +38,6 @@ def read_latest() -> tuple[list[dict], list[dict]]:
     """The latest figures per symbol and the top movers, from the marts."""
     with Warehouse.connect(load_settings(), "read") as warehouse:
         return _records(trends.latest_quotes(warehouse)), _records(trends.top_movers(warehouse))
-
-
-@task(retries=2, retry_delay_seconds=[5, 20], retry_jitter_factor=0.5, cache_policy=NO_CACHE)
-def send_alerts() -> list[str]:
-    """Publish each alert condition once per symbol and session to the alerts topic."""
-    settings = load_settings()
-    with Warehouse.connect(settings, "transform") as warehouse:
-        return [a.message for a in alerts.send_new_alerts(settings, warehouse)]
 
 
 @task(retries=2, retry_delay_seconds=[5, 20], retry_jitter_factor=0.5, cache_policy=NO_CACHE)
@@ -83,7 +77,7 @@ def build_trends(
     if (skipped := skip_outside_market_hours(market_hours)) is not None:
         return skipped
     with metrics.pushed_at_end("build-trends", load_settings().metrics.pushgateway_url):
-        build_marts(full_refresh, docs)
+        refresh(full_refresh, docs)
         latest, movers = read_latest()
         create_table_artifact(
             key="latest-trends",
@@ -95,6 +89,4 @@ def build_trends(
         )
         if report:
             write_report()
-        for message in send_alerts():
-            get_run_logger().info("alert: %s", message)
         return latest

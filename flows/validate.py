@@ -15,8 +15,9 @@ from stockpipe.settings import load_settings
 
 
 @task(retries=2, retry_delay_seconds=[10, 30], retry_jitter_factor=0.5, cache_policy=NO_CACHE)
-def run_suites(session: date | None) -> validation.ValidationReport:
-    return validation.run_validation(load_settings(), session, now=scheduled_time())
+def run_suites(session: date | None) -> validation.ValidationRun:
+    """The suites, then the outcome's metrics and (on failure) its alert."""
+    return validation.validate_and_alert(load_settings(), session, now=scheduled_time())
 
 
 @flow(name="validate-session")
@@ -34,7 +35,8 @@ def validate_session(session: date | None = None, market_hours: MarketHours = "i
         session = market_calendar.latest_session(scheduled_time()).day
     settings = load_settings()
     with metrics.pushed_at_end("validate-session", settings.metrics.pushgateway_url):
-        report = run_suites(session)
+        run = run_suites(session)
+        report, alert = run.report, run.alert
         create_table_artifact(
             key="validation-results",
             table=[
@@ -49,7 +51,6 @@ def validate_session(session: date | None = None, market_hours: MarketHours = "i
             ],
             description=f"Great Expectations results for session {report.session}",
         )
-        alert = validation.publish_outcome(settings, report)
         logger = get_run_logger()
         logger.info(
             "%s; data docs: %s %s", report.summary(), report.docs_dir, report.docs_url or ""

@@ -455,21 +455,18 @@ def _reload(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_trends(args: argparse.Namespace) -> int:
-    from stockpipe import alerts, trends
+    from stockpipe import trends
     from stockpipe.warehouse import Warehouse
 
     settings = settings_of(args)
-    with Warehouse.connect(settings, "transform") as warehouse:
-        report = trends.build_marts(warehouse, settings, full=args.full, progress=print_node)
-        console.print(report.summary())
-        # The flow's alerts, sent once whichever of the two built the marts.
-        sent = alerts.send_new_alerts(settings, warehouse)
-        for alert in sent:
-            console.print(f"alert: {alert.message}")
-        console.print(f"alerts: {len(sent)} sent to {settings.kafka.alerts_topic}")
-        if args.docs:
-            index = trends.generate_docs(warehouse, settings, settings.dbt_docs_dir)
-            console.print(f"dbt docs (models, tests, lineage): {index}")
+    run = trends.refresh_trends(settings, full=args.full, docs=args.docs, progress=print_node)
+    console.print(run.build.summary())
+    for alert in run.alerts:
+        console.print(f"alert: {alert.message}")
+    console.print(f"alerts: {len(run.alerts)} sent to {settings.kafka.alerts_topic}")
+    if run.docs_index is not None:
+        console.print(f"dbt docs (models, tests, lineage): {run.docs_index}")
+    with Warehouse.connect(settings, "read") as warehouse:
         console.print(latest_table(trends.latest_quotes(warehouse)))
         console.print(trends_table(trends.latest_trends(warehouse), console.width))
         movers = trends.top_movers(warehouse)
@@ -500,7 +497,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     settings = settings_of(args)
     session = opened_session_arg(args.session).day if args.session else None
-    report = validation.run_validation(settings, session)
+    run = validation.validate_and_alert(settings, session)
+    report = run.report
     if console.width >= WIDE_TABLES:
         table = Table(title=f"Validation of session {report.session}")
         for column in ("suite", "expectation", "result", "failing examples"):
@@ -522,9 +520,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     )
     if report.docs_offline_problem:
         err.print(f"note: the data docs load their styles from CDNs: {report.docs_offline_problem}")
-    alert = validation.publish_outcome(settings, report)
-    if alert is not None:
-        (console if alert.sent else err).print(alert.text)
+    if run.alert is not None:
+        (console if run.alert.sent else err).print(run.alert.text)
     return 0 if report.success else 1
 
 

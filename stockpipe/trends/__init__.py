@@ -1,5 +1,5 @@
 """The trend marts: built by the dbt project in ``sql/`` (:mod:`.build`), read by
-:mod:`.marts`."""
+:mod:`.marts`; the stage that builds them and sends their alerts is :mod:`.refresh`."""
 
 from stockpipe.trends.build import BuildReport, TrendBuildFailed, build_marts, generate_docs
 from stockpipe.trends.marts import (
@@ -9,15 +9,18 @@ from stockpipe.trends.marts import (
     row_counts,
     top_movers,
 )
+from stockpipe.trends.refresh import TrendsRun, refresh_trends
 
 __all__ = [
     "LATEST_COLUMNS",
     "BuildReport",
     "TrendBuildFailed",
+    "TrendsRun",
     "build_marts",
     "generate_docs",
     "latest_quotes",
     "latest_trends",
+    "refresh_trends",
     "row_counts",
     "top_movers",
 ]

@@ -387,3 +387,21 @@ def publish_outcome(settings: Settings, report: ValidationReport) -> Delivery | 
         settings,
         [(f"validation|{report.session}".encode(), json.dumps(message).encode(), None)],
     )
+
+
+@dataclass(frozen=True)
+class ValidationRun:
+    """The validation stage's outcome: the suites' report, and what became of the failure
+    alert (None when there was nothing to alert)."""
+
+    report: ValidationReport
+    alert: Delivery | None
+
+
+def validate_and_alert(
+    settings: Settings, session_day: date | None = None, now: datetime | None = None
+) -> ValidationRun:
+    """The validation stage, as ``stockpipe validate`` and the validate flow run it:
+    :func:`run_validation`, then :func:`publish_outcome` (metrics, and an alert on failure)."""
+    report = run_validation(settings, session_day, now=now)
+    return ValidationRun(report=report, alert=publish_outcome(settings, report))

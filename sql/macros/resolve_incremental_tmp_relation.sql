@@ -1,7 +1,7 @@
 {#- An incremental model's temporary table without database and schema.
 
-    dbt-snowflake names it <database>.<schema>.<model>__dbt_tmp. A temporary table lives in
-    the session and Snowflake creates an unqualified one in the session's current schema,
+    dbt-snowflake names them <database>.<schema>.<model>__dbt_tmp. A temporary table lives
+    in the session and Snowflake creates an unqualified one in the session's current schema,
     which the profile sets, so leaving the qualification out changes nothing there; the
     embedded warehouse (fakesnow) refuses database-qualified temporary tables ("TEMPORARY
     table names can *only* use the temp catalog"). -#}

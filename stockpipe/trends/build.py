@@ -59,7 +59,9 @@ class NodeResult:
     """One model or test of a build."""
 
     name: str
-    kind: str  # "model" | "test" | "operation" (a hook, in progress reports only)
+    # "model" | "test" | "unit_test" (full builds) | "operation" (a hook, in progress
+    # reports only)
+    kind: str
     status: str  # dbt's: success, error, fail, warn, pass, skipped
     seconds: float
     message: str = ""
@@ -90,10 +92,16 @@ class BuildReport:
             return f"trend marts up to date: nothing new in the load log ({self.seconds:.2f}s)"
         models = [n for n in self.nodes if n.kind == "model"]
         tests = [n for n in self.nodes if n.kind == "test"]
+        units = [n for n in self.nodes if n.kind == "unit_test"]
         mode = "full" if self.full else "incremental"
+
+        def done(nodes: list[NodeResult]) -> str:  # a node dbt skipped did not pass
+            return f"{sum(not (n.failed or n.status == 'skipped') for n in nodes)}/{len(nodes)}"
+
         text = (
-            f"{mode} trend build: {sum(not n.failed for n in models)}/{len(models)} models, "
-            f"{sum(not n.failed for n in tests)}/{len(tests)} tests passed ({self.seconds:.1f}s)"
+            f"{mode} trend build: {done(models)} models, {done(tests)} tests"
+            + (f", {done(units)} unit tests" if units else "")
+            + f" passed ({self.seconds:.1f}s)"
         )
         for node in self.failures:
             text += f"\n  {node.kind} {node.name} {node.status}: {node.message}"
@@ -369,7 +377,7 @@ def _node_results(execution: Any) -> list[NodeResult]:
         )
         for result in getattr(execution, "results", None) or []
         # on-run-end hooks are results too; they are not models.
-        if str(result.node.resource_type) in ("model", "test")
+        if str(result.node.resource_type) in ("model", "test", "unit_test")
     ]
 
 

@@ -4,6 +4,7 @@ textbook definitions with pandas/numpy (and TA-Lib for RSI), to 1e-9 relative.""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -309,6 +310,27 @@ def test_a_commit_landing_while_a_build_runs_is_built_next_time(warehouse: Wareh
     # ... and the next build took it in.
     assert_daily_bars_match(warehouse, pd.concat([first, during]))
     assert warehouse.query("select count(*) from RAW.LOAD_LOG") == [(0,)]
+
+
+def test_a_full_build_runs_the_dbt_unit_tests_and_an_incremental_one_does_not(
+    warehouse: Warehouse,
+) -> None:
+    import yaml
+
+    declared = {
+        test["name"]
+        for path in (Path(__file__).parents[2] / "sql" / "models").rglob("*.yml")
+        for test in (yaml.safe_load(path.read_text()) or {}).get("unit_tests", [])
+    }
+    assert {"rsi_14_starts_on_the_15th_session_of_each_symbol"} < declared
+    day = mc.session("2025-11-18")
+    load(warehouse, SimulatedMarket(seed=14).fetch(["AAPL"], day.open, day.close))
+    incremental = build_marts(warehouse)
+    assert not [n for n in incremental.nodes if n.kind == "unit_test"]
+    full = build_marts(warehouse, full=True)
+    ran = {n.name: n.status for n in full.nodes if n.kind == "unit_test"}
+    assert ran == dict.fromkeys(declared, "pass")
+    assert f"{len(declared)}/{len(declared)} unit tests passed" in full.summary()
 
 
 def test_a_failed_build_keeps_the_load_log_for_the_next(warehouse: Warehouse) -> None:

@@ -104,7 +104,13 @@ def test_a_rebuilt_mart_keeps_the_readers_grant(
         assert build_marts(warehouse, full=True).ok  # every model replaced
     entries = snowflake_server.statements(snowflake_env)[before:]
     rebuild = [" ".join(e["sql"].lower().split()) for e in entries]
-    replaced = [s for s in rebuild if re.match(r"create or replace (transient )?(table|view)", s)]
+    # The models' relations (a unit test's empty copy of its model, <model>__dbt_tmp, is
+    # dropped at its end and holds no grant).
+    replaced = [
+        s
+        for s in rebuild
+        if re.match(r"create or replace (transient )?(table|view)", s) and "__dbt_tmp" not in s
+    ]
     assert len(replaced) >= len(MARTS)
     assert all(" copy grants " in s for s in replaced), replaced
     # The grants outlived the replacement: dbt found READER's and had nothing to grant.

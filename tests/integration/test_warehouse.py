@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import duckdb
 import pandas as pd
 import pytest
 
@@ -120,13 +121,17 @@ def test_duplicate_keys_inside_one_batch_keep_the_latest_fetch(warehouse: Wareho
 def test_a_failed_commit_leaves_neither_rows_nor_offsets(warehouse: Warehouse) -> None:
     bars = SimulatedMarket().fetch(["AAPL"], SESSION.open, SESSION.minutes[10])
     rows = raw_rows_from_bars(bars, datetime(2025, 11, 26, 15, tzinfo=UTC))
-    # A partition number the offsets table cannot store fails the transaction's last write.
-    with pytest.raises(Exception):
-        load_batch(warehouse, rows, {("prices", "not-a-partition"): 10}, None)
+    # The offsets are claimed (written) first; then the merge of the rows fails on its last
+    # row, which RAW's NOT NULL refuses: the transaction's last write fails.
+    broken = rows.copy()
+    broken.loc[broken.index[-1], "SOURCE"] = None
+    with pytest.raises(duckdb.ConstraintException, match=r'NOT NULL constraint failed.*"SOURCE"'):
+        load_batch(warehouse, broken, {("prices", 0): 10}, None)
     assert warehouse.query("select count(*) from RAW.STOCK_PRICES") == [(0,)]
     assert warehouse.query("select count(*) from RAW.KAFKA_OFFSETS") == [(0,)]
-    # After the failure the same batch loads normally.
+    # After the failure the same batch, whole, loads normally.
     assert load_batch(warehouse, rows, {("prices", 0): 10}, None).inserted == 10
+    assert read_offsets(warehouse, "prices")[("prices", 0)].next_offset == 10
 
 
 def test_second_writer_process_gets_a_clear_busy_error(warehouse: Warehouse, tmp_path) -> None:

@@ -216,16 +216,27 @@ def test_the_topics_have_three_replicas_two_of_them_in_sync_for_a_write(cluster)
 
 def test_the_nodes_listener_refuses_clients_without_credentials(cluster) -> None:
     root, ports, *_ = cluster
-    stranger = Producer(
-        {
-            "bootstrap.servers": f"127.0.0.1:{ports['kafka-2']['internal']}",
-            "security.protocol": "SSL",
-            "ssl.ca.location": str(root / "control/kafka-ca.pem"),
-            "socket.timeout.ms": 5000,
+    tls = {
+        "bootstrap.servers": f"127.0.0.1:{ports['kafka-2']['internal']}",
+        "security.protocol": "SSL",
+        "ssl.ca.location": str(root / "control/kafka-ca.pem"),
+        "socket.timeout.ms": 5000,
+    }
+    # The listener is up and serves a user with credentials (a dead node would refuse both)
+    # ...
+    member = AdminClient(
+        tls
+        | {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": "stockpipe-producer",
+            "sasl.password": PASSWORDS["stockpipe-producer"],
         }
     )
+    assert len(member.list_topics(timeout=30).brokers) == len(NODES)
+    # ... and not a client without them.
     with pytest.raises(KafkaException):
-        stranger.list_topics(timeout=5)
+        Producer(tls).list_topics(timeout=5)
 
 
 def test_the_pipeline_produces_and_drains_with_a_node_down(

@@ -7,7 +7,6 @@ import json
 import shlex
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -15,6 +14,7 @@ import pytest
 
 from stockpipe.local_stack.processes import free_port
 from tests.ansible.playbook import ANSIBLE_DIR, run_playbook
+from tests.support import wait_until_serving
 
 PLAYBOOK = str(Path(__file__).parent / "playbooks" / "prometheus_local.yml")
 REPO = ANSIBLE_DIR.parent
@@ -86,15 +86,10 @@ def test_prometheus_starts_with_the_written_flags_and_loads_the_rules(rendered):
         stderr=subprocess.DEVNULL,
     )
     try:
-        groups = []
-        for _ in range(100):
-            try:
-                groups = httpx.get(f"http://127.0.0.1:{port}/api/v1/rules", timeout=1).json()[
-                    "data"
-                ]["groups"]
-                break
-            except (httpx.HTTPError, KeyError, ValueError):
-                time.sleep(0.2)
+        # Ready once its configuration and rules are loaded (the bound is for a broken one).
+        wait_until_serving(process, f"http://127.0.0.1:{port}/-/ready", "Prometheus")
+        rules = httpx.get(f"http://127.0.0.1:{port}/api/v1/rules", timeout=30).json()
+        groups = rules["data"]["groups"]
         names = {rule["name"] for group in groups for rule in group["rules"]}
         assert names, "Prometheus did not serve the rules"
         assert {"KafkaDown", "stockpipe:market_open"} <= names

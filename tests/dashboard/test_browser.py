@@ -72,7 +72,9 @@ def test_the_dashboard_draws_its_charts_in_chromium(dashboard: str) -> None:
             page = browser.new_page(viewport={"width": 1400, "height": 2200})
             # The tab says what it is from the first HTML on, before the script has run
             # (a browser compresses what it can: asked for with gzip, as Chromium asks).
-            first_html = httpx.get(dashboard, headers={"Accept-Encoding": "gzip, br"}).text
+            first_html = httpx.get(
+                dashboard, headers={"Accept-Encoding": "gzip, br"}, timeout=30
+            ).text
             assert "<title>stockpipe</title>" in first_html
             page.goto(dashboard)
             assert page.title() == "stockpipe"

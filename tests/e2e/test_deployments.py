@@ -57,8 +57,9 @@ def test_deploy_all_creates_every_deployment_with_market_hours_schedules(prefect
     prefect(env, "--no-prompt", "deploy", "--all")
 
     api = env["PREFECT_API_URL"]
-    deployments = httpx.post(f"{api}/deployments/filter", json={}).json()
-    flows = {f["id"]: f["name"] for f in httpx.post(f"{api}/flows/filter", json={}).json()}
+    deployments = httpx.post(f"{api}/deployments/filter", json={}, timeout=60).json()
+    found = httpx.post(f"{api}/flows/filter", json={}, timeout=60).json()
+    flows = {f["id"]: f["name"] for f in found}
     by_name = {f"{flows[d['flow_id']]}/{d['name']}": d for d in deployments}
     assert set(by_name) == {
         "ingest-quotes/market-minutes",
@@ -165,7 +166,7 @@ def test_a_deployment_runs_through_a_worker_and_a_guarded_run_is_skipped(
     prefect(env, "worker", "start", "--pool", "stockpipe", "--run-once")
 
     api = env["PREFECT_API_URL"]
-    runs = httpx.post(f"{api}/flow_runs/filter", json={}).json()
+    runs = httpx.post(f"{api}/flow_runs/filter", json={}, timeout=60).json()
     # Only the runs made here by hand, not the scheduler's future runs.
     states = sorted(
         (r["parameters"].get("market_hours"), r["state"]["type"], r["state"]["name"])

@@ -25,7 +25,12 @@ from stockpipe.local_stack.broker import LocalBroker
 from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import Settings, load_settings
 from stockpipe.streaming.topics import ensure_topics
-from tests.support import SnowflakeServer, snowflake_server_env, wait_until_serving
+from tests.support import (
+    SnowflakeServer,
+    missing_prerequisite,
+    snowflake_server_env,
+    wait_until_serving,
+)
 
 
 @pytest.fixture(scope="session")
@@ -151,3 +156,11 @@ def snowflake_env(
     for name, value in (env | {"STOCKPIPE_WAREHOUSE__DATABASE": database}).items():
         monkeypatch.setenv(name, value)
     yield database
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A missing prerequisite (tests.support.prerequisite) skips the test, or fails it
+    under CI."""
+    for mark in item.iter_markers("prerequisite"):
+        if mark.args and mark.args[0]:
+            missing_prerequisite(mark.args[0])

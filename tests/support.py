@@ -278,3 +278,20 @@ def memory_mb(pid: int) -> tuple[float, float]:
         if name in {"VmRSS", "VmHWM"}:
             fields[name] = int(value.split()[0]) / 1024
     return fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0)
+
+
+def prerequisite(missing: bool, reason: str) -> pytest.MarkDecorator:
+    """A mark for a test that needs something of the machine (root, Chromium, swapon).
+
+    On a developer's machine a missing one skips the test, saying why; under CI (``CI``
+    set) the test fails instead: a CI machine has what deployments/local/setup.sh installs,
+    and a test that skips there proves nothing while looking green (tests/conftest.py).
+    """
+    return pytest.mark.prerequisite(reason if missing else None)
+
+
+def missing_prerequisite(reason: str) -> None:
+    """At run time: skip, or fail under CI (see :func:`prerequisite`)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set and a prerequisite is missing: {reason}", pytrace=False)
+    pytest.skip(reason)

@@ -29,7 +29,7 @@ from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
 from tests.ansible.conftest import kafka_pipeline_vars
 from tests.ansible.playbook import UnitCommand, run_playbook
-from tests.support import distinct_bar_messages, read_topic, warehouse_state_of
+from tests.support import distinct_bar_messages, prerequisite, read_topic, warehouse_state_of
 
 PLAYBOOK = str(Path(__file__).parent / "playbooks" / "kafka_cluster_local.yml")
 PASSWORDS = {
@@ -52,7 +52,7 @@ def system_user(node: str) -> str:
     return f"stockpipe-{node}-{os.getpid()}"
 
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the role creates a system user (root)")
+pytestmark = prerequisite(os.geteuid() != 0, "the role creates a system user: run as root")
 
 
 @pytest.fixture(scope="module")

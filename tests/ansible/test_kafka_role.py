@@ -31,7 +31,7 @@ from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
 from tests.ansible.conftest import kafka_pipeline_vars
 from tests.ansible.playbook import run_playbook
-from tests.support import distinct_bar_messages, warehouse_state_of
+from tests.support import distinct_bar_messages, prerequisite, warehouse_state_of
 
 PLAYBOOK = str(Path(__file__).parent / "playbooks" / "kafka_local.yml")
 # A system user of this run alone: two runs on one machine must not delete each other's.
@@ -43,7 +43,7 @@ PASSWORDS = {
 }
 VERSION = "4.1.2"
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the role creates a system user (root)")
+pytestmark = prerequisite(os.geteuid() != 0, "the role creates a system user: run as root")
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,7 @@ from stockpipe.settings import KafkaSettings, Settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.streaming.topics import ensure_topics
 from tests.ansible.playbook import ANSIBLE_DIR, UnitCommand, run_playbook
-from tests.support import read_topic, running_prefect_server
+from tests.support import prerequisite, read_topic, running_prefect_server
 
 PLAYBOOK = str(Path(__file__).parent / "playbooks" / "prefect_worker_local.yml")
 # A system user of this run alone: two runs on one machine must not delete each other's.
@@ -58,7 +58,7 @@ TOPICS = {
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the role creates a system user (root)"),
+    prerequisite(os.geteuid() != 0, "the role creates a system user: run as root"),
 ]
 
 

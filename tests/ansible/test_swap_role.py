@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from tests.ansible.playbook import run_playbook
+from tests.support import missing_prerequisite, prerequisite
 
 PLAYBOOK = str(Path(__file__).parent / "playbooks" / "swap_local.yml")
 SWAPPINESS = Path("/proc/sys/vm/swappiness")
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="swapon needs root")
+pytestmark = prerequisite(os.geteuid() != 0, "swapon needs root")
 
 
 def active_swap() -> list[str]:
@@ -46,7 +47,7 @@ def test_the_swap_file_is_active_registered_and_a_second_run_changes_nothing(swa
     try:
         probe = subprocess.run(["swapon", "--version"], capture_output=True, check=False)
     except FileNotFoundError:
-        pytest.skip("swapon is not installed")
+        missing_prerequisite("swapon is not installed")
     assert probe.returncode == 0
 
     first = run_playbook(PLAYBOOK, *args)

@@ -17,13 +17,14 @@ import pytest
 
 from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import Settings
+from tests.support import prerequisite
 
 PROJECT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("STOCKPIPE_TEST_ARTIFACTS", PROJECT / "test-artifacts"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="needs Debian's chromium (deployments/local/setup.sh installs it)"
+pytestmark = prerequisite(
+    CHROMIUM is None, "needs Debian's chromium (deployments/local/setup.sh installs it)"
 )
 
 

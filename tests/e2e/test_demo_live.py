@@ -18,12 +18,13 @@ import pytest
 from stockpipe.live.snapshot import read_snapshot
 from stockpipe.local_stack.broker import LocalBroker
 from stockpipe.local_stack.processes import free_port
+from tests.support import prerequisite
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
+    prerequisite(
         not (shutil.which("chromium") or shutil.which("chromium-browser")),
-        reason="needs Debian's chromium (deployments/local/setup.sh installs it)",
+        "needs Debian's chromium (deployments/local/setup.sh installs it)",
     ),
 ]
 WATCHLIST = ["AAPL", "MSFT", "NVDA"]

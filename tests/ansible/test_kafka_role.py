@@ -50,6 +50,7 @@ pytestmark = prerequisite(os.geteuid() != 0, "the role creates a system user: ru
 def role(kafka_downloads, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("vm")
     (root / "etc/systemd/system").mkdir(parents=True)  # there on every Debian host
+    (root / "etc/ssl/certs").mkdir(parents=True)  # so is this
     ports = {
         "local": free_port(),
         "controller": free_port(),
@@ -79,6 +80,9 @@ def role(kafka_downloads, tmp_path_factory: pytest.TempPathFactory):
         "kafka_advertised_host": "localhost",
         "kafka_jmx_exporter_port": ports["jmx"],
         "kafka_ca_fetch_dest": str(root / "control/kafka-ca.pem"),
+        # The machine's own trust directory is not the test's to write (and two runs on one
+        # machine would each replace the other's CA there).
+        "kafka_tls_ca_public_path": str(root / "etc/ssl/certs/stockpipe-kafka-ca.pem"),
         "kafka_keystore_password": "keystore-secret-0",
         "kafka_scram_users": [{"name": n, "password": p} for n, p in PASSWORDS.items()],
         **kafka_pipeline_vars(),

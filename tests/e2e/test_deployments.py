@@ -20,6 +20,7 @@ from prefect.server.schemas.schedules import CronSchedule
 
 from deployments.serve import load_deployment_specs
 from stockpipe import market_calendar as mc
+from stockpipe.quote_spec import EXCHANGE_TIME_ZONE
 from stockpipe.settings import Settings
 from tests.support import running_prefect_server, set_up_warehouse
 
@@ -96,7 +97,7 @@ def test_deploy_all_creates_every_deployment_with_market_hours_schedules(prefect
         times = []
         for schedule in deployment["schedules"]:
             cron = schedule["schedule"]
-            assert cron["timezone"] == "America/New_York"
+            assert cron["timezone"] == EXCHANGE_TIME_ZONE
             rule = CronSchedule(cron=cron["cron"], timezone=cron["timezone"])
             for start, end in weeks:
                 day = start
@@ -190,8 +191,13 @@ def test_serve_registers_every_deployment_of_prefect_yaml(tmp_path: Path) -> Non
     assert served["ingest-live-trades/live-trades"]["paused"] is True
     ingest = served["ingest-quotes/market-minutes"]
     assert ingest["parameters"] == {"market_hours": "in_session"}
-    crons = sorted(s["schedule"]["cron"] for s in ingest["schedules"])
-    assert crons == ["* 10-15 * * 1-5", "30-59 9 * * 1-5"]
+    # Its schedules as prefect.yaml writes them (which minutes they cover:
+    # test_deploy_all_creates_every_deployment_with_market_hours_schedules).
+    spec = next(d for d in load_deployment_specs() if d["name"] == "market-minutes")
+    registered = sorted(
+        (s["schedule"]["cron"], s["schedule"]["timezone"]) for s in ingest["schedules"]
+    )
+    assert registered == sorted((s["cron"], s["timezone"]) for s in spec["schedules"])
 
 
 def serve_briefly(env: dict) -> dict:

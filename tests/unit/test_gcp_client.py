@@ -40,6 +40,8 @@ def test_a_module_loads_only_the_compute_service_it_uses() -> None:
     )
     assert run.returncode == 0, run.stderr
     loaded, error = run.stdout.splitlines()
-    # Instances and the operations its calls return; not the ~100 services of the package.
-    assert loaded.split(",") == ["instances", "zone_operations"]
+    # The service it calls (and what that one needs), not the ~100 of the package: which few
+    # else a client version loads is the library's business.
+    services = loaded.split(",")
+    assert "instances" in services and len(services) <= 5, services
     assert "NoSuchType" in error  # an unknown name is still an AttributeError

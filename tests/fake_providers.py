@@ -17,6 +17,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -309,3 +310,20 @@ class FakeFinnhubSocket:
                 self.drop_after = None
                 return  # the connection drops mid-session
         # Everything sent: closing the connection (after what was sent) marks the end.
+
+
+@contextlib.contextmanager
+def served_providers(monkeypatch, watchlist: list[str]) -> Iterator[FakeProviders]:
+    """The fakes running, and both providers' settings pointing at them (retries wait no
+    time), until the block ends."""
+    fake = FakeProviders().start()
+    try:
+        monkeypatch.setenv("STOCKPIPE_SOURCE__FINNHUB_API_KEY", fake.key)
+        monkeypatch.setenv("STOCKPIPE_SOURCE__FINNHUB_URL", fake.url + "/api/v1")
+        monkeypatch.setenv("STOCKPIPE_SOURCE__ALPHAVANTAGE_API_KEY", fake.key)
+        monkeypatch.setenv("STOCKPIPE_SOURCE__ALPHAVANTAGE_URL", fake.url + "/query")
+        monkeypatch.setenv("STOCKPIPE_SOURCE__BACKOFF_BASE_SECONDS", "0")
+        monkeypatch.setenv("STOCKPIPE_SOURCE__WATCHLIST", ",".join(watchlist))
+        yield fake
+    finally:
+        fake.stop()

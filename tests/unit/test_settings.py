@@ -41,6 +41,13 @@ def test_local_bootstrap_follows_the_local_broker_port(monkeypatch: pytest.Monke
         ("STOCKPIPE_DRAIN__MAX_RECORDS", "0", "STOCKPIPE_DRAIN__MAX_RECORDS"),
         ("STOCKPIPE_WAREHOUSE__DATABASE", "stocks; drop table x", "STOCKPIPE_WAREHOUSE__DATABASE"),
         ("STOCKPIPE_PROFILE", "staging", "STOCKPIPE_PROFILE"),
+        # Rules across fields name both.
+        (
+            "STOCKPIPE_KAFKA__MIN_INSYNC_REPLICAS",
+            "2",
+            "min_insync_replicas (2) cannot exceed replication_factor (1)",
+        ),
+        ("STOCKPIPE_SOURCE__KIND", "replay", "STOCKPIPE_SOURCE: kind=replay needs replay_path"),
     ],
 )
 def test_bad_setting_fails_with_its_name(

@@ -18,7 +18,7 @@ import pandas as pd
 from prefect import flow
 
 from flows.backfill import backfill_history
-from flows.drain import drain_quotes
+from flows.drain import drain_to_warehouse
 from flows.ingest import ingest_quotes
 from flows.trends import build_trends
 from flows.validate import validate_session
@@ -69,7 +69,7 @@ def ingest_windows(session: market_calendar.Session, slices: int) -> list[tuple]
 
 
 @flow(name="demo-session")
-def run_demo(session: date, slices: int = 4) -> DemoReport:
+def demo_session(session: date, slices: int = 4) -> DemoReport:
     """One session through the pipeline on the configured source (the simulated one by
     default), into the configured warehouse.
 
@@ -105,7 +105,7 @@ def run_demo(session: date, slices: int = 4) -> DemoReport:
             f"rejected {sum(result['rejected'].values())}"
         )
 
-    drained = drain_quotes(until_empty=True)
+    drained = drain_to_warehouse(until_empty=True)
     log.info(
         f"drain: {drained['messages']} messages -> {drained['inserted']} new bars, "
         f"{drained['replaced']} updated, "

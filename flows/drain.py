@@ -80,7 +80,7 @@ def drain_batches(
 
 
 @flow(name="drain-to-warehouse")
-def drain_quotes(
+def drain_to_warehouse(
     until_empty: bool = True,
     max_records: int | None = None,
     reset_offsets: Literal["earliest", "latest"] | None = None,

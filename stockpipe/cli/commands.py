@@ -540,7 +540,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start Kafka, then the demo flow (a year of daily history, a session's minutes,
     drain, trends, validation); print each step's line and the summary."""
-    from flows.demo import run_demo
+    from flows.demo import demo_session
 
     started = time.monotonic()
     settings = settings_of(args)
@@ -560,7 +560,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     ensure_local_kafka(settings)
     with printed_lines("flows.demo"):
-        report = run_demo(session=session.day, slices=args.slices)
+        report = demo_session(session=session.day, slices=args.slices)
     console.print(latest_table(report.latest))
     console.print(trends_table(report.daily, console.width))
     console.print(

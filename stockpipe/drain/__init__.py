@@ -12,13 +12,13 @@ Arrows point one way: drain -> streaming | warehouse.
 """
 
 from stockpipe.drain.offsets import OffsetsOutOfSync
-from stockpipe.drain.pipeline import NoPartitionsAssigned, drain_to_warehouse, run_drain
+from stockpipe.drain.pipeline import NoPartitionsAssigned, drain_prices, run_drain
 from stockpipe.drain.report import DrainReport
 
 __all__ = [
     "DrainReport",
     "NoPartitionsAssigned",
     "OffsetsOutOfSync",
-    "drain_to_warehouse",
+    "drain_prices",
     "run_drain",
 ]

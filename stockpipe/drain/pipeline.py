@@ -200,7 +200,7 @@ def _kill_setting(kill_at: str | None) -> tuple[str | None, int]:
     return point, int(batch or 1)
 
 
-def drain_to_warehouse(
+def drain_prices(
     settings: Settings,
     warehouse: Warehouse,
     *,
@@ -292,10 +292,10 @@ def drain_to_warehouse(
 def run_drain(settings: Settings, **options: Any) -> DrainReport:
     """A drain run as ``stockpipe drain`` and the drain flow start one: fewer malloc arenas
     (before the warehouse's and the consumer's threads start), a load session on the
-    warehouse, :func:`drain_to_warehouse` with ``options``."""
+    warehouse, :func:`drain_prices` with ``options``."""
     limit_malloc_arenas()
     with Warehouse.connect(settings, "load") as warehouse:
-        return drain_to_warehouse(settings, warehouse, **options)
+        return drain_prices(settings, warehouse, **options)
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from stockpipe.alerts import Alert, alert_producer, day_move, publish_new_alerts
-from stockpipe.drain.pipeline import drain_to_warehouse
+from stockpipe.drain.pipeline import drain_prices
 from stockpipe.drain.report import DrainReport
 from stockpipe.live.forming import FormingPrices
 from stockpipe.live.snapshot import VIEWS, snapshot_dir, write_snapshot
@@ -197,7 +197,7 @@ class LiveStore:
         prepare_in_child()
         with Warehouse.connect(self.store, "setup") as warehouse:
             self.refresh(warehouse)
-            self.report.drain = drain_to_warehouse(
+            self.report.drain = drain_prices(
                 self.store,
                 warehouse,
                 until_empty=False,

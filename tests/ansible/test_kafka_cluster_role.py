@@ -21,7 +21,7 @@ import yaml
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from stockpipe.drain import drain_to_warehouse
+from stockpipe.drain import drain_prices
 from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import KafkaSettings, Settings, load_settings
 from stockpipe.streaming.producer import QuoteProducer
@@ -261,7 +261,7 @@ def test_the_pipeline_produces_and_drains_with_a_node_down(
     drain_settings = _user_settings(monkeypatch, root, ports, "stockpipe-drain", tmp_path)
     with Warehouse.connect(drain_settings, "setup") as warehouse:
         setup_warehouse(warehouse, drain_settings)
-        drain_to_warehouse(drain_settings, warehouse)
+        drain_prices(drain_settings, warehouse)
         rows, keys, _ = warehouse_state_of(warehouse, NAMES["topic"])
     assert (rows, keys) == (4_000, 4_000)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
-from stockpipe.drain import drain_to_warehouse
+from stockpipe.drain import drain_prices
 from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import load_settings
 from stockpipe.warehouse import Warehouse
@@ -180,7 +180,7 @@ def test_the_pipeline_users_produce_and_drain_over_sasl_ssl(broker, monkeypatch,
     )
     with Warehouse.connect(drain_settings, "setup") as warehouse:
         setup_warehouse(warehouse, drain_settings)
-        report = drain_to_warehouse(drain_settings, warehouse)
+        report = drain_prices(drain_settings, warehouse)
         rows, keys, _ = warehouse_state_of(warehouse, names["topic"])
     assert (rows, keys) == (300, 300)
     assert sum(report.rejected.values()) == 1  # written to the DLQ under the drain's ACL

@@ -82,7 +82,7 @@ def main() -> None:
     broker.start(progress=False)
     try:
         from stockpipe.backfill import backfill
-        from stockpipe.drain import drain_to_warehouse
+        from stockpipe.drain import drain_prices
         from stockpipe.settings import load_settings
         from stockpipe.streaming.topics import ensure_topics
         from stockpipe.trends import build_marts
@@ -111,7 +111,7 @@ def main() -> None:
         assert report.published == rows, report.summary()
         t = time.perf_counter()
         with Warehouse.connect(settings, "load") as warehouse:
-            drained = drain_to_warehouse(settings, warehouse)
+            drained = drain_prices(settings, warehouse)
         timings["drain"] = time.perf_counter() - t
         assert drained.inserted == rows, drained
         t = time.perf_counter()

@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from stockpipe.drain import drain_to_warehouse
+from stockpipe.drain import drain_prices
 from stockpipe.local_stack.broker import LocalBroker
 from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import Settings, load_settings
@@ -56,7 +56,7 @@ def drain_with(settings: Settings, drains: int, total: int) -> tuple[float, list
         first_batch = threading.Event()
 
         def run(i: int) -> None:
-            report = drain_to_warehouse(
+            report = drain_prices(
                 settings, sessions[i], max_records=BATCH, on_batch=lambda _: first_batch.set()
             )
             inserted[i] = report.inserted

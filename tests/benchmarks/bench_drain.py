@@ -120,7 +120,7 @@ def warm_group_coordinator(bootstrap: str, topic: str) -> None:
 def drain_in_child(trace: bool) -> None:
     """The child: drain the backlog the parent produced, as ``stockpipe drain`` does (same
     allocator setting, same SQL check before the drain); print one JSON line of figures."""
-    from stockpipe.drain import drain_to_warehouse
+    from stockpipe.drain import drain_prices
     from stockpipe.runtime import limit_malloc_arenas
 
     limit_malloc_arenas()
@@ -129,7 +129,7 @@ def drain_in_child(trace: bool) -> None:
     with Warehouse.connect(settings, "setup") as warehouse:
         setup_warehouse(warehouse, settings)
         started = time.perf_counter()
-        report = drain_to_warehouse(
+        report = drain_prices(
             settings,
             warehouse,
             on_batch=(

@@ -249,7 +249,7 @@ def main() -> None:
                 # As deployments.flow_run starts a run on the VM: without the integrations.
                 "from deployments.worker import skip_integration_imports; "
                 "skip_integration_imports(); "
-                "from flows.drain import drain_quotes; drain_quotes()",
+                "from flows.drain import drain_to_warehouse; drain_to_warehouse()",
             ],
             stdout=subprocess.DEVNULL,
             stderr=(work / "flow.err").open("wb"),

@@ -13,7 +13,7 @@ from prefect_aws.s3 import S3Bucket
 from prefect_snowflake import SnowflakeConnector
 
 from deployments import blocks
-from flows.drain import drain_quotes
+from flows.drain import drain_to_warehouse
 from stockpipe.settings import Settings, load_settings
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.warehouse import Warehouse
@@ -92,7 +92,7 @@ def test_the_drain_flow_connects_through_the_connector_block_as_the_loader(
         (k, v, None) for k, v in distinct_bar_messages(1_000)
     )
 
-    drained = drain_quotes()
+    drained = drain_to_warehouse()
 
     assert drained["inserted"] == 1_000
     with Warehouse.connect(load_settings(), "read") as warehouse:

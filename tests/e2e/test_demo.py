@@ -43,7 +43,7 @@ def readme_sample_lines() -> list[str]:
     ]
 
 
-def run_demo(env: dict[str, str]) -> subprocess.CompletedProcess:
+def run_the_demo(env: dict[str, str]) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "stockpipe.cli", "demo", "--session", SESSION]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
@@ -62,7 +62,7 @@ def test_demo_runs_the_pipeline_and_a_rerun_does_not_duplicate(tmp_path: Path) -
 
     broker = LocalBroker(tmp_path / "home" / "kafka", port=port, controller_port=controller_port)
     try:
-        first = run_demo(env)
+        first = run_the_demo(env)
         assert first.returncode == 0, first.stdout + first.stderr
         assert "Latest per symbol (session 2025-11-28)" in first.stdout
         assert "Daily trends (session 2025-11-28)" in first.stdout
@@ -101,7 +101,7 @@ def test_demo_runs_the_pipeline_and_a_rerun_does_not_duplicate(tmp_path: Path) -
         catalog = json.loads((docs / "catalog.json").read_text())["nodes"]
         assert "RSI_14" in catalog["model.stockpipe.daily_trends"]["columns"]
 
-        second = run_demo(env)
+        second = run_the_demo(env)
         assert second.returncode == 0, second.stdout + second.stderr
     finally:
         broker.stop()

@@ -146,6 +146,8 @@ def test_a_deployment_runs_through_a_worker_and_a_guarded_run_is_skipped(
         "market-minutes",
         "--name",
         "drain-to-warehouse/intraday",
+        "--name",
+        "drain-to-warehouse/after-close",
     )
     session = mc.session("2025-11-26")
     prefect(
@@ -162,8 +164,15 @@ def test_a_deployment_runs_through_a_worker_and_a_guarded_run_is_skipped(
         "--param",
         'symbols=["AAPL","MSFT"]',
     )
-    # Runs now: skipped by the guard unless the market happens to be open.
-    prefect(env, "deployment", "run", "drain-to-warehouse/intraday")
+    # The guard decides by the run's scheduled time, not the clock of the machine running
+    # the test: both drains as of a minute in a session (in the past, so both are due for
+    # the worker now; two deployments, as each takes one run at a time). The intraday one
+    # runs; the after-close one is skipped.
+    open_minute = session.minutes[60].to_pydatetime()
+    assert mc.guard("in_session", open_minute).run
+    assert not mc.guard("after_close", open_minute).run
+    for deployment in ("drain-to-warehouse/intraday", "drain-to-warehouse/after-close"):
+        prefect(env, "deployment", "run", deployment, "--start-at", open_minute.isoformat())
     prefect(env, "worker", "start", "--pool", "stockpipe", "--run-once")
 
     api = env["PREFECT_API_URL"]
@@ -175,9 +184,11 @@ def test_a_deployment_runs_through_a_worker_and_a_guarded_run_is_skipped(
         if not r["auto_scheduled"]
     )
     assert ("ignore", "COMPLETED", "Completed") in states
-    guarded = [s for s in states if s[0] == "in_session"]
-    expected = "Completed" if mc.is_market_open() else "Skipped"
-    assert guarded == [("in_session", "COMPLETED", expected)]
+    guarded = sorted(s for s in states if s[0] != "ignore")
+    assert guarded == [
+        ("after_close", "COMPLETED", "Skipped"),
+        ("in_session", "COMPLETED", "Completed"),
+    ]
     # The worker's run published the bars to the real broker.
     from tests.integration.test_ingest import topic_messages
 

@@ -10,7 +10,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-from flows.drain import drain_quotes
+from flows.drain import drain_to_warehouse
 from flows.ingest import ingest_quotes
 from flows.trends import build_trends
 from flows.validate import validate_session
@@ -82,7 +82,7 @@ def test_ingest_drain_trends_flows_with_dead_letters_in_the_summary(
     )
 
     set_up_warehouse(load_settings())  # the admin's one-time step; the flows run no DDL
-    drained = drain_quotes()
+    drained = drain_to_warehouse()
     assert drained["inserted"] == 780
     assert drained["dead_lettered"] == {"invalid_json": 1, "missing_ts": 1}
     table = artifact("drain-dead-letters")

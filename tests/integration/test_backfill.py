@@ -14,7 +14,7 @@ import pytest
 from stockpipe import market_calendar as mc
 from stockpipe.backfill import backfill
 from stockpipe.cli import main
-from stockpipe.drain import drain_to_warehouse
+from stockpipe.drain import drain_prices
 from stockpipe.retry import RetryPolicy
 from stockpipe.settings import Settings
 from stockpipe.sources.replay import ReplaySource
@@ -106,7 +106,7 @@ def test_a_year_of_daily_bars_fills_the_trend_figures_once(
 
     set_up_warehouse(env_settings)
     with Warehouse.connect(env_settings, "load") as warehouse:
-        drain_to_warehouse(env_settings, warehouse)
+        drain_prices(env_settings, warehouse)
     with Warehouse.connect(env_settings, "transform") as warehouse:
         build_marts(warehouse)
         last = warehouse.query_frame(

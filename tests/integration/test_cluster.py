@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from stockpipe.drain import drain_to_warehouse
+from stockpipe.drain import drain_prices
 from stockpipe.drain.report import DrainReport
 from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import Settings, load_settings
@@ -148,14 +148,14 @@ def test_a_node_killed_and_restarted_while_bars_flow_loses_and_duplicates_nothin
         # The node leading the first partition: its clients must move to a new leader.
         victim = cluster.node(_partitions(settings)[0].leader)
         victim.kill()
-        drained = drain_to_warehouse(settings, warehouse)  # with one node down
+        drained = drain_prices(settings, warehouse)  # with one node down
         wait_for_chunks(24)
         victim.start(progress=False)
         producer.join(300)
         assert not errors, errors
         assert sum(published) == total
         while drained.inserted < total:  # each run drains what has arrived so far
-            run = drain_to_warehouse(settings, warehouse)
+            run = drain_prices(settings, warehouse)
             drained.inserted += run.inserted
             assert run.messages or drained.inserted == total
         rows, keys, _ = warehouse_state_of(warehouse, settings.kafka.prices_topic)
@@ -191,7 +191,7 @@ def test_two_drains_in_one_group_share_the_partitions_and_load_every_bar_once(
 
     def run(warehouse: Warehouse) -> None:
         try:
-            report = drain_to_warehouse(
+            report = drain_prices(
                 settings, warehouse, until_empty=False, max_records=1000, on_batch=on_batch
             )
             reports[threading.current_thread().name] = report
@@ -234,7 +234,7 @@ def test_two_drains_in_one_group_share_the_partitions_and_load_every_bar_once(
         assert not any(thread.is_alive() for thread in threads), "a drain did not stop"
         second.close()
         assert not errors, errors
-        rest = drain_to_warehouse(settings, first)  # what the two left when they stopped
+        rest = drain_prices(settings, first)  # what the two left when they stopped
         rows, keys, next_offsets = warehouse_state_of(first, settings.kafka.prices_topic)
 
     assert (rows, keys, next_offsets) == (total, total, total)

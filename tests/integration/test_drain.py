@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from stockpipe import market_calendar as mc
-from stockpipe.drain import drain_to_warehouse
+from stockpipe.drain import drain_prices
 from stockpipe.drain.offsets import read_offsets
 from stockpipe.ingest import check_bars
 from stockpipe.settings import Settings
@@ -35,7 +35,7 @@ def publish_session(settings: Settings, fetched_at: datetime | None = None) -> i
 def drain(settings: Settings):
     with Warehouse.connect(settings, "setup") as warehouse:
         setup_warehouse(warehouse, settings)
-        report = drain_to_warehouse(settings, warehouse, max_records=1000)
+        report = drain_prices(settings, warehouse, max_records=1000)
         rows = warehouse.query_frame(
             "select symbol, ts, close, fetched_at, kafka_partition, kafka_offset "
             "from RAW.STOCK_PRICES"

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stockpipe.contracts import Quote, QuoteRejected, validate_quote
-from stockpipe.drain import drain_to_warehouse
+from stockpipe.drain import drain_prices
 from stockpipe.drain.offsets import partition_states, read_offsets
 from stockpipe.settings import Settings
 from stockpipe.streaming.producer import QuoteProducer
@@ -73,7 +73,7 @@ def test_fuzzed_traffic_lands_once_or_in_the_dead_letter_topic(env_settings: Set
                     rejected += 1
             producer.publish_raw((key, value, None) for key, value in pairs)
 
-            report = drain_to_warehouse(env_settings, warehouse, max_records=7)
+            report = drain_prices(env_settings, warehouse, max_records=7)
             assert report.stopped_because.startswith("caught up"), report.summary()
 
             rows = warehouse.duck.execute(  # DuckDB SQL: the embedded warehouse's own

@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from stockpipe.drain import drain_to_warehouse
+from stockpipe.drain import drain_prices
 from stockpipe.drain.offsets import OffsetsOutOfSync, read_offsets
 from stockpipe.local_stack.broker import LocalBroker
 from stockpipe.local_stack.processes import free_port
@@ -42,10 +42,10 @@ def publish(settings: Settings, count: int, start: int = 0, **kwargs) -> None:
 
 def drain_once(settings: Settings, warehouse: Warehouse | None = None, **kwargs):
     if warehouse is not None:
-        return drain_to_warehouse(settings, warehouse, **kwargs)
+        return drain_prices(settings, warehouse, **kwargs)
     with Warehouse.connect(settings, "setup") as wh:
         setup_warehouse(wh, settings)
-        return drain_to_warehouse(settings, wh, **kwargs)
+        return drain_prices(settings, wh, **kwargs)
 
 
 @pytest.fixture

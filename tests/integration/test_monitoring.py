@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from stockpipe import metrics
-from stockpipe.drain import drain_to_warehouse
+from stockpipe.drain import drain_prices
 from stockpipe.local_stack.broker import LocalBroker
 from stockpipe.local_stack.monitoring import (
     MONITORING_DIR,
@@ -167,7 +167,7 @@ def test_every_panel_and_rule_evaluates_and_key_panels_show_data(stack) -> None:
         metrics.push("ingest-quotes", settings.metrics.pushgateway_url)
         with Warehouse.connect(settings, "setup") as warehouse:
             setup_warehouse(warehouse, settings)
-            drain_to_warehouse(settings, warehouse)
+            drain_prices(settings, warehouse)
         metrics.push("drain-to-warehouse", settings.metrics.pushgateway_url)
         wait_for_sample(prometheus, messages_in, at_least=5_000 * (round_ + 1))
     wait_for_sample(prometheus, "sum(stockpipe_rows_loaded_total)", at_least=10_000)

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from moto.server import ThreadedMotoServer
 
-from stockpipe.drain import drain_to_warehouse
+from stockpipe.drain import drain_prices
 from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import Settings, load_settings
 from stockpipe.streaming.producer import QuoteProducer
@@ -74,10 +74,10 @@ def test_batches_land_on_s3_once_even_when_a_commit_failed_after_the_write(
         # The first commit fails after its files were written: a crash in the worst place.
         warehouse.duck = FlakyConnection(real, "insert into raw.stock_prices", times=1)
         with pytest.raises(FlakyConnection.ERRORS):
-            drain_to_warehouse(settings, warehouse, max_records=4_000)
+            drain_prices(settings, warehouse, max_records=4_000)
         warehouse.duck = real
         # The re-run cuts its batches differently; the zone must still hold each offset once.
-        report = drain_to_warehouse(settings, warehouse, max_records=1_500)
+        report = drain_prices(settings, warehouse, max_records=1_500)
         assert report.inserted == 6_000
 
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="stockpipe-raw")["Contents"]]
@@ -105,7 +105,7 @@ def test_local_raw_zone_is_off_by_default_and_a_directory_when_on(
     )
     with Warehouse.connect(env_settings, "setup") as warehouse:
         setup_warehouse(warehouse, env_settings)
-        assert drain_to_warehouse(env_settings, warehouse).raw_files == []
+        assert drain_prices(env_settings, warehouse).raw_files == []
     assert not env_settings.lake_dir.exists()
 
     QuoteProducer(env_settings.kafka).publish_raw(
@@ -114,7 +114,7 @@ def test_local_raw_zone_is_off_by_default_and_a_directory_when_on(
     monkeypatch.setenv("STOCKPIPE_LAKE__ENABLED", "true")
     settings = load_settings()
     with Warehouse.connect(settings) as warehouse:
-        written = drain_to_warehouse(settings, warehouse).raw_files
+        written = drain_prices(settings, warehouse).raw_files
     assert written and all(NAME.search(w) for w in written)
     files = list(settings.lake_dir.rglob("*.parquet"))
     assert sum(len(pd.read_parquet(f)) for f in files) == 500
@@ -130,7 +130,7 @@ def test_backfill_from_the_raw_zone_rebuilds_raw_and_the_later_fetch_wins(
     bars = "select symbol, ts, close, fetched_at from RAW.STOCK_PRICES order by symbol, ts"
     with Warehouse.connect(settings, "setup") as warehouse:
         setup_warehouse(warehouse, settings)
-        assert drain_to_warehouse(settings, warehouse).raw_files
+        assert drain_prices(settings, warehouse).raw_files
         loaded = warehouse.query(bars)
         offsets = warehouse.query("select * from RAW.KAFKA_OFFSETS order by kafka_partition")
         # RAW loses half its rows; one bar was since re-fetched (later), one holds an

@@ -161,3 +161,28 @@ def test_a_bar_the_contract_refuses_is_kept_on_the_dead_letter_topic_with_why(
     assert letter.key() == b"AAPL"
     record = json.loads(letter.value())
     assert record["low"] == bars.loc[2, "low"] and record["ts"].startswith(str(SESSION.day))
+
+
+def test_ingest_with_some_bars_refused_exits_0_saying_what_was_published_and_refused(
+    env_settings: Settings, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """Exit 1 is for a fetch the contract refused whole; a partly refused one published the
+    rest, and says how many and why (the refused bars are on the dead-letter topic)."""
+    from stockpipe.cli import main
+
+    bars = SimulatedMarket().fetch(["AAPL"], SESSION.open, SESSION.minutes[4])
+    bars.loc[1, "low"] = bars.loc[1, "high"] + 1  # high < low
+    bars.loc[2, "open"] = -1.0  # a price must be positive
+    path = tmp_path / "bars.csv"
+    bars.to_csv(path, index=False)
+    monkeypatch.setenv("STOCKPIPE_SOURCE__KIND", "replay")
+    monkeypatch.setenv("STOCKPIPE_SOURCE__REPLAY_PATH", str(path))
+    assert main(["ingest", "--session", str(SESSION.day), "--symbols", "AAPL"]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "published 2" in printed
+    assert "rejected 2 (high_below_low: 1, out_of_range_open: 1)" in printed
+    reasons = sorted(
+        dict(m.headers())["dlq.reason"]
+        for m in read_topic(env_settings, env_settings.kafka.dlq_topic)
+    )
+    assert reasons == [b"high_below_low", b"out_of_range_open"]

@@ -50,6 +50,29 @@ def test_an_empty_warehouse_says_there_is_no_data_yet() -> None:
     assert not at.get("plotly_chart")
 
 
+def test_built_but_empty_marts_say_there_is_no_data_yet() -> None:
+    from stockpipe.settings import load_settings
+    from stockpipe.warehouse import Warehouse
+    from tests.support import build_marts, set_up_warehouse
+
+    settings = load_settings()
+    set_up_warehouse(settings)
+    with Warehouse.connect(settings, "transform") as warehouse:
+        build_marts(warehouse, full=True)  # every mart exists, with no row
+    at = run_app()
+    assert "No data yet" in at.info[0].value
+    assert not at.get("plotly_chart")
+
+
+def test_a_configuration_error_is_one_line_naming_the_setting(monkeypatch) -> None:
+    monkeypatch.setenv("STOCKPIPE_DASHBOARD__HISTORY_DAYS", "1")  # at least 7
+    at = run_app()
+    (error,) = at.error
+    assert error.value.startswith("configuration error:")
+    assert "STOCKPIPE_DASHBOARD__HISTORY_DAYS" in error.value
+    assert not at.get("plotly_chart")
+
+
 def test_a_symbol_shows_its_year_with_averages_rsi_and_range(history_settings: Settings) -> None:
     at = run_app()
     assert at.selectbox[0].options == SYMBOLS

@@ -1,11 +1,11 @@
-"""Ingest flow: fetch a window of 1-minute bars, check them, publish them to Kafka."""
+"""Ingest flow: a window of 1-minute bars fetched, checked and published to Kafka (the
+library's ingest stage, as the CLI runs it), or live trades as minute bars."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from uuid import UUID
 
-import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
@@ -14,25 +14,13 @@ from prefect.states import State
 from flows.market_hours import MarketHours, skip_outside_market_hours
 from stockpipe import ingest, live, market_calendar, metrics
 from stockpipe.settings import load_settings
-from stockpipe.sources import make_source
-from stockpipe.streaming.producer import PublishReport
 
 
 @task(retries=3, retry_delay_seconds=[5, 20, 60], retry_jitter_factor=0.5, cache_policy=NO_CACHE)
-def fetch_bars(symbols: list[str], start: datetime, end: datetime) -> tuple[str, pd.DataFrame]:
-    settings = load_settings()
-    source = make_source(settings.source, settings.home_dir / "sources")
-    return source.name, ingest.fetch_bars(source, symbols, start, end)
-
-
-@task(cache_policy=NO_CACHE)
-def check_bars(bars: pd.DataFrame, source: str) -> ingest.QuoteCheck:
-    return ingest.check_bars(bars, source)
-
-
-@task(retries=2, retry_delay_seconds=10, retry_jitter_factor=0.5, cache_policy=NO_CACHE)
-def publish_quotes(check: ingest.QuoteCheck) -> PublishReport:
-    return ingest.publish_quotes(load_settings(), check)
+def publish_window(symbols: list[str], start: datetime, end: datetime) -> ingest.IngestReport:
+    """The ingest stage (fetch, check, publish): retried whole, as a retry publishes only
+    what the broker has not acknowledged yet (bars already published are skipped)."""
+    return ingest.ingest_window(load_settings(), start, end, symbols=symbols)
 
 
 @flow(name="ingest-quotes")
@@ -58,25 +46,16 @@ def ingest_quotes(
         start = start or market_calendar.latest_session(end).open
         symbols = symbols or settings.source.watchlist
 
-        source, bars = fetch_bars(symbols, start, end)
-        check = check_bars(bars, source)
-        published = publish_quotes(check)
-
-        report = ingest.IngestReport(
-            start=start,
-            end=end,
-            source=source,
-            fetched=len(bars),
-            published=published.published,
-            unchanged=published.skipped_unchanged,
-            rejected=dict(check.rejected),
-        )
+        report = publish_window(symbols, start, end)
         get_run_logger().info(report.summary())
         return {
+            "source": report.source,
             "fetched": report.fetched,
             "published": report.published,
             "unchanged": report.unchanged,
             "rejected": report.rejected,
+            "without_bars": list(report.without_bars),
+            "unfetched": list(report.unfetched),
         }
 
 

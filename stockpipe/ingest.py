@@ -456,8 +456,8 @@ def ingest_window(
     interval: Interval = "1m",
     producer: QuoteProducer | None = None,
 ) -> IngestReport:
-    """Fetch, check and publish one window of ``interval`` bars (the CLI's ingest, each
-    window of a backfill; the flow runs the same three steps as tasks).
+    """Fetch, check and publish one window of ``interval`` bars: the ingest stage, as the
+    CLI's ingest, the ingest flow (one task) and each window of a backfill run it.
 
     Args:
         producer: an open producer (a backfill's, for all its windows); when None, one is

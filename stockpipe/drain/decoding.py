@@ -43,9 +43,8 @@ from stockpipe.quote_spec import (
 )
 from stockpipe.warehouse.raw_schema import RAW_ARROW_SCHEMA
 
-CONTRACT_FIELDS = FIELD_NAMES
 NUMBER_FIELDS = tuple(f.name for f in FIELDS if f.json_type in ("number", "integer"))
-TEXT_FIELDS = tuple(f for f in CONTRACT_FIELDS if f not in NUMBER_FIELDS)  # timestamps too
+TEXT_FIELDS = tuple(f for f in FIELD_NAMES if f not in NUMBER_FIELDS)  # timestamps too
 INTERVAL_SET = pa.array(INTERVALS)
 # The only timestamp spelling the fast path takes: ISO-8601 with seconds, up to
 # microseconds, and an explicit zone. Anything else is for the contract to judge.
@@ -54,7 +53,7 @@ UTC_MICROS = pa.timestamp("us", tz="UTC")
 # What the fast path parses with: the contract's fields in their canonical JSON types.
 # Numbers as float64 (exact for every integer below 2**53; the pre-check enforces that).
 ARROW_SCHEMA = pa.schema(
-    [(name, pa.float64() if name in NUMBER_FIELDS else pa.string()) for name in CONTRACT_FIELDS]
+    [(name, pa.float64() if name in NUMBER_FIELDS else pa.string()) for name in FIELD_NAMES]
 )
 # Arrow's default pool (mimalloc) keeps what a batch's parse allocated for good; the system
 # allocator gives most of it back. One parsing thread: the other core serves the broker's
@@ -64,7 +63,7 @@ _ARROW_POOL = pa.system_memory_pool()
 _ARROW_THREADS = False
 # The warehouse row without LOADED_AT, which the drain stamps at commit time.
 ROW_SCHEMA = RAW_ARROW_SCHEMA.remove(RAW_ARROW_SCHEMA.get_field_index("LOADED_AT"))
-_CONTRACT_KEYS = frozenset(CONTRACT_FIELDS)
+_CONTRACT_KEYS = frozenset(FIELD_NAMES)
 _BOM = "\ufeff".encode()
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ from stockpipe.settings import SourceSettings
 
 # The intervals the sources serve (the contract takes more: quote_spec.INTERVALS).
 Interval = Literal["1m", "1d"]
-SOURCE_INTERVALS: tuple[Interval, ...] = ("1m", "1d")
+SOURCE_INTERVALS: tuple[Interval, ...] = get_args(Interval)
 
 
 class QuoteSource(Protocol):

@@ -4,6 +4,7 @@ exporter) and the ports they take."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -85,7 +86,41 @@ def port_in_use(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PORT = 10000
+_handed_out: set[int] = set()
+
+
+def _ephemeral_ports() -> range:
+    try:
+        low, high = (int(part) for part in _EPHEMERAL_RANGE.read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    return range(low, high + 1)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on, for a server started a little later.
+
+    The port comes from below the kernel's ephemeral range: a port the kernel picked with
+    bind(0) is one it may also give, before our server binds it, to any outgoing connection
+    as its source port (a starting broker's own connections to its peers took one of a
+    three-node cluster's listener ports that way). No port is handed out twice by one process.
+    """
+    highest = _ephemeral_ports().start - 1
+    if highest < _LOWEST_PORT:  # an unusual kernel setting: let the kernel choose
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+    for _attempt in range(1000):
+        port = random.randint(_LOWEST_PORT, highest)  # noqa: S311 - spreading, not secrecy
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {_LOWEST_PORT}-{highest}")

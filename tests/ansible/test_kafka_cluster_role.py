@@ -123,7 +123,7 @@ def cluster(inventory):
         command.user = command.group = None  # as root, like the single-node role test
         nodes[node] = (command, command.start(root / f"{node}.out"))
     for node in NODES:
-        _wait_for_node(ports[node]["local"], nodes[node][1], root / f"{node}.out")
+        _wait_for_node(root, ports[node]["local"], {n: p for n, (_c, p) in nodes.items()})
     # Only what the first run left out: the second-run test runs the whole role again.
     access = run_playbook(PLAYBOOK, *args, "--tags", "kafka_service,kafka_access")
     assert access.returncode == 0, access.failures() or access.output[-4000:]
@@ -134,11 +134,13 @@ def cluster(inventory):
         process.wait(120)
 
 
-def _wait_for_node(port: int, process: subprocess.Popen, log: Path) -> None:
-    """Until the node answers on loopback with the whole cluster in its metadata."""
+def _wait_for_node(root: Path, port: int, processes: dict[str, subprocess.Popen]) -> None:
+    """Until the node answers on loopback with the whole cluster in its metadata; fails as
+    soon as any node has exited, with that node's server log."""
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()[-4000:]
+        for node, process in processes.items():
+            assert process.poll() is None, f"{node} exited:\n" + _server_log(root, node)
         try:
             brokers = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"}).list_topics(timeout=2)
             if len(brokers.brokers) == len(NODES):
@@ -146,7 +148,16 @@ def _wait_for_node(port: int, process: subprocess.Popen, log: Path) -> None:
         except KafkaException:
             pass
         time.sleep(0.5)
-    pytest.fail("the node did not join the cluster:\n" + log.read_text()[-4000:])
+    pytest.fail(
+        "the cluster did not form:\n"
+        + "\n".join(f"== {node}\n{_server_log(root, node)}" for node in NODES)
+    )
+
+
+def _server_log(root: Path, node: str) -> str:
+    """The end of a node's log (the unit's output has nothing: log4j writes to the file)."""
+    log = root / node / "var/log/kafka/server.log"
+    return log.read_text()[-3000:] if log.exists() else f"(no {log})"
 
 
 def _user_settings(monkeypatch, root: Path, ports, user: str, tmp_path: Path):
@@ -266,7 +277,7 @@ def test_the_pipeline_produces_and_drains_with_a_node_down(
     assert (rows, keys) == (4_000, 4_000)
 
     nodes[victim] = (command, command.start(root / f"{victim}.restarted.out"))
-    _wait_for_node(ports[victim]["local"], nodes[victim][1], root / f"{victim}.restarted.out")
+    _wait_for_node(root, ports[victim]["local"], {n: p for n, (_c, p) in nodes.items()})
     loopback = Settings(
         kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{ports['kafka-1']['local']}")
     )

@@ -12,7 +12,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
 from flows.market_hours import MarketHours, skip_outside_market_hours
-from stockpipe import ingest, live, market_calendar, metrics
+from stockpipe import ingest, market_calendar, metrics
+from stockpipe.live import ingest as live_ingest
 from stockpipe.settings import load_settings
 
 
@@ -73,10 +74,10 @@ def ingest_live_trades(market_hours: MarketHours = "ignore") -> dict | State:
     settings = load_settings()
     logger = get_run_logger()
     progress: dict[str, UUID] = {}
-    until = live.session_close_after(datetime.now(UTC))
+    until = live_ingest.session_close_after(datetime.now(UTC))
     opened = datetime.now(UTC)
 
-    def on_publish(report: live.LiveReport) -> None:
+    def on_publish(report: live_ingest.FollowReport) -> None:
         logger.info(report.summary())
         done = min(100.0, 100.0 * (datetime.now(UTC) - opened) / (until - opened))
         if "id" not in progress:
@@ -87,7 +88,7 @@ def ingest_live_trades(market_hours: MarketHours = "ignore") -> dict | State:
             update_progress_artifact(progress["id"], done)
 
     with metrics.pushed_at_end("ingest-live-trades", settings.metrics.pushgateway_url):
-        report = live.follow_trades(settings, until, on_publish=on_publish)
+        report = live_ingest.follow_trades(settings, until, on_publish=on_publish)
         logger.info(report.summary())
     return {
         "trades": report.trades,

@@ -9,8 +9,10 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
@@ -32,12 +34,12 @@ from stockpipe.cli.render import (
     printed_lines,
     trends_table,
 )
-from stockpipe.quote_spec import EXCHANGE_TZ
 from stockpipe.runtime import Terminated
 from stockpipe.settings import Settings
 
-# demo --live trades until stopped: its ingest's deadline is this far ahead (seconds).
-LIVE_DEMO_YEAR = 365 * 24 * 3600
+if TYPE_CHECKING:
+    from stockpipe.live.store import LiveTierReport
+
 # How often `stockpipe live` prints a progress line.
 LIVE_PROGRESS_SECONDS = 5.0
 
@@ -130,7 +132,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def _follow(settings: Settings) -> int:
     """``ingest --follow``: Finnhub's live trades as minute bars until the session closes."""
-    from stockpipe.live.ingest import LiveReport, follow_trades, session_close_after
+    from stockpipe.live.ingest import FollowReport, follow_trades, session_close_after
 
     if settings.source.kind != "finnhub":
         raise UsageError(
@@ -142,9 +144,9 @@ def _follow(settings: Settings) -> int:
         f"following the trades of {len(settings.source.watchlist)} symbols until "
         f"{until:%Y-%m-%d %H:%M} UTC (the session's close); Ctrl-C stops",
     )
-    last: list[LiveReport] = []
+    last: list[FollowReport] = []
 
-    def on_publish(report: LiveReport) -> None:
+    def on_publish(report: FollowReport) -> None:
         last[:] = [report]
         console.print(f"  {datetime.now(UTC):%H:%M:%S} {report.summary()}")
 
@@ -164,12 +166,27 @@ def cmd_live(args: argparse.Namespace) -> int:
 
 
 def _run_live(settings: Settings) -> int:
-    from stockpipe.live.store import LiveReport, LiveStore
+    from stockpipe.live.store import LiveStore
 
+    live = LiveStore(settings, on_refresh=_live_progress())
+    console.print(
+        f"live tier: following {settings.kafka.prices_topic} into {live.store.warehouse_dir} "
+        f"(group {live.store.kafka.consumer_group}); the dashboard reads {live.snapshot}; "
+        "Ctrl-C stops"
+    )
+    report = live.run()
+    console.print(report.summary())
+    if report.drain is not None and report.drain.interrupted is not None:
+        raise report.drain.interrupted
+    return 0
+
+
+def _live_progress() -> Callable[[LiveTierReport], None]:
+    """The live tier's progress: a line every few seconds (a commit a second would flood a
+    terminal or a log)."""
     printed = [0.0]
 
-    def on_refresh(report: LiveReport) -> None:
-        # A line every few seconds: a commit a second would flood a terminal or a log.
+    def on_refresh(report: LiveTierReport) -> None:
         if time.monotonic() - printed[0] < LIVE_PROGRESS_SECONDS or report.last is None:
             return
         printed[0] = time.monotonic()
@@ -187,17 +204,7 @@ def _run_live(settings: Settings) -> int:
             f"{last.seconds * 1000:.0f} ms; {report.alerts} alerts sent"
         )
 
-    live = LiveStore(settings, on_refresh=on_refresh)
-    console.print(
-        f"live tier: following {settings.kafka.prices_topic} into {live.store.warehouse_dir} "
-        f"(group {live.store.kafka.consumer_group}); the dashboard reads {live.snapshot}; "
-        "Ctrl-C stops"
-    )
-    report = live.run()
-    console.print(report.summary())
-    if report.drain is not None and report.drain.interrupted is not None:
-        raise report.drain.interrupted
-    return 0
+    return on_refresh
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -589,15 +596,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _demo_live(settings: Settings) -> int:
-    """The live path offline: a simulated exchange behind Finnhub's websocket protocol ->
-    live ingest -> Kafka -> the live tier (store, views, alerts) -> the dashboard, until
-    Ctrl-C."""
-    import threading
-
-    from stockpipe.ingest import ingest_window
-    from stockpipe.live.exchange import SimulatedExchange
-    from stockpipe.live.ingest import follow_trades
-    from stockpipe.sources.simulated import SimulatedMarket
+    """``demo --live``: the library's live demo, with the dashboard served beside it."""
+    from stockpipe.live.demo import run_live_demo
 
     console.rule("stockpipe demo --live: a simulated exchange, trades in real time")
     err.print(
@@ -605,35 +605,6 @@ def _demo_live(settings: Settings) -> int:
         "and hour, and its bars carry today's date"
     )
     ensure_local_kafka(settings)
-    watchlist = settings.source.watchlist
-    market = SimulatedMarket(listed=watchlist)
-    # The previous close, for the change on the day: the daily bars of the last session
-    # before today's date in New York (the date the exchange's trades carry).
-    closed = market_calendar.previous_session(datetime.now(EXCHANGE_TZ).date())
-    history = ingest_window(
-        settings, closed.open, closed.close, watchlist, source=market, interval="1d"
-    )
-    console.print(f"previous close: session {closed.day} ({history.published} daily bars)")
-    exchange = SimulatedExchange(market).start()
-    trading = exchange.trading_settings(settings)
-    console.print(f"exchange: {exchange.url} (Finnhub's trades protocol), {len(watchlist)} symbols")
-    stopping = threading.Event()
-    ingested: dict = {}
-
-    def ingest() -> None:
-        try:
-            ingested["report"] = follow_trades(
-                trading,
-                datetime.now(UTC) + timedelta(seconds=LIVE_DEMO_YEAR / 2),
-                # Stopping moves its clock past the deadline: the open bars are published.
-                clock=lambda: time.time() + (LIVE_DEMO_YEAR if stopping.is_set() else 0),
-                reload_settings=lambda: trading,
-            )
-        except Exception as exc:  # surfaced by the main thread
-            ingested["error"] = exc
-
-    ingesting = threading.Thread(target=ingest, name="live-ingest", daemon=True)
-    ingesting.start()
     dashboard = subprocess.Popen(
         [sys.executable, "-m", "stockpipe.cli", "dashboard"],
         stdout=subprocess.DEVNULL,
@@ -641,18 +612,20 @@ def _demo_live(settings: Settings) -> int:
     )
     console.print(
         f"dashboard: http://{settings.dashboard.address}:{settings.dashboard.port} "
-        "(its Live section follows each commit)"
+        "(its Live section follows each commit); Ctrl-C stops"
     )
     try:
-        return _run_live(settings)
+        with printed_lines("stockpipe.live.demo"):
+            report = run_live_demo(settings, on_refresh=_live_progress())
     finally:
-        stopping.set()
-        ingesting.join(30)
-        exchange.stop()
         dashboard.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             dashboard.wait(30)
-        if "report" in ingested:
-            console.print(ingested["report"].summary())
-        if "error" in ingested:
-            err.print(f"[red]error[/red]: live ingest: {ingested['error']}")
+    if report.trades is not None:
+        console.print(report.trades.summary())
+    if report.ingest_error is not None:
+        err.print(f"[red]error[/red]: live ingest: {report.ingest_error}")
+    console.print(report.tier.summary())
+    if report.tier.drain is not None and report.tier.drain.interrupted is not None:
+        raise report.tier.drain.interrupted
+    return 0

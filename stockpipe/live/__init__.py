@@ -6,5 +6,6 @@
   live path runs offline (``stockpipe demo --live``);
 * :mod:`.store`: the live store (an embedded warehouse of its own, fed by a following drain
   that commits about every second) and the live marts dbt defines over it, refreshed after
-  each commit for the dashboard, with alerts on arrival.
+  each commit for the dashboard, with alerts on arrival (``stockpipe live``);
+* :mod:`.demo`: the three together on one machine, offline (``stockpipe demo --live``).
 """

@@ -36,7 +36,7 @@ WATCHLIST_EVERY_SECONDS = 60.0
 
 
 @dataclass
-class LiveReport:
+class FollowReport:
     trades: int = 0
     bars_published: int = 0
     bars_unchanged: int = 0
@@ -63,9 +63,9 @@ def follow_trades(
     until: datetime,
     clock: Callable[[], float] = time.time,
     reload_settings: Callable[[], Settings] = load_settings,
-    on_publish: Callable[[LiveReport], None] | None = None,
+    on_publish: Callable[[FollowReport], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
-) -> LiveReport:
+) -> FollowReport:
     """Ingest trades as bars until ``until`` (the session's close), or a signal.
 
     Args:
@@ -84,7 +84,7 @@ def follow_trades(
     key = api_key(settings.source, "finnhub")
     grace_ms = int(settings.source.live_grace_seconds * 1000)
     bars = MinuteBars(grace_ms=grace_ms)
-    report = LiveReport()
+    report = FollowReport()
     delays: Iterator[float] = iter(())
     deadline = until.timestamp() + settings.source.live_grace_seconds
     forming_every = settings.source.live_forming_seconds

@@ -76,7 +76,7 @@ class Refresh:
 
 
 @dataclass
-class LiveReport:
+class LiveTierReport:
     drain: DrainReport | None = None
     refreshes: int = 0
     alerts: int = 0
@@ -104,11 +104,13 @@ class LiveStore:
         on_refresh: called after each refresh with the running report (progress).
     """
 
-    def __init__(self, settings: Settings, on_refresh: Callable[[LiveReport], None] | None = None):
+    def __init__(
+        self, settings: Settings, on_refresh: Callable[[LiveTierReport], None] | None = None
+    ):
         self.settings = settings
         self.store = live_settings(settings)
         self.snapshot = snapshot_dir(settings)
-        self.report = LiveReport()
+        self.report = LiveTierReport()
         self.on_refresh = on_refresh
         self.started = datetime.now(UTC)
         self._stop = threading.Event()
@@ -181,7 +183,7 @@ class LiveStore:
             self.on_refresh(self.report)
         return refresh
 
-    def run(self, max_batches: int | None = None) -> LiveReport:
+    def run(self, max_batches: int | None = None) -> LiveTierReport:
         """Prepare, refresh once, then follow the topic until interrupted (or
         ``max_batches`` commits); the report of what was done."""
         from stockpipe.runtime import limit_malloc_arenas
@@ -193,7 +195,7 @@ class LiveStore:
         finally:
             forming.stop()
 
-    def _follow(self, max_batches: int | None) -> LiveReport:
+    def _follow(self, max_batches: int | None) -> LiveTierReport:
         prepare_in_child()
         with Warehouse.connect(self.store, "setup") as warehouse:
             self.refresh(warehouse)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import jinja2
 from confluent_kafka.admin import AdminClient
 from rich.console import Console
 
@@ -98,13 +99,11 @@ class LocalBroker:
         start_timeout_seconds: float = 60.0,
         jmx_exporter_port: int | None = None,
         jvm_options: Sequence[str] = ("-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"),
-        extra_properties: str = "",
         node_id: int = 1,
         voters: Sequence[tuple[int, int]] = (),
         cluster_id: str | None = None,
     ):
-        """``jvm_options`` follow -Xms/-Xmx (so an -Xms among them wins); ``extra_properties``
-        are appended to server.properties (e.g. the Ansible role's small-machine tuning)."""
+        """``jvm_options`` follow -Xms/-Xmx (so an -Xms among them wins)."""
         self.home = Path(home).resolve()
         self.port = port
         self.controller_port = controller_port
@@ -115,7 +114,6 @@ class LocalBroker:
         self.start_timeout_seconds = start_timeout_seconds
         self.jmx_exporter_port = jmx_exporter_port
         self.jvm_options = tuple(jvm_options)
-        self.extra_properties = extra_properties
         self.node_id = node_id
         self.voters = tuple(voters)
         self.new_cluster_id = cluster_id
@@ -237,48 +235,24 @@ class LocalBroker:
 
     # -- configure and format ------------------------------------------------------------
     def render_config(self) -> str:
+        """server.properties: PLAINTEXT listeners on loopback, then the kafka role's storage,
+        topic defaults and tuning (its broker.properties.j2), so the local broker and the
+        VM's cannot drift apart."""
         # Internal topics are replicated like the pipeline's (three copies on three nodes, a
         # write acknowledged by two); one node keeps one copy of everything.
         replicas = min(3, max(1, len(self.voters)))
-        min_insync = 2 if replicas >= 3 else 1
-        if self.voters:
-            quorum = "controller.quorum.voters=" + ",".join(
-                f"{node}@localhost:{port}" for node, port in self.voters
-            )
-        else:
-            quorum = f"controller.quorum.bootstrap.servers=localhost:{self.controller_port}"
-        return (
-            "\n".join(
-                [
-                    "# Written by stockpipe: KRaft, broker and controller in one JVM.",
-                    "process.roles=broker,controller",
-                    f"node.id={self.node_id}",
-                    quorum,
-                    f"listeners=PLAINTEXT://localhost:{self.port},"
-                    f"CONTROLLER://localhost:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://localhost:{self.port}",
-                    "controller.listener.names=CONTROLLER",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                    f"log.dirs={self.data_dir}",
-                    "num.partitions=1",
-                    f"default.replication.factor={replicas}",
-                    f"min.insync.replicas={min_insync}",
-                    f"offsets.topic.replication.factor={replicas}",
-                    # 50 partitions (the default) take seconds to create on the first group join.
-                    "offsets.topic.num.partitions=1",
-                    f"transaction.state.log.replication.factor={replicas}",
-                    f"transaction.state.log.min.isr={min_insync}",
-                    f"share.coordinator.state.topic.replication.factor={replicas}",
-                    f"share.coordinator.state.topic.min.isr={min_insync}",
-                    # A lone consumer should not wait 3 s for company before it gets partitions.
-                    "group.initial.rebalance.delay.ms=0",
-                    "auto.create.topics.enable=false",
-                    "log.retention.hours=168",
-                    "",
-                ]
-            )
-            + self.extra_properties
+        return _render(
+            "server.properties.j2",
+            kafka_port=self.port,
+            kafka_controller_port=self.controller_port,
+            kafka_voters=self.voters,
+            kafka_node_id=self.node_id,
+            kafka_data_dir=self.data_dir,
+            kafka_num_partitions=1,
+            kafka_log_retention_hours=168,
+            kafka_replication_factor=replicas,
+            kafka_min_insync_replicas=2 if replicas >= 3 else 1,
+            kafka_offsets_topic_partitions=1,
         )
 
     def cluster_id(self) -> str | None:
@@ -348,10 +322,14 @@ class LocalBroker:
                     "STOCKPIPE_LOCAL_KAFKA__PORT / __CONTROLLER_PORT / __JMX_EXPORTER_PORT"
                 )
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log4j = resources.files("stockpipe.local_stack") / "log4j2.properties"
-        with resources.as_file(log4j) as log4j_path:
-            log4j_copy = self.home / "config" / "log4j2.properties"
-            shutil.copyfile(log4j_path, log4j_copy)
+        log4j = self.home / "config" / "log4j2.properties"
+        log4j.write_text(
+            _render(
+                "log4j2.properties.j2",
+                ansible_managed="Written by stockpipe from the kafka role's template.",
+                kafka_log_dir=self.log_dir,
+            )
+        )
         command = [
             self._require_java(),
             f"-Xms{self.heap}",
@@ -360,7 +338,7 @@ class LocalBroker:
             "-Djava.awt.headless=true",
             *self.jmx_agent_option(),
             f"-Dkafka.logs.dir={self.log_dir}",
-            f"-Dlog4j2.configurationFile={log4j_copy}",
+            f"-Dlog4j2.configurationFile={log4j}",
             "-cp",
             self._classpath(),
             "kafka.Kafka",
@@ -430,6 +408,19 @@ class LocalBroker:
             if path.exists():
                 chunks += path.read_text(errors="replace").splitlines()[-lines:]
         return "\n".join(chunks[-lines:]) or "(no log output)"
+
+
+def _render(template: str, **variables: object) -> str:
+    """A template shipped in this package (some are links to the kafka role's), rendered as
+    Ansible's template module renders it (trim_blocks), failing on an undefined variable."""
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent),
+        trim_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # noqa: S701 - a Java properties file, not HTML
+    )
+    return environment.get_template(template).render(**variables)
 
 
 def formatted_cluster_id(meta: Path) -> str | None:

@@ -143,6 +143,11 @@ def test_the_role_installs_what_it_downloaded_and_checked(broker):
     assert (root / "opt/jmx_prometheus_javaagent-1.0.1.jar").exists()
     properties = (root / "etc/kafka/server.properties").read_text()
     assert "EXTERNAL:SASL_SSL" in properties
+    # The storage, topic defaults and small-machine tuning every broker shares (the local
+    # broker renders the same file): included, rendered with the role's values.
+    assert "auto.create.topics.enable=false" in properties
+    assert "num.io.threads=2" in properties and "node.id=1" in properties
+    assert f"log.dirs={root}/var/lib/kafka/data" in properties
     assert (
         "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer"
         in properties

@@ -53,7 +53,6 @@ from tests.support import memory_mb, set_up_warehouse, snowflake_server_env
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_DEFAULTS = REPO / "ansible/roles/kafka/defaults/main.yml"
-KAFKA_TEMPLATE = REPO / "ansible/roles/kafka/templates/server.properties.j2"
 GRAFANA_ESTIMATE_MB = 110  # not measured: Grafana 12 idle with one datasource, two dashboards
 
 
@@ -162,9 +161,8 @@ def main() -> None:
     monitoring = broker = exchange = page = None
     bin_dir = Path(sys.executable).parent
     try:
-        # Kafka as the role's unit starts it: its heap and JVM options, and its
-        # small-machine tuning (threads, the log cleaner's buffer) in server.properties.
-        tuning = KAFKA_TEMPLATE.read_text().split("# Small machine", 1)[1].split("\n", 1)[1]
+        # Kafka as the role's unit starts it: its heap and JVM options (the small-machine
+        # tuning in server.properties is the role's own template, which every broker renders).
         broker = LocalBroker(
             home=work / "kafka",
             port=ports["kafka"],
@@ -172,7 +170,6 @@ def main() -> None:
             jmx_exporter_port=ports["jmx"],
             heap=role["kafka_heap_size"],
             jvm_options=role["kafka_jvm_options"],
-            extra_properties=tuning,
             start_timeout_seconds=120,
         )
         broker.start(progress=False)

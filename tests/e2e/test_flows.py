@@ -3,7 +3,11 @@ the embedded warehouse."""
 
 from __future__ import annotations
 
+import _thread
 import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -11,13 +15,14 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from flows.drain import drain_to_warehouse
-from flows.ingest import ingest_quotes
+from flows.ingest import ingest_live_trades, ingest_quotes
 from flows.trends import build_trends
 from flows.validate import validate_session
 from stockpipe import market_calendar as mc
 from stockpipe.settings import Settings, load_settings
 from stockpipe.streaming.producer import QuoteProducer
-from tests.support import set_up_warehouse
+from tests.fake_providers import FakeFinnhubSocket
+from tests.support import read_topic, set_up_warehouse
 
 pytestmark = pytest.mark.e2e
 SESSION = mc.session("2025-11-26")
@@ -156,3 +161,53 @@ def test_ingest_drain_trends_flows_with_dead_letters_in_the_summary(
         sample(text, "stockpipe_warehouse_load_duration_seconds_count", job="drain-to-warehouse")
         >= 1
     )
+
+
+def test_the_live_trades_flow_publishes_each_closed_minute_until_stopped(
+    prefect_api, env_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The paused live-trades deployment's flow as it runs: Finnhub's websocket (a local
+    replay of a minute that has ended) -> that minute's bars on the prices topic, the
+    watchlist subscribed; it follows until the session closes, so the test stops it as a
+    person does (Ctrl-C), once the bars are on the topic."""
+    minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=3)
+    start_ms = int(minute.timestamp() * 1000)
+    trades = [
+        ("AAPL", 190.5, 100.0, start_ms + 1_000),
+        ("MSFT", 410.25, 50.0, start_ms + 2_000),
+        ("AAPL", 190.75, 20.0, start_ms + 30_000),
+    ]
+    socket = FakeFinnhubSocket("flow-key-7", trades, end_ms=start_ms + 60_000).start()
+    for name, value in {
+        "SOURCE__KIND": "finnhub",
+        "SOURCE__FINNHUB_API_KEY": "flow-key-7",
+        "SOURCE__FINNHUB_WS_URL": socket.url,
+        "SOURCE__WATCHLIST": "AAPL,MSFT",
+    }.items():
+        monkeypatch.setenv(f"STOCKPIPE_{name}", value)
+    published: list = []
+
+    def stop_once_published() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(published) < 2:
+            published[:] = read_topic(env_settings, env_settings.kafka.prices_topic)
+            time.sleep(0.2)
+        _thread.interrupt_main()  # Ctrl-C
+
+    watcher = threading.Thread(target=stop_once_published, daemon=True)
+    watcher.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ingest_live_trades()
+    finally:
+        watcher.join(10)
+        socket.stop()
+    bars = {
+        (row["symbol"], row["open"], row["high"], row["low"], row["close"], row["volume"])
+        for row in (json.loads(message.value()) for message in published)
+    }
+    assert bars == {
+        ("AAPL", 190.5, 190.75, 190.5, 190.75, 120.0),
+        ("MSFT", 410.25, 410.25, 410.25, 410.25, 50.0),
+    }
+    assert sorted(set(socket.subscriptions)) == ["AAPL", "MSFT"]

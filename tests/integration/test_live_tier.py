@@ -15,7 +15,7 @@ from stockpipe import market_calendar as mc
 from stockpipe.drain import run_drain
 from stockpipe.ingest import ingest_window
 from stockpipe.live.snapshot import read_snapshot, snapshot_dir
-from stockpipe.live.store import LiveReport, LiveStore
+from stockpipe.live.store import LiveStore, LiveTierReport
 from stockpipe.settings import Settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.trends.build import build_marts
@@ -93,7 +93,7 @@ class Running:
             raise self.error
         assert self.thread.is_alive() and last().rows["minute_bars"] >= bars
 
-    def stop(self) -> LiveReport:
+    def stop(self) -> LiveTierReport:
         self.live.stop()
         self.thread.join(60)
         assert not self.thread.is_alive()

@@ -29,8 +29,12 @@ def refresh(full: bool, docs: bool) -> None:
     logger.info(run.build.summary())
     if run.docs_index is not None:
         logger.info("dbt docs (models, tests, lineage): %s", run.docs_index)
-    for alert in run.alerts:
+    for alert in run.alerts.sent:
         logger.info("alert: %s", alert.message)
+    if run.alerts.waiting:
+        logger.warning(
+            "%d alert(s) wait for the next run: %s", len(run.alerts.waiting), run.alerts.problem
+        )
 
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30], retry_jitter_factor=0.5, cache_policy=NO_CACHE)

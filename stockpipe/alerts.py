@@ -159,16 +159,32 @@ def send_best_effort(
     return Delivery(True, f"alert sent to {topic}")
 
 
+@dataclass(frozen=True)
+class AlertsSent:
+    """What one round of alerts did.
+
+    Attributes:
+        sent: the alerts published now (those sent before are not sent again).
+        waiting: new alerts Kafka could not take now; a later round sends them.
+        problem: why they wait, in words (None when nothing waits).
+    """
+
+    sent: list[Alert]
+    waiting: list[Alert]
+    problem: str | None = None
+
+
 def publish_new_alerts(
     settings: Settings,
     warehouse: Warehouse,
     alerts: list[Alert],
     producer: QuoteProducer | None = None,
-) -> list[Alert]:
-    """Publish the alerts not sent before to the alerts topic; return those published
-    (none when Kafka cannot take them now: they go out with a later build)."""
+) -> AlertsSent:
+    """Publish the alerts not sent before to the alerts topic. When Kafka cannot take them
+    now they are not recorded as sent: the next round (a later build, the next commit of the
+    live tier) finds and sends them."""
     if not alerts:
-        return []
+        return AlertsSent([], [])
     # Only the alerts' sessions: the live tier asks after every commit, the table grows.
     sessions = sorted({a.session_date for a in alerts})
     sent = {
@@ -184,11 +200,11 @@ def publish_new_alerts(
     }
     new = [a for a in alerts if (a.symbol, str(a.session_date), a.rule) not in sent]
     if not new:
-        return []
+        return AlertsSent([], [])
     delivery = send_best_effort(settings, [(a.key(), a.to_json(), None) for a in new], producer)
     if not delivery.sent:
-        log.warning("%d trend alert(s) wait for the next build: %s", len(new), delivery.text)
-        return []
+        log.warning("%d alert(s) wait for the next round: %s", len(new), delivery.text)
+        return AlertsSent([], new, delivery.text)
     now = datetime.now(UTC).replace(tzinfo=None)
     values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(new))
     params: list[object] = []
@@ -201,12 +217,12 @@ def publish_new_alerts(
         ),
         params,
     )
-    return new
+    return AlertsSent(new, [])
 
 
-def send_new_alerts(settings: Settings, warehouse: Warehouse) -> list[Alert]:
+def send_new_alerts(settings: Settings, warehouse: Warehouse) -> AlertsSent:
     """The trends' alerts after a build: each condition that holds on the latest sessions
     (:func:`find_alerts` at ``trends.alert_day_change_pct``), sent once. What the trends
-    flow and ``stockpipe trends`` both do; returns the alerts sent now."""
+    flow and ``stockpipe trends`` both do."""
     found = find_alerts(warehouse, settings.trends.alert_day_change_pct)
     return publish_new_alerts(settings, warehouse, found)

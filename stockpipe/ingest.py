@@ -11,7 +11,7 @@ import logging
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -348,6 +348,17 @@ class PublishedBars:
             )
         )
         return fresh.to_numpy()
+
+    def newest_of_session(self, interval: str, session: date) -> dict[str, datetime]:
+        """The start of the newest bar published per symbol in the New York ``session``."""
+        rows = self._db.execute(
+            "select symbol, last_ts from published where bar_interval = ? and session = ?",
+            (interval, (session - date(1970, 1, 1)).days),
+        ).fetchall()
+        return {
+            symbol: datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=last_ts)
+            for symbol, last_ts in rows
+        }
 
     def remember(self, keyed: pd.DataFrame, interval: str) -> None:
         """Record the bars ``keyed`` (:func:`bar_keys`) describes as published (call only

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -25,6 +26,12 @@ from stockpipe.local_stack.broker import LocalBroker
 from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import Settings, load_settings
 from stockpipe.streaming.topics import ensure_topics
+from stockpipe.warehouse import Warehouse
+from stockpipe.warehouse.setup import setup_warehouse
+
+if TYPE_CHECKING:
+    import boto3
+
 from tests.support import (
     SnowflakeServer,
     missing_prerequisite,
@@ -164,3 +171,38 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     for mark in item.iter_markers("prerequisite"):
         if mark.args and mark.args[0]:
             missing_prerequisite(mark.args[0])
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.client]:
+    """A local S3 server (moto's, in server mode) with the lake's bucket, and the lake's
+    settings pointing at it; yields a client of it."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "STOCKPIPE_LAKE__ENABLED": "true",
+        "STOCKPIPE_LAKE__S3_BUCKET": "stockpipe-raw",
+        "STOCKPIPE_LAKE__S3_ENDPOINT_URL": endpoint,
+        "STOCKPIPE_LAKE__S3_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket="stockpipe-raw")
+    yield client
+    server.stop()
+
+
+@pytest.fixture
+def warehouse() -> Iterator[Warehouse]:
+    """The embedded warehouse, set up as the one-time set-up does, open as the set-up role."""
+    with Warehouse.connect(load_settings(), "setup") as wh:
+        setup_warehouse(wh, load_settings())
+        yield wh

@@ -212,7 +212,8 @@ class FakeFinnhubSocket:
     jumps past ``end_ms``: the session is over. ``drop_after`` closes the connection after
     that many messages once (a dropped websocket); a reconnect resumes the replay. With
     ``speed``, trades are sent when a clock running ``speed`` times as fast as the wall
-    clock reaches them (the live-mode benchmark), and ``clock`` is that clock.
+    clock reaches them (the live-mode benchmark), and ``clock`` is that clock. ``awaited``:
+    the subscriptions the first batch waits for (default: every symbol of the trades).
 
     Args:
         trades: (symbol, price, volume, ts_ms) in time order.
@@ -226,6 +227,7 @@ class FakeFinnhubSocket:
         batch: int = 5,
         drop_after: int | None = None,
         speed: float | None = None,
+        awaited: set[str] | None = None,
     ):
         from websockets.sync.server import serve
 
@@ -239,6 +241,9 @@ class FakeFinnhubSocket:
         self.sent = 0  # trades sent so far (the replay's position)
         self.connections = 0
         self.subscriptions: list[str] = []
+        self.unsubscriptions: list[str] = []
+        # The subscriptions the first batch waits for (default: every symbol traded).
+        self.awaited = awaited if awaited is not None else {symbol for symbol, *_ in trades}
         self._now_ms = trades[0][3] if trades else end_ms
         self._server = serve(self._handle, "127.0.0.1", 0, process_request=self._authorize)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -278,7 +283,7 @@ class FakeFinnhubSocket:
                 while True:  # hold the connection (taking subscriptions) until it leaves
                     ws.recv(timeout=30)
             return
-        expected = {symbol for symbol, *_ in self.trades}
+        expected = set(self.awaited)
         while self.sent < len(self.trades):
             try:
                 while True:  # take the subscriptions (the first batch waits for them all)
@@ -288,6 +293,7 @@ class FakeFinnhubSocket:
                         self.subscriptions.append(request["symbol"])
                     elif request.get("type") == "unsubscribe":
                         subscribed.discard(request["symbol"])
+                        self.unsubscriptions.append(request["symbol"])
             except TimeoutError:
                 pass
             chunk = self.trades[self.sent : self.sent + self.batch]
@@ -302,6 +308,7 @@ class FakeFinnhubSocket:
                 for s, p, v, t in chunk
                 if s in subscribed
             ]
+            expected = set()  # later batches wait for nothing (a symbol may be unsubscribed)
             if data:
                 ws.send(json.dumps({"type": "trade", "data": data}))
             self.sent += len(chunk)

@@ -468,9 +468,14 @@ def cmd_trends(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     run = trends.refresh_trends(settings, full=args.full, docs=args.docs, progress=print_node)
     console.print(run.build.summary())
-    for alert in run.alerts:
+    for alert in run.alerts.sent:
         console.print(f"alert: {alert.message}")
-    console.print(f"alerts: {len(run.alerts)} sent to {settings.kafka.alerts_topic}")
+    console.print(f"alerts: {len(run.alerts.sent)} sent to {settings.kafka.alerts_topic}")
+    if run.alerts.waiting:
+        err.print(
+            f"note: {len(run.alerts.waiting)} alert(s) wait for the next 'stockpipe trends' "
+            f"({run.alerts.problem})"
+        )
     if run.docs_index is not None:
         console.print(f"dbt docs (models, tests, lineage): {run.docs_index}")
     with Warehouse.connect(settings, "read") as warehouse:

@@ -323,13 +323,9 @@ def main() -> None:
         st.info(f"No sessions for {symbol} yet.")
         return
     first, last = pick_range(settings, span)
-    refresh = settings.dashboard.refresh_seconds if market_calendar.is_market_open() else None
-    st.sidebar.caption(
-        f"Refreshing every {refresh} s while the market is open."
-        if refresh
-        else "The market is closed: reload the page for new data."
-    )
-    st.fragment(run_every=refresh)(content)(symbol, first, last)
+    refresh = data.refresh_plan(settings.dashboard.refresh_seconds, datetime.now(UTC))
+    st.sidebar.caption(refresh.caption)
+    st.fragment(run_every=refresh.seconds)(content)(symbol, first, last)
     # The server's time for this page (what bench_dashboard reports).
     st.session_state["render_seconds"] = time.perf_counter() - started
     st.sidebar.caption(f"Page built in {st.session_state['render_seconds']:.2f} s.")

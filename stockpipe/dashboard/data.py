@@ -201,3 +201,24 @@ def _numbers(frame: pd.DataFrame, *keep: str) -> pd.DataFrame:
 
 def _date(value: Any) -> date:
     return pd.Timestamp(value).date()
+
+
+@dataclass(frozen=True)
+class RefreshPlan:
+    """How the page's trend views refresh at a moment: every ``seconds`` while NYSE trades
+    (None: not at all, the marts only change with a session), and the sentence saying so."""
+
+    seconds: int | None
+    caption: str
+
+
+def refresh_plan(refresh_seconds: int, now: datetime) -> RefreshPlan:
+    """The trend views refresh while the market is open (``now`` on NYSE's calendar: early
+    closes and holidays included), and not when no new bar can arrive."""
+    from stockpipe import market_calendar
+
+    if market_calendar.is_market_open(now):
+        return RefreshPlan(
+            refresh_seconds, f"Refreshing every {refresh_seconds} s while the market is open."
+        )
+    return RefreshPlan(None, "The market is closed: reload the page for new data.")

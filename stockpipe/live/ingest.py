@@ -22,7 +22,8 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from stockpipe import metrics
-from stockpipe.ingest import check_bars, publish_quotes
+from stockpipe.ingest import check_bars, publish_quotes, published_bars
+from stockpipe.quote_spec import EXCHANGE_TZ
 from stockpipe.retry import backoff_delays
 from stockpipe.runtime import Terminated
 from stockpipe.settings import Settings, load_settings
@@ -83,7 +84,7 @@ def follow_trades(
     producer = QuoteProducer(settings.kafka)  # one for the session; raises KafkaUnreachable
     key = api_key(settings.source, "finnhub")
     grace_ms = int(settings.source.live_grace_seconds * 1000)
-    bars = MinuteBars(grace_ms=grace_ms)
+    bars = MinuteBars(grace_ms=grace_ms, published_through=_published_through(settings, clock()))
     report = FollowReport()
     delays: Iterator[float] = iter(())
     deadline = until.timestamp() + settings.source.live_grace_seconds
@@ -175,6 +176,18 @@ def follow_trades(
     finally:
         publish(bars.close_all())
     return report
+
+
+def _published_through(settings: Settings, now: float) -> dict[str, int]:
+    """Per symbol, the newest minute (ms) already published in the session of ``now``: a
+    run stopped mid-minute published that minute's bar as it stood."""
+    session = datetime.fromtimestamp(now, EXCHANGE_TZ).date()
+    state = published_bars(settings)
+    try:
+        newest = state.newest_of_session("1m", session)
+    finally:
+        state.close()
+    return {symbol: int(ts.timestamp() * 1000) for symbol, ts in newest.items()}
 
 
 def _follow_watchlist(ws, subscribed: set[str], settings: Settings, reload_settings) -> Settings:

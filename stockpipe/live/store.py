@@ -168,7 +168,7 @@ class LiveStore:
             warehouse,
             live_alerts(frames, self.settings, self.started),
             self._alerts_via(),
-        )
+        ).sent  # those that wait are found again after the next commit
         refresh = Refresh(
             datetime.now(UTC),
             {name: len(frame) for name, frame in frames.items()},

@@ -63,9 +63,13 @@ class MinuteBars:
 
     Args:
         grace_ms: how long after a minute ends its bar waits for late trades.
+        published_through: per symbol, the newest minute (ms) an earlier run published
+            (flushed on its stop): a trade for it or before is late, so a restart within a
+            minute does not publish a second, different bar for it.
     """
 
     grace_ms: int = 2_000
+    published_through: dict[str, int] = field(default_factory=dict)
     late: Counter = field(default_factory=Counter)  # trades too late for their bar, by symbol
     _open: dict[tuple[int, str], _Bar] = field(default_factory=dict)  # (minute, symbol)
     _closed_at: int = -1  # the clock of the last close: minutes ended a grace before are shut
@@ -76,6 +80,15 @@ class MinuteBars:
         already closed."""
         minute = trade.ts_ms - trade.ts_ms % MINUTE_MS
         self.newest_ms = max(self.newest_ms, trade.ts_ms)
+        if minute <= self.published_through.get(trade.symbol, -1):
+            self.late[trade.symbol] += 1
+            log.warning(
+                "late trade for %s at %s (its minute's bar was published before a restart): "
+                "not in a bar",
+                trade.symbol,
+                pd.Timestamp(trade.ts_ms, unit="ms", tz="UTC"),
+            )
+            return False
         if minute + MINUTE_MS + self.grace_ms <= self._closed_at:
             self.late[trade.symbol] += 1
             log.warning(

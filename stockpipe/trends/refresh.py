@@ -19,12 +19,12 @@ class TrendsRun:
 
     Attributes:
         build: the dbt build (models, tests, timings).
-        alerts: the alerts sent now (those sent before are not sent again).
+        alerts: the alerts sent now, and those that wait for Kafka (sent by a later run).
         docs_index: dbt's docs site, when asked for.
     """
 
     build: BuildReport
-    alerts: list[alerts.Alert]
+    alerts: alerts.AlertsSent
     docs_index: Path | None
 
 

@@ -188,9 +188,24 @@ def test_three_nodes_make_a_cluster_open_only_to_each_other(gce, tmp_path):
     again = run_playbook("provision.yml", *three, env=env)
     assert again.returncode == 0 and again.changed() == 0, again.changed_tasks()
 
+    writes_before = len(fake.writes())
     gone = run_playbook("teardown.yml", *three, "-e", "confirm=yes", env=env)
     assert gone.returncode == 0, gone.failures()
+    # Every node, address and rule of the cluster is gone, and its inventory; the VMs go
+    # before the addresses they hold (the real API refuses to release one in use).
     assert all(not store for store in fake.resources.values())
+    assert not (tmp_path / "gcp.yml").exists()
+    deleted = [
+        (r.path.split("/")[-2], r.path.rsplit("/", 1)[-1])
+        for r in fake.writes()[writes_before:]
+        if r.method == "DELETE"
+    ]
+    kinds = [kind for kind, _ in deleted]
+    assert sorted(name for kind, name in deleted if kind == "instances") == sorted(internal)
+    assert max(i for i, k in enumerate(kinds) if k == "instances") < min(
+        i for i, k in enumerate(kinds) if k == "addresses"
+    )
+    assert "stockpipe-allow-cluster" in {name for kind, name in deleted if kind == "firewalls"}
 
 
 def test_a_two_node_cluster_is_refused_before_calling_any_api(gce):

@@ -3,8 +3,11 @@ marts (and their snapshot), for the dashboard's and the report's tests."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -40,8 +43,24 @@ def load_history(settings: Settings, symbols: list[str] = SYMBOLS) -> None:
         build_marts(warehouse)
 
 
+@pytest.fixture(scope="module")
+def _built_history(tmp_path_factory: pytest.TempPathFactory, _dbt_dir: Path) -> Path:
+    """The history loaded and built once per module (dbt takes seconds): a home directory
+    each test gets a copy of."""
+    home = tmp_path_factory.mktemp("history") / "home"
+    with pytest.MonkeyPatch.context() as env:
+        for name in list(os.environ):
+            if name.startswith("STOCKPIPE_"):
+                env.delenv(name)
+        env.setenv("STOCKPIPE_HOME", str(home))
+        env.setenv("STOCKPIPE_TRENDS__DBT_DIR", str(_dbt_dir))
+        load_history(load_settings())
+    return home
+
+
 @pytest.fixture
-def history_settings() -> Iterator[Settings]:
+def history_settings(_built_history: Path) -> Iterator[Settings]:
+    """The built history in this test's own home (a test may write to it)."""
     settings = load_settings()
-    load_history(settings)
+    shutil.copytree(_built_history, settings.home_dir)
     yield settings

@@ -129,3 +129,19 @@ def test_freshness_and_the_last_validation_are_shown(history_settings: Settings)
     assert f"session {SESSION.day}" in at.caption[0].value
     assert "Latest bar 2025-11-26 20:59 UTC" in at.caption[0].value
     assert "failed: raw_stock_prices" in at.error[0].value
+
+
+def test_the_sidebar_says_how_the_page_refreshes_at_its_moment(
+    history_settings: Settings,
+) -> None:
+    """Whatever the hour the test runs at: the page's plan is the one for its moment (the
+    plan at each moment is tested on its own: tests/unit/test_dashboard_refresh.py)."""
+    from datetime import UTC, datetime
+
+    from stockpipe.dashboard.data import refresh_plan
+
+    before = refresh_plan(history_settings.dashboard.refresh_seconds, datetime.now(UTC))
+    at = run_app()
+    after = refresh_plan(history_settings.dashboard.refresh_seconds, datetime.now(UTC))
+    shown = [c.value for c in at.sidebar.caption]
+    assert before.caption in shown or after.caption in shown, shown

@@ -10,7 +10,6 @@ from stockpipe.dashboard.data import NoMartsYet
 from stockpipe.dashboard.report import write_report
 from stockpipe.settings import Settings, load_settings
 from tests.dashboard.conftest import SESSION, SYMBOLS
-from tests.integration.test_raw_zone import s3  # noqa: F401 - the moto S3 server fixture
 
 
 def test_the_report_is_one_offline_page_with_every_symbols_charts(
@@ -38,7 +37,7 @@ def test_the_report_is_one_offline_page_with_every_symbols_charts(
 
 def test_the_report_goes_to_s3_beside_the_data_docs(
     history_settings: Settings,
-    s3,  # noqa: F811 - the moto server fixture
+    s3,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     s3.create_bucket(Bucket="stockpipe-docs")

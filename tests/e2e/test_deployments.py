@@ -190,7 +190,7 @@ def test_a_deployment_runs_through_a_worker_and_a_guarded_run_is_skipped(
         ("in_session", "COMPLETED", "Completed"),
     ]
     # The worker's run published the bars to the real broker.
-    from tests.integration.test_ingest import topic_messages
+    from tests.support import topic_messages
 
     assert len(topic_messages(env_settings)) == 2 * 30
 

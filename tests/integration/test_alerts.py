@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -12,13 +13,9 @@ from stockpipe import market_calendar as mc
 from stockpipe.settings import Settings
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
-from tests.integration.test_trend_views import (
-    expected_daily,
-    expected_trends,
-    load_and_build,
-    three_bars_a_session,
-)
 from tests.support import read_topic
+from tests.support.marts import load, load_and_build, three_bars_a_session
+from tests.support.references import expected_daily, expected_trends
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +52,7 @@ def test_alerts_fire_once_per_symbol_session_and_rule(env_settings: Settings) ->
         again = alerts.publish_new_alerts(
             env_settings, warehouse, alerts.find_alerts(warehouse, day_change_pct=0.5)
         )
-    assert len(first) == len(found) and again == []
+    assert first.sent == found and again.sent == again.waiting == []
     published = alert_messages(env_settings)
     assert len(published) == len(found)
     assert len({m["key"] for m in published}) == len(published)
@@ -89,3 +86,45 @@ def test_stockpipe_trends_sends_the_alerts_the_flow_sends(
     assert main(["trends"]) == 0  # once each: a second build sends none again
     assert len(alert_messages(env_settings)) == len(expected)
     assert f"alerts: 0 sent to {env_settings.kafka.alerts_topic}" in capsys.readouterr().out
+
+
+def test_alerts_kafka_cannot_take_go_out_with_the_next_run_once_across_processes(
+    env_settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A build while Kafka is down says how many alerts wait and why; the next
+    `stockpipe trends` (another process, nothing new to build) sends them; a full rebuild
+    after that sends none again."""
+    import os
+    import subprocess
+    import sys
+
+    from stockpipe.cli import main
+    from stockpipe.local_stack.processes import free_port
+
+    monkeypatch.setenv("STOCKPIPE_TRENDS__ALERT_DAY_CHANGE_PCT", "0.5")
+    bars = three_bars_a_session(["AAA", "BBB"], "2025-01-02", "2025-11-26", seed=21)
+    with Warehouse.connect(env_settings, "setup") as warehouse:
+        setup_warehouse(warehouse, env_settings)
+        load(warehouse, bars)
+    up = os.environ["STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS"]
+    monkeypatch.setenv("STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS", f"localhost:{free_port()}")  # down
+    assert main(["trends"]) == 0  # the marts are built all the same
+    captured = capsys.readouterr()
+    assert "alerts: 0 sent" in captured.out
+    waiting = re.search(
+        r"note: (\d+) alert\(s\) wait for the next 'stockpipe trends'", captured.err
+    )
+    assert waiting and int(waiting.group(1)) > 0, captured.err
+
+    monkeypatch.setenv("STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS", up)
+    stockpipe = [sys.executable, "-m", "stockpipe.cli", "trends"]
+    caught_up = subprocess.run(stockpipe, capture_output=True, text=True, timeout=300)
+    assert caught_up.returncode == 0, caught_up.stderr
+    assert f"alerts: {waiting.group(1)} sent" in caught_up.stdout
+    assert "trend marts up to date" in caught_up.stdout  # nothing new: only the alerts
+    full = subprocess.run([*stockpipe, "--full"], capture_output=True, text=True, timeout=300)
+    assert full.returncode == 0, full.stderr
+    assert "alerts: 0 sent" in full.stdout
+    published = alert_messages(env_settings)
+    assert len(published) == int(waiting.group(1))
+    assert len({m["key"] for m in published}) == len(published)

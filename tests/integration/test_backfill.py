@@ -4,6 +4,7 @@ and built into the marts; the CLI's progress and summary."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -188,3 +189,64 @@ def test_a_range_without_a_session_says_so_once(env_settings: Settings) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("no NYSE session from 2025-11-29 to 2025-11-30") == 1, done.stderr
+
+
+def test_a_backfill_killed_after_its_first_window_then_run_again_loads_every_bar_once(
+    env_settings: Settings,
+) -> None:
+    """kill -9 once the first of three weekly windows is reported published (the second may
+    be in flight): the same command again publishes what is missing, and after a drain the
+    warehouse holds every minute of the range once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable,
+        "-m",
+        "stockpipe.cli",
+        "backfill",
+        "--interval",
+        "1m",
+        "--from",
+        "2025-11-03",
+        "--to",
+        "2025-11-21",
+        "--symbols",
+        *SYMBOLS,
+    ]
+    first = subprocess.Popen(
+        command, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    assert first.stderr is not None
+    seen = []
+    for line in first.stderr:
+        seen.append(line)
+        if "window 1/3" in line:
+            first.send_signal(signal.SIGKILL)
+            break
+    first.wait(60)
+    assert first.returncode == -signal.SIGKILL, "".join(seen)
+
+    again = subprocess.run(
+        command, env=os.environ.copy(), capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0, again.stderr
+    sessions = mc.sessions_between("2025-11-03", "2025-11-21")
+    total = sum(len(s.minutes) for s in sessions) * len(SYMBOLS)
+    first_window = sum(len(s.minutes) for s in sessions[:5]) * len(SYMBOLS)
+    published, unchanged = (
+        int(n)
+        for n in re.search(r"published (\d+), already published (\d+)", again.stdout).groups()
+    )
+    assert unchanged >= first_window and published + unchanged == total, again.stdout
+
+    set_up_warehouse(env_settings)
+    with Warehouse.connect(env_settings) as warehouse:
+        drain_prices(env_settings, warehouse)
+        rows, keys = warehouse.query(
+            "select count(*), count(distinct (symbol, ts)) from RAW.STOCK_PRICES "
+            "where bar_interval = '1m'"
+        )[0]
+    assert rows == keys == total

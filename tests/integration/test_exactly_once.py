@@ -3,20 +3,15 @@ in one group, a rebuilt cluster. All against the real broker and the real wareho
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 
-from stockpipe.drain import drain_prices
-from stockpipe.drain.offsets import OffsetsOutOfSync, read_offsets
+from stockpipe.drain.offsets import OffsetsOutOfSync
 from stockpipe.local_stack.broker import LocalBroker
 from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import KILL_POINTS, Settings, load_settings
@@ -26,26 +21,21 @@ from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
 from tests.support import (
     distinct_bar_messages,
-    read_topic,
     set_up_warehouse,
     warehouse_state,
     warehouse_state_of,
 )
+from tests.support.exactly_once import (
+    FlakyConnection,
+    Ledger,
+    drain_once,
+    kill_drain_after_batches,
+    publish,
+    publish_with_poison,
+    run_drain,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def publish(settings: Settings, count: int, start: int = 0, **kwargs) -> None:
-    messages = ((k, v, None) for k, v in distinct_bar_messages(count, start=start, **kwargs))
-    QuoteProducer(settings.kafka).publish_raw(messages)
-
-
-def drain_once(settings: Settings, warehouse: Warehouse | None = None, **kwargs):
-    if warehouse is not None:
-        return drain_prices(settings, warehouse, **kwargs)
-    with Warehouse.connect(settings, "setup") as wh:
-        setup_warehouse(wh, settings)
-        return drain_prices(settings, wh, **kwargs)
 
 
 @pytest.fixture
@@ -58,86 +48,6 @@ def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("STOCKPIPE_DRAIN__MAX_WAIT_SECONDS", "2")
     yield broker
     broker.stop()
-
-
-DRAIN_COMMAND = [sys.executable, "-m", "stockpipe.cli", "drain", "--max-records", "500"]
-
-
-def run_drain(**env: str) -> subprocess.CompletedProcess:
-    """`stockpipe drain` to its end, with ``env`` added to this test's environment."""
-    return subprocess.run(
-        DRAIN_COMMAND, env=os.environ | env, capture_output=True, text=True, timeout=300
-    )
-
-
-def kill_drain_after_batches(batches: int, **env: str) -> subprocess.Popen:
-    """Start `stockpipe drain` and SIGKILL it once it has reported ``batches`` commits."""
-    process = subprocess.Popen(
-        DRAIN_COMMAND,
-        env=os.environ | env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    seen = 0
-    for line in process.stdout:
-        seen += line.lstrip().startswith("batch ")
-        if seen == batches:
-            break
-    assert seen == batches, "the drain ended before it was killed"
-    return process
-
-
-def publish_with_poison(settings: Settings, total: int, every: int = 97) -> None:
-    """``total`` messages: valid distinct bars, and every ``every``-th one broken, so that
-    every 500-message batch has dead letters."""
-    messages = []
-    for i, (key, value) in enumerate(distinct_bar_messages(total)):
-        if i % every == every - 1:
-            value = value.replace(b'"volume"', b'"volume":-1,"x"')  # not the contract
-        messages.append((key, value, None))
-    QuoteProducer(settings.kafka).publish_raw(messages)
-
-
-class Ledger:
-    """What the topic holds, read once: which offsets are valid bars and which poison."""
-
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        set_up_warehouse(settings)  # the deployment's one-time set-up
-        self.poison: dict[int, set[int]] = {}
-        self.valid: dict[int, set[int]] = {}
-        for message in read_topic(settings, settings.kafka.prices_topic):
-            bad = b'"x"' in message.value()
-            book = self.poison if bad else self.valid
-            book.setdefault(message.partition(), set()).add(message.offset())
-        self.total = sum(map(len, self.valid.values())) + sum(map(len, self.poison.values()))
-
-    def check(self) -> int:
-        """Exactly once at this instant: the warehouse holds the valid bars below each stored
-        offset, each once, and nothing else; the poison below it is in the dead-letter topic.
-
-        Returns:
-            the messages the stored offsets cover.
-        """
-        topic = self.settings.kafka.prices_topic
-        with Warehouse.connect(self.settings, "setup") as warehouse:
-            stored = {p: o.next_offset for (_, p), o in read_offsets(warehouse, topic).items()}
-            rows, distinct, _ = warehouse_state_of(warehouse, topic)
-        below = sum(o < stored.get(p, 0) for p, offsets in self.valid.items() for o in offsets)
-        assert rows == distinct == below
-        sources = {
-            (int(h["dlq.source.partition"]), int(h["dlq.source.offset"]))
-            for h in (
-                dict(m.headers()) for m in read_topic(self.settings, self.settings.kafka.dlq_topic)
-            )
-        }
-        for partition, offsets in self.poison.items():
-            for offset in offsets:
-                if offset < stored.get(partition, 0):
-                    assert (partition, offset) in sources, (partition, offset)
-        return sum(stored.values())
 
 
 @pytest.mark.parametrize("point", KILL_POINTS)
@@ -218,52 +128,50 @@ def test_a_drain_given_no_partitions_fails_naming_the_cause_and_the_settings(
 def test_two_drains_in_one_group_share_partitions_without_duplicates(
     env_settings: Settings,
 ) -> None:
+    """The second drain joins once the first has committed a batch (a rebalance while it
+    drains); the first goes slowly until the second has committed one too, so both load a
+    share whatever the machine's speed, and together every message once."""
     total = 60_000
     publish(env_settings, total)
-    reports: list = []
+    reports: dict[str, object] = {}
     errors: list = []
+    committed = {"first": threading.Event(), "second": threading.Event()}
+
+    def on_batch(name: str):
+        def note(_report) -> None:
+            committed[name].set()
+            if name == "first" and not committed["second"].is_set():
+                time.sleep(0.1)  # between polls: the rebalance is not held up
+
+        return note
+
     with Warehouse.connect(env_settings, "setup") as first:
         setup_warehouse(first, env_settings)
         second = first.sibling()
 
-        def run(warehouse: Warehouse) -> None:
+        def run(name: str, warehouse: Warehouse) -> None:
             try:
-                reports.append(drain_once(env_settings, warehouse, max_records=3000))
+                reports[name] = drain_once(
+                    env_settings, warehouse, max_records=500, on_batch=on_batch(name)
+                )
             except Exception as exc:  # surfaced below
                 errors.append(exc)
 
-        threads = [threading.Thread(target=run, args=(wh,)) for wh in (first, second)]
-        for thread in threads:
-            thread.start()
-            time.sleep(0.5)  # the second joins while the first is draining: a rebalance
-        for thread in threads:
-            thread.join(120)
+        threads = {
+            name: threading.Thread(target=run, args=(name, wh))
+            for name, wh in (("first", first), ("second", second))
+        }
+        threads["first"].start()
+        assert committed["first"].wait(120), errors
+        threads["second"].start()
+        for thread in threads.values():
+            thread.join(300)
         second.close()
         assert not errors, errors
         assert warehouse_state_of(first, env_settings.kafka.prices_topic) == (total,) * 3
-    assert sum(r.inserted for r in reports) == total
-
-
-class FlakyConnection:
-    """The embedded warehouse's DuckDB connection, failing the first ``times`` statements
-    that match, as a database file that cannot be written does (IOException).
-
-    It is the boundary every statement of a drain crosses on the embedded warehouse.
-    """
-
-    ERRORS = duckdb.IOException
-
-    def __init__(self, real, match: str, times: int) -> None:
-        self.real, self.match, self.left = real, match, times
-
-    def execute(self, sql, *args):
-        if self.match in sql.lower() and self.left > 0:
-            self.left -= 1
-            raise duckdb.IOException("injected: could not write to the database file")
-        return self.real.execute(sql, *args)
-
-    def __getattr__(self, name):  # everything else is the real connection's
-        return getattr(self.real, name)
+    shares = {name: report.inserted for name, report in reports.items()}
+    assert shares["first"] > 0 and shares["second"] > 0, shares  # the race did happen
+    assert sum(shares.values()) == total
 
 
 def test_warehouse_failing_mid_batch_is_retried_and_offsets_wait(
@@ -291,13 +199,15 @@ def test_warehouse_failing_mid_batch_is_retried_and_offsets_wait(
 def test_broker_restart_while_the_producer_publishes_loses_nothing(
     own_broker: LocalBroker,
 ) -> None:
+    """The broker stops and starts again while chunks of bars are being published: a chunk
+    begun during the outage waits for it and is delivered once; nothing is lost."""
     settings = load_settings()
     ensure_topics(settings.kafka)
-    total = 30_000
-    restarted = threading.Event()
+    publishing, stopping, restarted = threading.Event(), threading.Event(), threading.Event()
 
     def restart_broker() -> None:
-        time.sleep(0.3)
+        publishing.wait(120)
+        stopping.set()
         own_broker.stop()
         own_broker.start(progress=False)
         restarted.set()
@@ -305,14 +215,19 @@ def test_broker_restart_while_the_producer_publishes_loses_nothing(
     restarter = threading.Thread(target=restart_broker)
     restarter.start()
     producer = QuoteProducer(settings.kafka)
-    for chunk in range(30):  # keep publishing through the restart
+    chunks = during_outage = 0
+    while not restarted.is_set() or chunks < 30:  # publishing through the restart
+        during_outage += stopping.is_set() and not restarted.is_set()
         producer.publish_raw(
-            (k, v, None) for k, v in distinct_bar_messages(1_000, start=chunk * 1_000)
+            (k, v, None) for k, v in distinct_bar_messages(1_000, start=chunks * 1_000)
         )
-        time.sleep(0.05)
+        chunks += 1
+        if chunks == 3:
+            publishing.set()
     restarter.join()
-    assert restarted.is_set()
+    assert during_outage > 0  # publishing did overlap the outage
     drain_once(settings)
+    total = chunks * 1_000
     assert warehouse_state(settings) == (total, total, total)
 
 

@@ -12,14 +12,10 @@ from stockpipe.ingest import ingest_window
 from stockpipe.settings import Settings
 from stockpipe.sources.replay import ReplaySource
 from stockpipe.sources.simulated import SimulatedMarket
-from tests.support import read_topic
+from tests.support import read_topic, topic_messages
 
 pytestmark = pytest.mark.integration
 SESSION = mc.session("2025-11-26")
-
-
-def topic_messages(settings: Settings) -> list[dict]:
-    return [json.loads(m.value()) for m in read_topic(settings, settings.kafka.prices_topic)]
 
 
 def test_refetching_the_day_publishes_only_new_bars(env_settings: Settings) -> None:

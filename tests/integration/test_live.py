@@ -4,6 +4,7 @@ aggregation of the same trades; through a dropped connection too."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 
@@ -16,8 +17,8 @@ from stockpipe.settings import Settings, load_settings
 from stockpipe.sources.minute_bars import MINUTE_MS, Trade
 from stockpipe.warehouse import Warehouse
 from tests.fake_providers import FakeFinnhubSocket
-from tests.support import set_up_warehouse
-from tests.unit.test_minute_bars import independent_bars
+from tests.support import read_topic, set_up_warehouse
+from tests.support.references import independent_bars
 
 pytestmark = pytest.mark.integration
 KEY = "live-key-0c41"
@@ -134,33 +135,127 @@ def test_follow_needs_the_finnhub_source(env_settings: Settings, capsys) -> None
     assert "--follow takes live trades from Finnhub" in capsys.readouterr().err.replace("\n", "")
 
 
-def test_the_subscription_follows_the_watchlist(env_settings: Settings, monkeypatch) -> None:
-    import json
+def test_the_subscription_follows_the_watchlist_edited_while_following(
+    live_env: Settings, trades, monkeypatch
+) -> None:
+    """The watchlist is re-read every minute: a symbol added is subscribed and its bars
+    published from then on, a symbol removed is unsubscribed and gets no bar after, and a
+    bad edit keeps the last good list (the follow goes on). The replay runs at 30x, so the
+    minutes (and the re-reads) pass on a clock of the session's own."""
+    socket = FakeFinnhubSocket(
+        KEY, trades, end_ms=T0 + MINUTES * MINUTE_MS, speed=30, awaited={"AAPL", "MSFT"}
+    ).start()
+    monkeypatch.setenv("STOCKPIPE_SOURCE__FINNHUB_WS_URL", socket.url)
+    settings = load_settings()
+    edits = iter(["AAPL,MSFT", "MSFT,NVDA"])
 
-    from stockpipe.live.ingest import _follow_watchlist
+    def reload_settings() -> Settings:
+        watchlist = next(edits, "not a ticker")  # then a bad edit, every minute after
+        monkeypatch.setenv("STOCKPIPE_SOURCE__WATCHLIST", watchlist)
+        return load_settings()
 
-    class Socket:
-        sent: list[dict] = []
+    until = pd.Timestamp(T0 + MINUTES * MINUTE_MS, unit="ms", tz="UTC").to_pydatetime()
+    try:
+        report = follow_trades(settings, until, clock=socket.clock, reload_settings=reload_settings)
+    finally:
+        socket.stop()
+    assert report.symbols == ["MSFT", "NVDA"]  # the last good list, after the bad edits
+    assert socket.subscriptions[:3] == ["AAPL", "MSFT", "NVDA"]
+    assert socket.unsubscriptions == ["AAPL"]
+    assert run_drain(settings).inserted == report.bars_published
+    with Warehouse.connect(settings) as warehouse:
+        landed = warehouse.query_frame(
+            "select symbol, ts, open, high, low, close, volume from RAW.STOCK_PRICES "
+            "order by ts, symbol"
+        )
+    landed.columns = [c.lower() for c in landed.columns]
+    landed["ts"] = pd.to_datetime(landed["ts"]).dt.tz_localize("UTC")
+    expected = independent_bars([Trade(s, p, v, t) for s, p, v, t in trades])
+    by_symbol = {symbol: frame for symbol, frame in landed.groupby("symbol")}
+    # MSFT was followed throughout: every bar exact.
+    msft = expected[expected["symbol"] == "MSFT"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(by_symbol["MSFT"].reset_index(drop=True), msft, check_dtype=False)
+    # AAPL only before NVDA's first bar's minute ends; NVDA's last minute is whole.
+    assert by_symbol["AAPL"]["ts"].max() <= by_symbol["NVDA"]["ts"].min()
+    nvda = expected[expected["symbol"] == "NVDA"].set_index("ts")
+    last = by_symbol["NVDA"].set_index("ts").iloc[-1]
+    assert last.name == nvda.index.max()
+    assert last["volume"] == nvda.loc[last.name, "volume"]
 
-        def send(self, text: str) -> None:
-            self.sent.append(json.loads(text))
 
-    monkeypatch.setenv("STOCKPIPE_SOURCE__WATCHLIST", "AAPL,MSFT")
-    ws, subscribed = Socket(), set()
-    _follow_watchlist(ws, subscribed, env_settings, load_settings)
-    assert ws.sent == [
-        {"type": "subscribe", "symbol": "AAPL"},
-        {"type": "subscribe", "symbol": "MSFT"},
-    ]
-    ws.sent.clear()
-    monkeypatch.setenv("STOCKPIPE_SOURCE__WATCHLIST", "MSFT,NVDA")  # edited while following
-    settings = _follow_watchlist(ws, subscribed, env_settings, load_settings)
-    assert ws.sent == [
-        {"type": "subscribe", "symbol": "NVDA"},
-        {"type": "unsubscribe", "symbol": "AAPL"},
-    ]
-    assert subscribed == {"MSFT", "NVDA"} and settings.source.watchlist == ["MSFT", "NVDA"]
-    ws.sent.clear()
-    monkeypatch.setenv("STOCKPIPE_SOURCE__WATCHLIST", "not a ticker")  # a bad edit
-    _follow_watchlist(ws, subscribed, settings, load_settings)
-    assert ws.sent == [] and subscribed == {"MSFT", "NVDA"}  # the last good list stays
+def test_a_stop_mid_minute_publishes_its_bar_once_and_a_restart_never_again(
+    live_env: Settings, trades, monkeypatch
+) -> None:
+    """SIGTERM in the middle of a minute: the open bars are published as they stand (a live
+    feed cannot be fetched again). A restart within that minute takes its remaining trades
+    as late, not as a second, different bar that would replace the first; the minutes after
+    are whole."""
+    from stockpipe.runtime import Terminated
+
+    # Paced at 20x: the replay runs no further ahead of the reader than a batch.
+    socket = FakeFinnhubSocket(KEY, trades, end_ms=T0 + MINUTES * MINUTE_MS, speed=20).start()
+    monkeypatch.setenv("STOCKPIPE_SOURCE__FINNHUB_WS_URL", socket.url)
+    settings = load_settings()
+    until = pd.Timestamp(T0 + MINUTES * MINUTE_MS, unit="ms", tz="UTC").to_pydatetime()
+    # The signal arrives once the replay has sent half of the second minute's trades.
+    second = [i for i, (*_, ts) in enumerate(trades) if T0 + MINUTE_MS <= ts < T0 + 2 * MINUTE_MS]
+    signal_after = second[len(second) // 2]
+    signalled = []
+
+    def clock() -> float:
+        if not signalled and socket.sent > signal_after:
+            signalled.append(socket.sent)
+            raise Terminated()
+        return socket.clock()
+
+    try:
+        with pytest.raises(Terminated):
+            follow_trades(settings, until, clock=clock, sleep=lambda _: None)
+        report = follow_trades(settings, until, clock=socket.clock, sleep=lambda _: None)
+    finally:
+        socket.stop()
+    assert signalled and report.late_trades > 0
+
+    published = [json.loads(m.value()) for m in read_topic(settings, settings.kafka.prices_topic)]
+    keys = [(m["symbol"], m["ts"]) for m in published]
+    assert len(keys) == len(set(keys)) == MINUTES * len(SYMBOLS)  # one bar a minute, once
+    landed = pd.DataFrame(published)
+    landed["ts"] = pd.to_datetime(landed["ts"], utc=True)
+    landed = landed.set_index(["symbol", "ts"]).sort_index()
+    expected = independent_bars([Trade(s, p, v, t) for s, p, v, t in trades])
+    expected = expected.set_index(["symbol", "ts"]).sort_index()
+    columns = ["open", "high", "low", "close", "volume"]
+    cut = pd.Timestamp(T0 + MINUTE_MS, unit="ms", tz="UTC")
+    whole = [ts != cut for _, ts in expected.index]
+    pd.testing.assert_frame_equal(
+        landed.loc[whole, columns], expected.loc[whole, columns], check_dtype=False
+    )
+    # The stopped minute: what had arrived by the signal, so less volume than the minute's.
+    stopped = landed.xs(cut, level="ts")
+    assert (stopped["volume"] < expected.xs(cut, level="ts")["volume"]).all()
+    assert (stopped["open"] == expected.xs(cut, level="ts")["open"]).all()
+
+
+def test_a_feed_that_keeps_failing_is_retried_with_backoff_until_the_close(
+    live_env: Settings, monkeypatch, caplog
+) -> None:
+    """Nothing answers at the websocket's address: each failure waits (full jitter, capped at
+    30 s, the n-th within 2**n s), the key never appears in the log, and the follow ends at
+    the session's close rather than giving up or spinning."""
+    from stockpipe.local_stack.processes import free_port
+
+    monkeypatch.setenv("STOCKPIPE_SOURCE__FINNHUB_WS_URL", f"ws://127.0.0.1:{free_port()}")
+    now = [T0 / 1000]
+    delays: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the session's clock moves only by the waits
+        delays.append(seconds)
+        now[0] += seconds
+
+    until = pd.Timestamp(T0 + 5 * MINUTE_MS, unit="ms", tz="UTC").to_pydatetime()
+    report = follow_trades(load_settings(), until, clock=lambda: now[0], sleep=sleep)
+    assert report.stopped_because == "the session closed" and report.trades == 0
+    assert report.reconnects == len(delays) > 10
+    assert all(0 <= d <= min(30.0, 2**n) for n, d in enumerate(delays[:10]))
+    assert sum(delays) >= 5 * 60  # it waited out the session, retrying throughout
+    assert "reconnecting in" in caplog.text and KEY not in caplog.text

@@ -5,7 +5,6 @@ the warehouse of record stays free for every other command while it runs."""
 from __future__ import annotations
 
 import json
-import threading
 
 import numpy as np
 import pandas as pd
@@ -15,12 +14,12 @@ from stockpipe import market_calendar as mc
 from stockpipe.drain import run_drain
 from stockpipe.ingest import ingest_window
 from stockpipe.live.snapshot import read_snapshot, snapshot_dir
-from stockpipe.live.store import LiveStore, LiveTierReport
 from stockpipe.settings import Settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.trends.build import build_marts
 from stockpipe.warehouse import Warehouse
 from tests.support import read_topic, set_up_warehouse
+from tests.support.live import Running
 
 pytestmark = pytest.mark.integration
 SYMBOLS = ["AAPL", "MSFT", "NVDA"]
@@ -54,52 +53,6 @@ def expected_quotes(first_minutes: int) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
-
-
-class Running:
-    """A live tier in a thread, until stopped; waits for what its snapshot shows."""
-
-    def __init__(self, settings: Settings):
-        self.changed = threading.Condition()
-        self.live = LiveStore(settings, on_refresh=lambda _: self._notify())
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run)
-        self.thread.start()
-
-    def _notify(self) -> None:
-        with self.changed:
-            self.changed.notify_all()
-
-    def _run(self) -> None:
-        try:
-            self.live.run()
-        except BaseException as exc:  # surfaced in the test's thread
-            self.error = exc
-        finally:
-            self._notify()
-
-    def showing(self, bars: int) -> None:
-        """Until the snapshot holds ``bars`` bars of the session (observed, not timed)."""
-        last = lambda: self.live.report.last  # noqa: E731
-        with self.changed:
-            self.changed.wait_for(
-                lambda: (
-                    not self.thread.is_alive()
-                    or (last() is not None and last().rows["minute_bars"] >= bars)
-                ),
-                timeout=300,
-            )
-        if self.error is not None:
-            raise self.error
-        assert self.thread.is_alive() and last().rows["minute_bars"] >= bars
-
-    def stop(self) -> LiveTierReport:
-        self.live.stop()
-        self.thread.join(60)
-        assert not self.thread.is_alive()
-        if self.error is not None:
-            raise self.error
-        return self.live.report
 
 
 def test_the_live_store_follows_the_topic_and_leaves_the_warehouse_free(

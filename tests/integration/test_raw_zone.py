@@ -7,49 +7,24 @@ import io
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import boto3
 import pandas as pd
 import pytest
-from moto.server import ThreadedMotoServer
 
 from stockpipe.drain import drain_prices
-from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import Settings, load_settings
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
-from tests.integration.test_exactly_once import FlakyConnection
 from tests.support import distinct_bar_messages
+from tests.support.exactly_once import FlakyConnection
 
 pytestmark = pytest.mark.integration
 NAME = re.compile(
     r"raw/(?P<topic>[^/]+)/date=(?P<day>\d{4}-\d{2}-\d{2})/"
     r"(?P=topic)-p(?P<p>\d{3})-(?P<first>\d{20})-(?P<last>\d{20})\.parquet$"
 )
-
-
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.client]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "STOCKPIPE_LAKE__ENABLED": "true",
-        "STOCKPIPE_LAKE__S3_BUCKET": "stockpipe-raw",
-        "STOCKPIPE_LAKE__S3_ENDPOINT_URL": endpoint,
-        "STOCKPIPE_LAKE__S3_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    client.create_bucket(Bucket="stockpipe-raw")
-    yield client
-    server.stop()
 
 
 def offsets_on_file(frames: list[pd.DataFrame]) -> list[tuple[int, int]]:

@@ -13,8 +13,6 @@ from stockpipe.settings import load_settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.validation import latest_outcome, validate_session
 from stockpipe.warehouse import Warehouse
-from stockpipe.warehouse.setup import setup_warehouse
-from tests.integration.test_raw_zone import s3  # noqa: F401 - the moto S3 server fixture
 from tests.support import build_marts, raw_rows_from_bars
 
 SESSION = mc.session("2025-11-26")
@@ -22,12 +20,9 @@ WATCHLIST = ["AAPL", "MSFT", "NVDA"]
 AFTER_CLOSE = SESSION.close + timedelta(hours=2)
 
 
-@pytest.fixture
-def warehouse(monkeypatch: pytest.MonkeyPatch):
+@pytest.fixture(autouse=True)
+def watchlist(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STOCKPIPE_SOURCE__WATCHLIST", ",".join(WATCHLIST))
-    with Warehouse.connect(load_settings(), "setup") as wh:
-        setup_warehouse(wh, load_settings())
-        yield wh
 
 
 def load_session(warehouse: Warehouse, end: datetime | None = None) -> None:
@@ -137,7 +132,7 @@ def test_without_a_session_the_latest_closed_one_is_validated_even_during_the_ne
 def test_data_docs_are_built_locally_and_on_s3(
     warehouse: Warehouse,
     tmp_path,
-    s3,  # noqa: F811 - the moto server fixture
+    s3,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     load_session(warehouse)

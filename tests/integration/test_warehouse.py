@@ -20,13 +20,6 @@ from tests.support import raw_rows_from_bars, set_up_warehouse
 SESSION = mc.session("2025-11-26")
 
 
-@pytest.fixture
-def warehouse():
-    with Warehouse.connect(load_settings(), "setup") as wh:
-        setup_warehouse(wh, load_settings())
-        yield wh
-
-
 def test_setup_records_what_it_applied_and_plans_changes(warehouse: Warehouse, tmp_path) -> None:
     import shutil
 

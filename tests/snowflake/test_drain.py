@@ -10,8 +10,8 @@ import signal
 import pytest
 
 from stockpipe.settings import Settings, load_settings
-from tests.integration.test_exactly_once import Ledger, publish_with_poison, run_drain
 from tests.support import SnowflakeServer
+from tests.support.exactly_once import Ledger, publish_with_poison, run_drain
 
 pytestmark = pytest.mark.integration
 

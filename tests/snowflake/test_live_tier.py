@@ -8,9 +8,9 @@ import pytest
 
 from stockpipe.live.snapshot import read_snapshot, snapshot_dir
 from stockpipe.settings import Settings, load_settings
-from tests.integration.test_live_tier import Running
 from tests.snowflake.test_pipeline import SESSION, stockpipe
 from tests.support import SnowflakeServer
+from tests.support.live import Running
 
 pytestmark = pytest.mark.integration
 SYMBOLS = ["AAPL", "MSFT", "NVDA"]

@@ -10,29 +10,9 @@ from hypothesis import strategies as st
 
 from stockpipe.ingest import check_bars
 from stockpipe.sources.minute_bars import MINUTE_MS, MinuteBars, Trade
+from tests.support.references import independent_bars
 
 T0 = 1_764_167_400_000  # 2025-11-26 14:30:00 UTC, a session's first minute
-
-
-def independent_bars(trades: list[Trade]) -> pd.DataFrame:
-    """pandas' view of the same trades: group by symbol and minute; open/close by time,
-    then by arrival for equal times."""
-    frame = pd.DataFrame(
-        [(t.symbol, t.price, t.volume, t.ts_ms, i) for i, t in enumerate(trades)],
-        columns=["symbol", "price", "volume", "ts_ms", "arrival"],
-    )
-    frame["minute"] = frame["ts_ms"] - frame["ts_ms"] % MINUTE_MS
-    frame = frame.sort_values(["ts_ms", "arrival"])
-    bars = frame.groupby(["minute", "symbol"], sort=True).agg(
-        open=("price", "first"),
-        high=("price", "max"),
-        low=("price", "min"),
-        close=("price", "last"),
-        volume=("volume", "sum"),
-    )
-    bars = bars.reset_index()
-    bars["ts"] = pd.to_datetime(bars["minute"], unit="ms", utc=True)
-    return bars[["symbol", "ts", "open", "high", "low", "close", "volume"]]
 
 
 trades_strategy = st.lists(

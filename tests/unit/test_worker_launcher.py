@@ -39,13 +39,6 @@ def test_the_launcher_finds_the_process_worker_without_importing_integrations() 
     assert modules & INTEGRATIONS == set()
 
 
-def test_prefects_own_worker_start_imports_them() -> None:
-    # What the launcher saves: plain `prefect worker start` loads every installed one.
-    worker, modules = _probe(PROBE, "")
-    assert worker == "ProcessWorker"
-    assert {"prefect_aws", "prefect_snowflake", "prefect_dbt"} <= modules
-
-
 BLOCK_PROBE = """
 import json, sys
 {prepare}
@@ -65,9 +58,3 @@ def test_a_flow_run_started_by_the_launcher_finds_its_block_class_without_the_ot
     )
     assert found
     assert modules & {"prefect_aws", "prefect_dbt", "prefect_shell", "dbt"} == set()
-
-
-def test_a_block_lookup_in_plain_prefect_imports_every_integration() -> None:
-    found, modules = _probe(BLOCK_PROBE, "")
-    assert found
-    assert {"prefect_aws", "prefect_dbt", "dbt"} <= modules

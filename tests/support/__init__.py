@@ -295,3 +295,7 @@ def missing_prerequisite(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"CI is set and a prerequisite is missing: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def topic_messages(settings: Settings) -> list[dict]:
+    return [json.loads(m.value()) for m in read_topic(settings, settings.kafka.prices_topic)]

@@ -55,7 +55,13 @@ def run_live(settings: Settings, socket: FakeFinnhubSocket, monkeypatch) -> pd.D
     until = pd.Timestamp(T0 + MINUTES * MINUTE_MS, unit="ms", tz="UTC").to_pydatetime()
     report = follow_trades(settings, until, clock=socket.clock, sleep=lambda _: None)
     assert report.late_trades == 0 and report.rejected == 0
-    assert run_drain(settings).inserted == report.bars_published
+    return drained_bars(settings, report.bars_published)
+
+
+def drained_bars(settings: Settings, published: int) -> pd.DataFrame:
+    """A drain of what live ingest published (all of it, once), then Finnhub's minute bars
+    in the warehouse, in time then symbol order."""
+    assert run_drain(settings).inserted == published
     with Warehouse.connect(settings) as warehouse:
         landed = warehouse.query_frame(
             "select symbol, ts, open, high, low, close, volume from RAW.STOCK_PRICES "
@@ -162,14 +168,7 @@ def test_the_subscription_follows_the_watchlist_edited_while_following(
     assert report.symbols == ["MSFT", "NVDA"]  # the last good list, after the bad edits
     assert socket.subscriptions[:3] == ["AAPL", "MSFT", "NVDA"]
     assert socket.unsubscriptions == ["AAPL"]
-    assert run_drain(settings).inserted == report.bars_published
-    with Warehouse.connect(settings) as warehouse:
-        landed = warehouse.query_frame(
-            "select symbol, ts, open, high, low, close, volume from RAW.STOCK_PRICES "
-            "order by ts, symbol"
-        )
-    landed.columns = [c.lower() for c in landed.columns]
-    landed["ts"] = pd.to_datetime(landed["ts"]).dt.tz_localize("UTC")
+    landed = drained_bars(settings, report.bars_published)
     expected = independent_bars([Trade(s, p, v, t) for s, p, v, t in trades])
     by_symbol = {symbol: frame for symbol, frame in landed.groupby("symbol")}
     # MSFT was followed throughout: every bar exact.

@@ -127,9 +127,16 @@ def _number_formats(shown: pd.DataFrame) -> dict:
     }
 
 
-def watchlist_view(version: str) -> None:
+def watchlist_view(version: str, watchlist: list[str]) -> None:
     st.subheader("Watchlist")
     quotes = _watchlist(version)
+    # A symbol just added to the watchlist (or never fetched) is named, not silently absent.
+    missing = [symbol for symbol in watchlist if symbol not in set(quotes["symbol"])]
+    if missing:
+        st.caption(
+            f"No data yet for {', '.join(missing)}: the next ingest fetches them, "
+            "'stockpipe backfill' their history."
+        )
     if quotes.empty:
         st.info("No quotes yet.")
         return
@@ -201,7 +208,7 @@ def content(symbol: str, first: date, last: date) -> None:
     symbol_view(version, symbol, first, last)
     left, right = st.columns([3, 2])
     with left:
-        watchlist_view(version)
+        watchlist_view(version, load_settings().source.watchlist)
     with right:
         movers_view(version)
 

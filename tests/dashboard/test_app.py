@@ -145,3 +145,13 @@ def test_the_sidebar_says_how_the_page_refreshes_at_its_moment(
     after = refresh_plan(history_settings.dashboard.refresh_seconds, datetime.now(UTC))
     shown = [c.value for c in at.sidebar.caption]
     assert before.caption in shown or after.caption in shown, shown
+
+
+def test_a_watchlist_symbol_without_data_is_named(history_settings: Settings, monkeypatch) -> None:
+    """A symbol added to the watchlist that no ingest has fetched yet: the page names it and
+    says what brings its data, and shows the others as before."""
+    monkeypatch.setenv("STOCKPIPE_SOURCE__WATCHLIST", ",".join([*SYMBOLS, "NEWCO"]))
+    at = run_app()
+    captions = " ".join(c.value for c in at.caption)
+    assert "No data yet for NEWCO: the next ingest fetches them" in captions
+    assert sorted(at.sidebar.selectbox[0].options) == sorted(SYMBOLS)

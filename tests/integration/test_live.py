@@ -258,3 +258,27 @@ def test_a_feed_that_keeps_failing_is_retried_with_backoff_until_the_close(
     assert all(0 <= d <= min(30.0, 2**n) for n, d in enumerate(delays[:10]))
     assert sum(delays) >= 5 * 60  # it waited out the session, retrying throughout
     assert "reconnecting in" in caplog.text and KEY not in caplog.text
+
+
+def test_a_trade_for_a_closed_minute_after_a_reconnect_is_late_not_in_a_later_bar(
+    live_env: Settings, trades, monkeypatch
+) -> None:
+    """The connection drops; after the reconnect the feed delivers a trade of the first
+    minute, long closed and published: it is counted late, and no bar takes it in."""
+    dropped_after = 40  # messages of 5 trades: the first minute is over by then
+    stale = ("AAPL", 999.0, 7.0, T0 + 1_000)
+    replayed = [*trades[: dropped_after * 5], stale, *trades[dropped_after * 5 :]]
+    socket = FakeFinnhubSocket(
+        KEY, replayed, end_ms=T0 + MINUTES * MINUTE_MS, drop_after=dropped_after
+    ).start()
+    monkeypatch.setenv("STOCKPIPE_SOURCE__FINNHUB_WS_URL", socket.url)
+    settings = load_settings()
+    until = pd.Timestamp(T0 + MINUTES * MINUTE_MS, unit="ms", tz="UTC").to_pydatetime()
+    try:
+        report = follow_trades(settings, until, clock=socket.clock, sleep=lambda _: None)
+    finally:
+        socket.stop()
+    assert report.reconnects >= 1 and report.late_trades == 1
+    landed = drained_bars(settings, report.bars_published)
+    expected = independent_bars([Trade(s, p, v, t) for s, p, v, t in trades])
+    pd.testing.assert_frame_equal(landed, expected, check_dtype=False)

@@ -146,10 +146,10 @@ def test_the_subscription_follows_the_watchlist_edited_while_following(
 ) -> None:
     """The watchlist is re-read every minute: a symbol added is subscribed and its bars
     published from then on, a symbol removed is unsubscribed and gets no bar after, and a
-    bad edit keeps the last good list (the follow goes on). The replay runs at 30x, so the
+    bad edit keeps the last good list (the follow goes on). The replay runs at 15x, so the
     minutes (and the re-reads) pass on a clock of the session's own."""
     socket = FakeFinnhubSocket(
-        KEY, trades, end_ms=T0 + MINUTES * MINUTE_MS, speed=30, awaited={"AAPL", "MSFT"}
+        KEY, trades, end_ms=T0 + MINUTES * MINUTE_MS, speed=15, awaited={"AAPL", "MSFT"}
     ).start()
     monkeypatch.setenv("STOCKPIPE_SOURCE__FINNHUB_WS_URL", socket.url)
     settings = load_settings()
@@ -191,8 +191,8 @@ def test_a_stop_mid_minute_publishes_its_bar_once_and_a_restart_never_again(
     are whole."""
     from stockpipe.runtime import Terminated
 
-    # Paced at 20x: the replay runs no further ahead of the reader than a batch.
-    socket = FakeFinnhubSocket(KEY, trades, end_ms=T0 + MINUTES * MINUTE_MS, speed=20).start()
+    # Paced at 15x: the replay runs no further ahead of the reader than a batch.
+    socket = FakeFinnhubSocket(KEY, trades, end_ms=T0 + MINUTES * MINUTE_MS, speed=15).start()
     monkeypatch.setenv("STOCKPIPE_SOURCE__FINNHUB_WS_URL", socket.url)
     settings = load_settings()
     until = pd.Timestamp(T0 + MINUTES * MINUTE_MS, unit="ms", tz="UTC").to_pydatetime()

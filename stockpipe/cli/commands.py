@@ -174,7 +174,11 @@ def _run_live(settings: Settings) -> int:
         f"(group {live.store.kafka.consumer_group}); the dashboard reads {live.snapshot}; "
         "Ctrl-C stops"
     )
-    report = live.run()
+    return _live_tier_ended(live.run())
+
+
+def _live_tier_ended(report: LiveTierReport) -> int:
+    """The live tier's summary; the signal that stopped it re-raised (exit 130 / 143)."""
     console.print(report.summary())
     if report.drain is not None and report.drain.interrupted is not None:
         raise report.drain.interrupted
@@ -630,7 +634,4 @@ def _demo_live(settings: Settings) -> int:
         console.print(report.trades.summary())
     if report.ingest_error is not None:
         err.print(f"[red]error[/red]: live ingest: {report.ingest_error}")
-    console.print(report.tier.summary())
-    if report.tier.drain is not None and report.tier.drain.interrupted is not None:
-        raise report.tier.drain.interrupted
-    return 0
+    return _live_tier_ended(report.tier)

@@ -81,21 +81,18 @@ class MinuteBars:
         minute = trade.ts_ms - trade.ts_ms % MINUTE_MS
         self.newest_ms = max(self.newest_ms, trade.ts_ms)
         if minute <= self.published_through.get(trade.symbol, -1):
+            why = "its minute's bar was published before a restart"
+        elif minute + MINUTE_MS + self.grace_ms <= self._closed_at:
+            why = f"its minute closed, grace {self.grace_ms} ms"
+        else:
+            why = None
+        if why is not None:
             self.late[trade.symbol] += 1
             log.warning(
-                "late trade for %s at %s (its minute's bar was published before a restart): "
-                "not in a bar",
+                "late trade for %s at %s (%s): not in a bar",
                 trade.symbol,
                 pd.Timestamp(trade.ts_ms, unit="ms", tz="UTC"),
-            )
-            return False
-        if minute + MINUTE_MS + self.grace_ms <= self._closed_at:
-            self.late[trade.symbol] += 1
-            log.warning(
-                "late trade for %s at %s (its minute closed, grace %d ms): not in a bar",
-                trade.symbol,
-                pd.Timestamp(trade.ts_ms, unit="ms", tz="UTC"),
-                self.grace_ms,
+                why,
             )
             return False
         bar = self._open.get((minute, trade.symbol))

@@ -38,12 +38,14 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$")
 # Kafka's legal topic characters (TopicValidator in Kafka itself).
 _TOPIC = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
 # The points of a drain's batch, in order, where a crash test may have the drain kill itself
-# (drain.kill_at). The dead-letter points are reached only by batches with dead letters.
+# (drain.kill_at) or stop until SIGCONT (drain.pause_at, a race test). The dead-letter points
+# are reached only by batches with dead letters.
 KILL_POINTS = (
     "decoded",
     "dead_letters_in_flight",  # handed to the producer, acknowledgements not yet awaited
     "dead_letters_sent",  # acknowledged; raw zone and warehouse not yet written
     "raw_zone_written",  # the batch's Parquet files exist; the warehouse commit has not run
+    "offsets_claimed",  # in the commit's transaction: offsets claimed (their lock held), no rows
     "warehouse_committed",  # rows and offsets committed; the Kafka group commit has not run
     "group_committed",  # the whole batch is done
 )
@@ -475,6 +477,12 @@ class DrainSettings(BaseModel):
         pattern=KILL_POINT_PATTERN,
         description="tests only: the drain SIGKILLs itself at this point of the first batch "
         "from N on, as POINT or POINT@N (points: KILL_POINTS)",
+    )
+    pause_at: str | None = Field(
+        None,
+        pattern=KILL_POINT_PATTERN,
+        description="tests only: the drain stops itself (SIGSTOP) once, at this point of batch "
+        "N, as POINT or POINT@N (points: KILL_POINTS); SIGCONT resumes it",
     )
     load_retries: int = Field(5, ge=0, le=20, description="retries of a failed warehouse commit")
     load_retry_base_seconds: float = Field(

@@ -11,7 +11,7 @@ rows that are not in ``RAW.STOCK_PRICES``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -98,6 +98,7 @@ def load_batch(
     next_offsets: dict[TopicPartition, int],
     cluster_id: str | None,
     start_offsets: dict[TopicPartition, int] | None = None,
+    on_claimed: Callable[[], None] | None = None,
 ) -> LoadResult:
     """Commit ``rows`` (columns :data:`RAW_COLUMNS`) and ``next_offsets`` atomically.
 
@@ -108,12 +109,16 @@ def load_batch(
         start_offsets: per partition, the batch's first offset; a partition whose stored
             offset is already past it is fenced (see
             :func:`stockpipe.drain.offsets.claim_offsets`).
+        on_claimed: called in the transaction once the offsets are claimed (crash and race
+            tests stop the drain there, holding the claim's lock).
     """
     rows = _arrow(rows)
     with _staged(warehouse, rows) as batch, warehouse.transaction():
         # The offsets first: claiming them takes the lock that orders this commit against
         # another drain's for the same partitions (see claim_offsets).
         fenced = claim_offsets(warehouse, next_offsets, start_offsets or {}, cluster_id)
+        if on_claimed is not None:
+            on_claimed()
         committed = {tp: o for tp, o in next_offsets.items() if tp not in fenced}
         replaced, inserted = _merge_bars(warehouse, sorted({p for _, p in committed}), batch)
     return LoadResult(

@@ -83,7 +83,8 @@ class WarehouseSink:
         self.raw_zone = raw_zone
         self.report = report
         self.on_batch = on_batch
-        self._kill_point, self._kill_from = _kill_setting(self.limits.kill_at)
+        self._kill_point, self._kill_from = _point_setting(self.limits.kill_at)
+        self._pause_point, self._pause_at = _point_setting(self.limits.pause_at)
 
     def land(self, batch: Batch, consumer: BatchConsumer) -> None:
         """Decode, dead-letter, file and commit one batch; update the report and metrics.
@@ -168,6 +169,7 @@ class WarehouseSink:
                 batch.next_offsets,
                 self.offsets.cluster_id,
                 start_offsets=batch.start_offsets,
+                on_claimed=lambda: self._reached("offsets_claimed"),
             ),
             retry_on=self.warehouse.is_transient,
             # A failed commit may leave the session's transaction open (or the session gone).
@@ -187,16 +189,21 @@ class WarehouseSink:
         self._reached("dead_letters_sent")
 
     def _reached(self, point: str) -> None:
-        """Crash tests: SIGKILL this process at ``point`` of batch N or later (drain.kill_at)."""
-        if point == self._kill_point and self.report.batches + 1 >= self._kill_from:
+        """Crash and race tests: SIGKILL this process at ``point`` of batch N or later
+        (drain.kill_at); SIGSTOP it once at ``point`` of batch N (drain.pause_at)."""
+        batch = self.report.batches + 1
+        if point == self._kill_point and batch >= self._kill_from:
             log.warning("drain.kill_at=%s: killing this process", self.limits.kill_at)
             os.kill(os.getpid(), signal.SIGKILL)
+        if point == self._pause_point and batch == self._pause_at:
+            log.warning("drain.pause_at=%s: stopping until SIGCONT", self.limits.pause_at)
+            os.kill(os.getpid(), signal.SIGSTOP)
 
 
-def _kill_setting(kill_at: str | None) -> tuple[str | None, int]:
-    if not kill_at:
+def _point_setting(setting: str | None) -> tuple[str | None, int]:
+    if not setting:
         return None, 0
-    point, _, batch = kill_at.partition("@")  # validated by the setting's KILL_POINT_PATTERN
+    point, _, batch = setting.partition("@")  # validated by the setting's KILL_POINT_PATTERN
     return point, int(batch or 1)
 
 

@@ -5,13 +5,15 @@ A node is killed (SIGKILL, at a point chosen from the producer's progress) while
 published and drained, and restarted later: the warehouse ends with every bar once and the
 topic holds every bar once. Two drains in one consumer group share the partitions and
 load every bar once: two threads on the embedded warehouse, and two `stockpipe drain`
-processes on the Snowflake path (the Snowflake tier's server over HTTP).
+processes on the Snowflake path (the Snowflake tier's server over HTTP), where a rebalance
+in the middle of a batch races the offsets' compare-and-set fence.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -32,7 +34,13 @@ from stockpipe.streaming.topics import ensure_topics
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
 from tests.local_cluster import LocalCluster
-from tests.support import distinct_bar_messages, read_topic, set_up_warehouse, warehouse_state_of
+from tests.support import (
+    SnowflakeServer,
+    distinct_bar_messages,
+    read_topic,
+    set_up_warehouse,
+    warehouse_state_of,
+)
 
 pytestmark = pytest.mark.integration
 NODES = 3
@@ -263,53 +271,92 @@ def _wait_until_two_members_hold_partitions(
         time.sleep(0.2)
 
 
-def test_two_drain_processes_on_snowflake_share_the_partitions(
-    settings: Settings, snowflake_env: str
+def test_two_drain_processes_on_snowflake_race_the_fence_and_load_every_bar_once(
+    settings: Settings,
+    snowflake_server: SnowflakeServer,
+    snowflake_env: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The production shape: two `stockpipe drain --follow` processes (two machines) in one
     group, loading into Snowflake over HTTP with the real connector (the Snowflake tier's
-    server) from the three-node cluster. Each loads part, together every bar once."""
+    server) from the three-node cluster; and the compare-and-set fence raced as a rebalance
+    in the middle of a batch races it. The first drain stops (SIGSTOP) inside its second
+    batch's transaction, its offsets claimed and their lock held; the group hands the
+    partition to the second, which reads the same records and waits for that lock. Thawed,
+    the first commits; the second is then fenced: it skips what the first loaded and goes on
+    from the first's offset (the first leaves). Each loads part, together every bar once.
+
+    One partition: with more, the second's batch could hold other partitions than the
+    first's frozen one, and the race would depend on timing.
+    """
+    monkeypatch.setenv("STOCKPIPE_KAFKA__PRICES_TOPIC", f"{settings.kafka.prices_topic}_one")
+    monkeypatch.setenv("STOCKPIPE_KAFKA__PRICES_PARTITIONS", "1")
     settings = load_settings()  # the cluster's topics and the Snowflake server's database
+    ensure_topics(settings.kafka)
     set_up_warehouse(settings)
     total = 12_000
-    drains = [
-        subprocess.Popen(
-            [sys.executable, "-m", "stockpipe.cli", "drain", "--follow", "--max-records", "1000"],
-            env={**os.environ, "COLUMNS": "200"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
+    QuoteProducer(settings.kafka).publish_raw((k, v, None) for k, v in distinct_bar_messages(total))
+    env = {
+        **os.environ,
+        "COLUMNS": "200",
+        "STOCKPIPE_KAFKA__CONSUMER_SESSION_TIMEOUT_SECONDS": "6",  # a stopped drain leaves soon
+        "STOCKPIPE_DRAIN__ASSIGNMENT_WAIT_SECONDS": "300",  # a bound, not a pace
+    }
+    command = [sys.executable, "-m", "stockpipe.cli", "drain", "--follow", "--max-records", "500"]
+    drains: list[subprocess.Popen] = []
+    outputs: list[list[str]] = []
 
-    def still_running() -> None:
-        assert all(d.poll() is None for d in drains), [d.communicate() for d in drains]
+    def start(**extra: str) -> subprocess.Popen:
+        drain = subprocess.Popen(
+            command, env=env | extra, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        drains.append(drain)
+        outputs.append(lines := [])
+        threading.Thread(target=lambda: lines.extend(drain.stdout), daemon=True).start()
+        return drain
+
+    def wait_for(what: str, condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 300  # a bound for a broken drain, not a pace
+        while not condition():
+            assert time.monotonic() < deadline, f"{what}: {outputs}"
+            time.sleep(0.05)
+
+    def counted(index: int) -> tuple[int, int]:
+        """The drain's committed batches and new bars, from its last batch line (printed
+        once the batch is committed and counted)."""
+        lines = [line for line in list(outputs[index]) if line.lstrip().startswith("batch ")]
+        found = re.search(r"batch (\d+): .*?([\d,]+) new bars", lines[-1]) if lines else None
+        return (int(found[1]), int(found[2].replace(",", ""))) if found else (0, 0)
+
+    def lock_waits() -> int:
+        statements = snowflake_server.record.read_text().splitlines()
+        return sum('"waiting_for_lock": "KAFKA_OFFSETS"' in line for line in statements)
 
     try:
-        _wait_until_two_members_hold_partitions(settings, still_running)
-        QuoteProducer(settings.kafka).publish_raw(
-            (k, v, None) for k, v in distinct_bar_messages(total)
-        )
-        loaded = 0
-        deadline = time.monotonic() + 300  # a bound for a broken drain, not a pace
-        while loaded < total:
-            assert time.monotonic() < deadline, f"{loaded} of {total} loaded"
-            still_running()
-            time.sleep(0.5)
-            with Warehouse.connect(settings, "read") as warehouse:
-                loaded = warehouse.query("select count(*) from RAW.STOCK_PRICES")[0][0]
-        for drain in drains:
-            drain.terminate()
-        outputs = [drain.communicate(timeout=120) for drain in drains]
+        first = start(STOCKPIPE_DRAIN__PAUSE_AT="offsets_claimed@2")
+        wait_for("the first drain stopped in a transaction", lambda: _state(first.pid) == "T")
+        waits_before = lock_waits()
+        second = start()
+        wait_for("the second drain waiting for the lock", lambda: lock_waits() > waits_before)
+        first.send_signal(signal.SIGCONT)
+        wait_for("the first drain's second batch", lambda: counted(0)[0] == 2)
+        first.terminate()  # it leaves the group; the second takes the partition for good
+        assert first.wait(120) == 143, outputs[0]
+        wait_for("every bar counted", lambda: counted(0)[1] + counted(1)[1] == total)
+        second.terminate()
+        assert second.wait(120) == 143, outputs[1]
     finally:
         for drain in drains:
             drain.kill()
-    summaries = [
-        next(line for line in out.splitlines() if line.startswith("drained ")) for out, _ in outputs
-    ]
+    summaries = [next(line for line in lines if line.startswith("drained ")) for lines in outputs]
     inserted = [int(re.search(r"(\d+) new bars", line).group(1)) for line in summaries]
     assert sum(inserted) == total and all(n > 0 for n in inserted), summaries
+    assert "skipped partitions loaded by another drain" in summaries[1], summaries  # fenced
     with Warehouse.connect(settings, "read") as warehouse:
         rows, keys, next_offsets = warehouse_state_of(warehouse, settings.kafka.prices_topic)
     assert (rows, keys, next_offsets) == (total, total, total)
+
+
+def _state(pid: int) -> str:
+    """A process's state letter (``T``: stopped by a signal), from /proc."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

@@ -17,6 +17,14 @@ otherwise create them at login). Around fakesnow's handlers this adds:
 - Snowflake's transaction rules where fakesnow is kinder: DDL inside an explicit
   transaction first commits it (fakesnow does this only for sessions without autocommit),
   and a session that logs out with a transaction open has it rolled back;
+- Snowflake's locks where fakesnow (DuckDB) fails instead: a transaction's first UPDATE,
+  DELETE or MERGE of a table takes the table's lock until it commits or rolls back, and
+  another session's UPDATE, DELETE or MERGE of that table waits for it (up to the session's
+  ``LOCK_TIMEOUT``, then fails as Snowflake does) and then reads what was committed, as
+  under Snowflake's READ COMMITTED (DuckDB would fail the write as a conflict with a
+  transaction that committed after the waiter's began; the server answers that with HTTP
+  500, which the connector retries for ever). A waiter that had written nothing yet in its
+  transaction has it begun again after the wait, which is what READ COMMITTED sees;
 - ``REMOVE @stage/path``, which fakesnow cannot parse, removing the files under that path;
 - object grants kept as Snowflake keeps them (fakesnow has no roles): ``GRANT ... ON
   TABLE|VIEW`` adds, ``SHOW GRANTS ON`` lists (as dbt reads them), and ``CREATE OR REPLACE``
@@ -34,6 +42,7 @@ otherwise create them at login). Around fakesnow's handlers this adds:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gzip
 import json
 import re
@@ -75,7 +84,19 @@ _REPLACED = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 
+# The statements that take a table's lock, and the table they name.
+_WRITES = {"insert", "update", "delete", "merge", "copy"}
+_LOCKING = re.compile(
+    r"^\s*(?:update|delete\s+from|merge\s+into)\s+(?P<table>[\w.\"]+)", re.IGNORECASE
+)
+
 _lock = threading.Lock()
+# Snowflake's table locks: table -> the session holding it; a session's tables; the sessions
+# whose open transaction has written (it cannot be begun again after a wait).
+_table_locks: dict[str, asyncio.Lock] = {}
+_locks_held: dict[str, set[str]] = {}
+_lock_timeouts: dict[str, float] = {}
+_wrote: set[str] = set()
 _roles: dict[str, str | None] = {}
 _databases: dict[str, str | None] = {}
 _query_tags: dict[str, str | None] = {}
@@ -123,6 +144,7 @@ async def login(request: Request) -> Response:
         _roles[token] = (request.query_params.get("roleName") or "").upper() or None
         _databases[token] = (request.query_params.get("databaseName") or "").upper() or None
         _query_tags[token] = parameters.get("QUERY_TAG")
+        _lock_timeouts[token] = float(parameters.get("LOCK_TIMEOUT") or 43_200)
         # Without a master token the connector never logs out (its close() gives up before
         # the request), so a closed session's transaction would stay open for ever.
         data["masterToken"] = f"master-{token}"
@@ -137,6 +159,7 @@ async def session(request: Request) -> Response:
         _in_transaction.discard(token)
         if (conn := fakesnow_server.sessions.get(token)) is not None:
             conn.cursor().execute("rollback")  # nothing happens without a transaction
+        _release_locks(token)
     return await fakesnow_server.session(request)
 
 
@@ -204,6 +227,50 @@ def _remove(token: str, stage_name: str, path: str) -> list[str]:
     return removed
 
 
+def _release_locks(token: str) -> None:
+    """The end of a session's transaction: its table locks go, waiters proceed."""
+    _wrote.discard(token)
+    for table in _locks_held.pop(token, set()):
+        _table_locks[table].release()
+
+
+async def _wait_for_lock(token: str, sql: str) -> Response | None:
+    """Take (in a transaction: keep) the lock of the table ``sql`` writes, waiting for the
+    session that holds it; None when taken, or Snowflake's error after LOCK_TIMEOUT."""
+    locking = _LOCKING.match(plain_sql(sql))
+    if locking is None:
+        return None
+    table = locking.group("table").replace('"', "").upper().rsplit(".", 2)[-1]
+    held = _locks_held.setdefault(token, set())
+    if table in held:
+        return None
+    lock = _table_locks.setdefault(table, asyncio.Lock())
+    waited = lock.locked()
+    if waited:  # for a race test to see
+        _record({"session": token[:12], "waiting_for_lock": table, "sql": sql})
+    try:
+        await asyncio.wait_for(lock.acquire(), timeout=_lock_timeouts.get(token, 43_200))
+    except TimeoutError:
+        return JSONResponse(
+            {
+                "data": {"errorCode": "000625", "sqlState": "57014"},
+                "code": "000625",
+                "message": f"Statement waited more than LOCK_TIMEOUT for the lock on {table}",
+                "success": False,
+            }
+        )
+    if token in _in_transaction:
+        held.add(table)
+        conn = fakesnow_server.sessions.get(token)
+        if waited and token not in _wrote and conn is not None:
+            # READ COMMITTED: the statement sees what the holder committed meanwhile.
+            conn.cursor().execute("rollback")
+            conn.cursor().execute("begin transaction")
+    else:
+        lock.release()  # an autocommit statement waits, then holds nothing
+    return None
+
+
 async def query(request: Request) -> Response:
     body = await _json_body(request)
     sql = body.get("sqlText", "")
@@ -236,14 +303,20 @@ async def query(request: Request) -> Response:
             }
         )
     keyword = plain_sql(sql).lower().rstrip(";")
+    release_after = False
     if keyword in ("begin", "begin transaction", "start transaction"):
         _in_transaction.add(token)
     elif keyword in ("commit", "rollback"):
         _in_transaction.discard(token)
+        release_after = True
     elif token in _in_transaction and _DDL.match(plain_sql(sql)):
         _in_transaction.discard(token)
         if (conn := fakesnow_server.sessions.get(token)) is not None:
             conn.cursor().execute("commit")
+        _release_locks(token)
+    elif (refused := await _wait_for_lock(token, sql)) is not None:
+        _record({**entry, "ok": False, "fault": "000625"})
+        return refused
     if (listing := _track_grants(token, sql)) is not None:
         _replace_sql(request, body, listing)
     if removing := _REMOVE.match(plain_sql(sql)):
@@ -253,6 +326,10 @@ async def query(request: Request) -> Response:
     response = await fakesnow_server.query_request(request)
     ok = response.status_code == 200 and json.loads(bytes(response.body)).get("success", False)
     _record({**entry, "ok": ok})
+    if release_after:
+        _release_locks(token)
+    elif ok and token in _in_transaction and keyword.split(" ", 1)[0] in _WRITES:
+        _wrote.add(token)
     return response
 
 

@@ -329,8 +329,8 @@ def test_two_drain_processes_on_snowflake_race_the_fence_and_load_every_bar_once
         return (int(found[1]), int(found[2].replace(",", ""))) if found else (0, 0)
 
     def lock_waits() -> int:
-        statements = snowflake_server.record.read_text().splitlines()
-        return sum('"waiting_for_lock": "KAFKA_OFFSETS"' in line for line in statements)
+        waits = snowflake_server.lock_waits(snowflake_env)
+        return sum(wait["waiting_for_lock"] == "KAFKA_OFFSETS" for wait in waits)
 
     try:
         first = start(STOCKPIPE_DRAIN__PAUSE_AT="offsets_claimed@2")

@@ -91,7 +91,7 @@ _LOCKING = re.compile(
 )
 
 _lock = threading.Lock()
-# Snowflake's table locks: table -> the session holding it; a session's tables; the sessions
+# Snowflake's table locks: "DATABASE.TABLE" -> its lock; a session's locks held; the sessions
 # whose open transaction has written (it cannot be begun again after a wait).
 _table_locks: dict[str, asyncio.Lock] = {}
 _locks_held: dict[str, set[str]] = {}
@@ -240,14 +240,24 @@ async def _wait_for_lock(token: str, sql: str) -> Response | None:
     locking = _LOCKING.match(plain_sql(sql))
     if locking is None:
         return None
-    table = locking.group("table").replace('"', "").upper().rsplit(".", 2)[-1]
+    parts = locking.group("table").replace('"', "").upper().split(".")
+    table = parts[-1]
+    # A table of each database has a lock of its own (tests share the server, not databases).
+    locked = f"{parts[0] if len(parts) == 3 else _databases.get(token)}.{table}"
     held = _locks_held.setdefault(token, set())
-    if table in held:
+    if locked in held:
         return None
-    lock = _table_locks.setdefault(table, asyncio.Lock())
+    lock = _table_locks.setdefault(locked, asyncio.Lock())
     waited = lock.locked()
     if waited:  # for a race test to see
-        _record({"session": token[:12], "waiting_for_lock": table, "sql": sql})
+        _record(
+            {
+                "session": token[:12],
+                "database": _databases.get(token),
+                "waiting_for_lock": table,
+                "sql": sql,
+            }
+        )
     try:
         await asyncio.wait_for(lock.acquire(), timeout=_lock_timeouts.get(token, 43_200))
     except TimeoutError:
@@ -260,7 +270,7 @@ async def _wait_for_lock(token: str, sql: str) -> Response | None:
             }
         )
     if token in _in_transaction:
-        held.add(table)
+        held.add(locked)
         conn = fakesnow_server.sessions.get(token)
         if waited and token not in _wrote and conn is not None:
             # READ COMMITTED: the statement sees what the holder committed meanwhile.

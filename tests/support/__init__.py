@@ -225,6 +225,14 @@ class SnowflakeServer:
 
     def statements(self, database: str) -> list[dict]:
         """Every statement sessions on ``database`` sent, in order."""
+        return [e for e in self._entries(database) if "waiting_for_lock" not in e]
+
+    def lock_waits(self, database: str) -> list[dict]:
+        """Each time a statement of a session on ``database`` waited for a table's lock
+        (``waiting_for_lock``: the table), in order."""
+        return [e for e in self._entries(database) if "waiting_for_lock" in e]
+
+    def _entries(self, database: str) -> list[dict]:
         lines = self.record.read_text().splitlines() if self.record.exists() else []
         entries = [json.loads(line) for line in lines]
         return [e for e in entries if e["database"] == database.upper()]

@@ -84,7 +84,7 @@ class WarehouseSink:
         self.report = report
         self.on_batch = on_batch
         self._kill_point, self._kill_from = _point_setting(self.limits.kill_at)
-        self._pause_point, self._pause_at = _point_setting(self.limits.pause_at)
+        self._pause_point, self._pause_batch = _point_setting(self.limits.pause_at)
 
     def land(self, batch: Batch, consumer: BatchConsumer) -> None:
         """Decode, dead-letter, file and commit one batch; update the report and metrics.
@@ -195,7 +195,7 @@ class WarehouseSink:
         if point == self._kill_point and batch >= self._kill_from:
             log.warning("drain.kill_at=%s: killing this process", self.limits.kill_at)
             os.kill(os.getpid(), signal.SIGKILL)
-        if point == self._pause_point and batch == self._pause_at:
+        if point == self._pause_point and batch == self._pause_batch:
             log.warning("drain.pause_at=%s: stopping until SIGCONT", self.limits.pause_at)
             os.kill(os.getpid(), signal.SIGSTOP)
 

@@ -227,6 +227,18 @@ def _remove(token: str, stage_name: str, path: str) -> list[str]:
     return removed
 
 
+def _error(code: str, sqlstate: str, message: str) -> JSONResponse:
+    """A statement's failure as Snowflake answers it (the connector raises it as such)."""
+    return JSONResponse(
+        {
+            "data": {"errorCode": code, "sqlState": sqlstate},
+            "code": code,
+            "message": message,
+            "success": False,
+        }
+    )
+
+
 def _release_locks(token: str) -> None:
     """The end of a session's transaction: its table locks go, waiters proceed."""
     _wrote.discard(token)
@@ -234,9 +246,10 @@ def _release_locks(token: str) -> None:
         _table_locks[table].release()
 
 
-async def _wait_for_lock(token: str, sql: str) -> Response | None:
+async def _wait_for_lock(token: str, sql: str, entry: dict) -> Response | None:
     """Take (in a transaction: keep) the lock of the table ``sql`` writes, waiting for the
-    session that holds it; None when taken, or Snowflake's error after LOCK_TIMEOUT."""
+    session that holds it (recorded as ``entry`` with the table); None when taken, or
+    Snowflake's error after LOCK_TIMEOUT."""
     locking = _LOCKING.match(plain_sql(sql))
     if locking is None:
         return None
@@ -250,24 +263,12 @@ async def _wait_for_lock(token: str, sql: str) -> Response | None:
     lock = _table_locks.setdefault(locked, asyncio.Lock())
     waited = lock.locked()
     if waited:  # for a race test to see
-        _record(
-            {
-                "session": token[:12],
-                "database": _databases.get(token),
-                "waiting_for_lock": table,
-                "sql": sql,
-            }
-        )
+        _record({**entry, "waiting_for_lock": table})
     try:
         await asyncio.wait_for(lock.acquire(), timeout=_lock_timeouts.get(token, 43_200))
     except TimeoutError:
-        return JSONResponse(
-            {
-                "data": {"errorCode": "000625", "sqlState": "57014"},
-                "code": "000625",
-                "message": f"Statement waited more than LOCK_TIMEOUT for the lock on {table}",
-                "success": False,
-            }
+        return _error(
+            "000625", "57014", f"Statement waited more than LOCK_TIMEOUT for the lock on {table}"
         )
     if token in _in_transaction:
         held.add(locked)
@@ -304,14 +305,7 @@ async def query(request: Request) -> Response:
                 _faults.remove(fault)
     if fault is not None:
         _record({**entry, "ok": False, "fault": fault["code"]})
-        return JSONResponse(
-            {
-                "data": {"errorCode": fault["code"], "sqlState": fault["sqlstate"]},
-                "code": fault["code"],
-                "message": fault["message"],
-                "success": False,
-            }
-        )
+        return _error(fault["code"], fault["sqlstate"], fault["message"])
     keyword = plain_sql(sql).lower().rstrip(";")
     release_after = False
     if keyword in ("begin", "begin transaction", "start transaction"):
@@ -324,7 +318,7 @@ async def query(request: Request) -> Response:
         if (conn := fakesnow_server.sessions.get(token)) is not None:
             conn.cursor().execute("commit")
         _release_locks(token)
-    elif (refused := await _wait_for_lock(token, sql)) is not None:
+    elif (refused := await _wait_for_lock(token, sql, entry)) is not None:
         _record({**entry, "ok": False, "fault": "000625"})
         return refused
     if (listing := _track_grants(token, sql)) is not None:

@@ -41,6 +41,12 @@ from stockpipe.local_stack.processes import (
 from stockpipe.streaming.clients import quiet
 
 DEFAULT_DIST_DIR = Path("~/.cache/stockpipe/kafka").expanduser()
+# The JIT and collector the VM's broker runs with (the kafka role's kafka_jvm_options): a
+# single broker on a workstation serves one pipeline, and C2 and G1's threads cost it CPU
+# at start and while idle (README, "Why the tuned settings are what they are").
+LOCAL_JVM_OPTIONS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+# A broker serving as fast as it can (the throughput benchmarks' ceiling).
+THROUGHPUT_JVM_OPTIONS = ("-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20")
 
 
 class BrokerError(RuntimeError):
@@ -81,6 +87,7 @@ class LocalBroker:
         kafka_home: an unpacked Apache Kafka tarball to use instead of Maven Central.
         dist_dir: where installed jars are cached, shared by every broker of this user.
         heap: JVM heap (-Xms/-Xmx).
+        jvm_options: the JVM's options (default :data:`LOCAL_JVM_OPTIONS`).
         jmx_exporter_port: serve the Prometheus JMX exporter's /metrics on this port.
         node_id: this node's id in the cluster.
         voters: (node id, controller port) of every controller of the cluster's quorum.
@@ -98,7 +105,7 @@ class LocalBroker:
         heap: str = "512m",
         start_timeout_seconds: float = 60.0,
         jmx_exporter_port: int | None = None,
-        jvm_options: Sequence[str] = ("-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"),
+        jvm_options: Sequence[str] = LOCAL_JVM_OPTIONS,
         node_id: int = 1,
         voters: Sequence[tuple[int, int]] = (),
         cluster_id: str | None = None,

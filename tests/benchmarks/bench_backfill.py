@@ -61,7 +61,7 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="stockpipe-bench-backfill-"))
     os.environ["STOCKPIPE_HOME"] = str(home)
 
-    from stockpipe.local_stack.broker import LocalBroker
+    from stockpipe.local_stack.broker import THROUGHPUT_JVM_OPTIONS, LocalBroker
     from stockpipe.local_stack.processes import free_port
 
     port, controller = free_port(), free_port()
@@ -78,7 +78,13 @@ def main() -> None:
         f"written in {time.perf_counter() - started:.1f}s"
     )
 
-    broker = LocalBroker(home / "kafka", port=port, controller_port=controller, heap="1g")
+    broker = LocalBroker(
+        home / "kafka",
+        port=port,
+        controller_port=controller,
+        heap="1g",
+        jvm_options=THROUGHPUT_JVM_OPTIONS,
+    )
     broker.start(progress=False)
     try:
         from stockpipe.backfill import backfill

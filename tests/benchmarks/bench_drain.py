@@ -26,7 +26,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 
-from stockpipe.local_stack.broker import LocalBroker
+from stockpipe.local_stack.broker import THROUGHPUT_JVM_OPTIONS, LocalBroker
 from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import load_settings
 from stockpipe.streaming.producer import PRODUCER_DEFAULTS
@@ -215,7 +215,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="stockpipe-bench-") as tmp:
         home = Path(tmp)
         broker = LocalBroker(
-            home / "kafka", port=free_port(), controller_port=free_port(), heap="1g"
+            home / "kafka",
+            port=free_port(),
+            controller_port=free_port(),
+            heap="1g",
+            jvm_options=THROUGHPUT_JVM_OPTIONS,
         )
         broker.start(progress=False)
         try:

@@ -9,8 +9,6 @@ import sys
 
 import pytest
 from prefect.blocks.system import Secret
-from prefect_aws.s3 import S3Bucket
-from prefect_snowflake import SnowflakeConnector
 
 from deployments import blocks
 from flows.drain import drain_to_warehouse
@@ -44,6 +42,10 @@ def test_blocks_are_saved_twice_without_change_and_never_print_secrets(
     printed = capsys.readouterr().out
     assert printed.count("saved block stockpipe-snowflake:") == 2
     assert PASSWORD not in printed
+
+    # Imported here: the integrations take seconds to import on every worker's collection.
+    from prefect_aws.s3 import S3Bucket
+    from prefect_snowflake import SnowflakeConnector
 
     connector = SnowflakeConnector.load(blocks.SNOWFLAKE_CONNECTOR)
     assert connector.credentials.account == "xy12345.eu-west-1"

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import warnings
 from collections.abc import Sequence
 
@@ -37,7 +38,6 @@ from stockpipe.cli.parser import build_parser
 from stockpipe.cli.render import err
 from stockpipe.runtime import Terminated, raise_on_sigterm
 from stockpipe.settings import ConfigError, unknown_variables
-from stockpipe.sources.replay import ReplayFileError
 
 __all__ = ["main"]
 
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         err.print(f"[red]configuration error[/red]: {exc}")
         return 2
-    except (UsageError, ReplayFileError) as exc:
+    except UsageError as exc:
         err.print(f"[red]error[/red]: {exc}")
         return 2
     except Terminated:
@@ -97,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print("interrupted")
         return 130
     except Exception as exc:  # the CLI's last line: say what failed, not a traceback
+        if _replay_file_error(exc):  # the user's file: a usage error, like a bad option
+            err.print(f"[red]error[/red]: {exc}")
+            return 2
         if args.verbose:
             raise
         # Our own errors say what failed and what to do; others need their type to make sense.
@@ -105,3 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _replay_file_error(exc: Exception) -> bool:
+    """Whether ``exc`` is a :class:`~stockpipe.sources.replay.ReplayFileError`.
+
+    The sources are not imported to ask: they bring pandas (~35 MB), which commands such as
+    ``stockpipe drain`` never load, and no such error exists before they are loaded.
+    """
+    replay = sys.modules.get("stockpipe.sources.replay")
+    return replay is not None and isinstance(exc, replay.ReplayFileError)

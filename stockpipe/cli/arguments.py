@@ -6,10 +6,15 @@ from __future__ import annotations
 import argparse
 import re
 from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
 
-from stockpipe import market_calendar
 from stockpipe.quote_spec import EXCHANGE_TZ, SYMBOL_PATTERN
 from stockpipe.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    # Imported where a session is asked for: the exchange calendar brings pandas (~35 MB),
+    # which a command such as `stockpipe drain` never needs.
+    from stockpipe import market_calendar
 
 
 class UsageError(Exception):
@@ -22,6 +27,8 @@ def settings_of(args: argparse.Namespace) -> Settings:
 
 
 def session_arg(value: str | None) -> market_calendar.Session:
+    from stockpipe import market_calendar
+
     if value is None:
         return market_calendar.latest_closed_session(datetime.now(UTC))
     day = iso_date("--session", value)
@@ -68,6 +75,8 @@ def iso_date(option: str, value: str) -> date:
 
 def calendar_date(option: str, value: str) -> date:
     """``option``'s date, inside the calendar's range."""
+    from stockpipe import market_calendar
+
     day = iso_date(option, value)
     try:
         market_calendar.schedule(day, day)  # inside the calendar's range

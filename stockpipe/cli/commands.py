@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from stockpipe import market_calendar
 from stockpipe.cli.arguments import (
     UsageError,
     calendar_date,
@@ -215,6 +214,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     """Publish history with a progress bar; the drain and trends take it from there."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from stockpipe import market_calendar
     from stockpipe.backfill import BackfillPlan, BackfillReport, BackfillWindow, backfill
 
     settings = settings_of(args)

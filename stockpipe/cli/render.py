@@ -6,10 +6,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Plain lines are never broken mid-phrase in a pipe or a log (soft wrap); tables keep their width.
 console = Console(soft_wrap=True)

@@ -1,7 +1,13 @@
 """The trend marts: built by the dbt project in ``sql/`` (:mod:`.build`), read by
 :mod:`.marts`; the stage that builds them and sends their alerts is :mod:`.refresh`."""
 
-from stockpipe.trends.build import BuildReport, TrendBuildFailed, build_marts, generate_docs
+from stockpipe.trends.build import (
+    BuildReport,
+    TrendBuildFailed,
+    build_marts,
+    generate_docs,
+    run_unit_tests,
+)
 from stockpipe.trends.marts import (
     LATEST_COLUMNS,
     latest_quotes,
@@ -22,5 +28,6 @@ __all__ = [
     "latest_trends",
     "refresh_trends",
     "row_counts",
+    "run_unit_tests",
     "top_movers",
 ]

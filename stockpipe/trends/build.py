@@ -59,7 +59,7 @@ class NodeResult:
     """One model or test of a build."""
 
     name: str
-    # "model" | "test" | "unit_test" (full builds) | "operation" (a hook, in progress
+    # "model" | "test" | "unit_test" (run_unit_tests) | "operation" (a hook, in progress
     # reports only)
     kind: str
     status: str  # dbt's: success, error, fail, warn, pass, skipped
@@ -98,11 +98,14 @@ class BuildReport:
         def done(nodes: list[NodeResult]) -> str:  # a node dbt skipped did not pass
             return f"{sum(not (n.failed or n.status == 'skipped') for n in nodes)}/{len(nodes)}"
 
-        text = (
-            f"{mode} trend build: {done(models)} models, {done(tests)} tests"
-            + (f", {done(units)} unit tests" if units else "")
-            + f" passed ({self.seconds:.1f}s)"
-        )
+        if units and not models:
+            text = f"dbt unit tests: {done(units)} passed ({self.seconds:.1f}s)"
+        else:
+            text = (
+                f"{mode} trend build: {done(models)} models, {done(tests)} tests"
+                + (f", {done(units)} unit tests" if units else "")
+                + f" passed ({self.seconds:.1f}s)"
+            )
         for node in self.failures:
             text += f"\n  {node.kind} {node.name} {node.status}: {node.message}"
         return text
@@ -295,9 +298,11 @@ def build_marts(
         _snapshot_for_readers(warehouse, settings, missing_only=True)
         return BuildReport(full, time.perf_counter() - started, up_to_date=True)
     # The frequent incremental builds run the models and the every_build tests (the keys of
-    # the incremental models); a full build runs every test (sql/dbt_project.yml).
+    # the incremental models); a full build runs every data test (sql/dbt_project.yml). The
+    # unit tests check the SQL's logic on fixed inputs, which no build changes: they run
+    # with the project's tests (run_unit_tests), as dbt advises, not in production builds.
     command = (
-        ["build", "--full-refresh"]
+        ["build", "--full-refresh", "--exclude-resource-type", "unit_test"]
         if full
         else [
             "build",
@@ -316,6 +321,23 @@ def build_marts(
         raise TrendBuildFailed(BuildReport(full, time.perf_counter() - started, nodes))
     _snapshot_for_readers(warehouse, settings)
     return BuildReport(full, time.perf_counter() - started, nodes)
+
+
+def run_unit_tests(warehouse: Warehouse, settings: Settings) -> BuildReport:
+    """The dbt unit tests (``unit_tests:`` in the models' YAML): the RSI model and the window
+    macros on fixed inputs with exact expected rows. Nothing is built or changed.
+
+    Raises:
+        TrendBuildFailed: a unit test failed (the report names it and why).
+    """
+    started = time.perf_counter()
+    result = invoke(warehouse, settings, ["test", "--select", "test_type:unit"])
+    if result.exception is not None:
+        raise WarehouseError(f"dbt could not run the unit tests: {result.exception}")
+    report = BuildReport(False, time.perf_counter() - started, _node_results(result.result))
+    if report.failures:
+        raise TrendBuildFailed(report)
+    return report
 
 
 def _snapshot_for_readers(

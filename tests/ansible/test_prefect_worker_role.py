@@ -253,9 +253,12 @@ def test_the_live_units_put_a_trade_its_bar_and_its_alert_in_front_of_the_user(
     settings = _settings(
         {"STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers}
     ).model_copy(update={"home": root / "control"})
-    # The previous close, for the change on the day (on the VM the backfill brings it).
+    # The previous close, for the change on the day (on the VM the backfill brings it). From
+    # another market than the exchange's: the exchange starts each symbol at its own market's
+    # last close, and a session of a few trades could end within the 0.0001 % threshold of
+    # it (seen once: one symbol's alert never came).
     closed = mc.previous_session(datetime.now(EXCHANGE_TZ).date())
-    market = SimulatedMarket(listed=WATCHLIST)
+    market = SimulatedMarket(seed=3, listed=WATCHLIST)
     ingest_window(settings, closed.open, closed.close, WATCHLIST, source=market, interval="1d")
     snapshot = root / "var/lib/stockpipe/live/snapshot"
     started: list[subprocess.Popen] = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import re
 import signal
 from typing import Any
 
@@ -57,10 +58,20 @@ _signals_received: set[int] = set()
 
 
 def as_interrupt(error: BaseException) -> KeyboardInterrupt | None:
-    """The signal behind ``error`` when it is DuckDB's "Query interrupted" (DuckDB turns a
-    signal that arrives during a query into its own error), else None."""
+    """The signal behind ``error``, else None.
+
+    DuckDB turns a signal that arrives during a query into its own error: "Query
+    interrupted", or, when the signal's exception was raised in Python code DuckDB was
+    calling (reading a registered Arrow batch), an error whose message names it
+    ("... failed: Terminated: ").
+    """
     if isinstance(error, KeyboardInterrupt):
         return error
-    if type(error).__name__ == "InterruptException" or str(error).startswith("Query interrupted"):
+    message = str(error)
+    if (
+        type(error).__name__ == "InterruptException"
+        or message.startswith("Query interrupted")
+        or re.search(r"failed: (Terminated|KeyboardInterrupt)\b", message)
+    ):
         return Terminated() if signal.SIGTERM in _signals_received else KeyboardInterrupt()
     return None

@@ -87,9 +87,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         err.print(f"[red]configuration error[/red]: {exc}")
         return 2
-    except UsageError as exc:
-        err.print(f"[red]error[/red]: {exc}")
-        return 2
     except Terminated:
         err.print("stopped by SIGTERM")
         return 143
@@ -97,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print("interrupted")
         return 130
     except Exception as exc:  # the CLI's last line: say what failed, not a traceback
-        if _replay_file_error(exc):  # the user's file: a usage error, like a bad option
+        # A bad option, date or ticker, or the user's replay file: a usage error.
+        if isinstance(exc, UsageError) or _replay_file_error(exc):
             err.print(f"[red]error[/red]: {exc}")
             return 2
         if args.verbose:

@@ -1,13 +1,15 @@
 """How a pipeline process runs: SIGTERM as an interrupt that unwinds like Ctrl-C, DuckDB's
-interrupted query seen as the signal behind it, and the allocator setting of a process that
+interrupted query seen as the signal behind it, and the memory settings of a process that
 drains."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib.abc
 import re
 import signal
+import sys
 from typing import Any
 
 _M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
@@ -33,6 +35,39 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(_M_ARENA_MAX, arenas))
+
+
+def keep_pandas_out_of_arrow() -> bool:
+    """Have pyarrow treat this process as one without pandas, unless pandas is loaded already.
+
+    pyarrow looks for pandas the first time it turns Python values into Arrow (``pa.array``,
+    ``pa.scalar``) and imports it when installed: ~35 MB resident in a drain that never
+    makes a DataFrame (README, "Why the tuned settings are what they are"). It looks once;
+    with pandas hidden while it does, it does not look again, and ``to_pandas()`` still
+    imports pandas if something calls it. Call before anything converts Python values.
+
+    Returns:
+        False where pandas was already loaded (nothing to do).
+    """
+    if "pandas" in sys.modules:
+        return False
+    import pyarrow as pa
+
+    hidden = _PandasHidden()
+    sys.meta_path.insert(0, hidden)
+    try:
+        pa.array([0])
+    finally:
+        sys.meta_path.remove(hidden)
+    return True
+
+
+class _PandasHidden(importlib.abc.MetaPathFinder):
+    """An import of pandas fails while this finder is first on ``sys.meta_path``."""
+
+    def find_spec(self, fullname: str, path: object, target: object = None) -> None:
+        if fullname == "pandas":
+            raise ModuleNotFoundError("pandas is hidden from pyarrow here", name=fullname)
 
 
 class Terminated(KeyboardInterrupt):

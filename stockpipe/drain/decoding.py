@@ -45,7 +45,6 @@ from stockpipe.warehouse.raw_schema import RAW_ARROW_SCHEMA
 
 NUMBER_FIELDS = tuple(f.name for f in FIELDS if f.json_type in ("number", "integer"))
 TEXT_FIELDS = tuple(f for f in FIELD_NAMES if f not in NUMBER_FIELDS)  # timestamps too
-INTERVAL_SET = pa.array(INTERVALS)
 # The only timestamp spelling the fast path takes: ISO-8601 with seconds, up to
 # microseconds, and an explicit zone. Anything else is for the contract to judge.
 ISO_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})$"
@@ -147,7 +146,7 @@ def plainly_valid(table: pa.Table) -> np.ndarray:
         ok,
         _known(pc.or_(pc.greater(table["schema_version"], 1), pc.equal(pc.floor(volume), volume))),
     )
-    ok = pc.and_(ok, _known(pc.is_in(table["interval"], value_set=INTERVAL_SET)))
+    ok = pc.and_(ok, _known(pc.is_in(table["interval"], value_set=pa.array(INTERVALS))))
     ok = pc.and_(ok, _known(pc.match_substring_regex(table["source"], SOURCE_PATTERN)))
     latest = pa.scalar(datetime.now(UTC) + MAX_CLOCK_SKEW, UTC_MICROS)
     parsed = {}

@@ -37,7 +37,12 @@ from stockpipe.drain.offsets import PartitionOffsets, ResetChoice
 from stockpipe.drain.raw_zone import RawZone, raw_zone_from_settings
 from stockpipe.drain.report import DrainReport
 from stockpipe.retry import retry_call
-from stockpipe.runtime import Terminated, as_interrupt, limit_malloc_arenas
+from stockpipe.runtime import (
+    Terminated,
+    as_interrupt,
+    keep_pandas_out_of_arrow,
+    limit_malloc_arenas,
+)
 from stockpipe.settings import DrainSettings, Settings
 from stockpipe.streaming.clients import client_config, require_reachable
 from stockpipe.streaming.consumer import Batch, BatchConsumer, group_members
@@ -298,9 +303,10 @@ def drain_prices(
 
 def run_drain(settings: Settings, **options: Any) -> DrainReport:
     """A drain run as ``stockpipe drain`` and the drain flow start one: fewer malloc arenas
-    (before the warehouse's and the consumer's threads start), a load session on the
-    warehouse, :func:`drain_prices` with ``options``."""
+    (before the warehouse's and the consumer's threads start), pyarrow without pandas, a
+    load session on the warehouse, :func:`drain_prices` with ``options``."""
     limit_malloc_arenas()
+    keep_pandas_out_of_arrow()
     with Warehouse.connect(settings, "load") as warehouse:
         return drain_prices(settings, warehouse, **options)
 

@@ -121,14 +121,16 @@ def drain_in_child(trace: bool) -> None:
     """The child: drain the backlog the parent produced, as ``stockpipe drain`` does (same
     allocator setting, same SQL check before the drain); print one JSON line of figures."""
     from stockpipe.drain import drain_prices
-    from stockpipe.runtime import limit_malloc_arenas
+    from stockpipe.runtime import keep_pandas_out_of_arrow, limit_malloc_arenas
 
     limit_malloc_arenas()
+    keep_pandas_out_of_arrow()
     settings = load_settings()
     before = peak_rss_mb()
     with Warehouse.connect(settings, "setup") as warehouse:
         setup_warehouse(warehouse, settings)
         started = time.perf_counter()
+        cpu_before = time.process_time()
         report = drain_prices(
             settings,
             warehouse,
@@ -139,6 +141,7 @@ def drain_in_child(trace: bool) -> None:
             ),
         )
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_before
         loaded = warehouse.query(Portable("select count(*) from RAW.STOCK_PRICES"))[0][0]
     print(
         json.dumps(
@@ -146,6 +149,7 @@ def drain_in_child(trace: bool) -> None:
                 "messages": report.messages,
                 "loaded": loaded,
                 "seconds": elapsed,
+                "cpu_seconds": cpu,
                 "batches": report.batches,
                 "peak_mb": peak_rss_mb(),
                 "imports_mb": before,
@@ -259,7 +263,7 @@ def main() -> None:
             drain_rate = args.messages / figures["seconds"]
             print(
                 f"stockpipe drain: {args.messages:,} messages in {figures['seconds']:.1f}s = "
-                f"{drain_rate:,.0f} msg/s; peak RSS {figures['peak_mb']:.0f} MB "
+                f"{drain_rate:,.0f} msg/s ({figures['cpu_seconds']:.1f} s of CPU); peak RSS {figures['peak_mb']:.0f} MB "
                 f"(of which {figures['imports_mb']:.0f} MB before the warehouse opened: "
                 f"Python and the libraries); {figures['batches']} batches of up to "
                 f"{settings.drain.max_records:,}"

@@ -77,17 +77,17 @@ DRAIN_COMMAND = """
 import json, sys
 from stockpipe.cli import main
 code = main(["drain", "--max-records", "1000"])
-heavy = ("fakesnow", "sqlglot", "snowflake.connector", "exchange_calendars")
+heavy = ("fakesnow", "sqlglot", "snowflake.connector", "exchange_calendars", "pandas")
 print(json.dumps({"code": code, "loaded": [m for m in heavy if m in sys.modules]}))
 """
 
 
-def test_the_drain_command_stays_off_fakesnow_and_the_snowflake_connector(
+def test_the_drain_command_stays_off_fakesnow_the_snowflake_connector_and_pandas(
     env_settings: Settings,
 ) -> None:
-    # Memory: those modules are ~70 MB of a drain's ~300 MB budget (bench_drain). A drain on
-    # a set-up warehouse speaks to DuckDB directly and needs none of them; nor does it ask
-    # the exchange calendar (its import is most of a command's start-up).
+    # Memory: those modules are ~70 MB of a drain's 250 MB budget, pandas ~35 (bench_drain).
+    # A drain on a set-up warehouse speaks to DuckDB directly and needs none of them; nor
+    # does it ask the exchange calendar (its import is most of a command's start-up).
     with Warehouse.connect(env_settings, "setup") as warehouse:
         setup_warehouse(warehouse, env_settings)
     published = publish_session(env_settings)

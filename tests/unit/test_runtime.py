@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -34,3 +38,45 @@ def test_duckdbs_errors_for_a_sigterm_are_the_sigterm(error, sigterm_received) -
 def test_other_errors_are_not_signals(sigterm_received) -> None:
     assert as_interrupt(duckdb.InvalidInputException("Invalid Input Error: bad date")) is None
     assert as_interrupt(ValueError("the Terminated column failed: to parse")) is None
+
+
+# A fresh interpreter: decode a batch of good and bad messages as the drain does, then ask
+# for a DataFrame as something else in the process might.
+DECODE_WITHOUT_PANDAS = """
+import json, sys
+from confluent_kafka import Message
+from stockpipe.runtime import keep_pandas_out_of_arrow
+from stockpipe.drain.decoding import decode_batch
+from tests.support import VALID_QUOTE
+assert "pandas" not in sys.modules, "imported before the drain starts"
+keep_pandas_out_of_arrow()
+good = json.dumps(VALID_QUOTE).encode()
+values = [good, b"{not json", json.dumps(VALID_QUOTE | {"volume": -1}).encode()]
+messages = [Message(topic="prices", partition=0, offset=i, key=b"AAPL", value=v, timestamp=(1, 1))
+            for i, v in enumerate(values)]
+decoded = decode_batch(messages, 16384)
+rows = decoded.rows.to_pylist()
+loaded = "pandas" in sys.modules
+frame = decoded.rows.to_pandas()
+print(json.dumps({"rows": len(rows), "rejected": len(decoded.rejections),
+                  "pandas_while_decoding": loaded, "frame_rows": len(frame)}))
+"""
+
+
+def test_a_drain_decodes_without_loading_pandas_and_pandas_still_works_when_asked() -> None:
+    # ~35 MB of a drain's 250 MB budget (bench_drain): pyarrow imports pandas the first time
+    # it converts Python values unless told the process has none.
+    done = subprocess.run(
+        [sys.executable, "-c", DECODE_WITHOUT_PANDAS],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "rows": 1,
+        "rejected": 2,
+        "pandas_while_decoding": False,
+        "frame_rows": 1,
+    }

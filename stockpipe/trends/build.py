@@ -44,6 +44,8 @@ MARTS = (
 )
 # dbt scrubs the values of DBT_ENV_SECRET_* variables from its logs and artifacts.
 _SECRET_ENV = "DBT_ENV_SECRET_STOCKPIPE_PASSWORD"  # noqa: S105 - a variable name
+_SECRET_KEY_ENV = "DBT_ENV_SECRET_STOCKPIPE_PRIVATE_KEY"  # noqa: S105
+_SECRET_PASSPHRASE_ENV = "DBT_ENV_SECRET_STOCKPIPE_PRIVATE_KEY_PASSPHRASE"  # noqa: S105
 
 
 class TrendBuildFailed(WarehouseError):
@@ -111,8 +113,12 @@ class BuildReport:
         return text
 
 
-def dbt_profile(settings: Settings) -> dict[str, Any]:
-    """profiles.yml for the warehouse the settings name (secrets as env_var references)."""
+def dbt_profile(settings: Settings, login: SnowflakeLogin | None = None) -> dict[str, Any]:
+    """profiles.yml for the warehouse the settings name (secrets as env_var references).
+
+    Args:
+        login: on Snowflake, the login dbt uses (default: :func:`snowflake_login`'s).
+    """
     wh = settings.warehouse
     if wh.backend == "embedded":
         output: dict[str, Any] = {
@@ -131,12 +137,11 @@ def dbt_profile(settings: Settings) -> dict[str, Any]:
             "reuse_connections": True,
         }
     else:
+        login = login or snowflake_login(settings)
         output = {
             "type": "snowflake",
-            "account": wh.account,
-            "user": wh.user,
+            **login.profile_fields,
             "role": wh.transformer_role,
-            "warehouse": wh.warehouse,
             "database": wh.database,
             "schema": "STAGING",
             "threads": settings.trends.snowflake_threads,
@@ -149,27 +154,66 @@ def dbt_profile(settings: Settings) -> dict[str, Any]:
             # Costs per purpose in QUERY_HISTORY, as the other processes' sessions.
             "query_tag": "stockpipe:transform",
         }
-        if wh.private_key_file:
-            output["private_key_path"] = str(wh.private_key_file)
-        else:
-            output["password"] = "{{ env_var('" + _SECRET_ENV + "') }}"
         for name in ("host", "port", "protocol"):
             if getattr(wh, name) is not None:
                 output[name] = getattr(wh, name)
     return {PROFILE: {"target": wh.backend, "outputs": {wh.backend: output}}}
 
 
-def _credentials(settings: Settings) -> dict[str, str]:
-    """Environment variables the profile reads: the password only, when there is one."""
+@dataclass(frozen=True)
+class SnowflakeLogin:
+    """How dbt logs in to Snowflake: profile fields (secrets as ``env_var`` references) and
+    the secret values those references read from the environment."""
+
+    profile_fields: dict[str, Any]
+    secrets: dict[str, str]
+
+
+def snowflake_login(settings: Settings) -> SnowflakeLogin:
+    """The settings' login, or, where the settings name a connector block (the VM's
+    worker), the block's: its account, user, virtual warehouse and password or key pair.
+
+    Raises:
+        WarehouseError: no password or key to log in with, or a block for another database.
+    """
     wh = settings.warehouse
-    if wh.backend != "snowflake" or wh.private_key_file:
-        return {}
-    if wh.password is None:
+    if wh.connector_block:
+        from stockpipe.warehouse.snowflake import load_connector_block
+
+        block = load_connector_block(wh.connector_block, wh.database)
+        creds = block.credentials
+        account, user, warehouse = creds.account, creds.user, block.warehouse
+        password, key_path = creds.password, creds.private_key_path
+        key = creds.private_key.get_secret_value().decode() if creds.private_key else None
+        passphrase = creds.private_key_passphrase
+        where = f"connector block {wh.connector_block}"
+    else:
+        account, user, warehouse = wh.account, wh.user, wh.warehouse
+        password, key_path, key, passphrase = wh.password, wh.private_key_file, None, None
+        where = "STOCKPIPE_WAREHOUSE__PASSWORD (or __PRIVATE_KEY_FILE)"
+    fields: dict[str, Any] = {"account": account, "user": user, "warehouse": warehouse}
+    secrets: dict[str, str] = {}
+    if key:
+        fields["private_key"] = _env_reference(_SECRET_KEY_ENV)
+        secrets[_SECRET_KEY_ENV] = key
+    elif key_path:
+        fields["private_key_path"] = str(key_path)
+    elif password:
+        fields["password"] = _env_reference(_SECRET_ENV)
+        secrets[_SECRET_ENV] = password.get_secret_value()
+    else:
         raise WarehouseError(
-            "the trend build needs STOCKPIPE_WAREHOUSE__PASSWORD (or __PRIVATE_KEY_FILE): "
-            "dbt logs in with the settings' credentials, not a connector block"
+            f"the trend build needs a password or a key pair in {where}: dbt logs in with "
+            "it as the transformer role"
         )
-    return {_SECRET_ENV: wh.password.get_secret_value()}
+    if passphrase and (key or key_path):
+        fields["private_key_passphrase"] = _env_reference(_SECRET_PASSPHRASE_ENV)
+        secrets[_SECRET_PASSPHRASE_ENV] = passphrase.get_secret_value()
+    return SnowflakeLogin(fields, secrets)
+
+
+def _env_reference(name: str) -> str:
+    return "{{ env_var('" + name + "') }}"
 
 
 @contextlib.contextmanager
@@ -218,10 +262,11 @@ def dbt_session(warehouse: Warehouse, settings: Settings) -> Iterator[None]:
     state = settings.dbt_dir
     state.mkdir(parents=True, exist_ok=True)
     profile = state / "profiles.yml"
-    text = yaml.safe_dump(dbt_profile(settings), sort_keys=False)
+    login = snowflake_login(settings) if settings.warehouse.backend == "snowflake" else None
+    text = yaml.safe_dump(dbt_profile(settings, login), sort_keys=False)
     if not profile.exists() or profile.read_text() != text:
         profile.write_text(text)
-    with _environment(_credentials(settings)), warehouse.serving_connector():
+    with _environment(login.secrets if login else {}), warehouse.serving_connector():
         yield
 
 

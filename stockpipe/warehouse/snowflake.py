@@ -115,6 +115,24 @@ def check_copy(result: Result, expected_rows: int, where: str) -> None:
         )
 
 
+def load_connector_block(block_name: str, database: str) -> Any:
+    """The saved prefect-snowflake SnowflakeConnector block ``block_name``.
+
+    Raises:
+        WarehouseError: the block is for another database than ``database``.
+    """
+    from prefect_snowflake import SnowflakeConnector
+
+    block = SnowflakeConnector.load(block_name)
+    if block.database.upper() != database.upper():
+        raise WarehouseError(
+            f"connector block {block_name} is for database {block.database}, but "
+            f"STOCKPIPE_WAREHOUSE__DATABASE is {database}: save the block again "
+            "(python -m deployments.blocks) or set the database to match"
+        )
+    return block
+
+
 class SnowflakeWarehouse(Warehouse):
     backend = "snowflake"
 
@@ -159,15 +177,7 @@ class SnowflakeWarehouse(Warehouse):
         session still runs as this purpose's role, with the session parameters (query tag,
         UTC, lock timeout) and, when set, the endpoint of the settings.
         """
-        from prefect_snowflake import SnowflakeConnector
-
-        block = SnowflakeConnector.load(block_name)
-        if block.database.upper() != self.database.upper():
-            raise WarehouseError(
-                f"connector block {block_name} is for database {block.database}, but "
-                f"STOCKPIPE_WAREHOUSE__DATABASE is {self.database}: save the block again "
-                "(python -m deployments.blocks) or set the database to match"
-            )
+        block = load_connector_block(block_name, self.database)
         return block.get_connection(
             **{name: value for name, value in params.items() if name in _SESSION_PARAMETERS}
         )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from stockpipe import market_calendar as mc
+from tests.benchmarks import scratch_dir
 
 
 def daily_file(path: Path, symbols: list[str], first: date, last: date) -> int:
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=500)
     parser.add_argument("--years", type=int, default=20)
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="stockpipe-bench-backfill-"))
+    home = scratch_dir("stockpipe-bench-backfill-")
     os.environ["STOCKPIPE_HOME"] = str(home)
 
     from stockpipe.local_stack.broker import THROUGHPUT_JVM_OPTIONS, LocalBroker

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.streaming.topics import ensure_topics
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
+from tests.benchmarks import scratch_dir
 from tests.local_cluster import LocalCluster
 from tests.support import distinct_bar_messages, warehouse_state_of
 
@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=6)
     args = parser.parse_args()
     total = args.messages
-    work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
+    work = scratch_dir("bench-cluster-")
     print(f"{total:,} bars, {args.partitions} partitions; {os.cpu_count()} cores")
 
     single = LocalBroker(work / "single", port=free_port(), controller_port=free_port())

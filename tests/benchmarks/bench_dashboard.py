@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 import time
 from datetime import UTC, date, datetime
 
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from stockpipe import market_calendar as mc
+from tests.benchmarks import scratch_dir
 
 
 def random_bars(symbols: list[str], starts: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--minute-sessions", type=int, default=252)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    os.environ["STOCKPIPE_HOME"] = tempfile.mkdtemp(prefix="stockpipe-bench-dashboard-")
+    os.environ["STOCKPIPE_HOME"] = str(scratch_dir("stockpipe-bench-dashboard-"))
 
     import streamlit as st
     from streamlit.testing.v1 import AppTest

@@ -263,7 +263,8 @@ def main() -> None:
             drain_rate = args.messages / figures["seconds"]
             print(
                 f"stockpipe drain: {args.messages:,} messages in {figures['seconds']:.1f}s = "
-                f"{drain_rate:,.0f} msg/s ({figures['cpu_seconds']:.1f} s of CPU); peak RSS {figures['peak_mb']:.0f} MB "
+                f"{drain_rate:,.0f} msg/s ({figures['cpu_seconds']:.1f} s of CPU); "
+                f"peak RSS {figures['peak_mb']:.0f} MB "
                 f"(of which {figures['imports_mb']:.0f} MB before the warehouse opened: "
                 f"Python and the libraries); {figures['batches']} batches of up to "
                 f"{settings.drain.max_records:,}"

@@ -36,7 +36,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +48,7 @@ from stockpipe.live.snapshot import read_forming, read_snapshot
 from stockpipe.local_stack.broker import LocalBroker
 from stockpipe.local_stack.processes import free_port
 from stockpipe.sources.simulated import SimulatedMarket
+from tests.benchmarks import scratch_dir
 from tests.support import memory_mb
 
 GRACE_SECONDS = 2.0  # of wall clock; in a replay, as many of the market's as the setting allows
@@ -131,7 +131,7 @@ def main() -> None:
         replay_ingest(*args.replay_ingest)
         return
     replay = args.speed != 1
-    home = Path(tempfile.mkdtemp(prefix="stockpipe-bench-latency-"))
+    home = scratch_dir("stockpipe-bench-latency-")
     symbols = [f"L{i:03d}" for i in range(args.symbols)]
     port, controller = free_port(), free_port()
     grace_market = min(60.0, GRACE_SECONDS * args.speed)

@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
+
+from tests.benchmarks import scratch_dir
 
 T0 = 1_764_167_400_000  # 2025-11-26 14:30:00 UTC
 KEY = "bench-key"
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=int, default=390)
     parser.add_argument("--speed", type=float, default=60.0)
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="stockpipe-bench-live-"))
+    home = scratch_dir("stockpipe-bench-live-")
     symbols = [f"L{i:03d}" for i in range(args.symbols)]
     os.environ.update(
         {

@@ -17,10 +17,8 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pandas as pd
 
@@ -30,6 +28,7 @@ from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import load_settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.streaming.topics import ensure_topics
+from tests.benchmarks import scratch_dir
 from tests.support import raw_rows_from_bars
 
 # What a dashboard or a user reads of each mart.
@@ -83,7 +82,7 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=50)
     parser.add_argument("--sessions", type=int, default=252)
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="stockpipe-bench-trends-"))
+    home = scratch_dir("stockpipe-bench-trends-")
     os.environ["STOCKPIPE_HOME"] = str(home)
     broker = LocalBroker(home / "kafka", port=free_port(), controller_port=free_port())
     broker.start(progress=False)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +17,7 @@ import pandas as pd
 
 from stockpipe import market_calendar as mc
 from stockpipe.sources.simulated import SimulatedMarket
+from tests.benchmarks import scratch_dir
 from tests.support import raw_rows_from_bars
 
 
@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=500)
     args = parser.parse_args()
     symbols = [f"S{i:03d}" for i in range(args.symbols)]
-    os.environ["STOCKPIPE_HOME"] = tempfile.mkdtemp(prefix="stockpipe-bench-validation-")
+    os.environ["STOCKPIPE_HOME"] = str(scratch_dir("stockpipe-bench-validation-"))
     os.environ["STOCKPIPE_SOURCE__WATCHLIST"] = ",".join(symbols)
 
     from stockpipe.drain.loader import load_batch

@@ -12,8 +12,10 @@ Starts, with the settings the Ansible roles give the VM:
     it) against a
     local `prefect server` that stands in for Prefect Cloud (the server is not counted: it
     does not run on the VM);
-then produces a backlog and runs the drain flow in its own process, as the worker would
-(through ``deployments.flow_run``'s start, without Prefect's integrations),
+then produces a backlog and runs, one after another, each flow run the VM's worker starts
+(prefect.yaml): the drain, the trend build (intraday; after the close with dbt's docs and
+the report), the validation and a backfill, each in its own process as the worker would
+start it (through ``deployments.flow_run``'s start, without Prefect's integrations),
 with STOCKPIPE_DRAIN__MAX_RECORDS as the VM sets it. With ``--warehouse snowflake`` the run
 loads into the Snowflake tier's test server (tests/snowflake/server.py, not counted) through
 the saved ``stockpipe-snowflake`` connector block, as the VM's worker does
@@ -23,8 +25,8 @@ the live tier's units run too, as the stockpipe_live role starts them: ``stockpi
 counted), ``stockpipe live`` and ``stockpipe dashboard`` with one browser session open on it
 (headless Chromium, not counted), all before the backlog is produced, so the live tier
 follows it as it would after a restart. Prints each process's resident memory (VmRSS now,
-VmHWM peak) and the flow run's peak, and the total against the machine's memory (1 GiB, or
-2 GiB with ``--live``: the e2-small the live tier needs).
+VmHWM peak), each flow run's peak, and the steady state plus the largest run against the
+machine's memory (1 GiB, or 2 GiB with ``--live``: the e2-small the live tier needs).
 Grafana does not install here (apt.grafana.com cannot be reached): its line is an estimate.
 """
 
@@ -36,7 +38,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -48,6 +49,7 @@ from stockpipe.local_stack.monitoring import LocalMonitoring
 from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import load_settings
 from stockpipe.streaming.topics import ensure_topics
+from tests.benchmarks import scratch_dir
 from tests.benchmarks.bench_drain import produce_backlog
 from tests.support import memory_mb, set_up_warehouse, snowflake_server_env
 
@@ -113,6 +115,57 @@ def start_live_tier(settings, processes: dict[str, subprocess.Popen]):
     return exchange, page
 
 
+# The flow runs the VM's worker starts (prefect.yaml), each in a process of its own as
+# deployments.flow_run starts it there: without Prefect's integrations. The backlog's bars
+# are on 2020-01-02 (tests.support.distinct_bar_messages).
+_AS_ON_THE_VM = (
+    "from deployments.worker import skip_integration_imports; skip_integration_imports(); "
+)
+# The run's own VmHWM, written at exit: getrusage's ru_maxrss of a child carries the
+# parent's size over exec.
+_REPORT_PEAK = """
+import atexit, sys
+def _peak():
+    with open(sys.argv[1], "w") as out:
+        out.write(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM")))
+atexit.register(_peak)
+"""
+FLOW_RUNS = (
+    (
+        "drain (max {max_records:,} records a batch, {messages:,} messages)",
+        "from flows.drain import drain_to_warehouse; drain_to_warehouse()",
+    ),
+    ("trends, intraday (dbt)", "from flows.trends import build_trends; build_trends()"),
+    (
+        "trends, after close (dbt, docs, report)",
+        "from flows.trends import build_trends; build_trends(docs=True, report=True)",
+    ),
+    (
+        "validation (Great Expectations)",
+        "import datetime; from flows.validate import validate_session; "
+        "validate_session(session=datetime.date(2020, 1, 2))",
+    ),
+    (
+        "backfill (a year of daily bars, the watchlist)",
+        "import datetime; from flows.backfill import backfill_history; "
+        "backfill_history(first=datetime.date(2025, 1, 2), last=datetime.date(2025, 12, 31))",
+    ),
+)
+
+
+def run_flow(work: Path, call: str) -> tuple[float, float, int]:
+    """(seconds, peak RSS in MB, exit code) of a flow run in a process of its own."""
+    started = time.monotonic()
+    peak_file = work / "flow.peak"
+    code = subprocess.run(
+        [sys.executable, "-c", _REPORT_PEAK + _AS_ON_THE_VM + call, str(peak_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "flow.err").open("wb"),
+        check=False,
+    ).returncode
+    return time.monotonic() - started, int(peak_file.read_text()) / 1024, code
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000)
@@ -122,7 +175,7 @@ def main() -> None:
     args = parser.parse_args()
 
     role = yaml.safe_load(KAFKA_DEFAULTS.read_text())
-    work = Path(tempfile.mkdtemp(prefix="bench-vm-"))
+    work = scratch_dir("bench-vm-")
     ports = {
         name: free_port()
         for name in (
@@ -237,27 +290,16 @@ def main() -> None:
             os.environ["STOCKPIPE_WAREHOUSE__CONNECTOR_BLOCK"] = SNOWFLAKE_CONNECTOR
         else:
             set_up_warehouse(settings)  # the admin's one-time set-up; the flow runs no DDL
-        print(f"running the drain flow (max {args.max_records:,} records a batch) ...", flush=True)
-        started = time.monotonic()
-        flow = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                # As deployments.flow_run starts a run on the VM: without the integrations.
-                "from deployments.worker import skip_integration_imports; "
-                "skip_integration_imports(); "
-                "from flows.drain import drain_to_warehouse; drain_to_warehouse()",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=(work / "flow.err").open("wb"),
-        )
-        _, status, usage = os.wait4(flow.pid, 0)
-        flow.returncode = os.waitstatus_to_exitcode(status)
-        flow_seconds = time.monotonic() - started
-        if flow.returncode != 0:
-            tail = (work / "flow.err").read_text(errors="replace")[-3000:]
-            raise SystemExit(f"the drain flow failed (exit {flow.returncode}):\n{tail}")
-        flow_peak = usage.ru_maxrss / 1024
+        flow_runs: list[tuple[str, float, float]] = []
+        for label, call in FLOW_RUNS:
+            label = label.format(max_records=args.max_records, messages=args.messages)
+            print(f"running the {label} flow ...", flush=True)
+            seconds, peak, code = run_flow(work, call)
+            if code != 0 and not label.startswith("validation"):
+                tail = (work / "flow.err").read_text(errors="replace")[-3000:]
+                raise SystemExit(f"the {label} flow failed (exit {code}):\n{tail}")
+            outcome = "" if code == 0 else f", exit {code}"
+            flow_runs.append((f"{label}, {args.warehouse} ({seconds:.0f}s{outcome})", 0.0, peak))
         time.sleep(20)  # a Prometheus scrape or two of the new series
 
         if page is not None:  # the session is open: its Live section follows the tier
@@ -269,26 +311,28 @@ def main() -> None:
             pid_file = monitoring._pid_file(component)
             if pid_file.exists():
                 rows.append((component.name, *memory_mb(int(pid_file.read_text()))))
-        rows.append(
-            (
-                f"drain flow run, {args.warehouse} ({args.messages:,} msgs, {flow_seconds:.0f}s)",
-                0.0,
-                flow_peak,
-            )
-        )
 
-        print(f"\n{'process':<44}{'RSS now MB':>12}{'peak MB':>10}")
-        vm_total = 0.0
+        width = 56
+        print(f"\n{'process':<{width}}{'RSS now MB':>12}{'peak MB':>10}")
+        steady = 0.0
         for name, now, peak in rows:
-            print(f"{name:<44}{now:>12.0f}{peak:>10.0f}")
+            print(f"{name:<{width}}{now:>12.0f}{peak:>10.0f}")
             if "not on the VM" not in name:
-                vm_total += peak
-        print(f"{'grafana (estimate, not measured here)':<44}{'':>12}{GRAFANA_ESTIMATE_MB:>10}")
-        vm_total += GRAFANA_ESTIMATE_MB
-        machine = 2048 if args.live else 1024
+                steady += peak
         print(
-            f"\nsum of peaks on the VM: {vm_total:.0f} MB of {machine} MB (Debian itself "
-            "~120 MB; peaks do not all coincide; 2 GB swap behind it)"
+            f"{'grafana (estimate, not measured here)':<{width}}{'':>12}{GRAFANA_ESTIMATE_MB:>10}"
+        )
+        steady += GRAFANA_ESTIMATE_MB
+        print("flow runs, one at a time (the worker's --limit 1 on the VM):")
+        for name, _, peak in flow_runs:
+            print(f"  {name:<{width - 2}}{'':>12}{peak:>10.0f}")
+        machine = 2048 if args.live else 1024
+        largest = max(flow_runs, key=lambda run: run[2])
+        print(
+            f"\nsum of peaks on the VM: {steady:.0f} MB steady + {largest[2]:.0f} MB for the "
+            f"largest flow run ({largest[0].split(',')[0]}) = {steady + largest[2]:.0f} MB of "
+            f"{machine} MB (Debian itself ~120 MB; peaks do not all coincide; 2 GB swap "
+            "behind it)"
         )
     finally:
         if page is not None:

@@ -8,10 +8,12 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from prefect.blocks.system import Secret
 
 from deployments import blocks
 from flows.drain import drain_to_warehouse
+from flows.trends import build_trends
 from stockpipe.settings import Settings, load_settings
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.warehouse import Warehouse
@@ -119,3 +121,36 @@ def test_a_block_for_another_database_is_refused_naming_both(
     with pytest.raises(WarehouseError) as refused, Warehouse.connect(load_settings(), "load"):
         pass
     assert snowflake_env in str(refused.value) and "OTHER_DB" in str(refused.value)
+
+
+def test_the_trends_flow_logs_dbt_in_through_the_connector_block_as_the_transformer(
+    prefect_api,
+    env_settings: Settings,
+    snowflake_server: SnowflakeServer,
+    snowflake_env: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    set_up_warehouse(load_settings())
+    blocks.main()
+    set_up = len(snowflake_server.statements(snowflake_env))
+    # The VM's worker environment (group_vars/stockpipe_vm): the block's name, no login.
+    for name in ("ACCOUNT", "USER", "PASSWORD"):
+        monkeypatch.delenv(f"STOCKPIPE_WAREHOUSE__{name}")
+    monkeypatch.setenv("STOCKPIPE_WAREHOUSE__CONNECTOR_BLOCK", blocks.SNOWFLAKE_CONNECTOR)
+    QuoteProducer(env_settings.kafka).publish_raw(
+        (k, v, None) for k, v in distinct_bar_messages(1_000)
+    )
+    drain_to_warehouse()
+
+    latest = build_trends()
+
+    assert {row["symbol"] for row in latest} == {f"SYM{i:03d}" for i in range(500)}
+    with Warehouse.connect(load_settings(), "read") as warehouse:
+        assert warehouse.query("select count(*) from MARTS.DAILY_BARS")[0][0] == 500
+    runtime = snowflake_server.statements(snowflake_env)[set_up:]
+    assert "STOCKPIPE_TRANSFORMER" in {e["role"] for e in runtime}
+    # dbt read the password from the environment: profiles.yml names the variable only.
+    profile = yaml.safe_load((load_settings().dbt_dir / "profiles.yml").read_text())
+    login = profile["stockpipe"]["outputs"]["snowflake"]
+    assert login["password"] == "{{ env_var('DBT_ENV_SECRET_STOCKPIPE_PASSWORD') }}"
+    assert (login["account"], login["user"]) == ("fakesnow", "fake")  # the block's

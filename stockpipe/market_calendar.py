@@ -59,8 +59,13 @@ class Session:
 
     @property
     def minutes(self) -> pd.DatetimeIndex:
-        """Start of every 1-minute bar of the session, UTC (390 on a full day, 210 on a half)."""
-        return nyse().session_minutes(pd.Timestamp(self.day))
+        """Start of every 1-minute bar of the session, UTC (390 on a full day, 210 on a half).
+
+        From the open to the close: the NYSE has no lunch break. Not the calendar's
+        ``session_minutes``, which builds every minute of the calendar's 40 years on first
+        use (~95 MB for as long as the process lives).
+        """
+        return pd.date_range(self.open, self.close, freq="1min", inclusive="left", unit="ns")
 
     @property
     def is_early_close(self) -> bool:

@@ -34,6 +34,7 @@ from stockpipe.warehouse.base import (
     Warehouse,
     WarehouseBusy,
     WarehouseError,
+    cursor_frame,
 )
 
 if TYPE_CHECKING:
@@ -200,7 +201,8 @@ class EmbeddedWarehouse(Warehouse):
         # live tier reads its views after every commit).
         if isinstance(sql, Portable):
             return duck_frame(self.duck, sql, params)
-        return super().query_frame(sql, params)
+        with contextlib.closing(self._translating.cursor()) as cursor:
+            return cursor_frame(cursor, sql, params)
 
     @contextmanager
     def memory_limit(self, limit: str) -> Iterator[None]:

@@ -21,9 +21,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stockpipe.settings import Settings, validate_identifier
-from stockpipe.warehouse.base import Portable, Purpose, Result, Staged, Warehouse, WarehouseError
+from stockpipe.warehouse.base import (
+    Portable,
+    Purpose,
+    Result,
+    Staged,
+    Warehouse,
+    WarehouseError,
+    cursor_frame,
+)
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
 
 log = logging.getLogger(__name__)
@@ -199,6 +208,13 @@ class SnowflakeWarehouse(Warehouse):
         try:
             cursor.execute(str(sql), params)
             return Result.of_cursor(cursor)
+        finally:
+            cursor.close()
+
+    def query_frame(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        cursor = self._conn.cursor()
+        try:
+            return cursor_frame(cursor, sql, params)
         finally:
             cursor.close()
 

@@ -312,7 +312,7 @@ def main() -> None:
             if pid_file.exists():
                 rows.append((component.name, *memory_mb(int(pid_file.read_text()))))
 
-        width = 56
+        width = 76
         print(f"\n{'process':<{width}}{'RSS now MB':>12}{'peak MB':>10}")
         steady = 0.0
         for name, now, peak in rows:

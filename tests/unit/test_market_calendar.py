@@ -16,6 +16,16 @@ def test_full_session_has_390_bars_from_the_open() -> None:
     assert session.close == datetime(2025, 11, 26, 21, 0, tzinfo=UTC)  # 16:00 EST
 
 
+@pytest.mark.parametrize(
+    "day", ["2025-11-26", "2025-11-28", "2025-03-07", "2025-03-10", "2025-11-03", "1999-12-31"]
+)
+def test_a_sessions_minutes_are_the_exchange_calendars(day: str) -> None:
+    # Full and early-close days, either side of both DST changes: what exchange-calendars
+    # itself lists for the session.
+    minutes, listed = mc.session(day).minutes, mc.nyse().session_minutes(day)
+    assert minutes.equals(listed) and minutes.dtype == listed.dtype
+
+
 def test_thanksgiving_is_not_a_session_and_the_day_after_closes_early() -> None:
     assert not mc.is_trading_day("2025-11-27")
     with pytest.raises(ValueError, match="not an NYSE trading day"):

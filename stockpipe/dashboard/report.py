@@ -8,6 +8,7 @@ once, so the page works offline, from a file or a bucket.
 from __future__ import annotations
 
 import html
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,71 +38,82 @@ class ReportResult:
     url: str | None = None  # the S3 copy, when configured
 
 
-def render_report(reader: data.MartsReader, settings: Settings, now: datetime | None = None) -> str:
-    """The report's HTML: status, watchlist, movers, then each symbol's charts.
+def render_report(
+    reader: data.MartsReader, settings: Settings, now: datetime | None = None
+) -> Iterator[str]:
+    """The report's HTML in page order: status, watchlist, movers, then each symbol's charts.
+
+    Piece by piece, for the caller to write as it goes: a page of 500 symbols is ~100 MB,
+    which a flow run on the VM cannot hold beside the rest (README "Memory budget").
 
     Raises:
-        NoMartsYet: no trend build has run yet.
+        NoMartsYet: no trend build has run yet (before the first piece).
     """
     now = now or datetime.now(UTC)
     reader.version()
     symbols = data.symbols(reader)
-    figures: list[str] = []
+    plotly_inlined = False
 
     def embed(figure: go.Figure) -> str:
+        nonlocal plotly_inlined
         # Plotly's JavaScript once, inline, with the first chart.
-        figures.append(
-            figure.to_html(full_html=False, include_plotlyjs="inline" if not figures else False)
-        )
-        return figures[-1]
+        inline = "inline" if not plotly_inlined else False
+        plotly_inlined = True
+        return figure.to_html(full_html=False, include_plotlyjs=inline)
 
     fresh = data.freshness(reader)
-    parts = [
-        "<h1>stockpipe: trends</h1>",
-        f'<div class="meta">{_status(fresh, settings, now)}</div>',
-        "<nav>" + "".join(f'<a href="#{s}">{html.escape(s)}</a>' for s in symbols) + "</nav>",
-        "<h2>Watchlist</h2>",
-        _table(data.watchlist(reader)),
-    ]
+    yield (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>stockpipe trends {fresh.latest_session or ''}</title>"
+        f"<style>{STYLE}</style></head><body>"
+    )
+    yield "<h1>stockpipe: trends</h1>"
+    yield f'<div class="meta">{_status(fresh, settings, now)}</div>'
+    yield "<nav>" + "".join(f'<a href="#{s}">{html.escape(s)}</a>' for s in symbols) + "</nav>"
+    yield "<h2>Watchlist</h2>"
+    yield _table(data.watchlist(reader))
     movers = data.movers(reader)
     if not movers.empty:
-        parts.append(embed(charts.movers_chart(movers)))
+        yield embed(charts.movers_chart(movers))
     for symbol in symbols:
         span = data.session_range(reader, symbol)
         if span is None:
             continue
         first = max(span[0], span[1] - timedelta(days=settings.dashboard.history_days))
         history = data.daily_history(reader, symbol, first, span[1])
-        parts.append(f'<section id="{html.escape(symbol)}"><h2>{html.escape(symbol)}</h2>')
-        parts.append(embed(charts.price_chart(history, symbol)))
-        parts.append(embed(charts.rsi_chart(history, symbol)))
-        parts.append(embed(charts.volatility_chart(history, symbol)))
+        yield f'<section id="{html.escape(symbol)}"><h2>{html.escape(symbol)}</h2>'
+        yield embed(charts.price_chart(history, symbol))
+        yield embed(charts.rsi_chart(history, symbol))
+        yield embed(charts.volatility_chart(history, symbol))
         latest = history.iloc[-1]
         if not pd.isna(latest["high_52w"]):
-            parts.append(embed(charts.range_52w_chart(latest, symbol)))
-        parts.append("</section>")
-    body = "\n".join(parts)
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>stockpipe trends {fresh.latest_session or ''}</title>"
-        f"<style>{STYLE}</style></head><body>{body}</body></html>"
-    )
+            yield embed(charts.range_52w_chart(latest, symbol))
+        yield "</section>"
+    yield "</body></html>"
 
 
 def write_report(settings: Settings, directory: Path | None = None) -> ReportResult:
     """Write the report to ``directory`` (default: beside the Data Docs) and, when
-    ``STOCKPIPE_VALIDATION__DATA_DOCS_S3_BUCKET`` is set, copy it to S3 beside them."""
+    ``STOCKPIPE_VALIDATION__DATA_DOCS_S3_BUCKET`` is set, copy it to S3 beside them.
+
+    The page appears whole or not at all: it is written beside and renamed when complete.
+    """
     directory = directory or settings.report_dir
-    reader = data.open_reader(settings)
-    try:
-        page = render_report(reader, settings)
-        symbols = len(data.symbols(reader))
-    finally:
-        reader.close()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "index.html"
     partial = path.with_suffix(".partial")
-    partial.write_text(page, encoding="utf-8")
+    reader = data.open_reader(settings)
+    try:
+        with partial.open("w", encoding="utf-8") as page:
+            for piece in render_report(reader, settings):
+                page.write(piece)
+                page.write("\n")
+        symbols = len(data.symbols(reader))
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        reader.close()
     partial.replace(path)
     return ReportResult(path, symbols, _publish_to_s3(settings, directory))
 

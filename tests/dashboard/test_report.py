@@ -19,6 +19,7 @@ def test_the_report_is_one_offline_page_with_every_symbols_charts(
     assert result.path == history_settings.report_dir / "index.html"
     assert (result.symbols, result.url) == (len(SYMBOLS), None)
     page = result.path.read_text()
+    assert page.startswith("<!doctype html>") and page.rstrip().endswith("</body></html>")
     # Plotly's JavaScript is inlined once; nothing is fetched from the network.
     assert page.count("plotly.js v") == 1
     assert not re.search(r"<script[^>]+src=", page)
@@ -48,6 +49,8 @@ def test_the_report_goes_to_s3_beside_the_data_docs(
     assert body.read().decode() == result.path.read_text()
 
 
-def test_without_a_build_the_report_says_what_to_run() -> None:
+def test_without_a_build_the_report_says_what_to_run_and_leaves_no_page() -> None:
+    settings = load_settings()
     with pytest.raises(NoMartsYet, match="stockpipe demo"):
-        write_report(load_settings())
+        write_report(settings)
+    assert not list(settings.report_dir.glob("index.*"))  # not even a partial page

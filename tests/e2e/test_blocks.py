@@ -78,23 +78,36 @@ def test_local_profile_needs_no_blocks() -> None:
     assert "nothing to save" in out.stdout, out.stderr
 
 
-def test_the_drain_flow_connects_through_the_connector_block_as_the_loader(
+@pytest.fixture
+def worker_with_block(
     prefect_api,
     env_settings: Settings,
     snowflake_server: SnowflakeServer,
     snowflake_env: str,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:
+) -> int:
+    """The VM's worker environment (group_vars/stockpipe_vm) on a set-up warehouse: the
+    connector block's name and no login; 1,000 bars wait in the prices topic.
+
+    Returns:
+        how many statements the server had seen before (the set-up's).
+    """
     set_up_warehouse(load_settings())  # the admin, with the admin's own login
     blocks.main()  # the block holds the login (python -m deployments.blocks)
     set_up = len(snowflake_server.statements(snowflake_env))
-    # The VM's worker environment (group_vars/stockpipe_vm): the block's name, no login.
     for name in ("ACCOUNT", "USER", "PASSWORD"):
         monkeypatch.delenv(f"STOCKPIPE_WAREHOUSE__{name}")
     monkeypatch.setenv("STOCKPIPE_WAREHOUSE__CONNECTOR_BLOCK", blocks.SNOWFLAKE_CONNECTOR)
     QuoteProducer(env_settings.kafka).publish_raw(
         (k, v, None) for k, v in distinct_bar_messages(1_000)
     )
+    return set_up
+
+
+def test_the_drain_flow_connects_through_the_connector_block_as_the_loader(
+    worker_with_block: int, snowflake_server: SnowflakeServer, snowflake_env: str
+) -> None:
+    set_up = worker_with_block
 
     drained = drain_to_warehouse()
 
@@ -124,22 +137,9 @@ def test_a_block_for_another_database_is_refused_naming_both(
 
 
 def test_the_trends_flow_logs_dbt_in_through_the_connector_block_as_the_transformer(
-    prefect_api,
-    env_settings: Settings,
-    snowflake_server: SnowflakeServer,
-    snowflake_env: str,
-    monkeypatch: pytest.MonkeyPatch,
+    worker_with_block: int, snowflake_server: SnowflakeServer, snowflake_env: str
 ) -> None:
-    set_up_warehouse(load_settings())
-    blocks.main()
-    set_up = len(snowflake_server.statements(snowflake_env))
-    # The VM's worker environment (group_vars/stockpipe_vm): the block's name, no login.
-    for name in ("ACCOUNT", "USER", "PASSWORD"):
-        monkeypatch.delenv(f"STOCKPIPE_WAREHOUSE__{name}")
-    monkeypatch.setenv("STOCKPIPE_WAREHOUSE__CONNECTOR_BLOCK", blocks.SNOWFLAKE_CONNECTOR)
-    QuoteProducer(env_settings.kafka).publish_raw(
-        (k, v, None) for k, v in distinct_bar_messages(1_000)
-    )
+    set_up = worker_with_block
     drain_to_warehouse()
 
     latest = build_trends()

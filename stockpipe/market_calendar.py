@@ -63,7 +63,7 @@ class Session:
 
         From the open to the close: the NYSE has no lunch break. Not the calendar's
         ``session_minutes``, which builds every minute of the calendar's 40 years on first
-        use (~95 MB for as long as the process lives).
+        use and keeps them for as long as the process lives (README "Memory budget").
         """
         return pd.date_range(self.open, self.close, freq="1min", inclusive="left", unit="ns")
 

@@ -41,8 +41,9 @@ def keep_pandas_out_of_arrow() -> bool:
     """Have pyarrow treat this process as one without pandas, unless pandas is loaded already.
 
     pyarrow looks for pandas the first time it turns Python values into Arrow (``pa.array``,
-    ``pa.scalar``) and imports it when installed: ~35 MB resident in a drain that never
-    makes a DataFrame (README, "Why the tuned settings are what they are"). It looks once;
+    ``pa.scalar``) and imports it when installed, a good part of a drain's memory in a
+    process that never makes a DataFrame (README, "Why the tuned settings are what they
+    are"). It looks once;
     with pandas hidden while it does, it does not look again, and ``to_pandas()`` still
     imports pandas if something calls it. Call before anything converts Python values.
 

@@ -43,8 +43,8 @@ def render_report(
 ) -> Iterator[str]:
     """The report's HTML in page order: status, watchlist, movers, then each symbol's charts.
 
-    Piece by piece, for the caller to write as it goes: a page of 500 symbols is ~100 MB,
-    which a flow run on the VM cannot hold beside the rest (README "Memory budget").
+    Piece by piece, for the caller to write as it goes: a page of hundreds of symbols is
+    more than a flow run on the VM can hold beside the rest (README "Memory budget").
 
     Raises:
         NoMartsYet: no trend build has run yet (before the first piece).

@@ -305,7 +305,7 @@ def invoke(
         if command[0] != "docs":
             # The results come back as objects; manifest.json and run_results.json are
             # for readers of target/ (the docs site, prefect-dbt's runner inside a flow),
-            # and writing them took ~0.5 s of every build (README, "Trend marts").
+            # and writing them was a measurable part of every build (README, "Trend marts").
             args.append("--no-write-json")
         if progress is None:
             return dbtRunner().invoke(args)

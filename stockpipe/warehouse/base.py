@@ -80,9 +80,8 @@ def cursor_frame(cursor: Any, sql: str, params: Sequence[Any] | None) -> pd.Data
     """The rows of ``sql`` on a snowflake-connector (or fakesnow) cursor as a pandas frame
     with lower-case column names, built from the result's Arrow batches.
 
-    Not through ``fetchall``: a Python object per value took ~1.8 KB a row of
-    RAW.STOCK_PRICES (a session of 500 symbols, 195,000 rows: +360 MB while the frame was
-    built, README "Memory budget").
+    Not through ``fetchall``: a Python object per value made a session of RAW several times
+    its size in memory while the frame was built (README "Memory budget").
     """
     import pandas as pd
 

@@ -83,14 +83,9 @@ def cursor_frame(cursor: Any, sql: str, params: Sequence[Any] | None) -> pd.Data
     Not through ``fetchall``: a Python object per value made a session of RAW several times
     its size in memory while the frame was built (README "Memory budget").
     """
-    import pandas as pd
-
     cursor.execute(str(sql), params)
-    columns = [d[0].lower() for d in cursor.description or ()]
     frame = cursor.fetch_pandas_all()
-    if len(frame.columns) != len(columns):  # no rows: the connector may give no columns
-        return pd.DataFrame(columns=columns)
-    frame.columns = columns
+    frame.columns = [d[0].lower() for d in cursor.description]
     return frame
 
 

@@ -15,7 +15,7 @@ from stockpipe.settings import load_settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
-from tests.support import raw_rows_from_bars, set_up_warehouse
+from tests.support import check_query_frames, raw_rows_from_bars, set_up_warehouse
 
 SESSION = mc.session("2025-11-26")
 
@@ -97,6 +97,15 @@ def test_batch_and_offsets_commit_together_and_reloads_do_not_duplicate(
     assert len(rows) == 780
     assert (rows["close"] == rows["high"]).all()
     assert read_offsets(warehouse, "prices")[("prices", 0)].next_offset == 2340
+
+
+def test_query_frames_keep_their_columns_and_types_with_rows_or_none(
+    warehouse: Warehouse,
+) -> None:
+    bars = SimulatedMarket().fetch(["AAPL"], SESSION.open, SESSION.close)
+    fetched = datetime(2025, 11, 26, 21, 5, tzinfo=UTC)
+    load_batch(warehouse, raw_rows_from_bars(bars, fetched), {("prices", 0): 390}, None)
+    check_query_frames(warehouse, "AAPL", 390)
 
 
 def test_duplicate_keys_inside_one_batch_keep_the_latest_fetch(warehouse: Warehouse) -> None:

@@ -17,7 +17,7 @@ from stockpipe.settings import Settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.snowflake import IncompleteLoad
-from tests.support import SnowflakeServer, raw_rows_from_bars
+from tests.support import SnowflakeServer, check_query_frames, raw_rows_from_bars
 
 SESSION = mc.session("2025-11-26")
 FETCHED = datetime(2025, 11, 26, 21, 5, tzinfo=UTC)
@@ -85,6 +85,16 @@ def test_batches_load_in_bulk_and_only_newer_fetches_rewrite(
     for statements_in_transaction in transactions(loads):
         for sql in statements_in_transaction:
             assert not re.match(r"(create|alter|drop|put|copy|grant)\b", sql), sql
+
+
+def test_query_frames_keep_their_columns_and_types_with_rows_or_none(
+    snowflake_settings: Settings,
+) -> None:
+    # From the result's Arrow batches through the real connector (fetch_pandas_all).
+    with Warehouse.connect(snowflake_settings, "load") as warehouse:
+        rows = raw_rows_from_bars(bars(["AAPL"]), FETCHED)
+        load_batch(warehouse, rows, {("prices", 0): 390}, None)
+        check_query_frames(warehouse, "AAPL", 390)
 
 
 def test_a_fenced_drain_never_moves_an_offset_backwards(snowflake_settings: Settings) -> None:

@@ -128,6 +128,17 @@ def raw_rows_from_bars(
     )
 
 
+def check_query_frames(warehouse: Warehouse, symbol: str, bars: int) -> None:
+    """``query_frame`` gives lower-case columns and numeric types whether rows match or not
+    (``symbol`` has ``bars`` rows in RAW; no symbol "ZZZZ" has any)."""
+    sql = "select symbol, ts, close, volume from RAW.STOCK_PRICES where symbol = %s"
+    some, none = warehouse.query_frame(sql, (symbol,)), warehouse.query_frame(sql, ("ZZZZ",))
+    assert list(some.columns) == list(none.columns) == ["symbol", "ts", "close", "volume"]
+    assert (len(some), len(none)) == (bars, 0)
+    assert some["close"].dtype == "float64" and some["ts"].dtype.kind == "M"
+    assert (some["symbol"] == symbol).all() and some["close"].gt(0).all()
+
+
 def read_topic(settings: Settings, topic: str) -> list:
     """Every message of ``topic`` from the beginning, read until each partition's end."""
     from confluent_kafka import Consumer

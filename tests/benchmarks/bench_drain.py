@@ -65,11 +65,12 @@ def memory_line(warehouse: Warehouse) -> str:
     return f"RSS {_status_mb('VmRSS'):.0f} MB, peak {peak_rss_mb():.0f} MB, DuckDB MB {dict(duck)}"
 
 
-def produce_backlog(bootstrap: str, topic: str, count: int) -> float:
-    """Publish ``count`` distinct bars as fast as possible; return seconds."""
+def produce_backlog(bootstrap: str, topic: str, count: int, symbols: int = 500) -> float:
+    """Publish ``count`` distinct bars of ``symbols`` symbols as fast as possible; return
+    seconds."""
     producer = Producer({"bootstrap.servers": bootstrap} | PRODUCER_DEFAULTS | {"linger.ms": 50})
     started = time.perf_counter()
-    for i, (key, value) in enumerate(distinct_bar_messages(count)):
+    for i, (key, value) in enumerate(distinct_bar_messages(count, symbols)):
         while True:
             try:
                 producer.produce(topic, key=key, value=value)

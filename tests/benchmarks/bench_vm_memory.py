@@ -1,7 +1,7 @@
 """Benchmark: the e2-micro's memory budget, measured on this machine for what runs here.
 
     .venv/bin/python -m tests.benchmarks.bench_vm_memory [--messages 100000] [--max-records 5000]
-        [--warehouse embedded|snowflake] [--live]
+        [--warehouse embedded|snowflake] [--live] [--symbols N]
 
 Starts, with the settings the Ansible roles give the VM:
   * Kafka with the kafka role's heap and JVM options (ansible/roles/kafka/defaults/main.yml)
@@ -146,7 +146,7 @@ FLOW_RUNS = (
         "validate_session(session=datetime.date(2020, 1, 2))",
     ),
     (
-        "backfill (a year of daily bars, the watchlist)",
+        "backfill (a year of daily bars of the watchlist)",
         "import datetime; from flows.backfill import backfill_history; "
         "backfill_history(first=datetime.date(2025, 1, 2), last=datetime.date(2025, 12, 31))",
     ),
@@ -172,6 +172,13 @@ def main() -> None:
     parser.add_argument("--max-records", type=int, default=5_000)
     parser.add_argument("--warehouse", choices=["embedded", "snowflake"], default="embedded")
     parser.add_argument("--live", action="store_true", help="with the live tier's units")
+    parser.add_argument(
+        "--symbols",
+        type=int,
+        default=None,
+        help="symbols in the backlog, and the watchlist the flows validate and backfill "
+        "(default: 500 symbols, and the default watchlist of 10)",
+    )
     args = parser.parse_args()
 
     role = yaml.safe_load(KAFKA_DEFAULTS.read_text())
@@ -208,6 +215,8 @@ def main() -> None:
         "PREFECT_SERVER_UI_ENABLED": "false",
         "STOCKPIPE_DASHBOARD__PORT": str(ports["dashboard"]),
     }
+    if args.symbols:  # the backlog's symbols (tests.support.distinct_bar_messages)
+        env["STOCKPIPE_SOURCE__WATCHLIST"] = ",".join(f"SYM{i:03d}" for i in range(args.symbols))
     os.environ.update(env)
     settings = load_settings()
     processes: dict[str, subprocess.Popen] = {}
@@ -267,7 +276,10 @@ def main() -> None:
             exchange, page = start_live_tier(settings, processes)
         print(f"producing {args.messages:,} messages ...", flush=True)
         produce_backlog(
-            settings.kafka.bootstrap_servers, settings.kafka.prices_topic, args.messages
+            settings.kafka.bootstrap_servers,
+            settings.kafka.prices_topic,
+            args.messages,
+            args.symbols or 500,
         )
         if args.warehouse == "snowflake":
             processes["snowflake test server (not on the VM)"] = subprocess.Popen(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -20,3 +22,37 @@ def scratch_dir(prefix: str) -> Path:
     else:
         atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path
+
+
+# Appended to a child's code: it writes its own VmHWM (KB) at exit. Not getrusage's
+# ru_maxrss of the child: Linux carries that over exec, so a child of a large parent reports
+# the parent's size until it grows past it.
+_PEAK_AT_EXIT = """
+import atexit as _atexit, os as _os
+def _write_peak(path=_os.environ["STOCKPIPE_BENCH_PEAK_FILE"]):
+    with open("/proc/self/status") as status, open(path, "w") as out:
+        out.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+_atexit.register(_write_peak)
+"""
+
+
+def run_python_measured(
+    code: str, *args: str, **run: object
+) -> tuple[subprocess.CompletedProcess, float, float]:
+    """Runs ``python -c code args`` in a process of its own.
+
+    Args:
+        code: the child's program; it may exit with any code.
+        args: its ``sys.argv[1:]``.
+        run: passed to ``subprocess.run`` (stdout, stderr, check, ...).
+
+    Returns:
+        (the completed process, wall seconds, the child's peak resident memory in MB).
+    """
+    with tempfile.NamedTemporaryFile(prefix="stockpipe-bench-peak-") as peak_file:
+        env = {**(run.pop("env", None) or os.environ), "STOCKPIPE_BENCH_PEAK_FILE": peak_file.name}
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-c", _PEAK_AT_EXIT + code, *args], env=env, **run)
+        seconds = time.monotonic() - started
+        peak_kb = int(Path(peak_file.name).read_text() or 0)
+    return done, seconds, peak_kb / 1024

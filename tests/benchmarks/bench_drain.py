@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from stockpipe.streaming.producer import PRODUCER_DEFAULTS
 from stockpipe.streaming.topics import ensure_topics
 from stockpipe.warehouse import Portable, Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
-from tests.support import distinct_bar_messages
+from tests.support import distinct_bar_messages, memory_mb
 
 
 def peak_rss_mb() -> float:
@@ -42,18 +41,7 @@ def peak_rss_mb() -> float:
     Not getrusage's ru_maxrss: Linux carries that across exec, so a child started from a
     large parent reports the parent's size until it grows past it.
     """
-    return _status_mb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _status_mb(field: str) -> float:
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    return memory_mb()[1]
 
 
 def memory_line(warehouse: Warehouse) -> str:
@@ -62,7 +50,8 @@ def memory_line(warehouse: Warehouse) -> str:
         "select tag, memory_usage_bytes // 1048576 from duckdb_memory() "
         "where memory_usage_bytes >= 1048576"
     ).fetchall()
-    return f"RSS {_status_mb('VmRSS'):.0f} MB, peak {peak_rss_mb():.0f} MB, DuckDB MB {dict(duck)}"
+    rss, peak = memory_mb()
+    return f"RSS {rss:.0f} MB, peak {peak:.0f} MB, DuckDB MB {dict(duck)}"
 
 
 def produce_backlog(bootstrap: str, topic: str, count: int, symbols: int = 500) -> float:

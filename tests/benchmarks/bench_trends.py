@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -28,7 +27,7 @@ from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import load_settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.streaming.topics import ensure_topics
-from tests.benchmarks import scratch_dir
+from tests.benchmarks import run_python_measured, scratch_dir
 from tests.support import raw_rows_from_bars
 
 # What a dashboard or a user reads of each mart.
@@ -44,37 +43,17 @@ READS = {
 }
 
 
-# The child reports its own VmHWM at exit: getrusage's ru_maxrss of a child carries the
-# parent's size over exec, and this parent holds the loaded bars.
-_CHILD = """
-import atexit, sys
-from stockpipe.cli import main
-
-def report():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            print("VmHWM_KB", line.split()[1], file=sys.stderr)
-
-atexit.register(report)
-sys.exit(main(["trends", *sys.argv[1:]]))
-"""
+_STOCKPIPE_TRENDS = (
+    "import sys; from stockpipe.cli import main; sys.exit(main(['trends', *sys.argv[1:]]))"
+)
 
 
 def run_trends(*flags: str) -> tuple[float, float]:
     """(seconds, peak RSS in MB) of ``stockpipe trends [flags]`` in a process of its own."""
-    started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", _CHILD, *flags],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    _, seconds, peak = run_python_measured(
+        _STOCKPIPE_TRENDS, *flags, check=True, stdout=subprocess.DEVNULL
     )
-    seconds = time.perf_counter() - started
-    peak_kb = next(
-        int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("VmHWM_KB")
-    )
-    return seconds, peak_kb / 1024
+    return seconds, peak
 
 
 def main() -> None:

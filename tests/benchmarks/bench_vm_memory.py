@@ -49,7 +49,7 @@ from stockpipe.local_stack.monitoring import LocalMonitoring
 from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import load_settings
 from stockpipe.streaming.topics import ensure_topics
-from tests.benchmarks import scratch_dir
+from tests.benchmarks import run_python_measured, scratch_dir
 from tests.benchmarks.bench_drain import produce_backlog
 from tests.support import memory_mb, set_up_warehouse, snowflake_server_env
 
@@ -121,15 +121,6 @@ def start_live_tier(settings, processes: dict[str, subprocess.Popen]):
 _AS_ON_THE_VM = (
     "from deployments.worker import skip_integration_imports; skip_integration_imports(); "
 )
-# The run's own VmHWM, written at exit: getrusage's ru_maxrss of a child carries the
-# parent's size over exec.
-_REPORT_PEAK = """
-import atexit, sys
-def _peak():
-    with open(sys.argv[1], "w") as out:
-        out.write(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM")))
-atexit.register(_peak)
-"""
 FLOW_RUNS = (
     (
         "drain (max {max_records:,} records a batch, {messages:,} messages)",
@@ -155,15 +146,13 @@ FLOW_RUNS = (
 
 def run_flow(work: Path, call: str) -> tuple[float, float, int]:
     """(seconds, peak RSS in MB, exit code) of a flow run in a process of its own."""
-    started = time.monotonic()
-    peak_file = work / "flow.peak"
-    code = subprocess.run(
-        [sys.executable, "-c", _REPORT_PEAK + _AS_ON_THE_VM + call, str(peak_file)],
+    done, seconds, peak = run_python_measured(
+        _AS_ON_THE_VM + call,
         stdout=subprocess.DEVNULL,
         stderr=(work / "flow.err").open("wb"),
         check=False,
-    ).returncode
-    return time.monotonic() - started, int(peak_file.read_text()) / 1024, code
+    )
+    return seconds, peak, done.returncode
 
 
 def main() -> None:

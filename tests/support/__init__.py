@@ -289,8 +289,8 @@ def snowflake_server_env(port: int) -> dict[str, str]:
     }
 
 
-def memory_mb(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) of a process in MB."""
+def memory_mb(pid: int | str = "self") -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a process (this one by default) in MB."""
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         name, _, value = line.partition(":")

@@ -70,11 +70,6 @@ class Result:
         rowcount = cursor.rowcount if cursor.rowcount is not None else len(rows)
         return cls(columns, rows, int(rowcount))
 
-    def frame(self) -> pd.DataFrame:
-        import pandas as pd
-
-        return pd.DataFrame(self.rows, columns=list(self.columns))
-
 
 def cursor_frame(cursor: Any, sql: str, params: Sequence[Any] | None) -> pd.DataFrame:
     """The rows of ``sql`` on a snowflake-connector (or fakesnow) cursor as a pandas frame
@@ -156,9 +151,9 @@ class Warehouse(ABC):
         """The rows of a query."""
         return self.execute(sql, params).rows
 
+    @abstractmethod
     def query_frame(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
         """The rows of a query as a pandas frame with lower-case column names."""
-        return self.execute(sql, params).frame()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -117,8 +117,9 @@ def test_a_rebuilt_mart_keeps_the_readers_grant(
     assert not [s for s in rebuild if s.startswith("grant ")]
     with Warehouse.connect(snowflake_settings, "setup") as warehouse:
         for mart in MARTS:
-            shown = warehouse.execute(f"show grants on table MARTS.{mart}").frame()
-            held = set(zip(shown["privilege"], shown["grantee_name"], strict=True))
+            shown = warehouse.execute(f"show grants on table MARTS.{mart}")
+            privilege, grantee = (shown.columns.index(c) for c in ("privilege", "grantee_name"))
+            held = {(row[privilege], row[grantee]) for row in shown.rows}
             assert ("SELECT", "STOCKPIPE_READER") in held, mart
     # dbt's sessions carry the purpose's query tag, as every other process's do.
     assert {e["query_tag"] for e in entries} == {"stockpipe:transform"}

@@ -3,7 +3,8 @@
 #   * Java 17 and Maven (the local Kafka broker's runtime and installer), Prometheus and
 #     its Pushgateway, Chromium (the dashboard's browser test), from Debian packages, when
 #     missing;
-#   * a virtualenv in .venv with the project and its dev extra (editable), installed by uv;
+#   * a virtualenv in .venv with the project and all its extras (editable), installed by uv
+#     from uv.lock;
 #   * Apache Kafka's jars from Maven Central into ~/.cache/stockpipe/kafka;
 #   * the GX Data Docs pages' scripts, styles and fonts from the npm registry into
 #     ~/.cache/stockpipe/data-docs-assets (checked against pinned sha512 integrities).
@@ -40,16 +41,21 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
 fi
 
 stamp=.venv/.installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  say "creating .venv and installing stockpipe with its dev extra (about a minute the first time)"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ uv.lock -nt "$stamp" ]; then
+  say "creating .venv and installing stockpipe with every extra from uv.lock (about a minute the first time)"
   "$PYTHON" -m venv .venv
   # uv resolves and installs the dependency set in ~35 s where pip takes ~4 minutes of CPU;
   # pinned, as in the prefect_worker role (prefect_worker_uv_version).
   .venv/bin/python -m pip install -q uv==0.13.9
-  # --compile-bytecode: every test and flow run starts Python processes (the CLI, Prefect's
-  # server, dbt, Ansible); without .pyc files each one compiles its imports from source again
-  # when the cache cannot be written (PYTHONDONTWRITEBYTECODE, read-only site-packages).
-  .venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python -e '.[dev]'
+  # uv.lock's versions, checked against its hashes; --locked stops when pyproject.toml
+  # changed without `uv lock`. Every extra: the embedded warehouse, the control machine's
+  # Ansible, the tests' tools. --inexact keeps uv itself (pip put it there) and whatever a
+  # developer added. --compile-bytecode: every test and flow run starts Python processes
+  # (the CLI, Prefect's server, dbt, Ansible); without .pyc files each one compiles its
+  # imports from source again when the cache cannot be written (PYTHONDONTWRITEBYTECODE,
+  # read-only site-packages).
+  UV_PROJECT_ENVIRONMENT=.venv .venv/bin/uv sync -q --locked --inexact --all-extras \
+    --compile-bytecode --python .venv/bin/python
   touch "$stamp"
 fi
 # The project's own modules are installed editable, so compiled here, each run (unchanged

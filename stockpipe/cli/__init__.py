@@ -33,6 +33,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from rich.markup import escape
+
 from stockpipe.cli.arguments import UsageError
 from stockpipe.cli.parser import build_parser
 from stockpipe.cli.render import err
@@ -85,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
-        err.print(f"[red]configuration error[/red]: {exc}")
+        err.print(f"[red]configuration error[/red]: {escape(str(exc))}")
         return 2
     except Terminated:
         err.print("stopped by SIGTERM")
@@ -96,13 +98,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the CLI's last line: say what failed, not a traceback
         # A bad option, date or ticker, or the user's replay file: a usage error.
         if isinstance(exc, UsageError) or _replay_file_error(exc):
-            err.print(f"[red]error[/red]: {exc}")
+            err.print(f"[red]error[/red]: {escape(str(exc))}")
             return 2
         if args.verbose:
             raise
         # Our own errors say what failed and what to do; others need their type to make sense.
         ours = type(exc).__module__.startswith("stockpipe.")
-        err.print(f"[red]error[/red]: {'' if ours else type(exc).__name__ + ': '}{exc}")
+        said = escape(str(exc))  # an error's text is not markup: "stockpipe[embedded]"
+        err.print(f"[red]error[/red]: {'' if ours else type(exc).__name__ + ': '}{said}")
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
 from rich.table import Table
 
 from stockpipe.cli.arguments import (
@@ -633,5 +634,5 @@ def _demo_live(settings: Settings) -> int:
     if report.trades is not None:
         console.print(report.trades.summary())
     if report.ingest_error is not None:
-        err.print(f"[red]error[/red]: live ingest: {report.ingest_error}")
+        err.print(f"[red]error[/red]: live ingest: {escape(str(report.ingest_error))}")
     return _live_tier_ended(report.tier)

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import tomllib
 from datetime import datetime
 from pathlib import Path
 
@@ -42,6 +43,21 @@ from tests.ansible.playbook import ANSIBLE_DIR, UnitCommand, run_playbook
 from tests.support import prerequisite, read_topic, running_prefect_server
 
 PLAYBOOK = str(Path(__file__).parent / "playbooks" / "prefect_worker_local.yml")
+LOCK = ANSIBLE_DIR.parent / "uv.lock"
+# Run by the VM's interpreter: versions of what the flows import, what must be absent, and
+# where stockpipe is imported from.
+_INSTALLED = """
+import importlib.metadata as md, importlib.util as iu, json, stockpipe
+def missing(module):
+    try:
+        return iu.find_spec(module) is None
+    except ModuleNotFoundError:  # its parent package is missing
+        return True
+names = ["prefect", "confluent-kafka", "dbt-snowflake", "great-expectations", "streamlit"]
+absent = [m for m in ("ansible", "fakesnow", "google.cloud.compute_v1", "pytest", "uv")
+          if missing(m)]
+print(json.dumps([{n: md.version(n) for n in names}, absent, stockpipe.__file__]))
+"""
 # A system user of this run alone: two runs on one machine must not delete each other's.
 WORKER_USER = f"stockpipe-worker-{os.getpid()}"
 API_KEY = "pnu_worker-secret-7"
@@ -153,13 +169,20 @@ def test_the_code_its_environment_and_the_unit_are_in_place(role) -> None:
     root, first, _ = role
     home = root / "opt/stockpipe"
     assert (home / "prefect.yaml").exists() and (home / "flows/ingest.py").exists()
-    version = subprocess.run(
-        [str(home / ".venv/bin/python"), "-c", "import stockpipe, prefect; print('ok')"],
+    # uv.lock's versions of the core alone: no extra (Ansible, fakesnow) and no uv in the
+    # flows' virtualenv, the code installed from the archive (not a link to it).
+    installed = subprocess.run(
+        [str(home / ".venv/bin/python"), "-c", _INSTALLED],
         capture_output=True,
         text=True,
         check=False,
     )
-    assert version.stdout.strip() == "ok", version.stderr
+    assert installed.returncode == 0, installed.stderr
+    versions, absent, stockpipe_file = json.loads(installed.stdout)
+    locked = {p["name"]: p["version"] for p in tomllib.loads(LOCK.read_text())["package"]}
+    assert versions == {name: locked[name] for name in versions}
+    assert absent == ["ansible", "fakesnow", "google.cloud.compute_v1", "pytest", "uv"]
+    assert stockpipe_file.startswith(str(home / ".venv/lib/"))
     assert home.stat().st_uid == 0  # the worker cannot change the code it runs
 
     env_file = root / "etc/stockpipe/worker.env"

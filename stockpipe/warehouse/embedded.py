@@ -15,7 +15,6 @@ There are no roles here: every purpose gets the same session.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import re
 import uuid
@@ -26,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stockpipe.settings import MEMORY_LIMIT_PATTERN, ConfigError
+from stockpipe.settings import MEMORY_LIMIT_PATTERN
 from stockpipe.warehouse.base import (
     Portable,
     Purpose,
@@ -62,7 +61,6 @@ class EmbeddedWarehouse(Warehouse):
     ) -> EmbeddedWarehouse:
         import duckdb
 
-        _require_fakesnow()
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{database}.db"
         try:
@@ -217,22 +215,6 @@ class EmbeddedWarehouse(Warehouse):
             yield
         finally:
             self.duck.execute(f"set memory_limit = '{before}'")
-
-
-def _require_fakesnow() -> None:
-    """Fails at open, before anything is written, when fakesnow is not installed (it is
-    imported later, on the first statement that needs translating)."""
-    try:
-        found = importlib.util.find_spec("fakesnow") is not None
-    except ModuleNotFoundError:
-        found = False
-    if not found:
-        # The VM installs the core alone: a Snowflake deployment has no use for fakesnow.
-        raise ConfigError(
-            "STOCKPIPE_WAREHOUSE__BACKEND=embedded (the default) needs the embedded extra, "
-            "which this install lacks: pip install 'stockpipe[embedded]', or set "
-            "STOCKPIPE_WAREHOUSE__BACKEND=snowflake"
-        )
 
 
 def _fakesnow_connection(

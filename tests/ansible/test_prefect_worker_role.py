@@ -54,7 +54,7 @@ def missing(module):
     except ModuleNotFoundError:  # its parent package is missing
         return True
 names = ["prefect", "confluent-kafka", "dbt-snowflake", "great-expectations", "streamlit"]
-absent = [m for m in ("ansible", "fakesnow", "google.cloud.compute_v1", "pytest", "uv")
+absent = [m for m in ("ansible", "google.cloud.compute_v1", "pytest", "uv")
           if missing(m)]
 print(json.dumps([{n: md.version(n) for n in names}, absent, stockpipe.__file__]))
 """
@@ -169,7 +169,7 @@ def test_the_code_its_environment_and_the_unit_are_in_place(role) -> None:
     root, first, _ = role
     home = root / "opt/stockpipe"
     assert (home / "prefect.yaml").exists() and (home / "flows/ingest.py").exists()
-    # uv.lock's versions of the core alone: no extra (Ansible, fakesnow) and no uv in the
+    # uv.lock's versions of the core alone: no extra (Ansible, the tests' tools), no uv in the
     # flows' virtualenv, the code installed from the archive (not a link to it).
     installed = subprocess.run(
         [str(home / ".venv/bin/python"), "-c", _INSTALLED],
@@ -181,7 +181,7 @@ def test_the_code_its_environment_and_the_unit_are_in_place(role) -> None:
     versions, absent, stockpipe_file = json.loads(installed.stdout)
     locked = {p["name"]: p["version"] for p in tomllib.loads(LOCK.read_text())["package"]}
     assert versions == {name: locked[name] for name in versions}
-    assert absent == ["ansible", "fakesnow", "google.cloud.compute_v1", "pytest", "uv"]
+    assert absent == ["ansible", "google.cloud.compute_v1", "pytest", "uv"]
     assert stockpipe_file.startswith(str(home / ".venv/lib/"))
     assert home.stat().st_uid == 0  # the worker cannot change the code it runs
 

@@ -148,6 +148,10 @@ def test_the_subscription_follows_the_watchlist_edited_while_following(
     published from then on, a symbol removed is unsubscribed and gets no bar after, and a
     bad edit keeps the last good list (the follow goes on). The replay runs at 15x, so the
     minutes (and the re-reads) pass on a clock of the session's own."""
+    # That clock runs on the wall clock: at the default 2 s of grace, a reader 133 ms behind
+    # (a busy machine) took a minute's last trades as late (CI41). The grace this test gives
+    # is a minute of the session's time, 4 s of the wall's; the bars are the same.
+    monkeypatch.setenv("STOCKPIPE_SOURCE__LIVE_GRACE_SECONDS", "60")
     socket = FakeFinnhubSocket(
         KEY, trades, end_ms=T0 + MINUTES * MINUTE_MS, speed=15, awaited={"AAPL", "MSFT"}
     ).start()

@@ -4,8 +4,9 @@
 
 The pool is Prefect's process type with its own default job template, except that flow runs
 start as ``<this python> -m deployments.flow_run`` (Prefect's engine without its
-integrations) instead of ``python -m prefect.engine``. Prints ``created``, ``updated`` or
-``unchanged`` (the prefect_worker role reports a change from it).
+integrations) instead of ``python -m prefect.engine``, and no deployment or flow run can
+change that command, the environment or the working directory (``LOCKED``). Prints
+``created``, ``updated`` or ``unchanged`` (the prefect_worker role reports a change).
 """
 
 from __future__ import annotations
@@ -17,14 +18,27 @@ from typing import Any
 FLOW_RUN_MODULE = "deployments.flow_run"
 
 
+# What a deployment or a flow run may not set: the command the worker runs, its environment
+# and its directory. Left open (Prefect's default), anyone holding an API key that can
+# create a flow run could run any command on the VM as the worker's user.
+LOCKED = ("command", "env", "working_dir")
+
+
 def job_template(python: str = sys.executable) -> dict[str, Any]:
-    """Prefect's process job template, with flow runs started through ``FLOW_RUN_MODULE``."""
+    """Prefect's process job template, locked: every flow run starts as ``python -m
+    FLOW_RUN_MODULE`` in the worker's own environment and directory, and job variables
+    other than the template's remaining ones (name, labels, stream_output) are refused."""
     from prefect.utilities.processutils import command_to_string
     from prefect.workers.process import ProcessWorker
 
     template = ProcessWorker.get_default_base_job_template()
-    command = command_to_string([python, "-m", FLOW_RUN_MODULE])
-    template["variables"]["properties"]["command"]["default"] = command
+    configuration, variables = template["job_configuration"], template["variables"]
+    configuration["command"] = command_to_string([python, "-m", FLOW_RUN_MODULE])
+    configuration["env"] = {}
+    configuration["working_dir"] = None
+    for name in LOCKED:
+        del variables["properties"][name]
+    variables["additionalProperties"] = False
     return template
 
 

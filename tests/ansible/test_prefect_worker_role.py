@@ -61,6 +61,7 @@ print(json.dumps([{n: md.version(n) for n in names}, absent, stockpipe.__file__]
 # A system user of this run alone: two runs on one machine must not delete each other's.
 WORKER_USER = f"stockpipe-worker-{os.getpid()}"
 API_KEY = "pnu_worker-secret-7"
+DEPLOY_API_KEY = "pnu_deploy-secret-8"
 FINNHUB_KEY = "finnhub-secret-5"
 WATCHLIST = ["AAPL", "MSFT"]
 TOPICS = {
@@ -102,6 +103,7 @@ def role(prefect_api: str, kafka_broker: LocalBroker, exchange: SimulatedExchang
     variables = {
         "prefect_worker_api_url": prefect_api,
         "prefect_worker_api_key": API_KEY,
+        "prefect_worker_deploy_api_key": DEPLOY_API_KEY,
         "prefect_worker_project_src": str(ANSIBLE_DIR.parent),
         "prefect_worker_artifact_dir": str(root / "control"),
         # The role's own python3-venv and git from apt and Debian's /usr/bin/python3, as on
@@ -191,8 +193,11 @@ def test_the_code_its_environment_and_the_unit_are_in_place(role) -> None:
     assert f"PREFECT_API_KEY={API_KEY}" in env
     assert f"STOCKPIPE_HOME={root}/var/lib/stockpipe" in env
     assert "STOCKPIPE_KAFKA__PRICES_TOPIC=prices_worker_role" in env
+    # The deploy key registered the pool and deployments and was never written to the VM.
+    written = [p for d in ("etc", "var") for p in (root / d).rglob("*") if p.is_file()]
+    assert not [p for p in written if DEPLOY_API_KEY.encode() in p.read_bytes()]
     # No secret in what ansible-playbook printed (the JSON callback: every result in full).
-    assert API_KEY not in first.output
+    assert API_KEY not in first.output and DEPLOY_API_KEY not in first.output
 
     command = UnitCommand.of(root / "etc/systemd/system/stockpipe-worker.service")
     assert command.argv[:4] == [str(home / ".venv/bin/python"), "-m", "deployments.worker", "start"]
@@ -204,9 +209,10 @@ def test_the_pool_and_every_deployment_of_prefect_yaml_are_registered(role, pref
     pool = httpx.get(f"{prefect_api}/work_pools/stockpipe", timeout=10).json()
     assert pool["type"] == "process"
     # Flow runs start through the launcher that skips Prefect's integrations.
-    command = pool["base_job_template"]["variables"]["properties"]["command"]["default"]
+    command = pool["base_job_template"]["job_configuration"]["command"]
     root, *_ = role
     assert command == f"{root}/opt/stockpipe/.venv/bin/python -m deployments.flow_run"
+    assert "command" not in pool["base_job_template"]["variables"]["properties"]
     deployments = httpx.post(f"{prefect_api}/deployments/filter", json={}, timeout=10).json()
     from deployments.serve import load_deployment_specs
 

@@ -128,6 +128,39 @@ def test_deploy_all_creates_every_deployment_with_market_hours_schedules(prefect
             assert len(nov) == 3 * 390 + 210
 
 
+def test_the_pool_refuses_a_command_environment_or_directory_from_a_deployment_or_run(
+    prefect_server,
+) -> None:
+    """The work pool's job template is locked: whoever holds an API key that may create
+    deployments or flow runs cannot make the VM's worker run a command of theirs."""
+    env = prefect_server
+    work_pool(env)
+    api = env["PREFECT_API_URL"]
+    flow = httpx.post(f"{api}/flows/", json={"name": "locked-pool-probe"}, timeout=60).json()
+
+    def deployment(name: str, job_variables: dict) -> httpx.Response:
+        body = {"name": name, "flow_id": flow["id"], "work_pool_name": "stockpipe"}
+        return httpx.post(f"{api}/deployments/", json=body | {"job_variables": job_variables})
+
+    for variable, value in [
+        ("command", "touch /tmp/owned"),
+        ("env", {"PYTHONSTARTUP": "/tmp/owned.py"}),
+        ("working_dir", "/tmp"),
+    ]:
+        refused = deployment(f"probe-{variable}", {variable: value})
+        assert refused.status_code == 422, refused.text
+        assert f"'{variable}' was unexpected" in refused.text
+        allowed = deployment(f"probe-{variable}-run", {}).json()
+        run = httpx.post(
+            f"{api}/deployments/{allowed['id']}/create_flow_run",
+            json={"job_variables": {variable: value}},
+            timeout=60,
+        )
+        assert run.status_code == 422, run.text
+    # What the template leaves open still works.
+    assert deployment("probe-open", {"stream_output": False}).status_code == 201
+
+
 def test_a_deployment_runs_through_a_worker_and_a_guarded_run_is_skipped(
     prefect_server, env_settings: Settings
 ) -> None:

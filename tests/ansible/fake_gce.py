@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import ip_network
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 COMPUTE = "/compute/v1/projects/(?P<project>[^/]+)"
 ROUTES = [
@@ -44,6 +44,9 @@ ROUTES = [
         re.compile(r"/v1/projects/(?P<project>[^/]+)/serviceAccounts(?:/(?P<name>[^/]+))?$"),
     ),
 ]
+# Collections a GET without a name lists (the others are only read one by one here).
+LISTABLE = {"addresses", "instances"}
+LABEL_TERM = re.compile(r'labels\.(?P<key>[a-z][a-z0-9_-]*)\s*=\s*"(?P<value>[a-z0-9_-]*)"')
 
 
 @dataclass
@@ -139,12 +142,40 @@ class FakeGCE:
         return True
 
     # -- the API ---------------------------------------------------------------------------
-    def handle(self, method: str, path: str, body: dict | None) -> tuple[int, dict]:
+    def handle(
+        self, method: str, path: str, body: dict | None, query: dict[str, list[str]] | None = None
+    ) -> tuple[int, dict]:
         for kind, pattern in ROUTES:
             match = pattern.match(path)
             if match:
-                return getattr(self, f"_{kind}")(method, body, **match.groupdict())
+                handler = getattr(self, f"_{kind}")
+                if kind in LISTABLE and method == "GET" and not match["name"]:
+                    return self._list(
+                        kind, path, (query or {}).get("filter", [""])[0], **match.groupdict()
+                    )
+                return handler(method, body, **match.groupdict())
         return error(404, f"no such API path {path}")
+
+    def _list(self, kind, path, expression, project, scope, name):
+        """GET of a collection, with the API's label filter (``labels.KEY = "VALUE"``,
+        joined by AND); an expression it cannot read is refused, as the API does."""
+        wanted = {}
+        for term in filter(None, re.split(r"\s+AND\s+", expression.strip())):
+            match = LABEL_TERM.fullmatch(term.strip())
+            if match is None:
+                return error(400, f"Invalid value for field 'filter': '{expression}'.", "invalid")
+            wanted[match["key"]] = match["value"]
+        items = [
+            resource
+            for (resource_scope, _), resource in sorted(self.resources[kind].items())
+            if resource_scope == scope
+            and all(resource.get("labels", {}).get(k) == v for k, v in wanted.items())
+        ]
+        listing = {"kind": f"compute#{kind[:-1] if kind != 'addresses' else 'address'}List"}
+        listing |= {"id": path, "selfLink": self._link(path)}
+        if items:  # the API leaves "items" out of an empty list
+            listing["items"] = items
+        return 200, listing
 
     def _operations(self, method, body, project, name):
         if name not in self.operations:
@@ -171,6 +202,7 @@ class FakeGCE:
                 "addressType": body.get("addressType", "EXTERNAL"),
                 "networkTier": body.get("networkTier", "PREMIUM"),
                 "description": body.get("description", ""),
+                "labels": body.get("labels", {}),
                 "status": "RESERVED",
                 "region": self._link(f"/compute/v1/projects/{project}/regions/{scope}"),
                 "selfLink": self._link(f"{base}/{body['name']}"),
@@ -386,7 +418,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        path = urlsplit(self.path).path
+        url = urlsplit(self.path)
+        path, query = url.path, parse_qs(url.query)
         body = json.loads(raw) if raw and raw.lstrip()[:1] == b"{" else None
         auth = self.headers.get("Authorization", "")
         with self.fake.lock:
@@ -401,7 +434,7 @@ class _Handler(BaseHTTPRequestHandler):
                     status="UNAUTHENTICATED",
                 )
             else:
-                code, payload = self.fake.handle(self.command, path, body)
+                code, payload = self.fake.handle(self.command, path, body, query)
         data = json.dumps(payload).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json; charset=UTF-8")

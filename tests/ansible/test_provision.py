@@ -188,8 +188,15 @@ def test_three_nodes_make_a_cluster_open_only_to_each_other(gce, tmp_path):
     again = run_playbook("provision.yml", *three, env=env)
     assert again.returncode == 0 and again.changed() == 0, again.changed_tasks()
 
+    # Every node and address carries the deployment's label, which teardown selects by.
+    assert {vm["labels"]["stockpipe_deployment"] for vm in vms.values()} == {"stockpipe"}
+    addresses = fake.resources["addresses"].values()
+    assert {a["labels"]["stockpipe_deployment"] for a in addresses} == {"stockpipe"}
+
     writes_before = len(fake.writes())
-    gone = run_playbook("teardown.yml", *three, "-e", "confirm=yes", env=env)
+    # Torn down with the default variables (gce_vm_nodes: 1), as an operator who forgot the
+    # -e they provisioned with would: the label finds all three nodes anyway.
+    gone = run_playbook("teardown.yml", *args, "-e", "confirm=yes", env=env)
     assert gone.returncode == 0, gone.failures()
     # Every node, address and rule of the cluster is gone, and its inventory; the VMs go
     # before the addresses they hold (the real API refuses to release one in use).

@@ -136,6 +136,11 @@ def get_or_none(call, **kwargs):
         return None
 
 
+def label_filter(labels):
+    """The Compute API's list filter selecting resources that carry every label given."""
+    return " AND ".join(f'labels.{key} = "{value}"' for key, value in sorted(labels.items()))
+
+
 def to_dict(message):
     return type(message).to_dict(message, preserving_proto_field_name=False)
 
@@ -159,6 +164,7 @@ __all__ = [
     "get_or_none",
     "gexc",
     "iam_session",
+    "label_filter",
     "require_libraries",
     "short_name",
     "to_dict",

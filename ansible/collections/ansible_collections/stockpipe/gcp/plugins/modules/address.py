@@ -16,6 +16,7 @@ options:
     default: STANDARD
     choices: [STANDARD, PREMIUM]
   description: {description: Free text shown in the console., type: str, default: ""}
+  labels: {description: Labels (set when the address is reserved)., type: dict, default: {}}
 extends_documentation_fragment: [stockpipe.gcp.gcp]
 """
 
@@ -59,6 +60,7 @@ def main():
             region=dict(type="str", required=True),
             network_tier=dict(type="str", default="STANDARD", choices=["STANDARD", "PREMIUM"]),
             description=dict(type="str", default=""),
+            labels=dict(type="dict", default={}),
         ),
         supports_check_mode=True,
     )
@@ -90,6 +92,7 @@ def main():
         address_type="EXTERNAL",
         network_tier=p["network_tier"],
         description=p["description"],
+        labels=p["labels"],
     )
     wait_for(
         module,

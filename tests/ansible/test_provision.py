@@ -164,6 +164,20 @@ def test_provision_refuses_ssh_open_to_the_world_before_calling_any_api(gce):
     assert fake.requests == []
 
 
+@pytest.mark.parametrize("variable", ["GCP_IAM_ENDPOINT", "GCP_COMPUTE_ENDPOINT"])
+def test_an_endpoint_that_would_carry_the_token_in_clear_text_is_refused(gce, variable):
+    """Plain http is for a stand-in on loopback (as here): elsewhere the operator's token
+    would cross the network readable. Refused before any request, the token's included."""
+    fake, args, env = gce
+    run = run_playbook("provision.yml", *args, env=env | {variable: "http://gce.example.test:8080"})
+    assert run.returncode != 0
+    assert "refusing API endpoint http://gce.example.test:8080" in run.output  # a loop's item
+    if variable == "GCP_IAM_ENDPOINT":  # the first task's API: nothing was asked of any
+        assert fake.requests == []
+    else:  # the service account exists (IAM); no Compute request, and no token sent to it
+        assert not [r for r in fake.requests if r.path.startswith("/compute/")]
+
+
 def test_three_nodes_make_a_cluster_open_only_to_each_other(gce, tmp_path):
     fake, args, env = gce
     three = ["-e", json.dumps(json.loads(args[1]) | {"gce_vm_nodes": 3})]

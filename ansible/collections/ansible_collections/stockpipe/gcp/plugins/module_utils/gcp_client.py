@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import ipaddress
 import re
 import sys
 import traceback
+from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
@@ -96,17 +98,40 @@ def credentials(module):
         )
 
 
+def checked_endpoint(module, url):
+    """``url``, unless it would carry the operator's Google token in clear text: plain http
+    is for a local stand-in on a loopback address only."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return url
+    if parts.scheme == "http" and parts.hostname is not None:
+        host = parts.hostname
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if loopback:
+            return url
+    module.fail_json(
+        msg=f"refusing API endpoint {url}: requests carry your Google credentials, so an "
+        "endpoint must be https (or http on a loopback address, for a local stand-in); "
+        "check GCP_COMPUTE_ENDPOINT / GCP_IAM_ENDPOINT"
+    )
+
+
 def compute_client(module, client_class):
     """A google-cloud-compute client on the REST transport, honouring api_endpoint."""
     options = None
     if module.params.get("api_endpoint"):
-        options = {"api_endpoint": module.params["api_endpoint"]}
+        options = {"api_endpoint": checked_endpoint(module, module.params["api_endpoint"])}
     return client_class(credentials=credentials(module), transport="rest", client_options=options)
 
 
 def iam_session(module):
     """An authorised HTTP session and the base URL of the IAM API."""
-    base = (module.params.get("iam_endpoint") or DEFAULT_IAM_ENDPOINT).rstrip("/")
+    base = checked_endpoint(
+        module, (module.params.get("iam_endpoint") or DEFAULT_IAM_ENDPOINT).rstrip("/")
+    )
     return AuthorizedSession(credentials(module)), base
 
 
@@ -158,6 +183,7 @@ __all__ = [
     "GOOGLE_IMPORT_ERROR",
     "api_error",
     "argument_spec",
+    "checked_endpoint",
     "compute_client",
     "compute_v1",
     "exit_absent",

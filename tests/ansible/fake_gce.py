@@ -27,6 +27,11 @@ ROUTES = [
         re.compile(COMPUTE + r"/regions/(?P<scope>[^/]+)/addresses(?:/(?P<name>[^/]+))?$"),
     ),
     ("firewalls", re.compile(COMPUTE + r"/global/firewalls(?:/(?P<name>[^/]+))?$")),
+    ("networks", re.compile(COMPUTE + r"/global/networks(?:/(?P<name>[^/]+))?$")),
+    (
+        "subnetworks",
+        re.compile(COMPUTE + r"/regions/(?P<scope>[^/]+)/subnetworks(?:/(?P<name>[^/]+))?$"),
+    ),
     ("instances", re.compile(COMPUTE + r"/zones/(?P<scope>[^/]+)/instances(?:/(?P<name>[^/]+))?$")),
     (
         "set_tags",
@@ -44,6 +49,49 @@ ROUTES = [
         re.compile(r"/v1/projects/(?P<project>[^/]+)/serviceAccounts(?:/(?P<name>[^/]+))?$"),
     ),
 ]
+# A new project's auto-mode "default" network and the rules Google makes with it: what a
+# deployment must not land in.
+PREMADE_RULES = {
+    "default-allow-ssh": ([{"IPProtocol": "tcp", "ports": ["22"]}], ["0.0.0.0/0"]),
+    "default-allow-rdp": ([{"IPProtocol": "tcp", "ports": ["3389"]}], ["0.0.0.0/0"]),
+    "default-allow-icmp": ([{"IPProtocol": "icmp"}], ["0.0.0.0/0"]),
+    "default-allow-internal": (
+        [
+            {"IPProtocol": "tcp", "ports": ["0-65535"]},
+            {"IPProtocol": "udp", "ports": ["0-65535"]},
+            {"IPProtocol": "icmp"},
+        ],
+        ["10.128.0.0/9"],
+    ),
+}
+PREMADE_KEYS = {"default", *PREMADE_RULES}
+
+
+def _premade() -> dict[str, dict[Any, dict]]:
+    network = "https://www.googleapis.com/compute/v1/projects/{project}/global/networks/default"
+    return {
+        "addresses": {},
+        "firewalls": {
+            name: {
+                "kind": "compute#firewall",
+                "name": name,
+                "network": network,
+                "direction": "INGRESS",
+                "allowed": allowed,
+                "sourceRanges": ranges,
+                "targetTags": [],
+            }
+            for name, (allowed, ranges) in PREMADE_RULES.items()
+        },
+        "instances": {},
+        "accounts": {},
+        "networks": {
+            "default": {"kind": "compute#network", "name": "default", "autoCreateSubnetworks": True}
+        },
+        "subnetworks": {},
+    }
+
+
 # Collections a GET without a name lists (the others are only read one by one here).
 LISTABLE = {"addresses", "instances"}
 LABEL_TERM = re.compile(r'labels\.(?P<key>[a-z][a-z0-9_-]*)\s*=\s*"(?P<value>[a-z0-9_-]*)"')
@@ -62,15 +110,21 @@ class FakeGCE:
     """The fake's state. `requests` lists every call; `resources` holds what exists."""
 
     requests: list[Recorded] = field(default_factory=list)
-    resources: dict[str, dict[str, dict]] = field(
-        default_factory=lambda: {"addresses": {}, "firewalls": {}, "instances": {}, "accounts": {}}
-    )
+    resources: dict[str, dict[Any, dict]] = field(default_factory=lambda: _premade())
     operations: dict[str, dict] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1000))
     _ips: itertools.count = field(default_factory=lambda: itertools.count(10))
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
     token_subjects: list[str] = field(default_factory=list)
+
+    def made(self) -> dict[str, dict[Any, dict]]:
+        """What exists now that the project did not come with (its default network and that
+        network's pre-made rules are left out)."""
+        return {
+            kind: {key: value for key, value in store.items() if key not in PREMADE_KEYS}
+            for kind, store in self.resources.items()
+        }
 
     def writes(self) -> list[Recorded]:
         return [
@@ -236,6 +290,10 @@ class FakeGCE:
                 return already_exists(f"projects/{project}/global/firewalls/{rule_name}")
             if method == "PATCH" and rule_name not in store:
                 return not_found(f"projects/{project}/global/firewalls/{name}")
+            if method == "POST" or "network" in body:
+                network = body["network"].rstrip("/").rsplit("/", 1)[-1]
+                if network not in self.resources["networks"]:
+                    return not_found(f"projects/{project}/global/networks/{network}")
             for cidr in body.get("sourceRanges", []):
                 try:
                     ip_network(cidr)
@@ -289,8 +347,9 @@ class FakeGCE:
                 )
             instance = json.loads(json.dumps(body))
             for interface in instance.get("networkInterfaces", []):
-                # The API gives each VM an address of the network's subnet in its region.
-                interface["networkIP"] = f"10.142.0.{len(store) + 2}"
+                problem = self._place(project, region, interface, len(store) + 2)
+                if problem is not None:
+                    return problem
                 for access in interface.get("accessConfigs", []):
                     nat_ip = access.get("natIP")
                     address = next(
@@ -338,6 +397,126 @@ class FakeGCE:
                     address["users"] = []
                     address["status"] = "RESERVED"
             return 200, self._operation(project, f"zones/{scope}", "delete", f"{base}/{name}")
+        return error(405, f"{method} not allowed on {base}")
+
+    def _place(self, project, region, interface, host):
+        """Checks a new VM's interface against the networks and gives it its internal
+        address from its subnetwork (the API's error when the request is not placeable)."""
+        network_name = interface.get("network", "global/networks/default").rsplit("/", 1)[-1]
+        network = self.resources["networks"].get(network_name)
+        if network is None:
+            return not_found(f"projects/{project}/global/networks/{network_name}")
+        if network["autoCreateSubnetworks"]:
+            interface["networkIP"] = f"10.142.0.{host}"  # the region's auto subnetwork
+            return None
+        subnet_name = interface.get("subnetwork", "").rsplit("/", 1)[-1]
+        if not subnet_name:
+            return error(
+                400,
+                "Invalid value for field 'resource.networkInterfaces[0]': ''. Subnetwork "
+                "should be specified for custom subnetmode network",
+                reason="invalid",
+            )
+        subnet = self.resources["subnetworks"].get((region, subnet_name))
+        if subnet is None or subnet["network"].rsplit("/", 1)[-1] != network_name:
+            return not_found(f"projects/{project}/regions/{region}/subnetworks/{subnet_name}")
+        interface["networkIP"] = str(ip_network(subnet["ipCidrRange"])[host])
+        interface["subnetwork"] = subnet["selfLink"]
+        return None
+
+    def _in_use(self, resource_path: str, users: list[str]):
+        return error(
+            400,
+            f"The {resource_path.split('/')[-2][:-1]} resource '{resource_path}' is already "
+            f"being used by '{users[0]}'",
+            reason="resourceInUseByAnotherResource",
+        )
+
+    def _networks(self, method, body, project, name):
+        store = self.resources["networks"]
+        base = f"/compute/v1/projects/{project}/global/networks"
+        if method == "GET" and name:
+            return found(store, name, f"projects/{project}/global/networks/{name}")
+        if method == "POST" and not name:
+            if body["name"] in store:
+                return already_exists(f"projects/{project}/global/networks/{body['name']}")
+            store[body["name"]] = {
+                "kind": "compute#network",
+                "id": str(next(self._ids)),
+                "name": body["name"],
+                "autoCreateSubnetworks": body.get("autoCreateSubnetworks", True),
+                "routingConfig": body.get("routingConfig", {"routingMode": "REGIONAL"}),
+                "description": body.get("description", ""),
+                "selfLink": self._link(f"{base}/{body['name']}"),
+            }
+            return 200, self._operation(project, "global", "insert", f"{base}/{body['name']}")
+        if method == "DELETE" and name:
+            if name not in store:
+                return not_found(f"projects/{project}/global/networks/{name}")
+            users = [
+                rule["selfLink"]
+                for rule in self.resources["firewalls"].values()
+                if rule["network"].rsplit("/", 1)[-1] == name and "selfLink" in rule
+            ] + [
+                subnet["selfLink"]
+                for subnet in self.resources["subnetworks"].values()
+                if subnet["network"].rsplit("/", 1)[-1] == name
+            ]
+            if users:
+                return self._in_use(f"projects/{project}/global/networks/{name}", users)
+            del store[name]
+            return 200, self._operation(project, "global", "delete", f"{base}/{name}")
+        return error(405, f"{method} not allowed on {base}")
+
+    def _subnetworks(self, method, body, project, scope, name):
+        store = self.resources["subnetworks"]
+        base = f"/compute/v1/projects/{project}/regions/{scope}/subnetworks"
+        if method == "GET" and name:
+            return found(
+                store, (scope, name), f"projects/{project}/regions/{scope}/subnetworks/{name}"
+            )
+        if method == "POST" and not name:
+            if (scope, body["name"]) in store:
+                return already_exists(
+                    f"projects/{project}/regions/{scope}/subnetworks/{body['name']}"
+                )
+            network = body["network"].rsplit("/", 1)[-1]
+            if network not in self.resources["networks"]:
+                return not_found(f"projects/{project}/global/networks/{network}")
+            try:
+                ip_network(body["ipCidrRange"])
+            except ValueError:
+                return error(
+                    400,
+                    f"Invalid value for field 'resource.ipCidrRange': '{body['ipCidrRange']}'",
+                    reason="invalid",
+                )
+            store[(scope, body["name"])] = {
+                "kind": "compute#subnetwork",
+                "id": str(next(self._ids)),
+                "name": body["name"],
+                "network": self._link(f"/compute/v1/projects/{project}/global/networks/{network}"),
+                "ipCidrRange": body["ipCidrRange"],
+                "region": self._link(f"/compute/v1/projects/{project}/regions/{scope}"),
+                "description": body.get("description", ""),
+                "selfLink": self._link(f"{base}/{body['name']}"),
+            }
+            return 200, self._operation(
+                project, f"regions/{scope}", "insert", f"{base}/{body['name']}"
+            )
+        if method == "DELETE" and name:
+            subnet = store.get((scope, name))
+            if subnet is None:
+                return not_found(f"projects/{project}/regions/{scope}/subnetworks/{name}")
+            users = [
+                vm["selfLink"]
+                for vm in self.resources["instances"].values()
+                if any(i.get("subnetwork") == subnet["selfLink"] for i in vm["networkInterfaces"])
+            ]
+            if users:
+                return self._in_use(f"projects/{project}/regions/{scope}/subnetworks/{name}", users)
+            del store[(scope, name)]
+            return 200, self._operation(project, f"regions/{scope}", "delete", f"{base}/{name}")
         return error(405, f"{method} not allowed on {base}")
 
     def _set_tags(self, method, body, project, scope, name):

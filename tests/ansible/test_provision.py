@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,8 @@ def test_one_vm_from_provision_through_a_changed_firewall_list_to_teardown(gce, 
 
     first = run_playbook("provision.yml", *args, env=env)
     assert first.returncode == 0, first.failures() or first.output[-3000:]
-    assert first.changed() == 6  # account, address, 2 firewall rules, VM, inventory file
+    # account, network, subnetwork, address, 2 firewall rules, VM, inventory file
+    assert first.changed() == 8
 
     posts = {r.path: r.body for r in fake.writes() if r.method == "POST"}
     vm = posts[f"/compute/v1/projects/{PROJECT}/zones/us-east1-b/instances"]
@@ -99,7 +101,25 @@ def test_one_vm_from_provision_through_a_changed_firewall_list_to_teardown(gce, 
     assert vm["metadata"]["items"][1]["key"] == "ssh-keys"
     assert vm["metadata"]["items"][1]["value"].startswith("stockpipe-admin:ssh-ed25519 ")
 
-    rules = fake.resources["firewalls"]
+    # The VM is in a network of its own (custom mode, one subnetwork), not the project's
+    # default network with its pre-made rules.
+    network = fake.resources["networks"]["stockpipe"]
+    assert network["autoCreateSubnetworks"] is False
+    subnet = fake.resources["subnetworks"][("us-east1", "stockpipe-us-east1")]
+    assert subnet["ipCidrRange"] == "10.20.0.0/24"
+    interface = fake.resources["instances"][("us-east1-b", "stockpipe")]["networkInterfaces"][0]
+    assert interface["network"] == "global/networks/stockpipe"
+    assert interface["subnetwork"] == subnet["selfLink"]
+    assert ip_address(interface["networkIP"]) in ip_network("10.20.0.0/24")
+    # What reaches the VM, read from every rule of its network as the API would apply them:
+    # SSH from the admin CIDRs and Kafka's SASL_SSL listener from its clients, nothing else.
+    assert reachable(fake, "stockpipe", ["stockpipe"]) == {
+        ("tcp", "22", "198.51.100.0/24"),
+        ("tcp", "9094", "192.0.2.10/32"),
+        ("tcp", "9094", "192.0.2.64/26"),
+    }
+
+    rules = fake.made()["firewalls"]
     assert rules["stockpipe-allow-ssh"]["sourceRanges"] == ["198.51.100.0/24"]
     assert rules["stockpipe-allow-ssh"]["allowed"] == [{"IPProtocol": "tcp", "ports": ["22"]}]
     assert rules["stockpipe-allow-kafka"]["sourceRanges"] == ["192.0.2.10/32", "192.0.2.64/26"]
@@ -124,7 +144,7 @@ def test_one_vm_from_provision_through_a_changed_firewall_list_to_teardown(gce, 
     widened_ssh = narrowed | {"gce_vm_admin_cidrs": ["198.51.100.0/24", "203.0.113.5/32"]}
     changed = run_playbook("provision.yml", "-e", json.dumps(widened_ssh), env=env)
     assert changed.returncode == 0, changed.failures()
-    rules = fake.resources["firewalls"]
+    rules = fake.made()["firewalls"]
     assert "stockpipe-allow-kafka" not in rules  # no client CIDRs, no Kafka rule at all
     assert rules["stockpipe-allow-ssh"]["sourceRanges"] == ["198.51.100.0/24", "203.0.113.5/32"]
     assert [r.method for r in fake.writes()][-2:] == ["PATCH", "DELETE"]
@@ -143,14 +163,44 @@ def test_one_vm_from_provision_through_a_changed_firewall_list_to_teardown(gce, 
         "stockpipe",
         "stockpipe-allow-ssh",
         "stockpipe-ip",
+        "stockpipe-us-east1",
+        "stockpipe",  # the network, once nothing uses it
         f"stockpipe-vm@{PROJECT}.iam.gserviceaccount.com",
     ]
-    assert all(not store for store in fake.resources.values())
+    assert all(not store for store in fake.made().values())
     assert not (tmp_path / "gcp.yml").exists()
 
     again = run_playbook("teardown.yml", *args, "-e", "confirm=yes", env=env)
     assert again.returncode == 0, again.failures()
     assert again.changed() == 0, again.changed_tasks()
+
+
+def reachable(fake: FakeGCE, network: str, tags: list[str]) -> set[tuple[str, str, str]]:
+    """(protocol, ports, source range) of every ingress rule of ``network`` that applies to
+    a VM with ``tags`` (a rule without target tags applies to every VM of its network)."""
+    return {
+        (allowed["IPProtocol"], ",".join(allowed.get("ports", ["all"])), source)
+        for rule in fake.resources["firewalls"].values()
+        if rule["network"].rsplit("/", 1)[-1] == network
+        and rule.get("direction", "INGRESS") == "INGRESS"
+        and (not rule["targetTags"] or set(rule["targetTags"]) & set(tags))
+        for allowed in rule["allowed"]
+        for source in rule["sourceRanges"]
+    }
+
+
+def test_provision_refuses_the_projects_default_network_before_calling_any_api(gce):
+    """In "default" the pre-made rules would open SSH and RDP to the world and every port to
+    the project's other VMs, whatever the playbook's own rules say."""
+    fake, args, env = gce
+    assert ("tcp", "22", "0.0.0.0/0") in reachable(fake, "default", ["stockpipe"])
+    in_default = json.loads(args[1]) | {"gce_vm_network": "default"}
+
+    run = run_playbook("provision.yml", "-e", json.dumps(in_default), env=env)
+
+    assert run.returncode != 0
+    assert 'not be the project\'s "default" network' in " ".join(run.failures())
+    assert fake.requests == []
 
 
 def test_provision_refuses_ssh_open_to_the_world_before_calling_any_api(gce):
@@ -214,7 +264,7 @@ def test_three_nodes_make_a_cluster_open_only_to_each_other(gce, tmp_path):
     assert gone.returncode == 0, gone.failures()
     # Every node, address and rule of the cluster is gone, and its inventory; the VMs go
     # before the addresses they hold (the real API refuses to release one in use).
-    assert all(not store for store in fake.resources.values())
+    assert all(not store for store in fake.made().values())
     assert not (tmp_path / "gcp.yml").exists()
     deleted = [
         (r.path.split("/")[-2], r.path.rsplit("/", 1)[-1])

@@ -18,6 +18,7 @@ options:
   disk_size_gb: {description: Boot disk size., type: int, default: 30}
   disk_type: {description: Boot disk type., type: str, default: pd-standard}
   network: {description: VPC network name., type: str, default: default}
+  subnetwork: {description: "The network's subnetwork in the zone's region (needed in a custom-mode network).", type: str, default: ""}
   address: {description: Static external IPv4 to attach (empty for an ephemeral one)., type: str, default: ""}
   network_tier: {description: STANDARD or PREMIUM (must match the address)., type: str, default: STANDARD, choices: [STANDARD, PREMIUM]}
   tags: {description: Network tags (firewall targets)., type: list, elements: str, default: []}
@@ -83,6 +84,16 @@ def _external_ip(instance):
     return ""
 
 
+def _interface(p, access):
+    interface = compute_v1.NetworkInterface(
+        network=f"global/networks/{p['network']}", access_configs=[access]
+    )
+    if p["subnetwork"]:
+        region = p["zone"].rsplit("-", 1)[0]
+        interface.subnetwork = f"regions/{region}/subnetworks/{p['subnetwork']}"
+    return interface
+
+
 def _resource(p):
     zone = p["zone"]
     access = compute_v1.AccessConfig(
@@ -104,11 +115,7 @@ def _resource(p):
                 ),
             )
         ],
-        network_interfaces=[
-            compute_v1.NetworkInterface(
-                network=f"global/networks/{p['network']}", access_configs=[access]
-            )
-        ],
+        network_interfaces=[_interface(p, access)],
         tags=compute_v1.Tags(items=p["tags"]),
         labels=p["labels"],
         metadata=compute_v1.Metadata(
@@ -133,6 +140,7 @@ def main():
             disk_size_gb=dict(type="int", default=30),
             disk_type=dict(type="str", default="pd-standard"),
             network=dict(type="str", default="default"),
+            subnetwork=dict(type="str", default=""),
             address=dict(type="str", default=""),
             network_tier=dict(type="str", default="STANDARD", choices=["STANDARD", "PREMIUM"]),
             tags=dict(type="list", elements="str", default=[]),

@@ -16,6 +16,7 @@ Two profiles:
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -328,6 +329,18 @@ class WarehouseSettings(BaseModel):
         return value.upper() if value else value
 
     @model_validator(mode="after")
+    def _http_only_to_loopback(self) -> WarehouseSettings:
+        # The login (password or key-pair token) and every row would cross the network
+        # readable: plain http is for a server on this machine (the tests' stand-in).
+        if self.protocol == "http" and not _is_loopback(self.host):
+            raise ValueError(
+                f"protocol=http sends the Snowflake login in clear text: allowed only with "
+                f"host on this machine (127.0.0.1, localhost), not {self.host!r}; "
+                "leave protocol unset (https) for a real account"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _snowflake_needs_credentials(self) -> WarehouseSettings:
         if self.backend == "snowflake" and not self.connector_block:
             missing = [n for n in ("account", "user") if not getattr(self, n)]
@@ -336,6 +349,17 @@ class WarehouseSettings(BaseModel):
             if missing:
                 raise ValueError(f"backend=snowflake needs {', '.join(missing)}")
         return self
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class LakeSettings(BaseModel):

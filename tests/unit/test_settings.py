@@ -71,6 +71,32 @@ def test_cloud_profile_names_every_missing_snowflake_setting(
         assert field in message
 
 
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("myorg-acct.snowflakecomputing.com", False),
+        ("10.1.2.3", False),
+        (None, False),
+    ],
+)
+def test_snowflake_over_http_is_only_for_a_server_on_this_machine(
+    monkeypatch: pytest.MonkeyPatch, host: str | None, allowed: bool
+) -> None:
+    """The login and the rows would cross the network readable over plain http."""
+    monkeypatch.setenv("STOCKPIPE_WAREHOUSE__PROTOCOL", "http")
+    if host is not None:
+        monkeypatch.setenv("STOCKPIPE_WAREHOUSE__HOST", host)
+    if allowed:
+        assert load_settings().warehouse.protocol == "http"
+        return
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "STOCKPIPE_WAREHOUSE" in str(caught.value)
+    assert "protocol=http sends the Snowflake login in clear text" in str(caught.value)
+
+
 def test_sasl_ssl_needs_credentials_and_never_prints_the_password(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

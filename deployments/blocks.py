@@ -42,17 +42,20 @@ def bootstrap_blocks(settings: Settings) -> dict[str, str]:
     if wh.backend == "snowflake":
         from prefect_snowflake import SnowflakeConnector, SnowflakeCredentials
 
+        # The key itself, not its path: the path is on this machine, and a worker elsewhere
+        # (the VM) would have nothing to read, so it would need a password login instead.
+        key = wh.private_key_file.read_bytes() if wh.private_key_file else None
         credentials = SnowflakeCredentials(
             account=wh.account,
             user=wh.user,
-            password=wh.password,
-            private_key_path=wh.private_key_file,
+            password=None if key else wh.password,
+            private_key=key,
         )
         credentials.save(SNOWFLAKE_CREDENTIALS, overwrite=True)
         SnowflakeConnector(
             credentials=credentials, database=wh.database, schema="RAW", warehouse=wh.warehouse
         ).save(SNOWFLAKE_CONNECTOR, overwrite=True)
-        auth = "key pair" if wh.private_key_file else "password"
+        auth = f"key pair from {wh.private_key_file}, held in the block" if key else "password"
         saved[SNOWFLAKE_CONNECTOR] = f"account {wh.account}, user {wh.user}, {auth} (hidden)"
     lake = settings.lake
     if lake.s3_bucket:

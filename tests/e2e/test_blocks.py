@@ -154,3 +154,54 @@ def test_the_trends_flow_logs_dbt_in_through_the_connector_block_as_the_transfor
     login = profile["stockpipe"]["outputs"]["snowflake"]
     assert login["password"] == "{{ env_var('DBT_ENV_SECRET_STOCKPIPE_PASSWORD') }}"
     assert (login["account"], login["user"]) == ("fakesnow", "fake")  # the block's
+
+
+def test_the_block_holds_the_key_pair_itself_and_the_drain_logs_in_with_it(
+    prefect_api,
+    env_settings: Settings,
+    snowflake_server: SnowflakeServer,
+    snowflake_env: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path,
+) -> None:
+    """Key-pair auth for the VM: blocks made from a key file on the laptop carry the key,
+    so the worker, which never had that file, logs in with it (no password anywhere). The
+    server checks each JWT against the user's registered public key, as Snowflake does."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    set_up_warehouse(load_settings())  # the admin, with the admin's own login
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_file = tmp_path / "rsa_key.p8"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    user = load_settings().warehouse.user
+    snowflake_server.set_rsa_public_key(user, public.decode())
+    monkeypatch.delenv("STOCKPIPE_WAREHOUSE__PASSWORD")
+    monkeypatch.setenv("STOCKPIPE_WAREHOUSE__PRIVATE_KEY_FILE", str(key_file))
+    blocks.main()
+    key_file.unlink()  # the worker's machine never had it
+    set_up = len(snowflake_server.statements(snowflake_env))
+    for name in ("ACCOUNT", "USER", "PRIVATE_KEY_FILE"):
+        monkeypatch.delenv(f"STOCKPIPE_WAREHOUSE__{name}")
+    monkeypatch.setenv("STOCKPIPE_WAREHOUSE__CONNECTOR_BLOCK", blocks.SNOWFLAKE_CONNECTOR)
+    QuoteProducer(env_settings.kafka).publish_raw(
+        (k, v, None) for k, v in distinct_bar_messages(100)
+    )
+
+    assert drain_to_warehouse()["inserted"] == 100
+
+    from prefect_snowflake import SnowflakeConnector
+
+    credentials = SnowflakeConnector.load(blocks.SNOWFLAKE_CONNECTOR).credentials
+    assert credentials.password is None and credentials.private_key_path is None
+    runtime = snowflake_server.statements(snowflake_env)[set_up:]
+    assert runtime and {e["authenticator"] for e in runtime} == {"SNOWFLAKE_JWT"}

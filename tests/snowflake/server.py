@@ -29,7 +29,12 @@ otherwise create them at login). Around fakesnow's handlers this adds:
 - object grants kept as Snowflake keeps them (fakesnow has no roles): ``GRANT ... ON
   TABLE|VIEW`` adds, ``SHOW GRANTS ON`` lists (as dbt reads them), and ``CREATE OR REPLACE``
   without ``COPY GRANTS`` or ``DROP`` loses the object's grants;
-- each session's ``QUERY_TAG`` as it logged in, in the record;
+- each session's ``QUERY_TAG`` and authenticator as it logged in, in the record;
+- key-pair logins checked as Snowflake checks them (fakesnow accepts any login): a JWT
+  login (``SNOWFLAKE_JWT``) succeeds only with a token signed by the private key of a
+  public key registered for its user (``POST /_test/rsa_public_key`` ``{"user", "key"}``,
+  as ``ALTER USER ... SET RSA_PUBLIC_KEY``) and naming that user; otherwise Snowflake's
+  error 390144 (JWT token is invalid);
 - ``POST /_test/faults`` ``{"pattern", "times", "code", "sqlstate", "message"}``: the next
   ``times`` statements matching ``pattern`` fail with that Snowflake error, as a statement
   timeout or a lost lock would;
@@ -100,6 +105,8 @@ _wrote: set[str] = set()
 _roles: dict[str, str | None] = {}
 _databases: dict[str, str | None] = {}
 _query_tags: dict[str, str | None] = {}
+_authenticators: dict[str, str] = {}
+_rsa_public_keys: dict[str, bytes] = {}  # user (upper case) -> PEM
 _in_transaction: set[str] = set()
 _faults: list[dict] = []
 _upload_faults: list[dict] = []
@@ -135,8 +142,36 @@ def _replace_sql(request: Request, body: dict, sql: str) -> None:
     request._body = data  # Starlette reads the body once and keeps it here
 
 
+def _jwt_refusal(data: dict) -> str | None:
+    """Why Snowflake would refuse this key-pair login (None: it would accept it)."""
+    import jwt
+
+    user = str(data.get("LOGIN_NAME", "")).upper()
+    key = _rsa_public_keys.get(user)
+    if key is None:
+        return f"no RSA public key is set for user {user}"
+    try:
+        claims = jwt.decode(data.get("TOKEN", ""), key, algorithms=["RS256"])
+    except jwt.PyJWTError as exc:
+        return f"the token's signature does not verify ({exc})"
+    if str(claims.get("sub", "")).upper().rsplit(".", 1)[-1] != user:
+        return f"the token is for {claims.get('sub')}, not {user}"
+    return None
+
+
 async def login(request: Request) -> Response:
-    parameters = (await _json_body(request))["data"].get("SESSION_PARAMETERS") or {}
+    data = (await _json_body(request))["data"]
+    parameters = data.get("SESSION_PARAMETERS") or {}
+    authenticator = str(data.get("AUTHENTICATOR") or "SNOWFLAKE").upper()
+    if authenticator == "SNOWFLAKE_JWT" and (refusal := _jwt_refusal(data)) is not None:
+        return JSONResponse(
+            {
+                "data": None,
+                "code": "390144",
+                "success": False,
+                "message": f"JWT token is invalid: {refusal}",
+            }
+        )
     response = await fakesnow_server.login_request(request)
     answer = json.loads(bytes(response.body))
     data = answer.get("data") or {}
@@ -144,6 +179,7 @@ async def login(request: Request) -> Response:
         _roles[token] = (request.query_params.get("roleName") or "").upper() or None
         _databases[token] = (request.query_params.get("databaseName") or "").upper() or None
         _query_tags[token] = parameters.get("QUERY_TAG")
+        _authenticators[token] = authenticator
         _lock_timeouts[token] = float(parameters.get("LOCK_TIMEOUT") or 43_200)
         # Without a master token the connector never logs out (its close() gives up before
         # the request), so a closed session's transaction would stay open for ever.
@@ -295,6 +331,7 @@ async def query(request: Request) -> Response:
         "database": _databases.get(token),
         "role": _roles.get(token),
         "query_tag": _query_tags.get(token),
+        "authenticator": _authenticators.get(token),
         "sql": sql,
     }
     with _lock:
@@ -365,6 +402,13 @@ async def upload_faults(request: Request) -> Response:
     return JSONResponse({"success": True})
 
 
+async def rsa_public_key(request: Request) -> Response:
+    registered = json.loads(await request.body())
+    with _lock:
+        _rsa_public_keys[registered["user"].upper()] = registered["key"].encode()
+    return JSONResponse({"success": True})
+
+
 async def faults(request: Request) -> Response:
     fault = json.loads(await request.body())
     with _lock:
@@ -390,6 +434,7 @@ def app() -> Starlette:
         for r in fakesnow_server.routes
     ]
     routes.append(Route("/_test/faults", faults, methods=["POST"]))
+    routes.append(Route("/_test/rsa_public_key", rsa_public_key, methods=["POST"]))
     routes.append(Route("/_test/upload_faults", upload_faults, methods=["POST"]))
     return Starlette(routes=routes)
 

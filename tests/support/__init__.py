@@ -262,6 +262,15 @@ class SnowflakeServer:
             timeout=10,
         ).raise_for_status()
 
+    def set_rsa_public_key(self, user: str, public_key_pem: str) -> None:
+        """What ``ALTER USER user SET RSA_PUBLIC_KEY`` does: key-pair logins of ``user``
+        signed by its private key are accepted (without it, every one is refused)."""
+        httpx.post(
+            f"http://127.0.0.1:{self.port}/_test/rsa_public_key",
+            json={"user": user, "key": public_key_pem},
+            timeout=10,
+        ).raise_for_status()
+
     def lose_next_uploads(self, action: str, times: int = 1) -> None:
         """The next ``times`` files PUT on a stage are lost (``drop``) or arrive with half
         their rows (``truncate``)."""

@@ -158,6 +158,10 @@ def test_the_role_installs_what_it_downloaded_and_checked(broker):
         line.strip() for line in (files.output + access.output).splitlines() if "-secret-" in line
     ]
     assert leaks == []
+    # ConfigCommand read the SCRAM passwords from root-only files (its command line, printed
+    # in full above, holds only their paths), and none is left behind.
+    assert "--add-config-file" in access.output
+    assert not list((root / "etc/kafka").glob("scram-*.properties"))
     meta = (root / "var/lib/kafka/data/meta.properties").read_text()
     assert "cluster.id=" in meta
 

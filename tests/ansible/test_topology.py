@@ -61,3 +61,11 @@ def test_a_clusters_worker_user_has_every_pipeline_right_and_no_other() -> None:
     assert grants(rendered["kafka_acls"], worker) == grants(declared["acls"])
     environment = rendered["prefect_worker_environment"]
     assert environment["STOCKPIPE_KAFKA__SASL_USERNAME"] == worker
+
+
+def test_without_client_cidrs_the_external_listener_binds_loopback_only() -> None:
+    """No firewall rule lets Kafka's clients in (gce_vm_kafka_client_cidrs is empty by
+    default), and the listener does not wait on every interface for one to appear."""
+    assert group_vars(1, "gce_vm_kafka_client_cidrs") == {"gce_vm_kafka_client_cidrs": []}
+    rendered = group_vars(1, "kafka_external_listen_address")
+    assert rendered == {"kafka_external_listen_address": "127.0.0.1"}

@@ -34,6 +34,12 @@ ROUTES = [
     ),
     ("instances", re.compile(COMPUTE + r"/zones/(?P<scope>[^/]+)/instances(?:/(?P<name>[^/]+))?$")),
     (
+        "guest_attributes",
+        re.compile(
+            COMPUTE + r"/zones/(?P<scope>[^/]+)/instances/(?P<name>[^/]+)/getGuestAttributes$"
+        ),
+    ),
+    (
         "set_tags",
         re.compile(COMPUTE + r"/zones/(?P<scope>[^/]+)/instances/(?P<name>[^/]+)/setTags$"),
     ),
@@ -117,6 +123,7 @@ class FakeGCE:
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
     token_subjects: list[str] = field(default_factory=list)
+    guest_attribute_reads: dict[str, int] = field(default_factory=dict)
 
     def made(self) -> dict[str, dict[Any, dict]]:
         """What exists now that the project did not come with (its default network and that
@@ -518,6 +525,32 @@ class FakeGCE:
             del store[(scope, name)]
             return 200, self._operation(project, f"regions/{scope}", "delete", f"{base}/{name}")
         return error(405, f"{method} not allowed on {base}")
+
+    def _guest_attributes(self, method, body, project, scope, name):
+        """The guest environment publishes the host keys some time after the VM starts:
+        here, from the third read of a VM on (the API answers 404 until then)."""
+        instance = self.resources["instances"].get((scope, name))
+        if instance is None:
+            return not_found(f"projects/{project}/zones/{scope}/instances/{name}")
+        enabled = {i["key"]: i["value"] for i in instance.get("metadata", {}).get("items", [])}
+        reads = self.guest_attribute_reads[name] = self.guest_attribute_reads.get(name, 0) + 1
+        if enabled.get("enable-guest-attributes") != "TRUE" or reads < 3:
+            return not_found(f"projects/{project}/zones/{scope}/instances/{name}/guestAttributes")
+        return 200, {
+            "kind": "compute#guestAttributes",
+            "queryPath": "hostkeys/",
+            "queryValue": {
+                "items": [
+                    {"namespace": "hostkeys", "key": kind, "value": value}
+                    for kind, value in self.host_keys(name).items()
+                ]
+            },
+        }
+
+    def host_keys(self, name: str) -> dict[str, str]:
+        """The VM's SSH host keys (type -> base64), as its guest environment publishes them."""
+        seed = base64.b64encode(f"host-key-of-{name}".encode()).decode()
+        return {"ecdsa-sha2-nistp256": "AAAAE2VjZHNh" + seed, "ssh-ed25519": "AAAAC3Nz" + seed}
 
     def _set_tags(self, method, body, project, scope, name):
         instance = self.resources["instances"].get((scope, name))

@@ -59,6 +59,9 @@ def gce(tmp_path: Path) -> Iterator[tuple[FakeGCE, list[str], dict[str, str]]]:
         "gce_vm_kafka_client_cidrs": ["192.0.2.10/32", "192.0.2.64/26"],
         "gce_vm_ssh_public_key_file": str(tmp_path / "id_ed25519.pub"),
         "gce_vm_inventory_file": str(tmp_path / "gcp.yml"),
+        "gce_vm_known_hosts_file": str(tmp_path / "known_hosts"),
+        # The fake publishes host keys from its third read on: look again at once.
+        "gce_vm_host_key_delay_seconds": 0,
     }
     env = {
         "GCP_SERVICE_ACCOUNT_FILE": str(credentials),
@@ -79,8 +82,8 @@ def test_one_vm_from_provision_through_a_changed_firewall_list_to_teardown(gce, 
 
     first = run_playbook("provision.yml", *args, env=env)
     assert first.returncode == 0, first.failures() or first.output[-3000:]
-    # account, network, subnetwork, address, 2 firewall rules, VM, inventory file
-    assert first.changed() == 8
+    # account, network, subnetwork, address, 2 firewall rules, VM, known_hosts, inventory
+    assert first.changed() == 9
 
     posts = {r.path: r.body for r in fake.writes() if r.method == "POST"}
     vm = posts[f"/compute/v1/projects/{PROJECT}/zones/us-east1-b/instances"]
@@ -98,8 +101,20 @@ def test_one_vm_from_provision_through_a_changed_firewall_list_to_teardown(gce, 
     assert address["networkTier"] == "STANDARD"
     reserved_ip = fake.resources["addresses"][("us-east1", "stockpipe-ip")]["address"]
     assert vm["networkInterfaces"][0]["accessConfigs"][0]["natIP"] == reserved_ip
-    assert vm["metadata"]["items"][1]["key"] == "ssh-keys"
-    assert vm["metadata"]["items"][1]["value"].startswith("stockpipe-admin:ssh-ed25519 ")
+    metadata = {item["key"]: item["value"] for item in vm["metadata"]["items"]}
+    assert metadata["ssh-keys"].startswith("stockpipe-admin:ssh-ed25519 ")
+    # Only that key opens the VM (project-wide keys are refused), and it publishes its host
+    # keys, which provision pinned: SSH checks them on the first connection.
+    assert metadata["block-project-ssh-keys"] == "TRUE"
+    assert metadata["enable-guest-attributes"] == "TRUE"
+    assert metadata["enable-oslogin"] == "FALSE"
+    pinned = [
+        line for line in (tmp_path / "known_hosts").read_text().splitlines() if line[:1] != "#"
+    ]
+    assert pinned == [
+        f"{reserved_ip} {kind} {key}" for kind, key in sorted(fake.host_keys("stockpipe").items())
+    ]
+    assert fake.guest_attribute_reads["stockpipe"] >= 3  # provision waited for them
 
     # The VM is in a network of its own (custom mode, one subnetwork), not the project's
     # default network with its pre-made rules.
@@ -132,6 +147,8 @@ def test_one_vm_from_provision_through_a_changed_firewall_list_to_teardown(gce, 
 
     inventory = (tmp_path / "gcp.yml").read_text()
     assert f"ansible_host: {reserved_ip}" in inventory
+    known_hosts = tmp_path / "known_hosts"
+    assert f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes" in inventory
 
     writes_before = len(fake.writes())
     second = run_playbook("provision.yml", *args, env=env)
@@ -168,7 +185,7 @@ def test_one_vm_from_provision_through_a_changed_firewall_list_to_teardown(gce, 
         f"stockpipe-vm@{PROJECT}.iam.gserviceaccount.com",
     ]
     assert all(not store for store in fake.made().values())
-    assert not (tmp_path / "gcp.yml").exists()
+    assert not (tmp_path / "gcp.yml").exists() and not known_hosts.exists()
 
     again = run_playbook("teardown.yml", *args, "-e", "confirm=yes", env=env)
     assert again.returncode == 0, again.failures()

@@ -65,10 +65,16 @@ def test_promtool_accepts_the_rendered_config_and_rules(rendered):
 
 
 def test_the_exporters_listen_on_loopback_only(rendered):
-    root, *_ = rendered
+    root, *_, first = rendered
     for name in ("prometheus", "prometheus-node-exporter", "prometheus-pushgateway"):
         args = (root / "etc/default" / name).read_text()
         assert "--web.listen-address=127.0.0.1:" in args, name
+    # ... from their first start: Debian starts each service as its package installs, so
+    # the flags are written before the packages are.
+    order = [task["task"]["name"] for task in first.tasks]
+    install = next(i for i, name in enumerate(order) if "Install Prometheus" in name)
+    flags = [i for i, name in enumerate(order) if name.endswith("flags")]
+    assert len(flags) == 3 and max(flags) < install, order
 
 
 def test_prometheus_starts_with_the_written_flags_and_loads_the_rules(rendered):

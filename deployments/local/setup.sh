@@ -32,6 +32,8 @@ command -v mvn >/dev/null || missing+=(maven)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
 command -v prometheus-node-exporter >/dev/null || missing+=(prometheus-node-exporter)
+# systemd-analyze: the Ansible tests score the rendered units' sandboxes offline.
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 # A headless browser for the dashboard's browser test.
 command -v chromium >/dev/null || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi

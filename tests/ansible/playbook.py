@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shlex
 import subprocess
 import sys
@@ -71,6 +72,23 @@ def run_playbook(
         report = {}
     tasks = [task for play in report.get("plays", []) for task in play.get("tasks", [])]
     return PlaybookRun(process.returncode, report.get("stats", {}), stdout + process.stderr, tasks)
+
+
+def unit_exposure(unit: Path) -> float:
+    """systemd's own score of a unit's sandbox (``systemd-analyze security``, offline): 0 is
+    locked down, 10 wide open; a unit with only ProtectSystem=full and PrivateTmp scores
+    about 9. The tests start units' commands without systemd, so this is how the sandbox
+    itself is checked."""
+    done = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", done.stdout + done.stderr)
+    assert found, done.stdout[-2000:] + done.stderr[-2000:]
+    return float(found.group(1))
 
 
 @dataclass

@@ -30,7 +30,7 @@ from stockpipe.settings import load_settings
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
 from tests.ansible.conftest import kafka_pipeline_vars
-from tests.ansible.playbook import run_playbook
+from tests.ansible.playbook import run_playbook, unit_exposure
 from tests.support import distinct_bar_messages, prerequisite, warehouse_state_of
 
 PLAYBOOK = str(Path(__file__).parent / "playbooks" / "kafka_local.yml")
@@ -162,6 +162,8 @@ def test_the_role_installs_what_it_downloaded_and_checked(broker):
     # in full above, holds only their paths), and none is left behind.
     assert "--add-config-file" in access.output
     assert not list((root / "etc/kafka").glob("scram-*.properties"))
+    # The unit's sandbox (ProtectSystem=strict and the rest of prometheus-community's set).
+    assert unit_exposure(root / "etc/systemd/system/kafka.service") <= 2.0
     meta = (root / "var/lib/kafka/data/meta.properties").read_text()
     assert "cluster.id=" in meta
 

@@ -39,7 +39,7 @@ from stockpipe.quote_spec import EXCHANGE_TZ
 from stockpipe.settings import KafkaSettings, Settings
 from stockpipe.sources.simulated import SimulatedMarket
 from stockpipe.streaming.topics import ensure_topics
-from tests.ansible.playbook import ANSIBLE_DIR, UnitCommand, run_playbook
+from tests.ansible.playbook import ANSIBLE_DIR, UnitCommand, run_playbook, unit_exposure
 from tests.support import prerequisite, read_topic, running_prefect_server
 
 PLAYBOOK = str(Path(__file__).parent / "playbooks" / "prefect_worker_local.yml")
@@ -199,6 +199,12 @@ def test_the_code_its_environment_and_the_unit_are_in_place(role) -> None:
     # No secret in what ansible-playbook printed (the JSON callback: every result in full).
     assert API_KEY not in first.output and DEPLOY_API_KEY not in first.output
 
+    # Each unit's sandbox (ProtectSystem=strict and the rest of prometheus-community's set).
+    units = sorted((root / "etc/systemd/system").glob("stockpipe-*.service"))
+    assert len(units) == 4  # the worker and the three live units
+    assert {unit.name: unit_exposure(unit) <= 2.0 for unit in units} == {
+        unit.name: True for unit in units
+    }
     command = UnitCommand.of(root / "etc/systemd/system/stockpipe-worker.service")
     assert command.argv[:4] == [str(home / ".venv/bin/python"), "-m", "deployments.worker", "start"]
     assert "--limit" in command.argv and command.user == WORKER_USER

@@ -24,12 +24,13 @@ def scratch_dir(prefix: str) -> Path:
     return path
 
 
-# Appended to a child's code: it writes its own VmHWM (KB) at exit. Not getrusage's
-# ru_maxrss of the child: Linux carries that over exec, so a child of a large parent reports
-# the parent's size until it grows past it.
+# Appended to a child's code: it writes its own VmHWM (KB) at exit to the file named by
+# BENCH_PEAK_FILE (not a STOCKPIPE_ name: the CLI warns of those, being no setting). Not
+# getrusage's ru_maxrss of the child: Linux carries that over exec, so a child of a large
+# parent reports the parent's size until it grows past it.
 _PEAK_AT_EXIT = """
 import atexit as _atexit, os as _os
-def _write_peak(path=_os.environ["STOCKPIPE_BENCH_PEAK_FILE"]):
+def _write_peak(path=_os.environ["BENCH_PEAK_FILE"]):
     with open("/proc/self/status") as status, open(path, "w") as out:
         out.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
 _atexit.register(_write_peak)
@@ -50,7 +51,7 @@ def run_python_measured(
         (the completed process, wall seconds, the child's peak resident memory in MB).
     """
     with tempfile.NamedTemporaryFile(prefix="stockpipe-bench-peak-") as peak_file:
-        env = {**(run.pop("env", None) or os.environ), "STOCKPIPE_BENCH_PEAK_FILE": peak_file.name}
+        env = {**(run.pop("env", None) or os.environ), "BENCH_PEAK_FILE": peak_file.name}
         started = time.monotonic()
         done = subprocess.run([sys.executable, "-c", _PEAK_AT_EXIT + code, *args], env=env, **run)
         seconds = time.monotonic() - started

@@ -12,8 +12,8 @@ description:
 options:
   name: {description: Subnetwork name., type: str, required: true}
   region: {description: "Region, e.g. us-east1.", type: str, required: true}
-  network: {description: The VPC network's name., type: str, required: true}
-  ip_cidr_range: {description: "Its private range, e.g. 10.20.0.0/24.", type: str, required: true}
+  network: {description: "The VPC network's name (state=present).", type: str}
+  ip_cidr_range: {description: "Its private range, e.g. 10.20.0.0/24 (state=present).", type: str}
   description: {description: Free text shown in the console., type: str, default: ""}
 extends_documentation_fragment: [stockpipe.gcp.gcp]
 """
@@ -53,10 +53,11 @@ def main():
         argument_spec=argument_spec(
             name=dict(type="str", required=True),
             region=dict(type="str", required=True),
-            network=dict(type="str", required=True),
-            ip_cidr_range=dict(type="str", required=True),
+            network=dict(type="str"),
+            ip_cidr_range=dict(type="str"),
             description=dict(type="str", default=""),
         ),
+        required_if=[("state", "present", ["network", "ip_cidr_range"])],
         supports_check_mode=True,
     )
     require_libraries(module)

@@ -79,8 +79,11 @@ class KafkaSettings(BaseModel):
     bootstrap_servers: str = Field(
         "localhost:9092", description="host:port[,host:port]; the local broker by default"
     )
-    security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = Field(
-        "PLAINTEXT", description="PLAINTEXT on localhost; SASL_SSL for the VM's external listener"
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="PLAINTEXT for the local broker; SASL_PLAINTEXT (SCRAM, no TLS) only to a "
+        "loopback address, as the VM's flows reach their broker; SASL_SSL for the VM's "
+        "external listener and a cluster's nodes",
     )
     sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
     sasl_username: str | None = None
@@ -171,28 +174,46 @@ class KafkaSettings(BaseModel):
 
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> KafkaSettings:
-        if self.security_protocol == "SASL_SSL":
+        if self.security_protocol.startswith("SASL_"):
             missing = [
                 name
                 for name in ("sasl_username", "sasl_password")
                 if getattr(self, name) in (None, "")
             ]
             if missing:
-                raise ValueError(f"security_protocol=SASL_SSL needs {', '.join(missing)}")
+                raise ValueError(
+                    f"security_protocol={self.security_protocol} needs {', '.join(missing)}"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _cleartext_sasl_only_to_loopback(self) -> KafkaSettings:
+        # Without TLS a network path would see every message and could take over the session.
+        if self.security_protocol == "SASL_PLAINTEXT":
+            remote = [
+                server.strip()
+                for server in self.bootstrap_servers.split(",")
+                if not _is_loopback(server.strip().rpartition(":")[0].strip("[]"))
+            ]
+            if remote:
+                raise ValueError(
+                    f"security_protocol=SASL_PLAINTEXT sends messages without TLS: only to a "
+                    f"loopback address, not {', '.join(remote)} (use SASL_SSL)"
+                )
         return self
 
     def client_config(self) -> dict[str, str]:
         """librdkafka settings shared by producers, consumers and the admin client."""
         config = {"bootstrap.servers": self.bootstrap_servers}
-        if self.security_protocol == "SASL_SSL":
+        if self.security_protocol.startswith("SASL_"):
             assert self.sasl_password is not None
             config |= {
-                "security.protocol": "SASL_SSL",
+                "security.protocol": self.security_protocol,
                 "sasl.mechanisms": self.sasl_mechanism,
                 "sasl.username": self.sasl_username or "",
                 "sasl.password": self.sasl_password.get_secret_value(),
             }
-            if self.ssl_ca_location:
+            if self.security_protocol == "SASL_SSL" and self.ssl_ca_location:
                 config["ssl.ca.location"] = str(self.ssl_ca_location)
         return config
 

@@ -27,7 +27,7 @@ def group_vars(nodes: int, *names: str) -> dict:
     """The variables ``names`` as the playbook's group_vars give the first node (a Kafka node
     and the VM of the services) when the inventory's kafka group has ``nodes`` hosts:
     Ansible's own templating of the package's topology (stockpipe/streaming/kafka/
-    topology.yml), as site.yml sees it."""
+    topology.yml) and of vault.example.yml's secrets, as site.yml sees them."""
     hosts = {
         f"node{i}": {"ansible_connection": "local", "kafka_internal_address": f"10.0.0.{i}"}
         for i in range(1, nodes + 1)
@@ -38,6 +38,8 @@ def group_vars(nodes: int, *names: str) -> dict:
         path.write_text(yaml.safe_dump(inventory))
         expression = "{{ {" + ", ".join(f"'{n}': {n}" for n in names) + "} | to_json }}"
         command = [str(BIN / "ansible"), "node1", "-i", str(path), "-m", "ansible.builtin.debug"]
+        # The Vault's secrets as the example gives them (a real run has the user's Vault).
+        command += ["-e", f"@{ANSIBLE_DIR / 'vault.example.yml'}"]
         result = subprocess.run(
             [*command, "--playbook-dir", str(ANSIBLE_DIR), "-a", f"msg={expression}"],
             cwd=ANSIBLE_DIR,

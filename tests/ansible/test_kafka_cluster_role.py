@@ -18,25 +18,27 @@ from pathlib import Path
 
 import pytest
 import yaml
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from stockpipe.drain import drain_prices
 from stockpipe.local_stack.processes import free_port
-from stockpipe.settings import KafkaSettings, Settings, load_settings
+from stockpipe.settings import load_settings
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
 from tests.ansible.conftest import kafka_pipeline_vars
 from tests.ansible.playbook import UnitCommand, run_playbook
-from tests.support import distinct_bar_messages, prerequisite, read_topic, warehouse_state_of
+from tests.support import distinct_bar_messages, prerequisite, warehouse_state_of
 
 PLAYBOOK = str(Path(__file__).parent / "playbooks" / "kafka_cluster_local.yml")
 PASSWORDS = {
     "stockpipe-producer": "producer-secret-1",
     "stockpipe-drain": "drain-secret-2",
     "stockpipe-alerts": "alerts-secret-3",
+    "stockpipe-worker": "worker-secret-4",
 }
+BROKER_PASSWORD = "broker-secret-00"
 NAMES = {
     "topic": "stock_prices",
     "dlq": "stock_prices_dlq",
@@ -96,7 +98,7 @@ def inventory(kafka_downloads, tmp_path_factory: pytest.TempPathFactory):
         "kafka_advertised_host": "localhost",
         "kafka_ca_fetch_dest": str(root / "control/kafka-ca.pem"),
         "kafka_keystore_password": "keystore-secret-0",
-        "kafka_inter_broker_password": "broker-secret-00",
+        "kafka_inter_broker_password": BROKER_PASSWORD,
         "kafka_scram_users": [{"name": n, "password": p} for n, p in PASSWORDS.items()],
         **kafka_pipeline_vars(),
     }
@@ -134,6 +136,18 @@ def cluster(inventory):
         process.wait(120)
 
 
+def _as_broker(local_port: int) -> dict:
+    """librdkafka settings for a node's loopback listener as the broker identity (the one
+    super user; loopback takes no anonymous client)."""
+    return {
+        "bootstrap.servers": f"127.0.0.1:{local_port}",
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": "PLAIN",
+        "sasl.username": "stockpipe-broker",
+        "sasl.password": BROKER_PASSWORD,
+    }
+
+
 def _wait_for_node(root: Path, port: int, processes: dict[str, subprocess.Popen]) -> None:
     """Until the node answers on loopback with the whole cluster in its metadata; fails as
     soon as any node has exited, with that node's server log."""
@@ -142,7 +156,7 @@ def _wait_for_node(root: Path, port: int, processes: dict[str, subprocess.Popen]
         for node, process in processes.items():
             assert process.poll() is None, f"{node} exited:\n" + _server_log(root, node)
         try:
-            brokers = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"}).list_topics(timeout=2)
+            brokers = AdminClient(_as_broker(port)).list_topics(timeout=2)
             if len(brokers.brokers) == len(NODES):
                 return
         except KafkaException:
@@ -214,7 +228,7 @@ def test_one_ca_signs_every_node_and_one_quorum_holds_them(cluster) -> None:
 
 def test_the_topics_have_three_replicas_two_of_them_in_sync_for_a_write(cluster) -> None:
     _root, ports, *_ = cluster
-    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{ports['kafka-1']['local']}"})
+    admin = AdminClient(_as_broker(ports["kafka-1"]["local"]))
     topics = admin.list_topics(timeout=10).topics
     for name in NAMES.values():
         if name == NAMES["group"]:
@@ -245,9 +259,13 @@ def test_the_nodes_listener_refuses_clients_without_credentials(cluster) -> None
         }
     )
     assert len(member.list_topics(timeout=30).brokers) == len(NODES)
-    # ... and not a client without them.
+    # ... and not a client without them, nor does loopback (which serves the broker identity).
     with pytest.raises(KafkaException):
         Producer(tls).list_topics(timeout=5)
+    assert len(AdminClient(_as_broker(ports["kafka-2"]["local"])).list_topics(timeout=30).brokers)
+    anonymous = {"bootstrap.servers": f"127.0.0.1:{ports['kafka-2']['local']}"}
+    with pytest.raises(KafkaException):
+        Producer(anonymous | {"socket.timeout.ms": 5000}).list_topics(timeout=5)
 
 
 def test_the_pipeline_produces_and_drains_with_a_node_down(
@@ -259,7 +277,7 @@ def test_the_pipeline_produces_and_drains_with_a_node_down(
         (k, v, None) for k, v in distinct_bar_messages(2_000, symbols=20)
     )
     # The node leading the first partition goes down (SIGKILL); the rest keep two in sync.
-    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{ports['kafka-1']['local']}"})
+    admin = AdminClient(_as_broker(ports["kafka-1"]["local"]))
     leader = admin.list_topics(NAMES["topic"], timeout=10).topics[NAMES["topic"]].partitions[0]
     victim = NODES[leader.leader - 1]
     command, process = nodes[victim]
@@ -278,10 +296,14 @@ def test_the_pipeline_produces_and_drains_with_a_node_down(
 
     nodes[victim] = (command, command.start(root / f"{victim}.restarted.out"))
     _wait_for_node(root, ports[victim]["local"], {n: p for n, (_c, p) in nodes.items()})
-    loopback = Settings(
-        kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{ports['kafka-1']['local']}")
-    )
-    assert len(read_topic(loopback, NAMES["topic"])) == 4_000  # each bar once in the log
+    reader = Consumer(_as_broker(ports["kafka-1"]["local"]) | {"group.id": "count"})
+    partitions = admin.list_topics(NAMES["topic"], timeout=10).topics[NAMES["topic"]].partitions
+    logged = 0
+    for partition in partitions:
+        low, high = reader.get_watermark_offsets(TopicPartition(NAMES["topic"], partition), 10)
+        logged += high - low
+    reader.close()
+    assert logged == 4_000  # each bar once in the log
 
 
 def test_a_second_run_of_the_role_changes_nothing(cluster) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import socket
 import ssl
@@ -23,10 +24,12 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
 
 from stockpipe.drain import drain_prices
 from stockpipe.local_stack.processes import free_port
-from stockpipe.settings import load_settings
+from stockpipe.settings import KafkaSettings, load_settings
+from stockpipe.streaming.kafka import topology
 from stockpipe.warehouse import Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
 from tests.ansible.conftest import kafka_pipeline_vars
@@ -40,7 +43,9 @@ PASSWORDS = {
     "stockpipe-producer": "producer-secret-1",
     "stockpipe-drain": "drain-secret-2",
     "stockpipe-alerts": "alerts-secret-3",
+    "stockpipe-worker": "worker-secret-4",
 }
+BROKER_PASSWORD = "broker-secret-00"
 VERSION = "4.1.2"
 
 pytestmark = prerequisite(os.geteuid() != 0, "the role creates a system user: run as root")
@@ -84,6 +89,7 @@ def role(kafka_downloads, tmp_path_factory: pytest.TempPathFactory):
         # machine would each replace the other's CA there).
         "kafka_tls_ca_public_path": str(root / "etc/ssl/certs/stockpipe-kafka-ca.pem"),
         "kafka_keystore_password": "keystore-secret-0",
+        "kafka_inter_broker_password": BROKER_PASSWORD,
         "kafka_scram_users": [{"name": n, "password": p} for n, p in PASSWORDS.items()],
         **kafka_pipeline_vars(),
     }
@@ -143,6 +149,11 @@ def test_the_role_installs_what_it_downloaded_and_checked(broker):
     assert (root / "opt/jmx_prometheus_javaagent-1.0.1.jar").exists()
     properties = (root / "etc/kafka/server.properties").read_text()
     assert "EXTERNAL:SASL_SSL" in properties
+    # No anonymous access anywhere: loopback authenticates too, one super user.
+    assert "LOCAL:SASL_PLAINTEXT" in properties and "CONTROLLER:SASL_PLAINTEXT" in properties
+    assert "ANONYMOUS" not in properties
+    assert re.search(r"(?<!SASL_)PLAINTEXT", properties) is None
+    assert "super.users=User:stockpipe-broker\n" in properties
     # The storage, topic defaults and small-machine tuning every broker shares (the local
     # broker renders the same file): included, rendered with the role's values.
     assert "auto.create.topics.enable=false" in properties
@@ -297,6 +308,57 @@ def test_strangers_and_users_without_an_acl_are_refused(broker, monkeypatch, tmp
     raw = socket.create_connection(("localhost", ports["external"]), timeout=10)
     with context.wrap_socket(raw, server_hostname="localhost") as tls:
         assert tls.version() in {"TLSv1.2", "TLSv1.3"}
+
+
+def test_local_processes_log_in_on_loopback_and_get_only_their_acls(broker, tmp_path):
+    """The VM's flows reach their broker on loopback as the worker user (the settings the
+    playbook gives them): its ACLs bind them there too. A local process without credentials
+    (any account on the node can open the socket) gets nothing from the broker or the
+    controller, nor does one with a wrong password, and the worker is no super user."""
+    root, ports, names, *_ = broker
+    loopback = f"127.0.0.1:{ports['local']}"
+
+    anonymous = {"bootstrap.servers": loopback, "socket.timeout.ms": 5000}
+    with pytest.raises(KafkaException):
+        AdminClient(anonymous).list_topics(timeout=5)
+    # The controller, through Kafka's own tool (librdkafka cannot talk to a controller):
+    # without credentials it does not answer, as the broker identity it does (so it is up).
+    quick = tmp_path / "quick.properties"
+    quick.write_text("request.timeout.ms=5000\ndefault.api.timeout.ms=8000\n")
+    identity = tmp_path / "identity.properties"
+    identity.write_text((root / "etc/kafka/admin.properties").read_text() + quick.read_text())
+    quorum = [
+        "java", "-cp", f"{root}/opt/kafka/libs/*", "org.apache.kafka.tools.MetadataQuorumCommand",
+        "--bootstrap-controller", f"127.0.0.1:{ports['controller']}",
+    ]  # fmt: skip
+    status = [*quorum, "--command-config", str(quick), "describe", "--status"]
+    refused = subprocess.run(status, capture_output=True, text=True, timeout=120, check=False)
+    assert refused.returncode != 0 and "LeaderId" not in refused.stdout
+    status = [*quorum, "--command-config", str(identity), "describe", "--status"]
+    answered = subprocess.run(status, capture_output=True, text=True, timeout=120, check=False)
+    assert answered.returncode == 0 and "LeaderId" in answered.stdout, answered.stderr[-2000:]
+
+    def worker(password: str) -> dict:
+        return KafkaSettings(
+            bootstrap_servers=loopback,
+            security_protocol="SASL_PLAINTEXT",
+            sasl_username="stockpipe-worker",
+            sasl_password=password,
+        ).client_config()
+
+    flows = worker(PASSWORDS["stockpipe-worker"])
+    assert _refused(flows, partial(_produce, names["topic"])) == "allowed"
+    live_group = topology()["consumer_groups"]["live"]  # the live tier's, as the worker
+    assert _refused(flows, partial(_consume, names["topic"], live_group)) == "allowed"
+    assert (
+        _refused(flows, partial(_consume, names["topic"], "another-group"))
+        == "GROUP_AUTHORIZATION_FAILED"
+    )
+    # The same listener that just served the worker refuses a wrong password at login.
+    assert _refused(worker("not-the-password"), partial(_produce, names["topic"])) in {
+        "_AUTHENTICATION",
+        "SASL_AUTHENTICATION_FAILED",
+    }
 
 
 def test_a_second_run_of_the_role_changes_nothing(broker):

@@ -3,6 +3,8 @@ stockpipe and the playbook both read: what each makes of it agrees."""
 
 from __future__ import annotations
 
+import pytest
+
 from stockpipe.settings import KafkaSettings
 from stockpipe.streaming.kafka import topology
 from stockpipe.streaming.topics import pipeline_topics
@@ -33,8 +35,10 @@ def test_stockpipe_defaults_to_the_topologys_names_partitions_and_retention() ->
 def test_one_node_gets_the_topologys_topics_users_and_acls() -> None:
     rendered = group_vars(1, "kafka_topics", "kafka_acls", "_kafka_users")
     declared = topology()
+    worker = declared["users"]["worker"]
     assert rendered["kafka_topics"] == list(declared["topics"].values())
-    assert rendered["kafka_acls"] == declared["acls"]
+    pipeline = [acl for acl in rendered["kafka_acls"] if acl["principal"] != worker]
+    assert pipeline == declared["acls"]
     assert rendered["_kafka_users"] == declared["users"]
     # Every group and topic the ACLs name is one the topology defines.
     topics = {t["name"] for t in declared["topics"].values()}
@@ -52,15 +56,40 @@ def grants(acls: list[dict], principal: str | None = None) -> set[tuple]:
     }
 
 
-def test_a_clusters_worker_user_has_every_pipeline_right_and_no_other() -> None:
+@pytest.mark.parametrize("nodes", [1, 3])
+def test_the_vms_flows_log_in_as_the_worker_with_every_pipeline_right_and_no_other(
+    nodes: int,
+) -> None:
+    """No process on the VM reaches Kafka anonymously: the flows and the live tier log in as
+    the worker user, over loopback (SASL_PLAINTEXT) on one node and over the nodes' INTERNAL
+    listener (SASL_SSL) in a cluster, and the user has the pipeline's rights, nothing more."""
     declared = topology()
     worker = declared["users"]["worker"]
-    rendered = group_vars(3, "kafka_acls", "prefect_worker_environment")
-    pipeline = [acl for acl in rendered["kafka_acls"] if acl["principal"] != worker]
-    assert pipeline == declared["acls"]
+    rendered = group_vars(
+        nodes,
+        "kafka_acls",
+        "kafka_scram_users",
+        "prefect_worker_environment",
+        "stockpipe_live_environment",
+    )
     assert grants(rendered["kafka_acls"], worker) == grants(declared["acls"])
-    environment = rendered["prefect_worker_environment"]
-    assert environment["STOCKPIPE_KAFKA__SASL_USERNAME"] == worker
+    assert worker in {user["name"] for user in rendered["kafka_scram_users"]}
+    flows, live = rendered["prefect_worker_environment"], rendered["stockpipe_live_environment"]
+    for environment in (flows, live):
+        assert environment["STOCKPIPE_KAFKA__SASL_USERNAME"] == worker
+        assert environment["STOCKPIPE_KAFKA__SASL_PASSWORD"] == "CHANGE-ME-worker"
+        settings = KafkaSettings(
+            bootstrap_servers=environment["STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS"],
+            security_protocol=environment["STOCKPIPE_KAFKA__SECURITY_PROTOCOL"],
+            sasl_username=worker,
+            sasl_password=environment["STOCKPIPE_KAFKA__SASL_PASSWORD"],
+        )  # the settings accept what the VM is given
+        expected = (
+            ("127.0.0.1:9092", "SASL_PLAINTEXT")
+            if nodes == 1
+            else ("10.0.0.1:9095,10.0.0.2:9095,10.0.0.3:9095", "SASL_SSL")
+        )
+        assert (settings.bootstrap_servers, settings.security_protocol) == expected
 
 
 def test_without_client_cidrs_the_external_listener_binds_loopback_only() -> None:

@@ -111,6 +111,39 @@ def test_sasl_ssl_needs_credentials_and_never_prints_the_password(
     assert "s3cr3t-value" not in repr(settings)
 
 
+@pytest.mark.parametrize(
+    ("servers", "allowed"),
+    [
+        ("127.0.0.1:9092", True),
+        ("localhost:9092,[::1]:9092", True),
+        ("10.20.0.2:9095", False),
+        ("127.0.0.1:9092,kafka.example.com:9092", False),
+    ],
+)
+def test_sasl_plaintext_logs_in_only_over_loopback(
+    monkeypatch: pytest.MonkeyPatch, servers: str, allowed: bool
+) -> None:
+    """The VM's flows log in to their broker on loopback without TLS; anywhere else the
+    messages (and the session) would cross a network in clear text."""
+    monkeypatch.setenv("STOCKPIPE_KAFKA__SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS", servers)
+    monkeypatch.setenv("STOCKPIPE_KAFKA__SASL_USERNAME", "stockpipe-worker")
+    monkeypatch.setenv("STOCKPIPE_KAFKA__SASL_PASSWORD", "worker-secret-4")
+    monkeypatch.setenv("STOCKPIPE_KAFKA__SSL_CA_LOCATION", "/etc/ssl/certs/ca.pem")
+    if not allowed:
+        with pytest.raises(ConfigError, match="only to a loopback address") as caught:
+            load_settings()
+        assert "STOCKPIPE_KAFKA" in str(caught.value)
+        return
+    config = load_settings().kafka.client_config()
+    assert config["security.protocol"] == "SASL_PLAINTEXT"
+    assert (config["sasl.username"], config["sasl.password"]) == (
+        "stockpipe-worker",
+        "worker-secret-4",
+    )
+    assert "ssl.ca.location" not in config  # no TLS on this listener
+
+
 def test_cloud_profile_requires_snowflake_and_sasl(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STOCKPIPE_PROFILE", "cloud")
     with pytest.raises(ConfigError, match=r"warehouse\.backend=snowflake"):

@@ -81,7 +81,8 @@ def inventory(kafka_downloads, tmp_path_factory: pytest.TempPathFactory):
             "kafka_data_dir": str(base / "var/lib/kafka/data"),
             "kafka_log_dir": str(base / "var/log/kafka"),
             "kafka_systemd_dir": str(base / "etc/systemd/system"),
-            "kafka_tls_ca_public_path": str(base / "etc/ssl/stockpipe-kafka-ca.pem"),
+            "kafka_tls_ca_public_path": str(base / "etc/stockpipe-kafka/ca.pem"),
+            "kafka_tls_retired_ca_paths": [],
             "kafka_internal_address": "127.0.0.1",
             "kafka_local_port": ports[node]["local"],
             "kafka_controller_port": ports[node]["controller"],
@@ -89,7 +90,6 @@ def inventory(kafka_downloads, tmp_path_factory: pytest.TempPathFactory):
             "kafka_internal_port": ports[node]["internal"],
             "kafka_jmx_exporter_port": ports[node]["jmx"],
         }
-        (base / "etc/ssl").mkdir(parents=True)
     group_vars = {
         **kafka_downloads,
         "kafka_service_enabled": False,
@@ -97,6 +97,7 @@ def inventory(kafka_downloads, tmp_path_factory: pytest.TempPathFactory):
         "kafka_external_listen_address": "127.0.0.1",
         "kafka_advertised_host": "localhost",
         "kafka_ca_fetch_dest": str(root / "control/kafka-ca.pem"),
+        "kafka_tls_ca_control_dir": str(root / "control/ca"),
         "kafka_keystore_password": "keystore-secret-0",
         "kafka_inter_broker_password": BROKER_PASSWORD,
         "kafka_scram_users": [{"name": n, "password": p} for n, p in PASSWORDS.items()],
@@ -196,16 +197,17 @@ def _user_settings(monkeypatch, root: Path, ports, user: str, tmp_path: Path):
 
 def test_one_ca_signs_every_node_and_one_quorum_holds_them(cluster) -> None:
     root, _ports, files, access, *_ = cluster
-    ca = (root / "kafka-1/etc/kafka/tls/ca.crt").read_bytes()
+    ca = (root / "control/ca/ca.crt").read_bytes()
     assert (root / "control/kafka-ca.pem").read_bytes() == ca
     for node in NODES:
         assert (root / node / "etc/kafka/tls/ca.crt").read_bytes() == ca
-        assert (root / node / "etc/ssl/stockpipe-kafka-ca.pem").read_bytes() == ca
+        assert (root / node / "etc/stockpipe-kafka/ca.pem").read_bytes() == ca
         properties = (root / node / "etc/kafka/server.properties").read_text()
         assert f"node.id={NODES.index(node) + 1}" in properties
         assert "inter.broker.listener.name=INTERNAL" in properties
         assert "CONTROLLER:SASL_SSL" in properties and "INTERNAL:SASL_SSL" in properties
-    assert not (root / "kafka-2/etc/kafka/tls/ca.key").exists()  # the CA key stays on node 1
+    # The CA's key signed every node's certificate from the control machine and is on no node.
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("ca.key")) == ["control/ca/ca.key"]
     voters = {
         line
         for node in NODES

@@ -55,7 +55,12 @@ pytestmark = prerequisite(os.geteuid() != 0, "the role creates a system user: ru
 def role(kafka_downloads, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("vm")
     (root / "etc/systemd/system").mkdir(parents=True)  # there on every Debian host
-    (root / "etc/ssl/certs").mkdir(parents=True)  # so is this
+    # What an earlier version of the role left: the CA certificate in the system's
+    # certificate directory and the CA key on the node. The role removes both.
+    (root / "etc/ssl/certs").mkdir(parents=True)
+    (root / "etc/ssl/certs/stockpipe-kafka-ca.pem").write_text("an old CA certificate\n")
+    (root / "etc/kafka/tls").mkdir(parents=True)
+    (root / "etc/kafka/tls/ca.key").write_text("an old CA key\n")
     ports = {
         "local": free_port(),
         "controller": free_port(),
@@ -85,9 +90,9 @@ def role(kafka_downloads, tmp_path_factory: pytest.TempPathFactory):
         "kafka_advertised_host": "localhost",
         "kafka_jmx_exporter_port": ports["jmx"],
         "kafka_ca_fetch_dest": str(root / "control/kafka-ca.pem"),
-        # The machine's own trust directory is not the test's to write (and two runs on one
-        # machine would each replace the other's CA there).
-        "kafka_tls_ca_public_path": str(root / "etc/ssl/certs/stockpipe-kafka-ca.pem"),
+        "kafka_tls_ca_control_dir": str(root / "control/ca"),
+        "kafka_tls_ca_public_path": str(root / "etc/stockpipe-kafka/ca.pem"),
+        "kafka_tls_retired_ca_paths": [str(root / "etc/ssl/certs/stockpipe-kafka-ca.pem")],
         "kafka_keystore_password": "keystore-secret-0",
         "kafka_inter_broker_password": BROKER_PASSWORD,
         "kafka_scram_users": [{"name": n, "password": p} for n, p in PASSWORDS.items()],
@@ -175,6 +180,16 @@ def test_the_role_installs_what_it_downloaded_and_checked(broker):
     assert not list((root / "etc/kafka").glob("scram-*.properties"))
     # The unit's sandbox (ProtectSystem=strict and the rest of prometheus-community's set).
     assert unit_exposure(root / "etc/systemd/system/kafka.service") <= 2.0
+    # The CA's key is on the control machine alone (0600 in a 0700 directory); the node has
+    # the CA certificate, outside the system's certificate directory.
+    keys = sorted(str(path.relative_to(root)) for path in root.rglob("ca.key"))
+    assert keys == ["control/ca/ca.key"]
+    assert (root / "control/ca").stat().st_mode & 0o777 == 0o700
+    assert (root / "control/ca/ca.key").stat().st_mode & 0o777 == 0o600
+    ca = (root / "control/ca/ca.crt").read_bytes()
+    assert (root / "etc/stockpipe-kafka/ca.pem").read_bytes() == ca
+    assert (root / "control/kafka-ca.pem").read_bytes() == ca
+    assert not (root / "etc/ssl/certs/stockpipe-kafka-ca.pem").exists()
     meta = (root / "var/lib/kafka/data/meta.properties").read_text()
     assert "cluster.id=" in meta
 

@@ -6,7 +6,10 @@ Reads the same STOCKPIPE_* settings as everything else and saves, where configur
 
 * ``stockpipe-snowflake``: a prefect-snowflake SnowflakeConnector (with its
   SnowflakeCredentials ``stockpipe-snowflake-credentials``), when
-  STOCKPIPE_WAREHOUSE__BACKEND=snowflake;
+  STOCKPIPE_WAREHOUSE__BACKEND=snowflake and a shared login (USER) is set;
+* ``stockpipe-snowflake-loader`` / ``-transformer`` / ``-reader``: the same for each runtime
+  role's own service user (STOCKPIPE_WAREHOUSE__LOADER_LOGIN__USER and __PRIVATE_KEY_FILE,
+  and so on), the key held in the block;
 * ``stockpipe-raw-zone``: a prefect-aws S3Bucket (credentials ``stockpipe-aws``), when
   STOCKPIPE_LAKE__S3_BUCKET is set;
 * ``stockpipe-kafka-sasl-password``: a Secret, when SASL credentials are set;
@@ -20,12 +23,20 @@ settings went in, never a secret's value.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect.blocks.system import Secret
+from pydantic import SecretStr
 
 from stockpipe.settings import Settings, load_settings
 
 SNOWFLAKE_CONNECTOR = "stockpipe-snowflake"
-SNOWFLAKE_CREDENTIALS = "stockpipe-snowflake-credentials"
+# Each runtime role's own service user: block name by role setting.
+SNOWFLAKE_ROLE_CONNECTORS = {
+    "loader_login": "stockpipe-snowflake-loader",
+    "transformer_login": "stockpipe-snowflake-transformer",
+    "reader_login": "stockpipe-snowflake-reader",
+}
 AWS_CREDENTIALS = "stockpipe-aws"
 RAW_ZONE_BUCKET = "stockpipe-raw-zone"
 KAFKA_SASL_PASSWORD = "stockpipe-kafka-sasl-password"  # noqa: S105 - a block name
@@ -40,23 +51,16 @@ def bootstrap_blocks(settings: Settings) -> dict[str, str]:
     saved: dict[str, str] = {}
     wh = settings.warehouse
     if wh.backend == "snowflake":
-        from prefect_snowflake import SnowflakeConnector, SnowflakeCredentials
-
-        # The key itself, not its path: the path is on this machine, and a worker elsewhere
-        # (the VM) would have nothing to read, so it would need a password login instead.
-        key = wh.private_key_file.read_bytes() if wh.private_key_file else None
-        credentials = SnowflakeCredentials(
-            account=wh.account,
-            user=wh.user,
-            password=None if key else wh.password,
-            private_key=key,
-        )
-        credentials.save(SNOWFLAKE_CREDENTIALS, overwrite=True)
-        SnowflakeConnector(
-            credentials=credentials, database=wh.database, schema="RAW", warehouse=wh.warehouse
-        ).save(SNOWFLAKE_CONNECTOR, overwrite=True)
-        auth = f"key pair from {wh.private_key_file}, held in the block" if key else "password"
-        saved[SNOWFLAKE_CONNECTOR] = f"account {wh.account}, user {wh.user}, {auth} (hidden)"
+        if wh.user:
+            saved[SNOWFLAKE_CONNECTOR] = _save_snowflake_login(
+                settings, SNOWFLAKE_CONNECTOR, wh.user, wh.private_key_file, wh.password
+            )
+        for field, block in SNOWFLAKE_ROLE_CONNECTORS.items():
+            login = getattr(wh, field)
+            if login.user:
+                saved[block] = _save_snowflake_login(
+                    settings, block, login.user, login.private_key_file, None
+                )
     lake = settings.lake
     if lake.s3_bucket:
         from prefect_aws import AwsCredentials
@@ -80,6 +84,28 @@ def bootstrap_blocks(settings: Settings) -> dict[str, str]:
             Secret(value=key).save(block, overwrite=True)
             saved[block] = f"{provider} API key (hidden)"
     return saved
+
+
+def _save_snowflake_login(
+    settings: Settings, block: str, user: str, key_file: Path | None, password: SecretStr | None
+) -> str:
+    """Save a SnowflakeConnector ``block`` (credentials ``<block>-credentials``) for ``user``;
+    return what it holds, secrets hidden."""
+    from prefect_snowflake import SnowflakeConnector, SnowflakeCredentials
+
+    wh = settings.warehouse
+    # The key itself, not its path: the path is on this machine, and a worker elsewhere
+    # (the VM) would have nothing to read, so it would need a password login instead.
+    key = key_file.read_bytes() if key_file else None
+    credentials = SnowflakeCredentials(
+        account=wh.account, user=user, password=None if key else password, private_key=key
+    )
+    credentials.save(f"{block}-credentials", overwrite=True)
+    SnowflakeConnector(
+        credentials=credentials, database=wh.database, schema="RAW", warehouse=wh.warehouse
+    ).save(block, overwrite=True)
+    auth = f"key pair from {key_file}, held in the block" if key else "password"
+    return f"account {wh.account}, user {user}, {auth} (hidden)"
 
 
 def main() -> None:

@@ -238,6 +238,50 @@ class LocalKafkaSettings(BaseModel):
     )
 
 
+class ServiceLogin(BaseModel):
+    """A runtime role's own Snowflake user: a service user with a key pair, so a leaked
+    login of one process (the drain's, say) cannot act as another's role.
+
+    ``stockpipe warehouse setup`` creates the user (``TYPE = SERVICE``, the public key of
+    ``private_key_file``) and grants it its role alone; ``python -m deployments.blocks``
+    saves its login, key included, as a block of its own for a worker elsewhere.
+    """
+
+    user: str | None = Field(
+        None, description="the service user (created by `stockpipe warehouse setup`)"
+    )
+    private_key_file: Path | None = Field(
+        None,
+        description="its private key (PEM, unencrypted PKCS#8); the set-up registers "
+        "the public key",
+    )
+    connector_block: str | None = Field(
+        None, description="or a saved SnowflakeConnector block holding its login (the VM)"
+    )
+
+    @field_validator("user")
+    @classmethod
+    def _identifier(cls, value: str | None) -> str | None:
+        if value is not None and not _IDENTIFIER.match(value):
+            raise ValueError(
+                f"{value!r} is not a plain Snowflake identifier ([A-Za-z_][A-Za-z0-9_$]*)"
+            )
+        return value.upper() if value else value
+
+    @model_validator(mode="after")
+    def _user_needs_key(self) -> ServiceLogin:
+        if self.user and not self.private_key_file:
+            raise ValueError(
+                f"user {self.user} needs private_key_file: a service user logs in with its "
+                "key pair (Snowflake gives service users no password)"
+            )
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.user or self.connector_block)
+
+
 class WarehouseSettings(BaseModel):
     """Snowflake, or its embedded stand-in (DuckDB through fakesnow).
 
@@ -285,6 +329,18 @@ class WarehouseSettings(BaseModel):
     )
     reader_role: str = Field(
         "STOCKPIPE_READER", description="validation's and the dashboard's role: reads only"
+    )
+    loader_login: ServiceLogin = Field(
+        default_factory=ServiceLogin,
+        description="the drain's own service user; unset: the shared login (user, ...)",
+    )
+    transformer_login: ServiceLogin = Field(
+        default_factory=ServiceLogin,
+        description="trends' own service user; unset: the shared login",
+    )
+    reader_login: ServiceLogin = Field(
+        default_factory=ServiceLogin,
+        description="validation's and the dashboard's own service user; unset: the shared login",
     )
     auto_suspend_seconds: int = Field(
         60,
@@ -363,13 +419,29 @@ class WarehouseSettings(BaseModel):
 
     @model_validator(mode="after")
     def _snowflake_needs_credentials(self) -> WarehouseSettings:
-        if self.backend == "snowflake" and not self.connector_block:
-            missing = [n for n in ("account", "user") if not getattr(self, n)]
+        if self.backend != "snowflake" or self.connector_block:
+            return self
+        logins = (self.loader_login, self.transformer_login, self.reader_login)
+        missing = []
+        if not self.account and not all(login.connector_block for login in logins):
+            missing.append("account")
+        # The runtime roles each have a login of their own, or fall back to the shared one.
+        if not all(login.configured for login in logins):
+            if not self.user:
+                missing.append("user")
             if not self.password and not self.private_key_file:
                 missing.append("password (or private_key_file)")
-            if missing:
-                raise ValueError(f"backend=snowflake needs {', '.join(missing)}")
+        if missing:
+            raise ValueError(f"backend=snowflake needs {', '.join(missing)}")
         return self
+
+    def service_logins(self) -> dict[str, tuple[str, ServiceLogin]]:
+        """Each runtime purpose's role and own login (unset fields: the shared login)."""
+        return {
+            "load": (self.loader_role, self.loader_login),
+            "transform": (self.transformer_role, self.transformer_login),
+            "read": (self.reader_role, self.reader_login),
+        }
 
 
 def _is_loopback(host: str | None) -> bool:

@@ -176,17 +176,23 @@ def snowflake_login(settings: Settings) -> SnowflakeLogin:
     Raises:
         WarehouseError: no password or key to log in with, or a block for another database.
     """
-    wh = settings.warehouse
-    if wh.connector_block:
-        from stockpipe.warehouse.snowflake import load_connector_block
+    from stockpipe.warehouse.snowflake import connector_block_for, load_connector_block, own_login
 
-        block = load_connector_block(wh.connector_block, wh.database)
+    wh = settings.warehouse
+    # dbt runs as the transformer: its own service user where the settings give it one.
+    block_name, own = connector_block_for(settings, "transform"), own_login(settings, "transform")
+    if block_name:
+        block = load_connector_block(block_name, wh.database)
         creds = block.credentials
         account, user, warehouse = creds.account, creds.user, block.warehouse
         password, key_path = creds.password, creds.private_key_path
         key = creds.private_key.get_secret_value().decode() if creds.private_key else None
         passphrase = creds.private_key_passphrase
-        where = f"connector block {wh.connector_block}"
+        where = f"connector block {block_name}"
+    elif own is not None:
+        account, user, warehouse = wh.account, own.user, wh.warehouse
+        password, key_path, key, passphrase = None, own.private_key_file, None, None
+        where = "STOCKPIPE_WAREHOUSE__TRANSFORMER_LOGIN__PRIVATE_KEY_FILE"
     else:
         account, user, warehouse = wh.account, wh.user, wh.warehouse
         password, key_path, key, passphrase = wh.password, wh.private_key_file, None, None

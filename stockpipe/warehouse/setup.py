@@ -230,9 +230,86 @@ def setup_warehouse(
             unrecorded = []
         if on_applied is not None:
             on_applied(sql_file.name)
+    if on_snowflake:
+        for user in _set_up_service_users(warehouse, settings):
+            ran.append(user)
+            if on_applied is not None:
+                on_applied(user)
     if ran:
         log.info("set up %d SQL files in %s", len(ran), warehouse.location)
     return ran
+
+
+def public_key_body(private_key_file: Path, setting: str) -> str:
+    """The base64 body of the public key of ``private_key_file`` (what Snowflake's
+    RSA_PUBLIC_KEY takes).
+
+    Raises:
+        WarehouseError: naming ``setting``, when the file cannot be read as an unencrypted
+            RSA private key.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+    try:
+        key = serialization.load_pem_private_key(private_key_file.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise WarehouseError(
+            f"{setting}={private_key_file}: not a readable, unencrypted PEM private key ({exc})"
+        ) from exc
+    if not isinstance(key, RSAPrivateKey):
+        raise WarehouseError(f"{setting}={private_key_file}: Snowflake key pairs are RSA")
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return "".join(line for line in pem.decode().splitlines() if not line.startswith("-----"))
+
+
+def service_user_statements(settings: Settings) -> list[tuple[str, list[str]]]:
+    """For each runtime role with a service user of its own: the user's name (as the
+    set-up reports it) and the statements that create it with its public key, bring its key
+    up to date, and grant it its role."""
+    wh = settings.warehouse
+    made = []
+    for _purpose, (role, login) in wh.service_logins().items():
+        if not (login.user and login.private_key_file):
+            continue
+        name = next(n for n, value in wh if value is login)
+        setting = f"STOCKPIPE_WAREHOUSE__{name.upper()}__PRIVATE_KEY_FILE"
+        key = public_key_body(login.private_key_file, setting)
+        user, role = validate_identifier(login.user), validate_identifier(role)
+        made.append(
+            (
+                f"service user {user} ({role})",
+                [
+                    f"create user if not exists {user} type = service default_role = {role} "
+                    f"default_warehouse = {validate_identifier(wh.warehouse)} "
+                    f"rsa_public_key = '{key}'",
+                    f"alter user {user} set rsa_public_key = '{key}'",
+                    f"grant role {role} to user {user}",
+                ],
+            )
+        )
+    return made
+
+
+def _set_up_service_users(warehouse: Warehouse, settings: Settings) -> list[str]:
+    """Create the runtime roles' own service users as the user admin role; return what was
+    set up. Run on every set-up: each statement leaves a user as it should be."""
+    made = service_user_statements(settings)
+    if not made:
+        return []
+    warehouse.execute(f"use role {validate_identifier(settings.warehouse.user_admin_role)}")
+    try:
+        for user, statements in made:
+            for statement in statements:
+                try:
+                    warehouse.execute(statement)
+                except Exception as exc:
+                    raise WarehouseError(f"{user}: {exc}") from exc
+    finally:
+        warehouse.execute(f"use role {validate_identifier(settings.warehouse.setup_role)}")
+    return [user for user, _statements in made]
 
 
 def _run(warehouse: Warehouse, sql_file: SqlFile, setup_role: str) -> None:

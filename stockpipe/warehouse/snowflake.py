@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stockpipe.settings import Settings, validate_identifier
+from stockpipe.settings import ServiceLogin, Settings, validate_identifier
 from stockpipe.warehouse.base import (
     Portable,
     Purpose,
@@ -63,12 +63,30 @@ def role_for(settings: Settings, purpose: Purpose) -> str:
     }[purpose]
 
 
+def own_login(settings: Settings, purpose: Purpose) -> ServiceLogin | None:
+    """The runtime purpose's own service user, when the settings give it one."""
+    if purpose == "setup":
+        return None
+    _role, login = settings.warehouse.service_logins()[purpose]
+    return login if login.configured else None
+
+
+def connector_block_for(settings: Settings, purpose: Purpose) -> str | None:
+    """The connector block a session for ``purpose`` logs in with, if any: the purpose's
+    own, else (unless it has a user of its own) the shared one."""
+    login = own_login(settings, purpose)
+    if login is not None:
+        return login.connector_block
+    return settings.warehouse.connector_block
+
+
 def connection_parameters(settings: Settings, purpose: Purpose) -> dict[str, Any]:
     """snowflake.connector.connect's arguments for a session for ``purpose``."""
     wh = settings.warehouse
+    login = own_login(settings, purpose)
     params: dict[str, Any] = {
         "account": wh.account,
-        "user": wh.user,
+        "user": login.user if login else wh.user,
         "role": role_for(settings, purpose),
         "database": validate_identifier(wh.database),
         "schema": "RAW",
@@ -85,7 +103,11 @@ def connection_parameters(settings: Settings, purpose: Purpose) -> dict[str, Any
     for name in ("host", "port", "protocol"):
         if (value := getattr(wh, name)) is not None:
             params[name] = value
-    if wh.private_key_file:
+    if login is not None:
+        # A service user: its key pair only (it has no password to fall back to).
+        if login.private_key_file:
+            params["private_key_file"] = str(login.private_key_file)
+    elif wh.private_key_file:
         params["private_key_file"] = str(wh.private_key_file)
     elif wh.password:
         params["password"] = wh.password.get_secret_value()
@@ -153,7 +175,7 @@ class SnowflakeWarehouse(Warehouse):
         elif wh.account:
             where = f"{wh.account}.snowflakecomputing.com"
         else:
-            where = f"(the account of connector block {wh.connector_block})"
+            where = f"(the account of connector block {connector_block_for(settings, purpose)})"
         super().__init__(database, f"snowflake://{where}/{database}", purpose)
         self._settings = settings
         self._conn = self._open()
@@ -164,16 +186,17 @@ class SnowflakeWarehouse(Warehouse):
         wh = self._settings.warehouse
         params = connection_parameters(self._settings, self.purpose)
         role = params["role"]
+        block = connector_block_for(self._settings, self.purpose)
         try:
-            if wh.connector_block:
-                return self._open_with_block(wh.connector_block, params)
+            if block:
+                return self._open_with_block(block, params)
             return snowflake.connector.connect(**params)
         except snowflake.connector.errors.Error as exc:
             # The connector's message never contains the password; keep it that way.
             login = (
-                f"with connector block {wh.connector_block}"
-                if wh.connector_block
-                else f"account {wh.account}"
+                f"with connector block {block}"
+                if block
+                else f"account {wh.account} as user {params['user']}"
             )
             raise WarehouseError(
                 f"cannot connect to Snowflake {login} as role {role}: {exc}"

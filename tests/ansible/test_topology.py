@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from stockpipe.settings import KafkaSettings
+from stockpipe.settings import KafkaSettings, load_settings
 from stockpipe.streaming.kafka import topology
 from stockpipe.streaming.topics import pipeline_topics
 from tests.ansible.conftest import group_vars
@@ -58,7 +58,7 @@ def grants(acls: list[dict], principal: str | None = None) -> set[tuple]:
 
 @pytest.mark.parametrize("nodes", [1, 3])
 def test_the_vms_flows_log_in_as_the_worker_with_every_pipeline_right_and_no_other(
-    nodes: int,
+    nodes: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No process on the VM reaches Kafka anonymously: the flows and the live tier log in as
     the worker user, over loopback (SASL_PLAINTEXT) on one node and over the nodes' INTERNAL
@@ -90,6 +90,16 @@ def test_the_vms_flows_log_in_as_the_worker_with_every_pipeline_right_and_no_oth
             else ("10.0.0.1:9095,10.0.0.2:9095,10.0.0.3:9095", "SASL_SSL")
         )
         assert (settings.bootstrap_servers, settings.security_protocol) == expected
+    # The whole environment the worker's flows get is a valid configuration: Kafka as above,
+    # and Snowflake as a service user per runtime role, each from its own block.
+    for name, value in flows.items():
+        monkeypatch.setenv(name, value)
+    logins = load_settings().warehouse.service_logins()
+    assert {purpose: login.connector_block for purpose, (_r, login) in logins.items()} == {
+        "load": "stockpipe-snowflake-loader",
+        "transform": "stockpipe-snowflake-transformer",
+        "read": "stockpipe-snowflake-reader",
+    }
 
 
 def test_without_client_cidrs_the_external_listener_binds_loopback_only() -> None:

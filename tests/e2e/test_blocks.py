@@ -17,6 +17,7 @@ from flows.trends import build_trends
 from stockpipe.settings import Settings, load_settings
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.warehouse import Warehouse
+from stockpipe.warehouse.base import WarehouseError
 from tests.support import SnowflakeServer, distinct_bar_messages, set_up_warehouse
 
 pytestmark = pytest.mark.e2e
@@ -156,7 +157,21 @@ def test_the_trends_flow_logs_dbt_in_through_the_connector_block_as_the_transfor
     assert (login["account"], login["user"]) == ("fakesnow", "fake")  # the block's
 
 
-def test_the_block_holds_the_key_pair_itself_and_the_drain_logs_in_with_it(
+def _key_file(path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+def test_each_runtime_role_logs_in_as_its_own_service_user_from_its_own_block(
     prefect_api,
     env_settings: Settings,
     snowflake_server: SnowflakeServer,
@@ -164,44 +179,70 @@ def test_the_block_holds_the_key_pair_itself_and_the_drain_logs_in_with_it(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path,
 ) -> None:
-    """Key-pair auth for the VM: blocks made from a key file on the laptop carry the key,
-    so the worker, which never had that file, logs in with it (no password anywhere). The
-    server checks each JWT against the user's registered public key, as Snowflake does."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    set_up_warehouse(load_settings())  # the admin, with the admin's own login
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    key_file = tmp_path / "rsa_key.p8"
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+    """README "One Snowflake user per role", as the VM runs it: the set-up (the admin's
+    login) creates a service user per runtime role with the public key of its key file and
+    grants it that role alone; the blocks carry each user's key, so the worker, which never
+    had the files, logs in as the drain's, dbt's and the reader's user by key pair (the
+    server checks each JWT against the key CREATE USER registered, as Snowflake does), and a
+    user cannot take another's role."""
+    users = {
+        field: f"{snowflake_env}_{field.removesuffix('_LOGIN')}"
+        for field in ("LOADER_LOGIN", "TRANSFORMER_LOGIN", "READER_LOGIN")
+    }
+    for field, user in users.items():
+        _key_file(tmp_path / f"{user}.p8")
+        monkeypatch.setenv(f"STOCKPIPE_WAREHOUSE__{field}__USER", user)
+        monkeypatch.setenv(
+            f"STOCKPIPE_WAREHOUSE__{field}__PRIVATE_KEY_FILE", str(tmp_path / f"{user}.p8")
         )
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    user = load_settings().warehouse.user
-    snowflake_server.set_rsa_public_key(user, public.decode())
-    monkeypatch.delenv("STOCKPIPE_WAREHOUSE__PASSWORD")
-    monkeypatch.setenv("STOCKPIPE_WAREHOUSE__PRIVATE_KEY_FILE", str(key_file))
+
+    made = set_up_warehouse(load_settings())  # the admin, with the admin's own login
+    assert [name for name in made if name.startswith("service user")] == [
+        f"service user {users['LOADER_LOGIN']} (STOCKPIPE_LOADER)",
+        f"service user {users['TRANSFORMER_LOGIN']} (STOCKPIPE_TRANSFORMER)",
+        f"service user {users['READER_LOGIN']} (STOCKPIPE_READER)",
+    ]
+    set_up = snowflake_server.statements(snowflake_env)
+    creating = [e for e in set_up if e["sql"].lower().startswith(("create user", "grant role"))]
+    assert creating and {e["role"] for e in creating} == {"USERADMIN"}
     blocks.main()
-    key_file.unlink()  # the worker's machine never had it
-    set_up = len(snowflake_server.statements(snowflake_env))
-    for name in ("ACCOUNT", "USER", "PRIVATE_KEY_FILE"):
+    for key_file in tmp_path.glob("*.p8"):
+        key_file.unlink()  # the worker's machine never had them
+
+    # The worker's environment (group_vars/stockpipe_vm): a block per role, no login.
+    for name in ("ACCOUNT", "USER", "PASSWORD"):
         monkeypatch.delenv(f"STOCKPIPE_WAREHOUSE__{name}")
-    monkeypatch.setenv("STOCKPIPE_WAREHOUSE__CONNECTOR_BLOCK", blocks.SNOWFLAKE_CONNECTOR)
+    for field in users:
+        monkeypatch.delenv(f"STOCKPIPE_WAREHOUSE__{field}__USER")
+        monkeypatch.delenv(f"STOCKPIPE_WAREHOUSE__{field}__PRIVATE_KEY_FILE")
+        block = blocks.SNOWFLAKE_ROLE_CONNECTORS[field.lower()]
+        monkeypatch.setenv(f"STOCKPIPE_WAREHOUSE__{field}__CONNECTOR_BLOCK", block)
     QuoteProducer(env_settings.kafka).publish_raw(
         (k, v, None) for k, v in distinct_bar_messages(100)
     )
 
     assert drain_to_warehouse()["inserted"] == 100
+    assert len(build_trends()) == 100
 
+    runtime = snowflake_server.statements(snowflake_env)[len(set_up) :]
+    logins = {(e["role"], e["user"], e["authenticator"]) for e in runtime}
+    assert logins == {
+        ("STOCKPIPE_LOADER", users["LOADER_LOGIN"], "SNOWFLAKE_JWT"),
+        ("STOCKPIPE_TRANSFORMER", users["TRANSFORMER_LOGIN"], "SNOWFLAKE_JWT"),
+        ("STOCKPIPE_READER", users["READER_LOGIN"], "SNOWFLAKE_JWT"),
+    }
     from prefect_snowflake import SnowflakeConnector
 
-    credentials = SnowflakeConnector.load(blocks.SNOWFLAKE_CONNECTOR).credentials
+    credentials = SnowflakeConnector.load(
+        blocks.SNOWFLAKE_ROLE_CONNECTORS["loader_login"]
+    ).credentials
     assert credentials.password is None and credentials.private_key_path is None
-    runtime = snowflake_server.statements(snowflake_env)[set_up:]
-    assert runtime and {e["authenticator"] for e in runtime} == {"SNOWFLAKE_JWT"}
+
+    # The reader's login cannot act as the loader: Snowflake refuses a role not granted.
+    monkeypatch.setenv(
+        "STOCKPIPE_WAREHOUSE__LOADER_LOGIN__CONNECTOR_BLOCK",
+        blocks.SNOWFLAKE_ROLE_CONNECTORS["reader_login"],
+    )
+    with pytest.raises(WarehouseError) as refused, Warehouse.connect(load_settings(), "load"):
+        pass
+    assert "STOCKPIPE_LOADER" in str(refused.value) and "not granted" in str(refused.value)

@@ -30,6 +30,10 @@ otherwise create them at login). Around fakesnow's handlers this adds:
   TABLE|VIEW`` adds, ``SHOW GRANTS ON`` lists (as dbt reads them), and ``CREATE OR REPLACE``
   without ``COPY GRANTS`` or ``DROP`` loses the object's grants;
 - each session's ``QUERY_TAG`` and authenticator as it logged in, in the record;
+- users as Snowflake keeps them: ``CREATE USER ... RSA_PUBLIC_KEY = '...'`` (and ``ALTER
+  USER ... SET RSA_PUBLIC_KEY``) registers the user's key, ``GRANT ROLE ... TO USER`` its
+  roles, and such a user logs in only as a role granted to it (Snowflake's error 390189
+  otherwise); each session's user is in the record;
 - key-pair logins checked as Snowflake checks them (fakesnow accepts any login): a JWT
   login (``SNOWFLAKE_JWT``) succeeds only with a token signed by the private key of a
   public key registered for its user (``POST /_test/rsa_public_key`` ``{"user", "key"}``,
@@ -75,7 +79,21 @@ ACCOUNT_STATEMENTS = [
     r"^\s*alter\s+resource\s+monitor\b",
     r"^\s*create\s+role\b",
     r"^\s*grant\b",
+    r"^\s*create\s+user\b",
+    r"^\s*alter\s+user\b",
 ]
+_CREATE_USER = re.compile(
+    r"^\s*create\s+user\s+(?:if\s+not\s+exists\s+)?(?P<user>\w+)\b(?P<rest>.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+_ALTER_USER_KEY = re.compile(
+    r"^\s*alter\s+user\s+(?P<user>\w+)\s+set\s+(?P<rest>rsa_public_key\s*=.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+_RSA_PUBLIC_KEY = re.compile(r"\brsa_public_key\s*=\s*'(?P<key>[A-Za-z0-9+/=\s]+)'", re.IGNORECASE)
+_GRANT_ROLE_TO_USER = re.compile(
+    r"^\s*grant\s+role\s+(?P<role>\w+)\s+to\s+user\s+(?P<user>\w+)\s*$", re.IGNORECASE
+)
 
 # Statements after which Snowflake commits an open transaction: DDL commits it first.
 _DDL = re.compile(r"^\s*(create|alter|drop|grant|revoke|truncate|undrop)\b", re.IGNORECASE)
@@ -106,7 +124,11 @@ _roles: dict[str, str | None] = {}
 _databases: dict[str, str | None] = {}
 _query_tags: dict[str, str | None] = {}
 _authenticators: dict[str, str] = {}
+_users: dict[str, str] = {}  # session -> the user it logged in as
 _rsa_public_keys: dict[str, bytes] = {}  # user (upper case) -> PEM
+# Users made by CREATE USER (upper case) -> the roles granted to them: such a user may log
+# in only as one of them, as on Snowflake.
+_user_roles: dict[str, set[str]] = {}
 _in_transaction: set[str] = set()
 _faults: list[dict] = []
 _upload_faults: list[dict] = []
@@ -159,10 +181,48 @@ def _jwt_refusal(data: dict) -> str | None:
     return None
 
 
+def _track_users(sql: str) -> None:
+    """Users, their public keys and their roles, as CREATE USER, ALTER USER ... SET
+    RSA_PUBLIC_KEY and GRANT ROLE ... TO USER leave them."""
+    sql = plain_sql(sql).rstrip("; ")
+    with _lock:
+        if made := _CREATE_USER.match(sql):
+            user = made["user"].upper()
+            if user in _user_roles:  # IF NOT EXISTS: an existing user is left as it is
+                return
+            _user_roles[user] = set()
+            changed = made
+        elif altered := _ALTER_USER_KEY.match(sql):
+            user, changed = altered["user"].upper(), altered
+        elif granted := _GRANT_ROLE_TO_USER.match(sql):
+            _user_roles.setdefault(granted["user"].upper(), set()).add(granted["role"].upper())
+            return
+        else:
+            return
+        if key := _RSA_PUBLIC_KEY.search(changed["rest"]):
+            body = re.sub(r"\s+", "", key["key"])
+            lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+            pem = "\n".join(["-----BEGIN PUBLIC KEY-----", *lines, "-----END PUBLIC KEY-----"])
+            _rsa_public_keys[user] = (pem + "\n").encode()
+
+
 async def login(request: Request) -> Response:
     data = (await _json_body(request))["data"]
     parameters = data.get("SESSION_PARAMETERS") or {}
     authenticator = str(data.get("AUTHENTICATOR") or "SNOWFLAKE").upper()
+    user = str(data.get("LOGIN_NAME", "")).upper()
+    role = (request.query_params.get("roleName") or "").upper()
+    if user in _user_roles and role and role not in _user_roles[user]:
+        return JSONResponse(
+            {
+                "data": None,
+                "code": "390189",
+                "success": False,
+                "message": f"Role '{role}' specified in the connect string is not granted "
+                "to this user. Contact your local system administrator, or attempt to login "
+                "with another role, e.g. PUBLIC.",
+            }
+        )
     if authenticator == "SNOWFLAKE_JWT" and (refusal := _jwt_refusal(data)) is not None:
         return JSONResponse(
             {
@@ -180,6 +240,7 @@ async def login(request: Request) -> Response:
         _databases[token] = (request.query_params.get("databaseName") or "").upper() or None
         _query_tags[token] = parameters.get("QUERY_TAG")
         _authenticators[token] = authenticator
+        _users[token] = user
         _lock_timeouts[token] = float(parameters.get("LOCK_TIMEOUT") or 43_200)
         # Without a master token the connector never logs out (its close() gives up before
         # the request), so a closed session's transaction would stay open for ever.
@@ -332,6 +393,7 @@ async def query(request: Request) -> Response:
         "role": _roles.get(token),
         "query_tag": _query_tags.get(token),
         "authenticator": _authenticators.get(token),
+        "user": _users.get(token),
         "sql": sql,
     }
     with _lock:
@@ -358,6 +420,7 @@ async def query(request: Request) -> Response:
     elif (refused := await _wait_for_lock(token, sql, entry)) is not None:
         _record({**entry, "ok": False, "fault": "000625"})
         return refused
+    _track_users(sql)
     if (listing := _track_grants(token, sql)) is not None:
         _replace_sql(request, body, listing)
     if removing := _REMOVE.match(plain_sql(sql)):

@@ -148,3 +148,35 @@ def test_cloud_profile_requires_snowflake_and_sasl(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("STOCKPIPE_PROFILE", "cloud")
     with pytest.raises(ConfigError, match=r"warehouse\.backend=snowflake"):
         load_settings()
+
+
+def test_a_runtime_roles_service_user_logs_in_by_key_pair_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STOCKPIPE_WAREHOUSE__BACKEND", "snowflake")
+    monkeypatch.setenv("STOCKPIPE_WAREHOUSE__LOADER_LOGIN__USER", "stockpipe_loader_svc")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "STOCKPIPE_WAREHOUSE" in str(caught.value)
+    assert "user STOCKPIPE_LOADER_SVC needs private_key_file" in str(caught.value)
+
+    monkeypatch.setenv("STOCKPIPE_WAREHOUSE__LOADER_LOGIN__USER", "loader; drop user x")
+    with pytest.raises(ConfigError, match="not a plain Snowflake identifier"):
+        load_settings()
+
+
+def test_a_block_per_runtime_role_is_a_whole_login(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The VM's worker: one block per runtime role and no shared login; a role without a
+    login of its own falls back to the shared one, which must then be complete."""
+    monkeypatch.setenv("STOCKPIPE_WAREHOUSE__BACKEND", "snowflake")
+    for role in ("LOADER", "TRANSFORMER"):
+        monkeypatch.setenv(f"STOCKPIPE_WAREHOUSE__{role}_LOGIN__CONNECTOR_BLOCK", f"b-{role}")
+    with pytest.raises(ConfigError, match="needs account, user, password"):
+        load_settings()
+    monkeypatch.setenv("STOCKPIPE_WAREHOUSE__READER_LOGIN__CONNECTOR_BLOCK", "b-READER")
+    logins = load_settings().warehouse.service_logins()
+    assert {purpose: login.connector_block for purpose, (_r, login) in logins.items()} == {
+        "load": "b-LOADER",
+        "transform": "b-TRANSFORMER",
+        "read": "b-READER",
+    }

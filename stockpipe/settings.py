@@ -238,6 +238,14 @@ class LocalKafkaSettings(BaseModel):
     )
 
 
+def _snowflake_identifier(value: str | None) -> str | None:
+    """``value`` upper-cased, as Snowflake resolves an unquoted identifier; refused unless
+    it is a plain one (it is written into SQL as is)."""
+    if value is not None and not _IDENTIFIER.match(value):
+        raise ValueError(f"{value!r} is not a plain Snowflake identifier ([A-Za-z_][A-Za-z0-9_$]*)")
+    return value.upper() if value else value
+
+
 class ServiceLogin(BaseModel):
     """A runtime role's own Snowflake user: a service user with a key pair, so a leaked
     login of one process (the drain's, say) cannot act as another's role.
@@ -262,11 +270,7 @@ class ServiceLogin(BaseModel):
     @field_validator("user")
     @classmethod
     def _identifier(cls, value: str | None) -> str | None:
-        if value is not None and not _IDENTIFIER.match(value):
-            raise ValueError(
-                f"{value!r} is not a plain Snowflake identifier ([A-Za-z_][A-Za-z0-9_$]*)"
-            )
-        return value.upper() if value else value
+        return _snowflake_identifier(value)
 
     @model_validator(mode="after")
     def _user_needs_key(self) -> ServiceLogin:
@@ -399,11 +403,7 @@ class WarehouseSettings(BaseModel):
     )
     @classmethod
     def _identifier(cls, value: str | None) -> str | None:
-        if value is not None and not _IDENTIFIER.match(value):
-            raise ValueError(
-                f"{value!r} is not a plain Snowflake identifier ([A-Za-z_][A-Za-z0-9_$]*)"
-            )
-        return value.upper() if value else value
+        return _snowflake_identifier(value)
 
     @model_validator(mode="after")
     def _http_only_to_loopback(self) -> WarehouseSettings:

@@ -60,6 +60,7 @@ print(json.dumps([{n: md.version(n) for n in names}, absent, stockpipe.__file__]
 """
 # A system user of this run alone: two runs on one machine must not delete each other's.
 WORKER_USER = f"stockpipe-worker-{os.getpid()}"
+INSTALL_USER = f"stockpipe-inst-{os.getpid()}"
 API_KEY = "pnu_worker-secret-7"
 DEPLOY_API_KEY = "pnu_deploy-secret-8"
 FINNHUB_KEY = "finnhub-secret-5"
@@ -99,6 +100,12 @@ def role(prefect_api: str, kafka_broker: LocalBroker, exchange: SimulatedExchang
     root = Path(tempfile.mkdtemp(prefix="stockpipe-vm-", dir="/var/tmp"))
     root.chmod(0o755)
     (root / "etc/systemd/system").mkdir(parents=True)
+    # uv's cache, warm as a VM's is after its first install: the set-up's, linked (not
+    # copied) where the install user can reach it; the role hands it to that user.
+    cache, own_cache = root / "var/cache/stockpipe/uv", Path.home() / ".cache" / "uv"
+    cache.parent.mkdir(parents=True)
+    if own_cache.is_dir():
+        subprocess.run(["cp", "-al", str(own_cache), str(cache)], check=True)
     environment = {"STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers, **TOPICS}
     variables = {
         "prefect_worker_api_url": prefect_api,
@@ -108,9 +115,10 @@ def role(prefect_api: str, kafka_broker: LocalBroker, exchange: SimulatedExchang
         "prefect_worker_artifact_dir": str(root / "control"),
         # The role's own python3-venv and git from apt and Debian's /usr/bin/python3, as on
         # the VM (the test's interpreter may live where the worker's user cannot read it).
-        # The uv cache outlives the test, as on the VM: a later run installs in seconds.
-        "prefect_worker_uv_cache_dir": str(Path.home() / ".cache" / "uv"),
+        "prefect_worker_uv_cache_dir": str(cache),
         "prefect_worker_user": WORKER_USER,
+        "prefect_worker_install_user": INSTALL_USER,
+        "prefect_worker_install_home": str(root / "var/lib/stockpipe-install"),
         "prefect_worker_home": str(root / "opt/stockpipe"),
         "prefect_worker_env_file": str(root / "etc/stockpipe/worker.env"),
         "prefect_worker_state_dir": str(root / "var/lib/stockpipe"),
@@ -138,8 +146,11 @@ def role(prefect_api: str, kafka_broker: LocalBroker, exchange: SimulatedExchang
     first = run_playbook(PLAYBOOK, *args, timeout=1200)
     assert first.returncode == 0, first.failures() or first.output[-4000:]
     yield root, first, args
-    subprocess.run(["userdel", WORKER_USER], check=False, capture_output=True)
-    subprocess.run(["groupdel", WORKER_USER], check=False, capture_output=True)
+    # The linked cache files are the set-up's own: back to root before the user goes.
+    subprocess.run(["chown", "-R", "-h", "root:root", str(cache)], check=False)
+    for user in (WORKER_USER, INSTALL_USER):
+        subprocess.run(["userdel", user], check=False, capture_output=True)
+        subprocess.run(["groupdel", user], check=False, capture_output=True)
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -185,7 +196,18 @@ def test_the_code_its_environment_and_the_unit_are_in_place(role) -> None:
     assert versions == {name: locked[name] for name in versions}
     assert absent == ["ansible", "google.cloud.compute_v1", "pytest", "uv"]
     assert stockpipe_file.startswith(str(home / ".venv/lib/"))
-    assert home.stat().st_uid == 0  # the worker cannot change the code it runs
+    # Installed by a user of its own, not root, and not by the worker's user: every file of
+    # the code and both virtualenvs is the install user's, none writable by anyone else, so
+    # the worker cannot change the code it runs.
+    import pwd
+
+    installer = pwd.getpwnam(INSTALL_USER)
+    assert installer.pw_uid != 0 and installer.pw_shell == "/usr/sbin/nologin"
+    installed_files = [
+        path for top in (home, root / "opt/stockpipe-uv") for path in [top, *top.rglob("*")]
+    ]
+    assert {p.lstat().st_uid for p in installed_files} == {installer.pw_uid}
+    assert not [p for p in installed_files if not p.is_symlink() and p.lstat().st_mode & 0o022]
 
     env_file = root / "etc/stockpipe/worker.env"
     assert env_file.stat().st_uid == 0 and env_file.stat().st_mode & 0o777 == 0o600

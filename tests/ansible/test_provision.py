@@ -92,7 +92,7 @@ def test_one_vm_from_provision_through_a_changed_firewall_list_to_teardown(gce, 
     assert boot["boot"] and boot["autoDelete"]
     assert (
         boot["initializeParams"]["sourceImage"]
-        == "projects/debian-cloud/global/images/family/debian-12"
+        == "projects/debian-cloud/global/images/family/debian-13"
     )
     assert boot["initializeParams"]["diskType"] == "zones/us-east1-b/diskTypes/pd-standard"
     assert vm["tags"]["items"] == ["stockpipe"]

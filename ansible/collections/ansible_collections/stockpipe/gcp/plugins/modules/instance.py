@@ -14,7 +14,7 @@ options:
   name: {description: VM name., type: str, required: true}
   zone: {description: "Zone, e.g. us-east1-b.", type: str, required: true}
   machine_type: {description: Machine type., type: str, default: e2-micro}
-  image: {description: Boot image or image family URL., type: str, default: projects/debian-cloud/global/images/family/debian-12}
+  image: {description: Boot image or image family URL., type: str, default: projects/debian-cloud/global/images/family/debian-13}
   disk_size_gb: {description: Boot disk size., type: int, default: 30}
   disk_type: {description: Boot disk type., type: str, default: pd-standard}
   network: {description: VPC network name., type: str, default: default}
@@ -136,7 +136,7 @@ def main():
             name=dict(type="str", required=True),
             zone=dict(type="str", required=True),
             machine_type=dict(type="str", default="e2-micro"),
-            image=dict(type="str", default="projects/debian-cloud/global/images/family/debian-12"),
+            image=dict(type="str", default="projects/debian-cloud/global/images/family/debian-13"),
             disk_size_gb=dict(type="int", default=30),
             disk_type=dict(type="str", default="pd-standard"),
             network=dict(type="str", default="default"),

@@ -183,9 +183,11 @@ def test_the_code_its_environment_and_the_unit_are_in_place(role) -> None:
     home = root / "opt/stockpipe"
     assert (home / "prefect.yaml").exists() and (home / "flows/ingest.py").exists()
     # uv.lock's versions of the core alone: no extra (Ansible, the tests' tools), no uv in the
-    # flows' virtualenv, the code installed from the archive (not a link to it).
+    # flows' virtualenv; stockpipe itself not built into it: run in the code's directory, as
+    # every unit and flow run is, it is the unpacked archive's.
     installed = subprocess.run(
         [str(home / ".venv/bin/python"), "-c", _INSTALLED],
+        cwd=home,
         capture_output=True,
         text=True,
         check=False,
@@ -195,7 +197,9 @@ def test_the_code_its_environment_and_the_unit_are_in_place(role) -> None:
     locked = {p["name"]: p["version"] for p in tomllib.loads(LOCK.read_text())["package"]}
     assert versions == {name: locked[name] for name in versions}
     assert absent == ["ansible", "google.cloud.compute_v1", "pytest", "uv"]
-    assert stockpipe_file.startswith(str(home / ".venv/lib/"))
+    assert stockpipe_file == str(home / "stockpipe/__init__.py")
+    assert not list((home / ".venv/lib").glob("python3*/site-packages/stockpipe*"))
+    assert (home / "stockpipe/__pycache__").is_dir()  # compiled: the worker cannot write it
     # Installed by a user of its own, not root, and not by the worker's user: every file of
     # the code and both virtualenvs is the install user's, none writable by anyone else, so
     # the worker cannot change the code it runs.

@@ -1,6 +1,7 @@
 """What the VM installs runs on Debian 13's Python (3.13), not only on the 3.11 of the laptop
 and CI: the prefect_worker role makes the flows' virtualenv from the host's python3, and
-`uv sync --locked --no-build` takes every dependency from a wheel uv.lock names for it.
+`uv sync --locked --no-build --no-install-project` takes every dependency from a wheel
+uv.lock names for it (the code runs from its directory, as on the VM).
 
 Here the same sync runs with a Python 3.13 found on this machine, and the virtualenv it
 makes imports what each flow run imports and answers `stockpipe config`. Where the machine
@@ -63,7 +64,7 @@ def test_the_vms_install_runs_on_debian_13s_python(tmp_path: Path) -> None:
             "--quiet",
             "--locked",
             "--no-build",
-            "--no-editable",
+            "--no-install-project",
             "--python",
             python,
         ],
@@ -87,8 +88,8 @@ def test_the_vms_install_runs_on_debian_13s_python(tmp_path: Path) -> None:
     assert imported.returncode == 0, imported.stderr[-3000:]
     assert imported.stdout.strip() == "(3, 13)"
     config = subprocess.run(
-        [str(venv / "bin/stockpipe"), "config"],
-        cwd=tmp_path,
+        [str(venv / "bin/python"), "-m", "stockpipe.cli", "config"],
+        cwd=REPO,
         env={"PATH": "/usr/bin:/bin", "STOCKPIPE_HOME": str(tmp_path / "home")},
         capture_output=True,
         text=True,

@@ -13,9 +13,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 FLOW_RUN_MODULE = "deployments.flow_run"
+# The code's directory (this checkout, or the VM's /opt/stockpipe): flow runs start there, so
+# `python -m` finds stockpipe, flows and deployments first on sys.path whether or not the
+# project is installed into the virtualenv (on the VM it is not: nothing is built there).
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
 # What a deployment or a flow run may not set: the command the worker runs, its environment
@@ -24,10 +29,11 @@ FLOW_RUN_MODULE = "deployments.flow_run"
 LOCKED = ("command", "env", "working_dir")
 
 
-def job_template(python: str = sys.executable) -> dict[str, Any]:
+def job_template(python: str = sys.executable, working_dir: Path = PROJECT_DIR) -> dict[str, Any]:
     """Prefect's process job template, locked: every flow run starts as ``python -m
-    FLOW_RUN_MODULE`` in the worker's own environment and directory, and job variables
-    other than the template's remaining ones (name, labels, stream_output) are refused."""
+    FLOW_RUN_MODULE`` in the worker's own environment, in ``working_dir`` (not a temporary
+    directory of the worker's), and job variables other than the template's remaining ones
+    (name, labels, stream_output) are refused."""
     from prefect.utilities.processutils import command_to_string
     from prefect.workers.process import ProcessWorker
 
@@ -35,7 +41,7 @@ def job_template(python: str = sys.executable) -> dict[str, Any]:
     configuration, variables = template["job_configuration"], template["variables"]
     configuration["command"] = command_to_string([python, "-m", FLOW_RUN_MODULE])
     configuration["env"] = {}
-    configuration["working_dir"] = None
+    configuration["working_dir"] = str(working_dir)
     for name in LOCKED:
         del variables["properties"][name]
     variables["additionalProperties"] = False

@@ -47,15 +47,16 @@ LOCK = ANSIBLE_DIR.parent / "uv.lock"
 # Run by the VM's interpreter: versions of what the flows import, what must be absent, and
 # where stockpipe is imported from.
 _INSTALLED = """
-import importlib.metadata as md, importlib.util as iu, json, stockpipe
-def missing(module):
+import importlib.metadata as md, json, stockpipe
+def missing(distribution):
     try:
-        return iu.find_spec(module) is None
-    except ModuleNotFoundError:  # its parent package is missing
+        md.distribution(distribution)
+        return False
+    except md.PackageNotFoundError:
         return True
 names = ["prefect", "confluent-kafka", "dbt-snowflake", "great-expectations", "streamlit"]
-absent = [m for m in ("ansible", "google.cloud.compute_v1", "pytest", "uv")
-          if missing(m)]
+absent = [d for d in ("ansible", "ansible-core", "google-cloud-compute", "pytest", "uv")
+          if missing(d)]
 print(json.dumps([{n: md.version(n) for n in names}, absent, stockpipe.__file__]))
 """
 # A system user of this run alone: two runs on one machine must not delete each other's.
@@ -196,7 +197,7 @@ def test_the_code_its_environment_and_the_unit_are_in_place(role) -> None:
     versions, absent, stockpipe_file = json.loads(installed.stdout)
     locked = {p["name"]: p["version"] for p in tomllib.loads(LOCK.read_text())["package"]}
     assert versions == {name: locked[name] for name in versions}
-    assert absent == ["ansible", "google.cloud.compute_v1", "pytest", "uv"]
+    assert absent == ["ansible", "ansible-core", "google-cloud-compute", "pytest", "uv"]
     assert stockpipe_file == str(home / "stockpipe/__init__.py")
     assert not list((home / ".venv/lib").glob("python3*/site-packages/stockpipe*"))
     assert (home / "stockpipe/__pycache__").is_dir()  # compiled: the worker cannot write it

@@ -21,10 +21,10 @@ def _records(frame) -> list[dict]:
     ]
 
 
-def refresh(full: bool, docs: bool) -> None:
-    """The trends stage (each dbt model and test shows as a task of its own): build the
-    marts, send the new alerts, write dbt's docs if asked."""
-    run = trends.refresh_trends(load_settings(), full=full, docs=docs)
+def refresh(full: bool, docs: bool, node_tasks: bool) -> None:
+    """The trends stage (each dbt model and test shows as a task of its own unless
+    ``node_tasks`` is off): build the marts, send the new alerts, write dbt's docs if asked."""
+    run = trends.refresh_trends(load_settings(), full=full, docs=docs, node_tasks=node_tasks)
     logger = get_run_logger()
     logger.info(run.build.summary())
     if run.docs_index is not None:
@@ -66,6 +66,7 @@ def build_trends(
     full_refresh: bool = False,
     docs: bool = False,
     report: bool = False,
+    dbt_node_tasks: bool = True,
 ) -> list[dict] | State:
     """Build the trend marts, publish the latest figures and movers, send new alerts.
 
@@ -77,11 +78,14 @@ def build_trends(
             Expectations Data Docs.
         report: also write the static HTML report (the dashboard's charts) beside them, and
             to S3 when the Data Docs go there.
+        dbt_node_tasks: each dbt model and test as a task of this run, with its own state
+            and logs in the UI (off: dbt's own runner, less CPU, README "Benchmark"; the
+            build's summary is still logged).
     """
     if (skipped := skip_outside_market_hours(market_hours)) is not None:
         return skipped
     with metrics.pushed_at_end("build-trends", load_settings().metrics.pushgateway_url):
-        refresh(full_refresh, docs)
+        refresh(full_refresh, docs, dbt_node_tasks)
         latest, movers = read_latest()
         create_table_artifact(
             key="latest-trends",

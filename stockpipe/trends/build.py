@@ -282,17 +282,18 @@ def invoke(
     command: list[str],
     progress: Callable[[NodeResult], None] | None = None,
     variables: dict[str, Any] | None = None,
+    node_tasks: bool = True,
 ) -> Any:
     """Run a dbt ``command`` (e.g. ``["build"]``) with ``variables``; dbt's result.
 
-    In a Prefect flow run through prefect-dbt's runner (a task per model and test, logs in
-    the flow run's); elsewhere through dbt's own runner, which needs no Prefect API, with
+    In a Prefect flow run, unless ``node_tasks`` is off, through prefect-dbt's runner (a task
+    per model and test, logs in the flow run's; what each costs: README "Benchmark"); elsewhere through dbt's own runner, which needs no Prefect API, with
     ``progress`` called as each model and test finishes (dbt's own lines are then kept to
     warnings).
     """
     args = dbt_args(settings, command, variables)
     with dbt_session(warehouse, settings):
-        if _in_flow_run():
+        if node_tasks and _in_flow_run():
             from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
             state = settings.dbt_dir
@@ -336,6 +337,7 @@ def build_marts(
     settings: Settings,
     full: bool = False,
     progress: Callable[[NodeResult], None] | None = None,
+    node_tasks: bool = True,
 ) -> BuildReport:
     """Build the trend marts and run their tests (``dbt build``).
 
@@ -346,6 +348,7 @@ def build_marts(
             only the symbols and sessions the load log names are rebuilt.
         progress: called with each model's and test's result as it finishes (outside a
             flow run; inside one, each is a task).
+        node_tasks: inside a flow run, each model and test as a task of its own.
 
     Raises:
         TrendBuildFailed: a model or test failed; what was built before it stays.
@@ -370,7 +373,7 @@ def build_marts(
             "empty",
         ]
     )
-    result = invoke(warehouse, settings, command, progress)
+    result = invoke(warehouse, settings, command, progress, node_tasks=node_tasks)
     if result.exception is not None:
         raise WarehouseError(f"dbt could not run the trend build: {result.exception}")
     nodes = _node_results(result.result)
@@ -419,7 +422,9 @@ def generate_docs(warehouse: Warehouse, settings: Settings, docs_dir: Path) -> P
     Raises:
         WarehouseError: dbt could not generate it (the message says why).
     """
-    result = invoke(warehouse, settings, ["docs", "generate"])
+    # dbt's own runner even in a flow run: docs generate compiles every model and test, and
+    # a task per compile would show nothing worth its CPU.
+    result = invoke(warehouse, settings, ["docs", "generate"], node_tasks=False)
     if result.exception is not None or not result.success:
         raise WarehouseError(f"dbt docs generate failed: {result.exception or result.result}")
     target = settings.dbt_dir / "target"

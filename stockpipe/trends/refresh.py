@@ -33,15 +33,19 @@ def refresh_trends(
     full: bool = False,
     docs: bool = False,
     progress: Callable[[NodeResult], None] | None = None,
+    node_tasks: bool = True,
 ) -> TrendsRun:
     """Build the marts, send the new alerts, and write dbt's docs if ``docs``.
 
     Args:
         full: rebuild the incremental marts from all of RAW and run every test.
         progress: called with each model and test as dbt finishes it.
+        node_tasks: inside a flow run, each model and test as a task of its own.
     """
     with Warehouse.connect(settings, "transform") as warehouse:
-        build = build_marts(warehouse, settings, full=full, progress=progress)
+        build = build_marts(
+            warehouse, settings, full=full, progress=progress, node_tasks=node_tasks
+        )
         sent = alerts.send_new_alerts(settings, warehouse)
         index = generate_docs(warehouse, settings, settings.dbt_docs_dir) if docs else None
     return TrendsRun(build=build, alerts=sent, docs_index=index)

@@ -1,6 +1,6 @@
 """Benchmark: the trend build (dbt) over a year of minute bars in the embedded warehouse.
 
-    .venv/bin/python -m tests.benchmarks.bench_trends [--symbols 50] [--sessions 252]
+    .venv/bin/python -m tests.benchmarks.bench_trends [--symbols 50] [--sessions 252] [--flow]
 
 Loads symbols x sessions x 390 simulated bars (50 x 252: about 4.9M rows) into
 RAW.STOCK_PRICES as the drain does, then prints, each build run as ``stockpipe trends`` in a
@@ -9,6 +9,10 @@ a full build; reading each mart; an intraday incremental build after one more mi
 bars arrives for every symbol. Targets on 2 cores: full <= 6 s, incremental <= 3 s, each
 read <= 50 ms, peak RSS <= 350 MB. A local broker runs meanwhile, as in any deployment:
 the build sends its alerts (without one, each build would wait for Kafka and say so).
+
+``--flow`` adds the full build as a Prefect flow run does it, in one process on an ephemeral
+API: with a task per dbt model and test (the trends flow's default), without (the demo's),
+and outside a flow run as the baseline, each with its wall and CPU time.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 
@@ -56,10 +62,41 @@ def run_trends(*flags: str) -> tuple[float, float]:
     return seconds, peak
 
 
+# The full build three ways in one process (dbt imported and the project parsed by a first,
+# unmeasured build): outside a flow run, then in flow runs with and without node tasks.
+_IN_A_FLOW = """
+import time
+from prefect import flow
+from stockpipe.settings import load_settings
+from stockpipe.trends import build_marts
+from stockpipe.warehouse import Warehouse
+
+def build(node_tasks=True):
+    settings = load_settings()
+    with Warehouse.connect(settings, "transform") as warehouse:
+        wall, cpu = time.perf_counter(), time.process_time()
+        report = build_marts(warehouse, settings, full=True, node_tasks=node_tasks)
+        return time.perf_counter() - wall, time.process_time() - cpu, len(report.nodes)
+
+@flow
+def in_a_flow(node_tasks: bool):
+    return build(node_tasks)
+
+build()
+for label, figures in [
+    ("outside a flow run (baseline)", build()),
+    ("in a flow run, a task per dbt node", in_a_flow(True)),
+    ("in a flow run, dbt's own runner", in_a_flow(False)),
+]:
+    print(f"  full build {label}: {figures[0]:.2f}s, CPU {figures[1]:.2f}s ({figures[2]} nodes)")
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=50)
     parser.add_argument("--sessions", type=int, default=252)
+    parser.add_argument("--flow", action="store_true", help="also the build in flow runs")
     args = parser.parse_args()
     home = scratch_dir("stockpipe-bench-trends-")
     os.environ["STOCKPIPE_HOME"] = str(home)
@@ -68,12 +105,12 @@ def main() -> None:
     os.environ["STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
     try:
         ensure_topics(load_settings().kafka)
-        run_benchmark(args)
+        run_benchmark(args, home)
     finally:
         broker.stop()
 
 
-def run_benchmark(args: argparse.Namespace) -> None:
+def run_benchmark(args: argparse.Namespace, home: Path) -> None:
     from stockpipe.drain.loader import load_batch
     from stockpipe.warehouse import Warehouse
     from stockpipe.warehouse.setup import setup_warehouse
@@ -126,6 +163,13 @@ def run_benchmark(args: argparse.Namespace) -> None:
     )
     seconds, _ = run_trends()
     print(f"incremental build with nothing new: {seconds:.2f}s")
+    if args.flow:
+        # Prefect's ephemeral API in a home of this run's own (not ~/.prefect's database).
+        prefect = {
+            "PREFECT_HOME": str(home / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        }
+        subprocess.run([sys.executable, "-c", _IN_A_FLOW], check=True, env=os.environ | prefect)
 
 
 if __name__ == "__main__":

@@ -55,11 +55,11 @@ def bootstrap_blocks(settings: Settings) -> dict[str, str]:
             saved[SNOWFLAKE_CONNECTOR] = _save_snowflake_login(
                 settings, SNOWFLAKE_CONNECTOR, wh.user, wh.private_key_file, wh.password
             )
-        for field, block in SNOWFLAKE_ROLE_CONNECTORS.items():
-            login = getattr(wh, field)
-            if login.user:
+        for runtime in wh.service_logins().values():
+            if runtime.login.user:
+                block = SNOWFLAKE_ROLE_CONNECTORS[runtime.setting]
                 saved[block] = _save_snowflake_login(
-                    settings, block, login.user, login.private_key_file, None
+                    settings, block, runtime.login.user, runtime.login.private_key_file, None
                 )
     lake = settings.lake
     if lake.s3_bucket:

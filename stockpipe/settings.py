@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -286,6 +286,15 @@ class ServiceLogin(BaseModel):
         return bool(self.user or self.connector_block)
 
 
+class RuntimeLogin(NamedTuple):
+    """A runtime purpose's own login: the setting that holds it (``loader_login``...), the
+    role it runs as, and the login itself."""
+
+    setting: str
+    role: str
+    login: ServiceLogin
+
+
 class WarehouseSettings(BaseModel):
     """Snowflake, or its embedded stand-in (DuckDB through fakesnow).
 
@@ -421,7 +430,7 @@ class WarehouseSettings(BaseModel):
     def _snowflake_needs_credentials(self) -> WarehouseSettings:
         if self.backend != "snowflake" or self.connector_block:
             return self
-        logins = (self.loader_login, self.transformer_login, self.reader_login)
+        logins = [runtime.login for runtime in self.service_logins().values()]
         missing = []
         if not self.account and not all(login.connector_block for login in logins):
             missing.append("account")
@@ -435,12 +444,15 @@ class WarehouseSettings(BaseModel):
             raise ValueError(f"backend=snowflake needs {', '.join(missing)}")
         return self
 
-    def service_logins(self) -> dict[str, tuple[str, ServiceLogin]]:
-        """Each runtime purpose's role and own login (unset fields: the shared login)."""
+    def service_logins(self) -> dict[str, RuntimeLogin]:
+        """Each runtime purpose's own login, its setting and its role (a login left unset:
+        the purpose uses the shared one)."""
         return {
-            "load": (self.loader_role, self.loader_login),
-            "transform": (self.transformer_role, self.transformer_login),
-            "read": (self.reader_role, self.reader_login),
+            "load": RuntimeLogin("loader_login", self.loader_role, self.loader_login),
+            "transform": RuntimeLogin(
+                "transformer_login", self.transformer_role, self.transformer_login
+            ),
+            "read": RuntimeLogin("reader_login", self.reader_role, self.reader_login),
         }
 
 

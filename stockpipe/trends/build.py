@@ -287,9 +287,9 @@ def invoke(
     """Run a dbt ``command`` (e.g. ``["build"]``) with ``variables``; dbt's result.
 
     In a Prefect flow run, unless ``node_tasks`` is off, through prefect-dbt's runner (a task
-    per model and test, logs in the flow run's; what each costs: README "Benchmark"); elsewhere through dbt's own runner, which needs no Prefect API, with
-    ``progress`` called as each model and test finishes (dbt's own lines are then kept to
-    warnings).
+    per model and test, logs in the flow run's; what each costs: README "Benchmark");
+    elsewhere through dbt's own runner, which needs no Prefect API, with ``progress``
+    called as each model and test finishes (dbt's own lines are then kept to warnings).
     """
     args = dbt_args(settings, command, variables)
     with dbt_session(warehouse, settings):

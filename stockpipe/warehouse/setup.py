@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -230,13 +230,13 @@ def setup_warehouse(
             unrecorded = []
         if on_applied is not None:
             on_applied(sql_file.name)
+    if ran:
+        log.info("set up %d SQL files in %s", len(ran), warehouse.location)
     if on_snowflake:
         for user in _set_up_service_users(warehouse, settings):
             ran.append(user)
             if on_applied is not None:
                 on_applied(user)
-    if ran:
-        log.info("set up %d SQL files in %s", len(ran), warehouse.location)
     return ran
 
 
@@ -271,13 +271,13 @@ def service_user_statements(settings: Settings) -> list[tuple[str, list[str]]]:
     up to date, and grant it its role."""
     wh = settings.warehouse
     made = []
-    for _purpose, (role, login) in wh.service_logins().items():
+    for runtime in wh.service_logins().values():
+        login = runtime.login
         if not (login.user and login.private_key_file):
             continue
-        name = next(n for n, value in wh if value is login)
-        setting = f"STOCKPIPE_WAREHOUSE__{name.upper()}__PRIVATE_KEY_FILE"
+        setting = f"STOCKPIPE_WAREHOUSE__{runtime.setting.upper()}__PRIVATE_KEY_FILE"
         key = public_key_body(login.private_key_file, setting)
-        user, role = validate_identifier(login.user), validate_identifier(role)
+        user, role = validate_identifier(login.user), validate_identifier(runtime.role)
         made.append(
             (
                 f"service user {user} ({role})",
@@ -296,34 +296,40 @@ def service_user_statements(settings: Settings) -> list[tuple[str, list[str]]]:
 def _set_up_service_users(warehouse: Warehouse, settings: Settings) -> list[str]:
     """Create the runtime roles' own service users as the user admin role; return what was
     set up. Run on every set-up: each statement leaves a user as it should be."""
+    wh = settings.warehouse
     made = service_user_statements(settings)
-    if not made:
-        return []
-    warehouse.execute(f"use role {validate_identifier(settings.warehouse.user_admin_role)}")
-    try:
-        for user, statements in made:
-            for statement in statements:
-                try:
-                    warehouse.execute(statement)
-                except Exception as exc:
-                    raise WarehouseError(f"{user}: {exc}") from exc
-    finally:
-        warehouse.execute(f"use role {validate_identifier(settings.warehouse.setup_role)}")
+    for user, statements in made:
+        _run_statements(warehouse, user, statements, wh.user_admin_role, wh.setup_role)
     return [user for user, _statements in made]
 
 
 def _run(warehouse: Warehouse, sql_file: SqlFile, setup_role: str) -> None:
     """The file's statements, as the role it names (then the set-up role again)."""
-    if sql_file.run_as:
-        warehouse.execute(f"use role {sql_file.run_as}")
+    _run_statements(warehouse, sql_file.name, sql_file.statements, sql_file.run_as, setup_role)
+
+
+def _run_statements(
+    warehouse: Warehouse,
+    name: str,
+    statements: Sequence[str],
+    run_as: str | None,
+    setup_role: str,
+) -> None:
+    """``statements`` in order, as ``run_as`` if given (then the set-up role again).
+
+    Raises:
+        WarehouseError: the failed statement's error, prefixed with ``name``.
+    """
+    if run_as:
+        warehouse.execute(f"use role {validate_identifier(run_as)}")
     try:
-        for statement in sql_file.statements:
+        for statement in statements:
             try:
                 warehouse.execute(statement)
             except Exception as exc:
-                raise WarehouseError(f"{sql_file.name}: {exc}") from exc
+                raise WarehouseError(f"{name}: {exc}") from exc
     finally:
-        if sql_file.run_as:
+        if run_as:
             warehouse.execute(f"use role {validate_identifier(setup_role)}")
 
 

@@ -67,7 +67,7 @@ def own_login(settings: Settings, purpose: Purpose) -> ServiceLogin | None:
     """The runtime purpose's own service user, when the settings give it one."""
     if purpose == "setup":
         return None
-    _role, login = settings.warehouse.service_logins()[purpose]
+    login = settings.warehouse.service_logins()[purpose].login
     return login if login.configured else None
 
 

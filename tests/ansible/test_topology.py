@@ -95,7 +95,7 @@ def test_the_vms_flows_log_in_as_the_worker_with_every_pipeline_right_and_no_oth
     for name, value in flows.items():
         monkeypatch.setenv(name, value)
     logins = load_settings().warehouse.service_logins()
-    assert {purpose: login.connector_block for purpose, (_r, login) in logins.items()} == {
+    assert {purpose: runtime.login.connector_block for purpose, runtime in logins.items()} == {
         "load": "stockpipe-snowflake-loader",
         "transform": "stockpipe-snowflake-transformer",
         "read": "stockpipe-snowflake-reader",

@@ -175,7 +175,7 @@ def test_a_block_per_runtime_role_is_a_whole_login(monkeypatch: pytest.MonkeyPat
         load_settings()
     monkeypatch.setenv("STOCKPIPE_WAREHOUSE__READER_LOGIN__CONNECTOR_BLOCK", "b-READER")
     logins = load_settings().warehouse.service_logins()
-    assert {purpose: login.connector_block for purpose, (_r, login) in logins.items()} == {
+    assert {purpose: runtime.login.connector_block for purpose, runtime in logins.items()} == {
         "load": "b-LOADER",
         "transform": "b-TRANSFORMER",
         "read": "b-READER",

@@ -111,9 +111,7 @@ def demo_session(session: date, slices: int = 4) -> DemoReport:
         f"{drained['replaced']} updated, "
         f"{sum(drained['dead_lettered'].values())} dead-lettered"
     )
-    # No task per dbt node: the demo prints the build itself, its ephemeral API has no UI to
-    # show them in, and each costs CPU (README "Benchmark").
-    build_trends(docs=True, report=True, dbt_node_tasks=False)
+    build_trends(docs=True, report=True)
     validated = validate_session(session=day.day, return_state=True)
 
     with Warehouse.connect(settings) as warehouse:

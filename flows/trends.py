@@ -10,6 +10,7 @@ from prefect.states import State
 from flows.market_hours import MarketHours, skip_outside_market_hours
 from stockpipe import metrics, trends
 from stockpipe.settings import load_settings
+from stockpipe.trends.build import BuildReport, TrendBuildFailed
 from stockpipe.warehouse import Warehouse
 
 
@@ -21,10 +22,31 @@ def _records(frame) -> list[dict]:
     ]
 
 
+def publish_nodes(build: BuildReport) -> None:
+    """Every dbt model and test of the build, its status, time and message, as a table in the
+    UI (what a task per node would show, without its cost)."""
+    if build.nodes:
+        create_table_artifact(
+            key="dbt-build",
+            table=[
+                {"node": n.name, "kind": n.kind, "status": n.status}
+                | {"seconds": round(n.seconds, 2), "message": n.message}
+                for n in build.nodes
+            ],
+            description=f"dbt build: {build.summary()}",
+        )
+
+
 def refresh(full: bool, docs: bool, node_tasks: bool) -> None:
-    """The trends stage (each dbt model and test shows as a task of its own unless
-    ``node_tasks`` is off): build the marts, send the new alerts, write dbt's docs if asked."""
-    run = trends.refresh_trends(load_settings(), full=full, docs=docs, node_tasks=node_tasks)
+    """The trends stage: build the marts (each dbt model and test in the ``dbt-build``
+    artifact, and as a task of its own with ``node_tasks``), send the new alerts, write dbt's
+    docs if asked."""
+    try:
+        run = trends.refresh_trends(load_settings(), full=full, docs=docs, node_tasks=node_tasks)
+    except TrendBuildFailed as failed:
+        publish_nodes(failed.report)
+        raise
+    publish_nodes(run.build)
     logger = get_run_logger()
     logger.info(run.build.summary())
     if run.docs_index is not None:
@@ -66,7 +88,7 @@ def build_trends(
     full_refresh: bool = False,
     docs: bool = False,
     report: bool = False,
-    dbt_node_tasks: bool = True,
+    dbt_node_tasks: bool = False,
 ) -> list[dict] | State:
     """Build the trend marts, publish the latest figures and movers, send new alerts.
 
@@ -78,9 +100,10 @@ def build_trends(
             Expectations Data Docs.
         report: also write the static HTML report (the dashboard's charts) beside them, and
             to S3 when the Data Docs go there.
-        dbt_node_tasks: each dbt model and test as a task of this run, with its own state
-            and logs in the UI (off: dbt's own runner, less CPU, README "Benchmark"; the
-            build's summary is still logged).
+        dbt_node_tasks: also run each dbt model and test as a task of this run, with its
+            own state and logs in the UI (prefect-dbt's runner: ~0.3 s of CPU a node, README
+            "Benchmark"); off, dbt's own runner builds and the ``dbt-build`` artifact lists
+            every node's status and time.
     """
     if (skipped := skip_outside_market_hours(market_hours)) is not None:
         return skipped

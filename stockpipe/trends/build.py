@@ -3,9 +3,9 @@
 The same project and adapter (dbt-snowflake) run on both warehouses. On Snowflake dbt logs
 in as the transformer role with the settings' credentials; on the embedded warehouse its
 connector is answered by fakesnow on the warehouse's own DuckDB instance
-(:meth:`~stockpipe.warehouse.base.Warehouse.serving_connector`). dbt runs through
-prefect-dbt's runner: inside a flow each model and test is a task of its own in the Prefect
-UI; outside one (``stockpipe trends``) it is plain dbt.
+(:meth:`~stockpipe.warehouse.base.Warehouse.serving_connector`). dbt runs through its own
+runner; inside a flow run, when asked for, through prefect-dbt's, which makes each model and
+test a task of its own in the Prefect UI.
 """
 
 from __future__ import annotations
@@ -282,13 +282,13 @@ def invoke(
     command: list[str],
     progress: Callable[[NodeResult], None] | None = None,
     variables: dict[str, Any] | None = None,
-    node_tasks: bool = True,
+    node_tasks: bool = False,
 ) -> Any:
     """Run a dbt ``command`` (e.g. ``["build"]``) with ``variables``; dbt's result.
 
-    In a Prefect flow run, unless ``node_tasks`` is off, through prefect-dbt's runner (a task
-    per model and test, logs in the flow run's; what each costs: README "Benchmark");
-    elsewhere through dbt's own runner, which needs no Prefect API, with ``progress``
+    In a Prefect flow run with ``node_tasks``, through prefect-dbt's runner (a task per model
+    and test, logs in the flow run's; what each costs: README "Benchmark"); otherwise
+    through dbt's own runner, which needs no Prefect API, with ``progress``
     called as each model and test finishes (dbt's own lines are then kept to warnings).
     """
     args = dbt_args(settings, command, variables)
@@ -337,7 +337,7 @@ def build_marts(
     settings: Settings,
     full: bool = False,
     progress: Callable[[NodeResult], None] | None = None,
-    node_tasks: bool = True,
+    node_tasks: bool = False,
 ) -> BuildReport:
     """Build the trend marts and run their tests (``dbt build``).
 
@@ -348,7 +348,8 @@ def build_marts(
             only the symbols and sessions the load log names are rebuilt.
         progress: called with each model's and test's result as it finishes (outside a
             flow run; inside one, each is a task).
-        node_tasks: inside a flow run, each model and test as a task of its own.
+        node_tasks: inside a flow run, each model and test as a task of its own (~0.3 s of
+            CPU each: README "Benchmark").
 
     Raises:
         TrendBuildFailed: a model or test failed; what was built before it stays.
@@ -424,7 +425,7 @@ def generate_docs(warehouse: Warehouse, settings: Settings, docs_dir: Path) -> P
     """
     # dbt's own runner even in a flow run: docs generate compiles every model and test, and
     # a task per compile would show nothing worth its CPU.
-    result = invoke(warehouse, settings, ["docs", "generate"], node_tasks=False)
+    result = invoke(warehouse, settings, ["docs", "generate"])
     if result.exception is not None or not result.success:
         raise WarehouseError(f"dbt docs generate failed: {result.exception or result.result}")
     target = settings.dbt_dir / "target"

@@ -33,7 +33,7 @@ def refresh_trends(
     full: bool = False,
     docs: bool = False,
     progress: Callable[[NodeResult], None] | None = None,
-    node_tasks: bool = True,
+    node_tasks: bool = False,
 ) -> TrendsRun:
     """Build the marts, send the new alerts, and write dbt's docs if ``docs``.
 

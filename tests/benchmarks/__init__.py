@@ -38,13 +38,14 @@ _atexit.register(_write_peak)
 
 
 def run_python_measured(
-    code: str, *args: str, **run: object
+    code: str, *args: str, python: str = sys.executable, **run: object
 ) -> tuple[subprocess.CompletedProcess, float, float]:
     """Runs ``python -c code args`` in a process of its own.
 
     Args:
         code: the child's program; it may exit with any code.
         args: its ``sys.argv[1:]``.
+        python: the interpreter (default: this one).
         run: passed to ``subprocess.run`` (stdout, stderr, check, ...).
 
     Returns:
@@ -53,7 +54,7 @@ def run_python_measured(
     with tempfile.NamedTemporaryFile(prefix="stockpipe-bench-peak-") as peak_file:
         env = {**(run.pop("env", None) or os.environ), "BENCH_PEAK_FILE": peak_file.name}
         started = time.monotonic()
-        done = subprocess.run([sys.executable, "-c", _PEAK_AT_EXIT + code, *args], env=env, **run)
+        done = subprocess.run([python, "-c", _PEAK_AT_EXIT + code, *args], env=env, **run)
         seconds = time.monotonic() - started
         peak_kb = int(Path(peak_file.name).read_text() or 0)
     return done, seconds, peak_kb / 1024

@@ -21,6 +21,7 @@ from flows.validate import validate_session
 from stockpipe import market_calendar as mc
 from stockpipe.settings import Settings, load_settings
 from stockpipe.streaming.producer import QuoteProducer
+from stockpipe.warehouse import Warehouse
 from tests.fake_providers import FakeFinnhubSocket
 from tests.support import read_topic, set_up_warehouse
 
@@ -35,6 +36,22 @@ def artifact(key: str):
         )
     assert found, f"no artifact {key}"
     return found[0]
+
+
+def artifact_rows(key: str, flow_run_id) -> list[dict]:
+    """The rows of the table artifact ``key`` that the flow run made."""
+    from prefect.client.schemas.filters import ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[key]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+            )
+        )
+    assert len(found) == 1, f"{len(found)} artifacts {key} of flow run {flow_run_id}"
+    data = found[0].data
+    return json.loads(data) if isinstance(data, str) else data
 
 
 def task_names(flow_run_id) -> list[str]:
@@ -100,20 +117,27 @@ def test_ingest_drain_trends_flows_with_dead_letters_in_the_summary(
     trends_run = build_trends(report=True, return_state=True)
     latest = trends_run.result()
     assert {row["symbol"] for row in latest} == {"AAPL", "MSFT"}
-    # Each dbt model and test ran as a task of its own (what the Prefect UI shows).
-    tasks = " ".join(task_names(trends_run.state_details.flow_run_id))
-    for node in ("valid_bars", "minute_bars", "daily_bars", "daily_rsi", "daily_trends"):
-        assert node in tasks, f"no task for model {node} in: {tasks}"
-    assert "unique_key_daily_bars" in tasks
     assert all(row["bar_count"] == 390 for row in latest)
-    # Without them (the demo's choice), dbt's own runner builds the same marts in the run.
-    quiet = build_trends(full_refresh=True, dbt_node_tasks=False, return_state=True)
-    rebuilt = quiet.result()
+    # dbt's own runner by default: no task per dbt node, each model and test a row of the
+    # run's dbt-build artifact instead.
+    run_id = trends_run.state_details.flow_run_id
+    tasks = task_names(run_id)
+    assert tasks and not [t for t in tasks if "daily_bars" in t or "minute_bars" in t], tasks
+    nodes = {row["node"]: row for row in artifact_rows("dbt-build", run_id)}
+    for node in ("valid_bars", "minute_bars", "daily_bars", "daily_rsi", "daily_trends"):
+        assert nodes.get(node, {}).get("status") == "success", f"{node} in {sorted(nodes)}"
+    assert [n for n in nodes if "unique_key_daily_bars" in n], sorted(nodes)
+    # Asked for, each dbt model and test runs as a task of its own (the Prefect UI's per-node
+    # states and logs) and builds the same marts.
+    tasked = build_trends(full_refresh=True, dbt_node_tasks=True, return_state=True)
+    rebuilt = tasked.result()
     assert [(r["symbol"], r["bar_count"], r["last_close"]) for r in rebuilt] == [
         (r["symbol"], r["bar_count"], r["last_close"]) for r in latest
     ]
-    tasks = task_names(quiet.state_details.flow_run_id)
-    assert tasks and not [t for t in tasks if "daily_bars" in t or "minute_bars" in t], tasks
+    tasks = " ".join(task_names(tasked.state_details.flow_run_id))
+    for node in ("valid_bars", "minute_bars", "daily_bars", "daily_rsi", "daily_trends"):
+        assert node in tasks, f"no task for model {node} in: {tasks}"
+    assert "unique_key_daily_bars" in tasks
     assert artifact("latest-trends")
     assert artifact("top-movers")
     report = artifact("trends-report")
@@ -169,6 +193,24 @@ def test_ingest_drain_trends_flows_with_dead_letters_in_the_summary(
         sample(text, "stockpipe_warehouse_load_duration_seconds_count", job="drain-to-warehouse")
         >= 1
     )
+
+    # A failed build fails the run and still lists every node, the failed one with dbt's
+    # message (a 5-minute bar in RAW breaks the source's accepted_values test).
+    with Warehouse.connect(load_settings()) as warehouse:
+        warehouse.execute(
+            "insert into RAW.STOCK_PRICES select * replace ('5m' as bar_interval) "
+            "from RAW.STOCK_PRICES limit 1"
+        )
+    failed = build_trends(full_refresh=True, return_state=True)
+    assert failed.is_failed() and "accepted_values" in failed.message, failed.message
+    nodes = artifact_rows("dbt-build", failed.state_details.flow_run_id)
+    broken = [row for row in nodes if row["status"] == "fail"]
+    assert [row["node"] for row in broken] == [
+        "source_accepted_values_raw_stock_prices_bar_interval__1m__1d"
+    ], broken
+    assert broken[0]["kind"] == "test" and "1 result" in broken[0]["message"], broken
+    # ... and its push says so.
+    assert sample(pushed(pushgateway), "stockpipe_run_success", job="build-trends") == 0
 
 
 def test_the_live_trades_flow_publishes_each_closed_minute_until_stopped(

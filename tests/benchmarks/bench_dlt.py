@@ -24,14 +24,9 @@ from pathlib import Path
 
 import confluent_kafka
 
-from stockpipe.local_stack.broker import THROUGHPUT_JVM_OPTIONS, LocalBroker
-from stockpipe.local_stack.processes import free_port
-from stockpipe.settings import load_settings
-from stockpipe.streaming.topics import ensure_topics
 from stockpipe.warehouse import Portable, Warehouse
-from stockpipe.warehouse.setup import setup_warehouse
 from tests.benchmarks import run_python_measured, scratch_dir
-from tests.benchmarks.bench_drain import produce_backlog, warm_group_coordinator
+from tests.benchmarks.bench_drain import backlog
 
 # The newest dlt on PyPI when this was written; its DuckDB is its own, not the project's.
 DLT_VERSION = "1.31.0"
@@ -98,28 +93,8 @@ def main() -> None:
     args = parser.parse_args()
     python = dlt_python()
     home = scratch_dir("stockpipe-bench-dlt-")
-    broker = LocalBroker(
-        home / "kafka",
-        port=free_port(),
-        controller_port=free_port(),
-        heap="1g",
-        jvm_options=THROUGHPUT_JVM_OPTIONS,
-    )
-    broker.start(progress=False)
-    try:
-        os.environ |= {
-            "STOCKPIPE_HOME": str(home / "state"),
-            "STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        }
-        settings = load_settings()
-        ensure_topics(settings.kafka)
+    with backlog(home, args.messages) as (broker, settings):
         topic = settings.kafka.prices_topic
-        print(f"producing {args.messages:,} messages ...", flush=True)
-        produce_backlog(broker.bootstrap_servers, topic, args.messages)
-        with Warehouse.connect(settings, "setup") as warehouse:
-            setup_warehouse(warehouse, settings)
-        warm_group_coordinator(broker.bootstrap_servers, topic)
-
         drain, drain_seconds, drain_peak = run_python_measured(
             STOCKPIPE_DRAIN, "drain", capture_output=True, text=True, check=False
         )
@@ -160,8 +135,6 @@ def main() -> None:
             f"({args.messages / dlt_seconds:,.0f} msg/s), peak RSS {dlt_peak:.0f} MB"
         )
         print(f"the drain is {dlt_seconds / drain_seconds:.1f}x as fast, whole processes")
-    finally:
-        broker.stop()
 
 
 if __name__ == "__main__":

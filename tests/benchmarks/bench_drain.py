@@ -21,13 +21,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 
 from stockpipe.local_stack.broker import THROUGHPUT_JVM_OPTIONS, LocalBroker
 from stockpipe.local_stack.processes import free_port
-from stockpipe.settings import load_settings
+from stockpipe.settings import Settings, load_settings
 from stockpipe.streaming.producer import PRODUCER_DEFAULTS
 from stockpipe.streaming.topics import ensure_topics
 from stockpipe.warehouse import Portable, Warehouse
@@ -105,6 +107,42 @@ def warm_group_coordinator(bootstrap: str, topic: str) -> None:
     while consumer.poll(1.0) is None:
         pass
     consumer.close()
+
+
+@contextmanager
+def backlog(home: Path, messages: int) -> Iterator[tuple[LocalBroker, Settings]]:
+    """A broker of its own under ``home`` holding ``messages`` distinct bars in the prices
+    topic, the warehouse set up and the group coordinator warm: what a drain meets on a
+    deployment with a backlog. Points this process's settings at them; yields (the broker,
+    the settings)."""
+    broker = LocalBroker(
+        home / "kafka",
+        port=free_port(),
+        controller_port=free_port(),
+        heap="1g",
+        jvm_options=THROUGHPUT_JVM_OPTIONS,
+    )
+    broker.start(progress=False)
+    try:
+        os.environ |= {
+            "STOCKPIPE_HOME": str(home / "state"),
+            "STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        }
+        settings = load_settings()
+        ensure_topics(settings.kafka)
+        topic = settings.kafka.prices_topic
+        print(f"producing {messages:,} messages ...", flush=True)
+        seconds = produce_backlog(broker.bootstrap_servers, topic, messages)
+        print(f"  produced in {seconds:.1f}s ({messages / seconds:,.0f} msg/s)")
+        # The warehouse exists before the drain, as on any deployment: its first set-up
+        # (sql/ through fakesnow, which loads snowflake-connector and pandas) is not the
+        # drain's work, and later drains only check that nothing changed.
+        with Warehouse.connect(settings, "setup") as warehouse:
+            setup_warehouse(warehouse, settings)
+        warm_group_coordinator(broker.bootstrap_servers, topic)
+        yield broker, settings
+    finally:
+        broker.stop()
 
 
 def drain_in_child(trace: bool) -> None:
@@ -206,36 +244,12 @@ def main() -> None:
         drain_in_child(args.trace)
         return
 
+    if args.max_records:
+        os.environ["STOCKPIPE_DRAIN__MAX_RECORDS"] = str(args.max_records)
     with tempfile.TemporaryDirectory(prefix="stockpipe-bench-") as tmp:
         home = Path(tmp)
-        broker = LocalBroker(
-            home / "kafka",
-            port=free_port(),
-            controller_port=free_port(),
-            heap="1g",
-            jvm_options=THROUGHPUT_JVM_OPTIONS,
-        )
-        broker.start(progress=False)
-        try:
-            os.environ |= {
-                "STOCKPIPE_HOME": str(home / "state"),
-                "STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-            }
-            if args.max_records:
-                os.environ["STOCKPIPE_DRAIN__MAX_RECORDS"] = str(args.max_records)
-            settings = load_settings()
-            ensure_topics(settings.kafka)
+        with backlog(home, args.messages) as (broker, settings):
             topic = settings.kafka.prices_topic
-            print(f"producing {args.messages:,} messages ...", flush=True)
-            seconds = produce_backlog(broker.bootstrap_servers, topic, args.messages)
-            print(f"  produced in {seconds:.1f}s ({args.messages / seconds:,.0f} msg/s)")
-
-            # The warehouse exists before the drain, as on any deployment: its first set-up
-            # (sql/ through fakesnow, which loads snowflake-connector and pandas) is not the
-            # drain's work, and later drains only check that nothing changed.
-            with Warehouse.connect(settings, "setup") as warehouse:
-                setup_warehouse(warehouse, settings)
-            warm_group_coordinator(broker.bootstrap_servers, topic)
             child = subprocess.run(
                 [sys.executable, "-m", "tests.benchmarks.bench_drain", "--drain-child"]
                 + (["--trace"] if args.trace else []),
@@ -271,8 +285,6 @@ def main() -> None:
                 f"drain vs raw consume: {drain_rate / raw:.0%}; "
                 f"drain vs per-row INSERT: {drain_rate / seed:,.0f}x"
             )
-        finally:
-            broker.stop()
 
 
 if __name__ == "__main__":

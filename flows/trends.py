@@ -10,7 +10,6 @@ from prefect.states import State
 from flows.market_hours import MarketHours, skip_outside_market_hours
 from stockpipe import metrics, trends
 from stockpipe.settings import load_settings
-from stockpipe.trends.build import BuildReport, TrendBuildFailed
 from stockpipe.warehouse import Warehouse
 
 
@@ -22,7 +21,7 @@ def _records(frame) -> list[dict]:
     ]
 
 
-def publish_nodes(build: BuildReport) -> None:
+def publish_nodes(build: trends.BuildReport) -> None:
     """Every dbt model and test of the build, its status, time and message, as a table in the
     UI (what a task per node would show, without its cost)."""
     if build.nodes:
@@ -43,7 +42,7 @@ def refresh(full: bool, docs: bool, node_tasks: bool) -> None:
     docs if asked."""
     try:
         run = trends.refresh_trends(load_settings(), full=full, docs=docs, node_tasks=node_tasks)
-    except TrendBuildFailed as failed:
+    except trends.TrendBuildFailed as failed:
         publish_nodes(failed.report)
         raise
     publish_nodes(run.build)

@@ -346,8 +346,8 @@ def build_marts(
             instance; Snowflake: dbt opens its own sessions as the transformer role).
         full: rebuild the incremental models from all of RAW (``--full-refresh``); otherwise
             only the symbols and sessions the load log names are rebuilt.
-        progress: called with each model's and test's result as it finishes (outside a
-            flow run; inside one, each is a task).
+        progress: called with each model's and test's result as it finishes (not when
+            ``node_tasks`` makes each a task of the flow run).
         node_tasks: inside a flow run, each model and test as a task of its own (~0.3 s of
             CPU each: README "Benchmark").
 

@@ -11,8 +11,9 @@ read <= 50 ms, peak RSS <= 350 MB. A local broker runs meanwhile, as in any depl
 the build sends its alerts (without one, each build would wait for Kafka and say so).
 
 ``--flow`` adds the full build as a Prefect flow run does it, in one process on an ephemeral
-API: with a task per dbt model and test (the trends flow's default), without (the demo's),
-and outside a flow run as the baseline, each with its wall and CPU time.
+API: with a task per dbt model and test (``dbt_node_tasks``), with dbt's own runner (the
+trends flow's default), and outside a flow run as the baseline, each with its wall and CPU
+time.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ from stockpipe.settings import load_settings
 from stockpipe.trends import build_marts
 from stockpipe.warehouse import Warehouse
 
-def build(node_tasks=True):
+def build(node_tasks=False):
     settings = load_settings()
     with Warehouse.connect(settings, "transform") as warehouse:
         wall, cpu = time.perf_counter(), time.process_time()

@@ -14,6 +14,15 @@ from pathlib import Path
 
 ANSIBLE_DIR = Path(__file__).resolve().parents[2] / "ansible"
 BIN = Path(sys.executable).parent
+# The modules' compiled module_utils, kept between their runs (module_bytecode/sitecustomize.py).
+MODULE_BYTECODE = {
+    "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(Path(__file__).parent / "module_bytecode"), os.environ.get("PYTHONPATH")])
+    ),
+    "STOCKPIPE_TEST_MODULE_BYTECODE": str(
+        Path("~/.cache/stockpipe/test-module-bytecode").expanduser()
+    ),
+}
 
 
 @dataclass
@@ -52,6 +61,7 @@ def run_playbook(
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        **MODULE_BYTECODE,
         **(env or {}),
     }
     process = subprocess.run(

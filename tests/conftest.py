@@ -8,6 +8,8 @@ consumer group, so tests sharing the broker never see each other's messages.
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import re
 import socket
@@ -16,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,17 +43,45 @@ from tests.support import (
 )
 
 
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
-    broker = LocalBroker(
-        home=tmp_path_factory.mktemp("kafka"),
-        port=free_port(),
-        controller_port=free_port(),
-        heap="512m",
-    )
-    broker.start(progress=False)
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[LocalBroker]:
+    """One broker for the whole run, shared by the xdist workers (each test has topics and a
+    consumer group of its own): the first worker that asks starts it, the last one done with
+    it stops it. A broker per worker cost each worker its start and its idle CPU."""
+    run_dir = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        run_dir = run_dir.parent  # the run's directory, above each worker's own
+    state = run_dir / "kafka-broker.json"
+    with _locked(run_dir / "kafka-broker.lock"):
+        shared = json.loads(state.read_text()) if state.exists() else None
+        if shared is None:
+            shared = {"port": free_port(), "controller_port": free_port(), "users": 0}
+        broker = LocalBroker(
+            home=run_dir / "kafka-broker",
+            port=shared["port"],
+            controller_port=shared["controller_port"],
+            heap="512m",
+        )
+        broker.start(progress=False)  # attaches when another worker started it
+        shared["users"] += 1
+        state.write_text(json.dumps(shared))
     yield broker
-    broker.stop()
+    with _locked(run_dir / "kafka-broker.lock"):
+        shared = json.loads(state.read_text())
+        shared["users"] -= 1
+        if shared["users"] == 0:
+            broker.stop()
+        state.write_text(json.dumps(shared))
 
 
 @pytest.fixture(scope="session")

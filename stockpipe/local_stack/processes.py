@@ -25,7 +25,17 @@ def alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Exited, not yet reaped by its parent, which is another process: a broker that one
+    process started and another stops (the tests' shared broker)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False  # no /proc (macOS): as before
 
 
 def running_pid(pid_file: Path) -> int | None:

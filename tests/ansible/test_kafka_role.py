@@ -148,7 +148,7 @@ def _settings(monkeypatch, ports, user: str | None, password: str | None, ca: Pa
 
 
 def test_the_role_installs_what_it_downloaded_and_checked(broker):
-    root, _ports, *_, files, access = broker
+    root, ports, names, _args, files, access = broker
     home = root / "opt/kafka"
     assert home.is_symlink() and home.resolve().name == f"kafka_2.13-{VERSION}"
     assert (root / "opt/jmx_prometheus_javaagent-1.0.1.jar").exists()
@@ -192,6 +192,25 @@ def test_the_role_installs_what_it_downloaded_and_checked(broker):
     assert not (root / "etc/ssl/certs/stockpipe-kafka-ca.pem").exists()
     meta = (root / "var/lib/kafka/data/meta.properties").read_text()
     assert "cluster.id=" in meta
+    # The admin tools start from the class-data archive the role made for this JVM and
+    # release (-Xshare:on refuses to start without a usable one), and print what they did.
+    assert any("Archive the classes" in name for name in access.changed_tasks())
+    tool = [
+        "java", "-Xshare:on", f"-XX:SharedArchiveFile={home}/admin-tools.jsa",
+        "-Xlog:disable", "-Xlog:all=warning:stderr", "-XX:+UseSerialGC",
+        "-XX:TieredStopAtLevel=1", "-cp", f"{home}/libs/*",
+    ]  # fmt: skip
+    admin = ["--bootstrap-server", f"127.0.0.1:{ports['local']}"]
+    admin += ["--command-config", str(root / "etc/kafka/admin.properties")]
+    listed = subprocess.run(
+        [*tool, "org.apache.kafka.tools.TopicCommand", *admin, "--list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert names["topic"] in listed.stdout.split()
 
 
 def test_the_pipeline_users_produce_and_drain_over_sasl_ssl(broker, monkeypatch, tmp_path):

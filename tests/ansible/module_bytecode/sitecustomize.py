@@ -3,10 +3,10 @@
 Every task runs its module in a fresh interpreter that imports ``ansible.module_utils`` (and
 a collection's module_utils) from the zip Ansible sends with it. Python's zipimport compiles
 a zipped source on every import, twice in Python 3.11 (finding the spec compiles it too),
-and keeps no ``__pycache__``: a quarter of the CPU of a test's playbook run went to compiling
-the same files again (README, "Test suite"). The tests' playbooks put this directory on
-PYTHONPATH (tests/ansible/playbook.py); the modules' code is unchanged, only its compiled form
-is kept, keyed by the source itself and the interpreter's bytecode version.
+and keeps no ``__pycache__``: a third of a playbook's CPU went to compiling the same files
+again (README, "Test suite: workers"). The tests' playbooks put this directory on PYTHONPATH
+(tests/ansible/playbook.py); the modules' code is unchanged, only its compiled form is kept,
+keyed by the source itself and the interpreter's bytecode version.
 """
 
 import hashlib

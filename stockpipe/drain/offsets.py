@@ -26,7 +26,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from stockpipe import metrics
 from stockpipe.streaming.consumer import TopicPartition
-from stockpipe.warehouse import Portable, Warehouse
+from stockpipe.warehouse import Portable, Warehouse, WarehouseError
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,13 @@ class OffsetProblem:
     stored: StoredOffset
     state: PartitionState | None
     why: str
+
+
+class OffsetRowTaken(WarehouseError):
+    """Another drain of the group recorded a partition's first offset after this transaction
+    read that it had none (the embedded warehouse's key refused the second row). A lost race
+    like a write conflict, retried as one (a :class:`WarehouseError` is transient): on the
+    retry the row is there, and the slower drain moves it or is fenced."""
 
 
 class OffsetsOutOfSync(RuntimeError):
@@ -198,7 +205,17 @@ def _fenced_or_new(
         elif stored[partition][1] is None or int(stored[partition][1]) != offset:
             fenced[(topic, partition)] = stored[partition][0]
     if new:
-        _insert_offsets(warehouse, topic, {p: offsets[p] for p in new}, cluster_id, now)
+        try:
+            _insert_offsets(warehouse, topic, {p: offsets[p] for p in new}, cluster_id, now)
+        except Exception as exc:
+            if not warehouse.is_data_error(exc):
+                raise
+            # Our own values: a refusal here is the key, not the data (Snowflake's is not
+            # enforced, so only the embedded warehouse gets here).
+            raise OffsetRowTaken(
+                f"another drain recorded the first offset of {topic} partitions "
+                f"{sorted(new)} at the same time; retrying: {exc}"
+            ) from exc
     return fenced
 
 

@@ -11,13 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from stockpipe.drain.offsets import OffsetsOutOfSync
+from stockpipe.drain.offsets import (
+    OffsetRowTaken,
+    OffsetsOutOfSync,
+    claim_offsets,
+    read_offsets,
+)
 from stockpipe.local_stack.broker import LocalBroker
 from stockpipe.local_stack.processes import free_port
 from stockpipe.settings import KILL_POINTS, Settings, load_settings
 from stockpipe.streaming.producer import QuoteProducer
 from stockpipe.streaming.topics import ensure_topics
-from stockpipe.warehouse import Warehouse
+from stockpipe.warehouse import Portable, Warehouse
 from stockpipe.warehouse.setup import setup_warehouse
 from tests.support import (
     distinct_bar_messages,
@@ -172,6 +177,32 @@ def test_two_drains_in_one_group_share_partitions_without_duplicates(
     shares = {name: report.inserted for name, report in reports.items()}
     assert shares["first"] > 0 and shares["second"] > 0, shares  # the race did happen
     assert sum(shares.values()) == total
+
+
+def test_two_drains_recording_a_partitions_first_offset_at_once_fence_the_slower() -> None:
+    """Two drains of a group both read that a partition has no offset yet (the group handed
+    it over between them): the embedded warehouse's key refuses the slower one's row. That
+    is a lost race, retried like a write conflict, and on its retry the slower drain is
+    fenced at the first one's offset: nothing is loaded twice and no drain stops."""
+    settings = load_settings()
+    partition = ("prices_race", 0)
+    with Warehouse.connect(settings, "setup") as first:
+        setup_warehouse(first, settings)
+        second = first.sibling()
+        second.execute(Portable("begin"))
+        assert read_offsets(second, "prices_race") == {}  # its snapshot: no row yet
+        first.execute(Portable("begin"))
+        assert claim_offsets(first, {partition: 100}, {partition: 0}, None) == {}
+        first.execute(Portable("commit"))
+        with pytest.raises(OffsetRowTaken) as taken:
+            claim_offsets(second, {partition: 100}, {partition: 0}, None)
+        assert second.is_transient(taken.value)
+        second.reconnect()  # what the drain does before its retry
+        second.execute(Portable("begin"))
+        assert claim_offsets(second, {partition: 100}, {partition: 0}, None) == {partition: 100}
+        second.execute(Portable("rollback"))
+        second.close()
+        assert read_offsets(first, "prices_race")[partition].next_offset == 100
 
 
 def test_warehouse_failing_mid_batch_is_retried_and_offsets_wait(

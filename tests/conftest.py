@@ -61,11 +61,13 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> It
     run_dir = tmp_path_factory.getbasetemp()
     if worker_id != "master":
         run_dir = run_dir.parent  # the run's directory, above each worker's own
-    state = run_dir / "kafka-broker.json"
-    with _locked(run_dir / "kafka-broker.lock"):
-        shared = json.loads(state.read_text()) if state.exists() else None
-        if shared is None:
-            shared = {"port": free_port(), "controller_port": free_port(), "users": 0}
+    state, lock = run_dir / "kafka-broker.json", run_dir / "kafka-broker.lock"
+    with _locked(lock):
+        shared = (
+            json.loads(state.read_text())
+            if state.exists()
+            else {"port": free_port(), "controller_port": free_port(), "users": 0}
+        )
         broker = LocalBroker(
             home=run_dir / "kafka-broker",
             port=shared["port"],
@@ -76,7 +78,7 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> It
         shared["users"] += 1
         state.write_text(json.dumps(shared))
     yield broker
-    with _locked(run_dir / "kafka-broker.lock"):
+    with _locked(lock):
         shared = json.loads(state.read_text())
         shared["users"] -= 1
         if shared["users"] == 0:

@@ -25,17 +25,19 @@ def alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return not _zombie(pid)
+    # Z: exited, not yet reaped by its parent, which is another process (a broker that one
+    # process started and another stops: the tests' shared broker).
+    return process_state(pid) != "Z"
 
 
-def _zombie(pid: int) -> bool:
-    """Exited, not yet reaped by its parent, which is another process: a broker that one
-    process started and another stops (the tests' shared broker)."""
+def process_state(pid: int) -> str | None:
+    """The state letter /proc gives ``pid`` (``S`` sleeping, ``T`` stopped by a signal, ``Z``
+    exited and not reaped); None when it is gone or there is no /proc (macOS)."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+            return stat.read().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
-        return False  # no /proc (macOS): as before
+        return None
 
 
 def running_pid(pid_file: Path) -> int | None:

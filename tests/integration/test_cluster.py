@@ -26,7 +26,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 
 from stockpipe.drain import drain_prices
 from stockpipe.drain.report import DrainReport
-from stockpipe.local_stack.processes import free_port
+from stockpipe.local_stack.processes import free_port, process_state
 from stockpipe.settings import Settings, load_settings
 from stockpipe.streaming.consumer import group_members
 from stockpipe.streaming.producer import QuoteProducer
@@ -334,7 +334,9 @@ def test_two_drain_processes_on_snowflake_race_the_fence_and_load_every_bar_once
 
     try:
         first = start(STOCKPIPE_DRAIN__PAUSE_AT="offsets_claimed@2")
-        wait_for("the first drain stopped in a transaction", lambda: _state(first.pid) == "T")
+        wait_for(
+            "the first drain stopped in a transaction", lambda: process_state(first.pid) == "T"
+        )
         waits_before = lock_waits()
         second = start()
         wait_for("the second drain waiting for the lock", lambda: lock_waits() > waits_before)
@@ -355,8 +357,3 @@ def test_two_drain_processes_on_snowflake_race_the_fence_and_load_every_bar_once
     with Warehouse.connect(settings, "read") as warehouse:
         rows, keys, next_offsets = warehouse_state_of(warehouse, settings.kafka.prices_topic)
     assert (rows, keys, next_offsets) == (total, total, total)
-
-
-def _state(pid: int) -> str:
-    """A process's state letter (``T``: stopped by a signal), from /proc."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

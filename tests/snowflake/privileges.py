@@ -157,9 +157,15 @@ def required(
     return None
 
 
+# A string literal (kept: a value such as a Kafka cluster id may hold "--"), or a comment.
+_LITERAL_OR_COMMENT = re.compile(r"'(?:[^'\\]|\\.|'')*'|--[^\n]*|/\*.*?\*/", re.DOTALL)
+
+
 def plain_sql(sql: str) -> str:
     """``sql`` on one line, without comments (dbt appends one to every statement)."""
-    without_comments = re.sub(r"/\*.*?\*/", " ", re.sub(r"--[^\n]*", " ", sql), flags=re.DOTALL)
+    without_comments = _LITERAL_OR_COMMENT.sub(
+        lambda found: found[0] if found[0].startswith("'") else " ", sql
+    )
     return " ".join(without_comments.split())
 
 
